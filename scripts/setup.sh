@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs everything a3s-rootfs and its tests need on a fresh Debian 12/13
+# machine, and does nothing when it is all there already:
+#   - Debian packages: the mkfs tools, GNU tar/cpio readers, zstd, musl for the
+#     guest programs, QEMU for boots (e2fsprogs >= 1.47.1 from bookworm-backports
+#     on Debian 12, for `mke2fs -d` from a tarball);
+#   - npm packages (npm ci);
+#   - the build: TypeScript to dist/, the static guest programs to guest/build/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+# command -> Debian package
+declare -A TOOLS=(
+  [cpio]=cpio [zstd]=zstd [mkfs.erofs]=erofs-utils [fsck.erofs]=erofs-utils [mksquashfs]=squashfs-tools
+  [unsquashfs]=squashfs-tools [debugfs]=e2fsprogs [getfattr]=attr [musl-gcc]=musl-tools [busybox]=busybox-static
+  [qemu-system-x86_64]=qemu-system-x86 [hyperfine]=hyperfine [modinfo]=kmod [setpriv]=util-linux
+)
+TIME_BIN=/usr/bin/time
+
+missing=()
+for tool in "${!TOOLS[@]}"; do
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${TOOLS[$tool]}")
+done
+[ -x "$TIME_BIN" ] || missing+=(time)
+
+e2fs_ok() {
+  local v
+  v=$(/usr/sbin/mke2fs -V 2>&1 | awk 'NR==1{print $2}') || return 1
+  dpkg --compare-versions "${v:-0}" ge 1.47.1
+}
+
+need_backports_e2fs=0
+e2fs_ok || need_backports_e2fs=1
+
+if [ ${#missing[@]} -gt 0 ] || [ $need_backports_e2fs = 1 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    log "missing Debian packages: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
+    [ $need_backports_e2fs = 1 ] && log "and e2fsprogs >= 1.47.1 (Debian 12: from bookworm-backports)"
+    log "install them as root (apt-get install ...) and run this again"
+    exit 1
+  fi
+  . /etc/os-release
+  if [ $need_backports_e2fs = 1 ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+    list=/etc/apt/sources.list.d/a3s-bookworm-backports.list
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      log "adding bookworm-backports for e2fsprogs >= 1.47.1"
+      echo 'deb http://deb.debian.org/debian bookworm-backports main' > "$list"
+    fi
+  fi
+  log "apt-get update"
+  apt-get update -qq >/dev/null 2>&1 || log "apt-get update reported errors (an unreachable extra source?); going on"
+  if [ ${#missing[@]} -gt 0 ]; then
+    pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+    log "installing $pkgs"
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+  fi
+  if [ $need_backports_e2fs = 1 ]; then
+    log "installing e2fsprogs from bookworm-backports"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports e2fsprogs >/dev/null
+  fi
+  e2fs_ok || { log "e2fsprogs >= 1.47.1 is still missing"; exit 1; }
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+log "building"
+npm run --silent build
+if [ -f guest/Makefile ]; then
+  make -s -C guest >/dev/null
+fi

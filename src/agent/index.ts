@@ -1,0 +1,2 @@
+export * from "./check-agent.js";
+export * from "./find-agent-binary.js";

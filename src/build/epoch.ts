@@ -1,0 +1,12 @@
+import { A3sError } from "../errors.js";
+import { DEFAULT_EPOCH } from "../tree/index.js";
+
+/** SOURCE_DATE_EPOCH from the environment (reproducible-builds.org convention), else the fixed default. */
+export function sourceDateEpoch(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === "") return DEFAULT_EPOCH;
+  if (!/^\d{1,12}$/.test(raw)) {
+    throw new A3sError("EUSAGE", `SOURCE_DATE_EPOCH must be a whole number of seconds, got ${JSON.stringify(raw)}`);
+  }
+  return Number(raw);
+}

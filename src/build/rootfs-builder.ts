@@ -1,0 +1,130 @@
+import { realpath, stat } from "node:fs/promises";
+import { checkAgentBinary } from "../agent/index.js";
+import { A3sError } from "../errors.js";
+import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/index.js";
+import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
+import { writeOutputs } from "../outputs/write-outputs.js";
+import { parseSourceSpec } from "../sources/parse-source.js";
+import type { RootfsSource } from "../sources/source.js";
+import { bytesContent, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
+import { sourceDateEpoch } from "./epoch.js";
+
+export interface BuildResult {
+  readonly source: string;
+  /** Names in the tree, the root included. */
+  readonly entries: number;
+  readonly outputs: OutputResult[];
+  readonly durationMs: number;
+  readonly tree: RootfsTree;
+}
+
+/** File content for `withFile`: text, bytes, or a file on the host read when an output is written. */
+export type FileInput = string | Uint8Array | { readonly hostPath: string };
+
+/**
+ * Builds an A3S guest rootfs: a source tree, the A3S layer on top (layout,
+ * essential files, agent), extra files, then every requested output.
+ *
+ * ```ts
+ * const agent = await findAgentBinary();
+ * await new RootfsBuilder("/path/to/rootfs").withAgentBinary(agent).build();
+ * ```
+ */
+export class RootfsBuilder {
+  private source: RootfsSource = parseSourceSpec("scratch");
+  private agent: { path: string; allowDynamic: boolean } | undefined;
+  private layout: Partial<GuestLayout> = {};
+  private readonly files: { path: string; content: FileInput; meta: MetadataInit }[] = [];
+  private readonly outputs: OutputSpec[] = [];
+  private epoch: number | undefined;
+  private warn: (message: string) => void = (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`);
+
+  /** With a path, the build writes the rootfs there as a directory (more outputs with `withOutput`). */
+  constructor(dirPath?: string) {
+    if (dirPath !== undefined) this.outputs.push({ format: "dir", path: dirPath });
+  }
+
+  withSource(source: string | RootfsSource): this {
+    this.source = typeof source === "string" ? parseSourceSpec(source) : source;
+    return this;
+  }
+
+  /** The agent to install at the layout's agent path. It must be a static ELF unless `allowDynamic`. */
+  withAgentBinary(path: string, opts: { allowDynamic?: boolean } = {}): this {
+    this.agent = { path, allowDynamic: opts.allowDynamic ?? false };
+    return this;
+  }
+
+  withLayout(layout: Partial<GuestLayout>): this {
+    this.layout = { ...this.layout, ...layout };
+    return this;
+  }
+
+  /** Adds (or replaces) a file in the guest, after the A3S layer. */
+  withFile(guestPath: string, content: FileInput, meta: MetadataInit = {}): this {
+    this.files.push({ path: guestPath, content, meta });
+    return this;
+  }
+
+  withOutput(format: OutputFormat, path: string): this {
+    this.outputs.push({ format, path });
+    return this;
+  }
+
+  /** SOURCE_DATE_EPOCH for this build; default: the environment's, else a fixed epoch. */
+  withEpoch(epoch: number): this {
+    this.epoch = epoch;
+    return this;
+  }
+
+  onWarning(handler: (message: string) => void): this {
+    this.warn = handler;
+    return this;
+  }
+
+  /** Produces the tree without writing anything. */
+  async buildTree(): Promise<RootfsTree> {
+    const epoch = this.epoch ?? sourceDateEpoch();
+    const layout = resolveLayout(this.layout);
+    const agent = this.agent ? await this.agentContent(this.agent.path, this.agent.allowDynamic) : undefined;
+    const tree = await this.source.load({ epoch, warn: this.warn });
+    applyGuestLayout(tree, layout, agent);
+    for (const f of this.files) tree.addFile(f.path, await fileContent(f.content), f.meta);
+    return tree;
+  }
+
+  /** Builds the tree and writes every output. */
+  async build(): Promise<BuildResult> {
+    const started = performance.now();
+    if (this.outputs.length === 0) {
+      throw new A3sError("EUSAGE", "nothing to write: give the builder a directory path or call withOutput()");
+    }
+    if (!this.agent) {
+      throw new A3sError("ENOAGENT", "no agent binary: call withAgentBinary(await findAgentBinary())");
+    }
+    const tree = await this.buildTree();
+    const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn });
+    return {
+      source: this.source.spec,
+      entries: tree.entryCount,
+      outputs,
+      durationMs: Math.round(performance.now() - started),
+      tree,
+    };
+  }
+
+  private async agentContent(path: string, allowDynamic: boolean): Promise<ContentRef> {
+    const real = await realpath(path).catch(() => {
+      throw new A3sError("ENOAGENT", `the agent binary ${path} does not exist`, { subject: path });
+    });
+    await checkAgentBinary(real, { allowDynamic });
+    return { type: "hostFile", path: real, size: (await stat(real)).size };
+  }
+}
+
+async function fileContent(input: FileInput): Promise<ContentRef> {
+  if (typeof input === "string" || input instanceof Uint8Array) return bytesContent(input);
+  const st = await stat(input.hostPath);
+  if (!st.isFile()) throw new A3sError("EUSAGE", `${input.hostPath} is not a regular file`, { subject: input.hostPath });
+  return { type: "hostFile", path: input.hostPath, size: st.size };
+}

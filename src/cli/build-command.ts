@@ -1,0 +1,64 @@
+import type { Command } from "commander";
+import { findAgentBinary } from "../agent/index.js";
+import { RootfsBuilder } from "../build/rootfs-builder.js";
+import { parseOutputSpec } from "../outputs/write-outputs.js";
+import { action, collect } from "./command-runner.js";
+import { humanBytes } from "./format.js";
+
+interface BuildFlags {
+  output?: string[];
+  agent?: string;
+  agentPath?: string;
+  allowDynamicAgent?: boolean;
+  dns?: string[] | false;
+  hostname?: string;
+  json?: boolean;
+}
+
+export function registerBuildCommand(program: Command): void {
+  program
+    .command("build")
+    .description("build a rootfs from SOURCE (default: scratch) and write each output")
+    .argument("[source]", "where the tree comes from: scratch", "scratch")
+    .option("-o, --output <FORMAT:PATH>", "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs (repeatable; default dir:rootfs)", collect)
+    .option("--agent <FILE>", "the agent binary (default: searched, see findAgentBinary)")
+    .option("--agent-path <GUESTPATH>", "where the agent goes in the guest", "/a3s/agent/a3s-box-code")
+    .option("--allow-dynamic-agent", "accept a dynamically linked agent (its libraries must be in the rootfs)")
+    .option("--dns <IP>", "nameserver for /etc/resolv.conf (repeatable; default 8.8.8.8 and 8.8.4.4)", collect)
+    .option("--no-dns", "write /etc/resolv.conf with no nameserver")
+    .option("--hostname <NAME>", "the guest's hostname", "a3s-box")
+    .option("--json", "print one JSON object: {source, entries, outputs, durationMs}")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  a3s-rootfs build --agent ./a3s-box-code -o cpio:rootfs.cpio.gz -o erofs:rootfs.erofs\n" +
+        "  SOURCE_DATE_EPOCH=0 a3s-rootfs build -o tar:rootfs.tar --json",
+    )
+    .action(
+      action(async (source: string, flags: BuildFlags) => {
+        const agent = await findAgentBinary(flags.agent ? { path: flags.agent } : {});
+        const builder = new RootfsBuilder()
+          .withSource(source)
+          .withAgentBinary(agent, { allowDynamic: flags.allowDynamicAgent ?? false })
+          .withLayout({
+            agentPath: flags.agentPath ?? "/a3s/agent/a3s-box-code",
+            hostname: flags.hostname ?? "a3s-box",
+            ...(flags.dns === false ? { dns: [] } : flags.dns ? { dns: flags.dns } : {}),
+          });
+        for (const spec of flags.output ?? ["dir:rootfs"]) {
+          const o = parseOutputSpec(spec);
+          builder.withOutput(o.format, o.path);
+        }
+        const result = await builder.build();
+        if (flags.json) {
+          const { tree: _tree, ...report } = result;
+          process.stdout.write(JSON.stringify(report) + "\n");
+          return;
+        }
+        process.stdout.write(`built ${result.source} rootfs: ${result.entries} entries in ${result.durationMs} ms\n`);
+        for (const o of result.outputs) {
+          const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
+          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}\n`);
+        }
+      }),
+    );
+}

@@ -1,0 +1,34 @@
+import { A3sError } from "../errors.js";
+
+/**
+ * Runs a command's action: errors go to stderr as one clear message (with a
+ * hint when there is one) and a non-zero exit status — 2 for usage errors,
+ * 1 for everything else. Stack traces only with A3S_DEBUG=1.
+ */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      const code = await fn(...args);
+      if (typeof code === "number") process.exitCode = code;
+    } catch (e) {
+      process.exitCode = reportError(e);
+    }
+  };
+}
+
+export function reportError(e: unknown): number {
+  if (process.env.A3S_DEBUG === "1") console.error(e);
+  if (e instanceof A3sError) {
+    process.stderr.write(`a3s-rootfs: error: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`a3s-rootfs: hint: ${e.hint}\n`);
+    return e.code === "EUSAGE" ? 2 : 1;
+  }
+  const err = e as NodeJS.ErrnoException;
+  process.stderr.write(`a3s-rootfs: error: ${err?.message ?? String(e)}\n`);
+  return 1;
+}
+
+/** Collects a repeatable option's values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

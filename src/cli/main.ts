@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { Command } from "commander";
+import { registerBuildCommand } from "./build-command.js";
+import { registerInspectCommand } from "./inspect-command.js";
+
+const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+
+const program = new Command()
+  .name("a3s-rootfs")
+  .description("Build, inspect and boot minimal read-only MicroVM root filesystems for AI coding agents")
+  .version(pkg.version)
+  .showHelpAfterError()
+  .configureOutput({ outputError: (s, write) => write(`a3s-rootfs: ${s}`) })
+  .exitOverride((err) => {
+    // Usage errors exit 2, like other Unix tools; --help and --version exit 0.
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+
+registerBuildCommand(program);
+registerInspectCommand(program);
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,87 @@
+import { A3sError } from "../errors.js";
+import { normaliseRootfsPath } from "../tree/index.js";
+
+/**
+ * The guest contract: where the agent, the shares and the essential files
+ * live inside the rootfs. The builder writes it; the boot path and the guest
+ * init read the same values, so they are defined once, here.
+ */
+export interface GuestLayout {
+  /** Where the agent binary is installed; mode 0755. */
+  readonly agentPath: string;
+  /** Mount point of the host project (virtio-fs tag "workspace", read-write). */
+  readonly workspacePath: string;
+  /** Mount point of the host skills (virtio-fs tag "skills", read-only). */
+  readonly skillsPath: string;
+  /** Written to /etc/hostname. */
+  readonly hostname: string;
+  /** Nameservers for /etc/resolv.conf; an empty list writes a resolv.conf with none. */
+  readonly dns: readonly string[];
+  /** More directories to create (mode defaults to 0755). */
+  readonly extraDirectories: readonly { path: string; mode?: number }[];
+  /** More files to create (mode defaults to 0644). */
+  readonly extraFiles: readonly { path: string; content: string | Uint8Array; mode?: number }[];
+}
+
+export const DEFAULT_AGENT_PATH = "/a3s/agent/a3s-box-code";
+
+export const DEFAULT_LAYOUT: GuestLayout = {
+  agentPath: DEFAULT_AGENT_PATH,
+  workspacePath: "/workspace",
+  skillsPath: "/skills",
+  hostname: "a3s-box",
+  dns: ["8.8.8.8", "8.8.4.4"],
+  extraDirectories: [],
+  extraFiles: [],
+};
+
+/**
+ * The directories every A3S guest has. /tmp and /var/tmp are 1777 so any
+ * user can create files there (init mounts tmpfs over them at boot, but the
+ * mode on the read-only root is what a disk boot without init sees).
+ */
+export function layoutDirectories(layout: GuestLayout): { path: string; mode: number }[] {
+  const agentDir = layout.agentPath.slice(0, layout.agentPath.lastIndexOf("/")) || "/";
+  const dirs: { path: string; mode: number }[] = [
+    { path: agentDir, mode: 0o755 },
+    { path: layout.workspacePath, mode: 0o755 },
+    { path: layout.skillsPath, mode: 0o755 },
+    { path: "/dev", mode: 0o755 },
+    { path: "/proc", mode: 0o755 },
+    { path: "/sys", mode: 0o755 },
+    { path: "/etc", mode: 0o755 },
+    { path: "/tmp", mode: 0o1777 },
+    { path: "/run", mode: 0o755 },
+    { path: "/var/tmp", mode: 0o1777 },
+    { path: "/var/log", mode: 0o755 },
+    { path: "/sbin", mode: 0o755 },
+    { path: "/root", mode: 0o755 },
+  ];
+  for (const d of layout.extraDirectories) dirs.push({ path: d.path, mode: d.mode ?? 0o755 });
+  return dirs;
+}
+
+/** Fills defaults and checks every path and value before anything is built. */
+export function resolveLayout(overrides: Partial<GuestLayout> = {}): GuestLayout {
+  const layout = { ...DEFAULT_LAYOUT, ...overrides };
+  const paths = {
+    agentPath: normaliseRootfsPath(layout.agentPath),
+    workspacePath: normaliseRootfsPath(layout.workspacePath),
+    skillsPath: normaliseRootfsPath(layout.skillsPath),
+  };
+  if (paths.agentPath === "/") throw new A3sError("ELAYOUT", "the agent path must name a file, not /");
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(layout.hostname)) {
+    throw new A3sError("ELAYOUT", `invalid hostname ${JSON.stringify(layout.hostname)}`, {
+      hint: "use letters, digits, '-' and '.', at most 63 characters",
+    });
+  }
+  for (const ip of layout.dns) {
+    if (!isIpAddress(ip)) throw new A3sError("ELAYOUT", `invalid DNS server address ${JSON.stringify(ip)}`);
+  }
+  return { ...layout, ...paths };
+}
+
+function isIpAddress(s: string): boolean {
+  const v4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+  return v4.test(s) || (/^[0-9A-Fa-f:.]+$/.test(s) && s.includes(":"));
+}

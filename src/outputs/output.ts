@@ -1,0 +1,44 @@
+import type { RootfsTree } from "../tree/index.js";
+
+/** Every format `-o FORMAT:PATH` accepts. */
+export const OUTPUT_FORMATS = ["dir", "tar", "cpio", "ext4", "erofs", "squashfs"] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+export interface OutputSpec {
+  readonly format: OutputFormat;
+  /** Where the finished output is published (absolute or relative to the cwd). */
+  readonly path: string;
+}
+
+export interface OutputContext {
+  /** SOURCE_DATE_EPOCH: the time stamped into formats that record one (image creation times). */
+  readonly epoch: number;
+  /** Reports something the user should know but that does not stop the build. */
+  readonly warn: (message: string) => void;
+}
+
+/** Where one output is written (`tmp`) and where it will be published (`final`). */
+export interface OutputPaths {
+  readonly tmp: string;
+  readonly final: string;
+}
+
+/**
+ * An output consumes a tree and writes one artefact at `paths.tmp`. It never
+ * publishes: `writeOutputs` gives it a temporary path beside the final one and
+ * renames it into place only on success.
+ */
+export interface OutputWriter {
+  readonly format: OutputFormat;
+  write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void>;
+}
+
+/** What a build reports for each output it published. */
+export interface OutputResult {
+  readonly format: OutputFormat;
+  readonly path: string;
+  /** File size; for `dir`, the bytes of regular-file content. */
+  readonly bytes: number;
+  /** SHA-256 of the file; null for `dir`, which is not one file. */
+  readonly sha256: string | null;
+}

@@ -1,0 +1,73 @@
+import { createReadStream } from "node:fs";
+import { Readable } from "node:stream";
+import { A3sError } from "../errors.js";
+
+/**
+ * Where a regular file's bytes come from. The tree never holds file data it
+ * does not have to: host files and (for OCI images) ranges of cached layer
+ * blobs are read only when an output streams them.
+ */
+export type ContentRef =
+  | { readonly type: "bytes"; readonly data: Uint8Array }
+  | { readonly type: "hostFile"; readonly path: string; readonly size: number }
+  | {
+      /** A byte range of an uncompressed blob in the content store. */
+      readonly type: "blobRange";
+      readonly blobPath: string;
+      readonly offset: number;
+      readonly size: number;
+    };
+
+export function contentSize(c: ContentRef): number {
+  return c.type === "bytes" ? c.data.byteLength : c.size;
+}
+
+export function bytesContent(data: string | Uint8Array): ContentRef {
+  return { type: "bytes", data: typeof data === "string" ? Buffer.from(data, "utf8") : data };
+}
+
+/**
+ * Streams a content reference. The stream fails if the source does not have
+ * exactly the size the tree recorded: a host file that changed after it was
+ * added must not produce an archive whose headers lie about its sizes.
+ */
+export function openContent(c: ContentRef, subject: string): Readable {
+  if (c.type === "bytes") return Readable.from([Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength)]);
+  const expected = c.size;
+  const source =
+    c.type === "hostFile"
+      ? createReadStream(c.path, { highWaterMark: 1 << 20 })
+      : createReadStream(c.blobPath, { start: c.offset, end: c.offset + c.size - 1, highWaterMark: 1 << 20 });
+  if (expected === 0) {
+    source.destroy();
+    return Readable.from([]);
+  }
+  return checkLength(source, expected, subject);
+}
+
+function checkLength(source: Readable, expected: number, subject: string): Readable {
+  let seen = 0;
+  async function* generate(): AsyncGenerator<Buffer> {
+    for await (const chunk of source) {
+      const buf = chunk as Buffer;
+      seen += buf.length;
+      if (seen > expected) break;
+      yield buf;
+    }
+    if (seen !== expected) {
+      source.destroy();
+      throw new A3sError("ECONTENT", `content of ${subject} changed size: expected ${expected} bytes, read ${seen}`, {
+        subject,
+      });
+    }
+  }
+  return Readable.from(generate());
+}
+
+/** Reads a whole content reference into memory (for small files only). */
+export async function readContent(c: ContentRef, subject: string): Promise<Buffer> {
+  if (c.type === "bytes") return Buffer.from(c.data);
+  const parts: Buffer[] = [];
+  for await (const chunk of openContent(c, subject)) parts.push(chunk as Buffer);
+  return Buffer.concat(parts);
+}

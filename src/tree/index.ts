@@ -1,0 +1,4 @@
+export * from "./content.js";
+export * from "./inode.js";
+export * from "./path.js";
+export * from "./rootfs-tree.js";

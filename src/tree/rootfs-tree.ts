@@ -1,0 +1,332 @@
+import { A3sError } from "../errors.js";
+import { contentSize, type ContentRef } from "./content.js";
+import {
+  PERMISSION_BITS,
+  type DirectoryInode,
+  type EntryKind,
+  type Inode,
+  type InodeKind,
+  type Metadata,
+} from "./inode.js";
+import { joinRootfsPath, splitRootfsPath } from "./path.js";
+
+/** Symlinks followed in one lookup before it fails, as Linux's MAXSYMLINKS-style bound (ELOOP). */
+export const MAX_SYMLINK_HOPS = 255;
+
+/**
+ * A fixed default for SOURCE_DATE_EPOCH: 2000-01-01T00:00:00Z. Any fixed value
+ * makes builds reproducible; this one avoids the special meaning some tools
+ * give to a zero mtime.
+ */
+export const DEFAULT_EPOCH = 946684800;
+
+export interface MetadataInit {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  mtime?: number;
+  xattrs?: Map<string, Uint8Array> | Record<string, Uint8Array | string>;
+}
+
+/** One name in a walk of the tree. */
+export interface TreeEntry {
+  /** Canonical absolute path inside the rootfs ("/" for the root). */
+  readonly path: string;
+  /** The inode kind, or "hardlink" for the second and later names of a file with several names. */
+  readonly kind: EntryKind;
+  readonly inode: Inode;
+  /** For "hardlink": the path of the first name of the inode in walk order. */
+  readonly linkPath?: string;
+  /** A stable inode number: equal for all names of one inode, assigned in walk order from 1. */
+  readonly ino: number;
+  /** Number of names of this inode in the tree (directories: 2 + subdirectories). */
+  readonly nlink: number;
+}
+
+interface Resolved {
+  /** The components of the resolved path, after every symlink was followed. */
+  readonly parts: string[];
+  readonly inode: Inode;
+}
+
+/**
+ * The single in-memory model of a root filesystem.
+ *
+ * Rules (each has a test in test/tree):
+ * - every path is normalised by `splitRootfsPath`; ".." above the root is refused;
+ * - symlinks are resolved inside the tree with chroot semantics: an absolute
+ *   target restarts at the tree's root and ".." at the root stays there, so no
+ *   lookup can leave the tree; more than MAX_SYMLINK_HOPS links fail with ELOOP;
+ * - adding a non-directory where anything exists replaces it; a directory over a
+ *   directory keeps the children and takes the new metadata; a directory over
+ *   any other entry (a symlink included) replaces that entry, never its target;
+ * - missing parents are created as directories 0755, owned 0:0, with mtime =
+ *   the tree's epoch;
+ * - a hardlink is the same inode object under two names, so every output can
+ *   keep one inode identity;
+ * - `entries()` walks in sorted order, parents before children.
+ */
+export class RootfsTree {
+  readonly root: DirectoryInode;
+  /** mtime given to entries that do not state one (SOURCE_DATE_EPOCH). */
+  readonly epoch: number;
+
+  constructor(opts: { epoch?: number } = {}) {
+    this.epoch = opts.epoch ?? DEFAULT_EPOCH;
+    this.root = { kind: "directory", children: new Map(), ...this.metadata("directory", {}) };
+  }
+
+  // ---- adding -------------------------------------------------------------
+
+  addDirectory(path: string, meta: MetadataInit = {}): DirectoryInode {
+    const inode: DirectoryInode = { kind: "directory", children: new Map(), ...this.metadata("directory", meta) };
+    return this.place(path, inode) as DirectoryInode;
+  }
+
+  addFile(path: string, content: ContentRef, meta: MetadataInit = {}): Inode {
+    return this.place(path, { kind: "file", content, ...this.metadata("file", meta) });
+  }
+
+  addSymlink(path: string, target: string, meta: MetadataInit = {}): Inode {
+    if (target === "" || target.includes("\0")) {
+      throw new A3sError("EPATH", `invalid symlink target for ${path}: ${JSON.stringify(target)}`, { subject: path });
+    }
+    return this.place(path, { kind: "symlink", target, ...this.metadata("symlink", meta) });
+  }
+
+  addDevice(path: string, kind: "char" | "block", major: number, minor: number, meta: MetadataInit = {}): Inode {
+    for (const n of [major, minor]) {
+      if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+        throw new A3sError("EDEVICE", `invalid device number ${n} for ${path}`, { subject: path });
+      }
+    }
+    return this.place(path, { kind, major, minor, ...this.metadata(kind, meta) });
+  }
+
+  addFifo(path: string, meta: MetadataInit = {}): Inode {
+    return this.place(path, { kind: "fifo", ...this.metadata("fifo", meta) });
+  }
+
+  /**
+   * Gives the inode at `existingPath` a second name. The existing path's
+   * parents are resolved inside the tree; its last component is not followed
+   * (a hardlink to a symlink links the symlink, as link(2) and tar do).
+   */
+  addHardlink(path: string, existingPath: string): Inode {
+    const target = this.resolve(existingPath, false);
+    if (!target) {
+      throw new A3sError("ENOENT", `hardlink ${path} points to ${existingPath}, which does not exist`, {
+        subject: path,
+      });
+    }
+    if (target.inode.kind === "directory") {
+      throw new A3sError("EPERM", `hardlink ${path} points to the directory ${existingPath}`, { subject: path });
+    }
+    return this.place(path, target.inode);
+  }
+
+  /** Removes the name at `path` (a directory with its children). Returns false if nothing was there. */
+  remove(path: string): boolean {
+    const parts = splitRootfsPath(path);
+    const name = parts.pop();
+    if (name === undefined) throw new A3sError("EPERM", "the rootfs root cannot be removed", { subject: "/" });
+    const parent = this.resolveParts(parts, true, false);
+    if (!parent || parent.inode.kind !== "directory") return false;
+    return parent.inode.children.delete(name);
+  }
+
+  // ---- lookups ------------------------------------------------------------
+
+  /** The inode at `path`, following symlinks inside the tree (the last one too unless followFinal is false). */
+  lookup(path: string, followFinal = true): Inode | undefined {
+    return this.resolve(path, followFinal)?.inode;
+  }
+
+  /** Like `lookup`, also returning the canonical path it resolved to. */
+  resolve(path: string, followFinal = true): { path: string; inode: Inode } | undefined {
+    const r = this.resolveParts(splitRootfsPath(path), followFinal, false);
+    return r && { path: joinRootfsPath(r.parts), inode: r.inode };
+  }
+
+  // ---- walking ------------------------------------------------------------
+
+  /**
+   * Every name in the tree, root first, each directory before its children,
+   * children in sorted order. Inode numbers and link counts are computed here
+   * so they are stable for a given tree whatever order it was built in.
+   */
+  entries(): TreeEntry[] {
+    const names = new Map<Inode, number>();
+    const countNames = (dir: DirectoryInode): void => {
+      for (const child of dir.children.values()) {
+        names.set(child, (names.get(child) ?? 0) + 1);
+        if (child.kind === "directory") countNames(child);
+      }
+    };
+    countNames(this.root);
+
+    const out: TreeEntry[] = [];
+    const firstPath = new Map<Inode, { path: string; ino: number }>();
+    let nextIno = 1;
+    const visit = (path: string, inode: Inode): void => {
+      const seen = firstPath.get(inode);
+      if (seen) {
+        out.push({ path, kind: "hardlink", inode, linkPath: seen.path, ino: seen.ino, nlink: names.get(inode) ?? 1 });
+        return;
+      }
+      const ino = nextIno++;
+      firstPath.set(inode, { path, ino });
+      if (inode.kind !== "directory") {
+        out.push({ path, kind: inode.kind, inode, ino, nlink: names.get(inode) ?? 1 });
+        return;
+      }
+      const childNames = [...inode.children.keys()].sort();
+      let subdirs = 0;
+      for (const n of childNames) if (inode.children.get(n)?.kind === "directory") subdirs++;
+      out.push({ path, kind: "directory", inode, ino, nlink: 2 + subdirs });
+      const prefix = path === "/" ? "/" : path + "/";
+      for (const n of childNames) visit(prefix + n, inode.children.get(n) as Inode);
+    };
+    visit("/", this.root);
+    return out;
+  }
+
+  /** Number of names (entries) in the tree, the root included. */
+  get entryCount(): number {
+    let n = 1;
+    const count = (dir: DirectoryInode): void => {
+      for (const child of dir.children.values()) {
+        n++;
+        if (child.kind === "directory") count(child);
+      }
+    };
+    count(this.root);
+    return n;
+  }
+
+  /** Bytes of regular-file content, each inode counted once however many names it has. */
+  contentBytes(): number {
+    let total = 0;
+    const seen = new Set<Inode>();
+    for (const e of this.entries()) {
+      if (e.inode.kind === "file" && !seen.has(e.inode)) {
+        seen.add(e.inode);
+        total += contentSize(e.inode.content);
+      }
+    }
+    return total;
+  }
+
+  // ---- internals ----------------------------------------------------------
+
+  private metadata(kind: InodeKind, init: MetadataInit): Metadata {
+    const mode = init.mode ?? (kind === "directory" ? 0o755 : kind === "symlink" ? 0o777 : 0o644);
+    const xattrs = new Map<string, Uint8Array>();
+    if (init.xattrs instanceof Map) {
+      for (const [k, v] of init.xattrs) xattrs.set(k, v);
+    } else if (init.xattrs) {
+      for (const [k, v] of Object.entries(init.xattrs)) xattrs.set(k, typeof v === "string" ? Buffer.from(v) : v);
+    }
+    for (const [what, n] of [
+      ["uid", init.uid ?? 0],
+      ["gid", init.gid ?? 0],
+    ] as const) {
+      if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) {
+        throw new A3sError("EOWNER", `invalid ${what} ${n}`);
+      }
+    }
+    return {
+      mode: mode & PERMISSION_BITS,
+      uid: init.uid ?? 0,
+      gid: init.gid ?? 0,
+      mtime: Math.floor(init.mtime ?? this.epoch),
+      xattrs,
+    };
+  }
+
+  private place(path: string, inode: Inode): Inode {
+    const parts = splitRootfsPath(path);
+    const name = parts.pop();
+    if (name === undefined) {
+      // The root can take new metadata but can never become anything other
+      // than a directory: a layer that turns "/" into a symlink would
+      // otherwise redirect every later write.
+      if (inode.kind !== "directory") {
+        throw new A3sError("EPERM", `the rootfs root cannot be replaced by a ${inode.kind}`, { subject: "/" });
+      }
+      copyMetadata(inode, this.root);
+      return this.root;
+    }
+    const parent = this.resolveParts(parts, true, true);
+    if (!parent || parent.inode.kind !== "directory") {
+      throw new A3sError("ENOTDIR", `cannot add ${path}: a parent is not a directory`, { subject: path });
+    }
+    const existing = parent.inode.children.get(name);
+    if (existing && existing.kind === "directory" && inode.kind === "directory" && existing !== inode) {
+      copyMetadata(inode, existing);
+      return existing;
+    }
+    parent.inode.children.set(name, inode);
+    return inode;
+  }
+
+  /**
+   * Walks `parts` from the root with chroot semantics. With `create`, missing
+   * directories on the way are made (mkdir -p inside the tree). Returns
+   * undefined when a component is missing (and not created).
+   */
+  private resolveParts(parts: readonly string[], followFinal: boolean, create: boolean): Resolved | undefined {
+    const stack: Inode[] = [this.root];
+    const names: string[] = [];
+    const queue = [...parts];
+    let hops = 0;
+    while (queue.length > 0) {
+      const part = queue.shift() as string;
+      if (part === "" || part === ".") continue;
+      if (part === "..") {
+        // ".." at the root stays at the root, as in a chroot.
+        if (names.length > 0) {
+          names.pop();
+          stack.pop();
+        }
+        continue;
+      }
+      const dir = stack[stack.length - 1] as Inode;
+      if (dir.kind !== "directory") {
+        throw new A3sError("ENOTDIR", `${joinRootfsPath(names)} is not a directory`, {
+          subject: joinRootfsPath(names),
+        });
+      }
+      let child = dir.children.get(part);
+      if (!child) {
+        if (!create) return undefined;
+        child = { kind: "directory", children: new Map(), ...this.metadata("directory", {}) };
+        dir.children.set(part, child);
+      }
+      if (child.kind === "symlink" && (queue.length > 0 || followFinal)) {
+        if (++hops > MAX_SYMLINK_HOPS) {
+          throw new A3sError("ELOOP", `too many levels of symbolic links resolving ${joinRootfsPath(parts)}`, {
+            subject: joinRootfsPath(parts),
+          });
+        }
+        if (child.target.startsWith("/")) {
+          stack.length = 1;
+          names.length = 0;
+        }
+        queue.unshift(...child.target.split("/"));
+        continue;
+      }
+      names.push(part);
+      stack.push(child);
+    }
+    return { parts: names, inode: stack[stack.length - 1] as Inode };
+  }
+}
+
+function copyMetadata(from: Metadata, to: Metadata): void {
+  to.mode = from.mode;
+  to.uid = from.uid;
+  to.gid = from.gid;
+  to.mtime = from.mtime;
+  to.xattrs = from.xattrs;
+}

@@ -1,0 +1,80 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { isA3sError, RootfsTree, writeOutputs } from "../src/index.js";
+import { OUTPUT_WRITERS } from "../src/outputs/registry.js";
+import { tempDir } from "./helpers/temp-dir.js";
+
+const child = fileURLToPath(new URL("./fixtures/build-many-files.js", import.meta.url));
+
+/** Starts a large build, waits until its temporary output exists, then sends `signal`. */
+async function interruptBuild(format: string, target: string, signal: NodeJS.Signals): Promise<void> {
+  const dir = join(target, "..");
+  const proc = spawn(process.execPath, [child, format, target, "20000"], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout.on("data", (b: Buffer) => (out += b.toString()));
+  const exited = new Promise<void>((resolve) => proc.on("exit", () => resolve()));
+  // Poll for the temporary name beside the target: the write is then midway.
+  for (let i = 0; i < 2000; i++) {
+    if (readdirSync(dir).some((n) => n.includes(".a3s-tmp-"))) break;
+    if (out.includes("finished")) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  assert.ok(!out.includes("finished"), "the build finished before it could be interrupted");
+  proc.kill(signal);
+  await exited;
+}
+
+const formats = Object.keys(OUTPUT_WRITERS);
+
+describe("outputs are published atomically", () => {
+  for (const format of formats) {
+    it(`${format}: SIGTERM midway publishes nothing, leaves no temporary and keeps the previous output`, async () => {
+      const dir = tempDir();
+      const target = join(dir, `out.${format}`);
+      writeFileSync(target, "previous");
+      await interruptBuild(format, target, "SIGTERM");
+      assert.equal(readFileSync(target, "utf8"), "previous");
+      assert.deepEqual(readdirSync(dir), [`out.${format}`]);
+    });
+
+    it(`${format}: SIGKILL midway never touches the target path`, async () => {
+      const dir = tempDir();
+      const target = join(dir, `fresh.${format}`);
+      await interruptBuild(format, target, "SIGKILL");
+      assert.equal(existsSync(target), false);
+    });
+  }
+
+  it("a failing output leaves the previous one untouched and removes its temporary", async () => {
+    const dir = tempDir();
+    const target = join(dir, "rootfs");
+    mkdirSync(target);
+    writeFileSync(join(target, "old"), "old");
+    const host = join(dir, "vanishing");
+    writeFileSync(host, "12345");
+    const tree = new RootfsTree();
+    tree.addFile("/a", { type: "hostFile", path: host, size: 5 });
+    rmSync(host);
+    await assert.rejects(writeOutputs(tree, [{ format: "dir", path: target }], { epoch: 0, warn: () => {} }));
+    assert.deepEqual(readdirSync(target), ["old"]);
+    assert.deepEqual(readdirSync(dir).sort(), ["rootfs"]);
+  });
+
+  it("a file that changed size after it was added fails the build with ECONTENT", async () => {
+    const dir = tempDir();
+    const host = join(dir, "growing");
+    writeFileSync(host, "12345");
+    const tree = new RootfsTree();
+    tree.addFile("/a", { type: "hostFile", path: host, size: 5 });
+    writeFileSync(host, "1234567890");
+    await assert.rejects(
+      writeOutputs(tree, [{ format: "dir", path: join(dir, "out") }], { epoch: 0, warn: () => {} }),
+      (e) => isA3sError(e, "ECONTENT"),
+    );
+    assert.equal(existsSync(join(dir, "out")), false);
+  });
+});
