@@ -6,10 +6,14 @@ import { A3sError } from "../errors.js";
 /** Directories searched besides $PATH: mkfs tools live in sbin, which a non-root PATH often lacks. */
 const EXTRA_DIRS = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
 
-/** The absolute path of an executable on PATH (or in an sbin directory), or undefined. */
-export function findExecutable(name: string): string | undefined {
-  const dirs = [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...EXTRA_DIRS];
-  for (const dir of dirs) {
+/**
+ * The absolute path of an executable on PATH (or in an sbin directory), or
+ * undefined. `dirs` replaces that search list (tests use an empty directory
+ * to see the missing-tool error for tools that live in /sbin).
+ */
+export function findExecutable(name: string, dirs?: readonly string[]): string | undefined {
+  const search = dirs ?? [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...EXTRA_DIRS];
+  for (const dir of search) {
     const candidate = join(dir, name);
     try {
       accessSync(candidate, constants.X_OK);
@@ -22,8 +26,8 @@ export function findExecutable(name: string): string | undefined {
 }
 
 /** Like `findExecutable`, but a missing tool is an error that names the Debian package to install. */
-export function requireTool(name: string, debianPackage: string, minimum?: string): string {
-  const found = findExecutable(name);
+export function requireTool(name: string, debianPackage: string, minimum?: string, dirs?: readonly string[]): string {
+  const found = findExecutable(name, dirs);
   if (found) return found;
   throw new A3sError(
     "ETOOL",
@@ -34,6 +38,8 @@ export function requireTool(name: string, debianPackage: string, minimum?: strin
 
 export interface ToolResult {
   stdout: string;
+  /** stdout as raw bytes, for tools that print binary data. */
+  stdoutBytes: Buffer;
   stderr: string;
 }
 
@@ -65,9 +71,9 @@ export function runTool(
     }
     child.on("error", (e) => reject(new A3sError("ETOOL", `cannot run ${file}: ${e.message}`, { subject: file })));
     child.on("close", (code, signal) => {
-      const stdout = Buffer.concat(out).toString();
+      const stdoutBytes = Buffer.concat(out);
       const stderr = Buffer.concat(err).toString();
-      if (code === 0) return resolve({ stdout, stderr });
+      if (code === 0) return resolve({ stdout: stdoutBytes.toString(), stdoutBytes, stderr });
       const why = signal ? `was killed by ${signal}` : `exited with status ${code}`;
       reject(
         new A3sError("ETOOL", `${file} ${args.join(" ")} ${why}: ${stderr.trim().split("\n").slice(-5).join("\n")}`, {
