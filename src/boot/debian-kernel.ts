@@ -75,7 +75,7 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
     const manifest = {
       release,
       origin: `debian:${pkg.name}=${pkg.version}`,
-      modules: modules.map((m) => m.name),
+      modules: modules.map((m) => ({ name: m.name, depends: m.depends })),
     };
     await writeFile(join(staged, "bundle.json"), JSON.stringify(manifest, null, 2) + "\n");
     // Publish the finished bundle in one rename; a concurrent fetch that lost
@@ -94,11 +94,12 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
 async function readBundle(dir: string): Promise<KernelBundle | undefined> {
   const raw = await readFile(join(dir, "bundle.json"), "utf8").catch(() => undefined);
   if (raw === undefined) return undefined;
-  const m = JSON.parse(raw) as { release: string; origin: string; modules: string[] };
+  const m = JSON.parse(raw) as { release: string; origin: string; modules: { name: string; depends: string[] }[] };
+  if (!Array.isArray(m.modules) || m.modules.some((x) => typeof x !== "object")) return undefined; // an older layout: refetch
   return {
     release: m.release,
     origin: m.origin,
     kernelPath: join(dir, "vmlinuz"),
-    modules: m.modules.map((name) => ({ name, path: join(dir, "modules", `${name}.ko`) })),
+    modules: m.modules.map((x) => ({ name: x.name, depends: x.depends, path: join(dir, "modules", `${x.name}.ko`) })),
   };
 }

@@ -6,7 +6,33 @@ export interface KernelBundle {
   readonly origin: string;
   readonly kernelPath: string;
   /** Uncompressed .ko files, each after the modules it depends on. Empty for kernels with built-in drivers. */
-  readonly modules: readonly { readonly name: string; readonly path: string }[];
+  readonly modules: readonly KernelModule[];
+}
+
+export interface KernelModule {
+  readonly name: string;
+  /** An uncompressed .ko file. */
+  readonly path: string;
+  /** Names of the modules it needs loaded first (from its .modinfo). */
+  readonly depends: readonly string[];
+}
+
+/**
+ * The bundle's modules needed for `names`, dependencies included, in the
+ * bundle's load order. Names the bundle lacks (built in, or absent from this
+ * kernel) are skipped.
+ */
+export function modulesFor(bundle: KernelBundle, names: readonly string[]): KernelModule[] {
+  const byName = new Map(bundle.modules.map((m) => [m.name, m]));
+  const needed = new Set<string>();
+  const add = (n: string): void => {
+    const m = byName.get(n);
+    if (!m || needed.has(n)) return;
+    needed.add(n);
+    m.depends.forEach(add);
+  };
+  names.forEach(add);
+  return bundle.modules.filter((m) => needed.has(m.name));
 }
 
 /**
@@ -26,9 +52,11 @@ export const GUEST_MODULES = [
   "virtiofs",
   "9pnet_virtio",
   "9p",
+  // Before erofs and ext4: their libcrc32c asks for a crc32c implementation
+  // only as a soft dependency, which .modinfo names by alias, not by module.
+  "crc32c_generic",
   "erofs",
   "squashfs",
-  "crc32c_generic",
   "ext4",
   "overlay",
   "vmw_vsock_virtio_transport",

@@ -14,7 +14,7 @@ export async function selectModules(
   set: ModuleSet,
   wanted: readonly string[],
   destDir: string,
-): Promise<{ name: string; path: string }[]> {
+): Promise<{ name: string; path: string; depends: string[] }[]> {
   const infos = new Map<string, ModuleInfo>();
   const bytes = new Map<string, Buffer>();
   const queue = wanted.map(canonicalModuleName);
@@ -30,11 +30,11 @@ export async function selectModules(
     queue.push(...info.depends.map(canonicalModuleName));
   }
   const order = moduleLoadOrder(wanted, infos, set.builtin);
-  const out: { name: string; path: string }[] = [];
+  const out: { name: string; path: string; depends: string[] }[] = [];
   for (const name of order) {
     const path = join(destDir, `${name}.ko`);
     await writeFile(path, bytes.get(name) as Buffer);
-    out.push({ name, path });
+    out.push({ name, path, depends: (infos.get(name)?.depends ?? []).map(canonicalModuleName) });
   }
   return out;
 }

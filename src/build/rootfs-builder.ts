@@ -2,6 +2,8 @@ import { realpath, stat } from "node:fs/promises";
 import { checkAgentBinary } from "../agent/index.js";
 import { A3sError } from "../errors.js";
 import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/index.js";
+import { applyGuestConfig, type AgentSettings } from "../layout/apply-guest-config.js";
+import { guestProgramPath } from "../layout/guest-programs.js";
 import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
 import { writeOutputs } from "../outputs/write-outputs.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
@@ -34,6 +36,9 @@ export class RootfsBuilder {
   private source: RootfsSource = parseSourceSpec("scratch");
   private agent: { path: string; allowDynamic: boolean } | undefined;
   private layout: Partial<GuestLayout> = {};
+  /** The guest init: the built-in one unless replaced, or none with false. */
+  private init: string | false | undefined;
+  private agentSettings: AgentSettings = {};
   private readonly files: { path: string; content: FileInput; meta: MetadataInit }[] = [];
   private readonly outputs: OutputSpec[] = [];
   private epoch: number | undefined;
@@ -52,6 +57,30 @@ export class RootfsBuilder {
   /** The agent to install at the layout's agent path. It must be a static ELF unless `allowDynamic`. */
   withAgentBinary(path: string, opts: { allowDynamic?: boolean } = {}): this {
     this.agent = { path, allowDynamic: opts.allowDynamic ?? false };
+    return this;
+  }
+
+  /** The PID 1 put at /sbin/init (default: the built-in A3S init); false leaves it out. */
+  withInit(path: string | false): this {
+    this.init = path;
+    return this;
+  }
+
+  /** Arguments baked into the guest config for the agent (argv[1]...). */
+  withAgentArgs(args: readonly string[]): this {
+    this.agentSettings = { ...this.agentSettings, args: [...args] };
+    return this;
+  }
+
+  /** NAME=VALUE entries baked into the agent's environment. */
+  withAgentEnv(env: readonly string[]): this {
+    this.agentSettings = { ...this.agentSettings, env: [...env] };
+    return this;
+  }
+
+  /** The user the agent runs as: "root" (default), "nobody", "UID" or "UID:GID". */
+  withAgentUser(user: string): this {
+    this.agentSettings = { ...this.agentSettings, user };
     return this;
   }
 
@@ -87,8 +116,10 @@ export class RootfsBuilder {
     const epoch = this.epoch ?? sourceDateEpoch();
     const layout = resolveLayout(this.layout);
     const agent = this.agent ? await this.agentContent(this.agent.path, this.agent.allowDynamic) : undefined;
+    const init = this.init === false ? undefined : await hostFileContent(this.init ?? guestProgramPath("init"));
     const tree = await this.source.load({ epoch, warn: this.warn });
     applyGuestLayout(tree, layout, agent);
+    applyGuestConfig(tree, layout, this.agentSettings, init);
     for (const f of this.files) tree.addFile(f.path, await fileContent(f.content), f.meta);
     return tree;
   }
@@ -124,7 +155,11 @@ export class RootfsBuilder {
 
 async function fileContent(input: FileInput): Promise<ContentRef> {
   if (typeof input === "string" || input instanceof Uint8Array) return bytesContent(input);
-  const st = await stat(input.hostPath);
-  if (!st.isFile()) throw new A3sError("EUSAGE", `${input.hostPath} is not a regular file`, { subject: input.hostPath });
-  return { type: "hostFile", path: input.hostPath, size: st.size };
+  return hostFileContent(input.hostPath);
+}
+
+async function hostFileContent(path: string): Promise<ContentRef> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isFile()) throw new A3sError("EUSAGE", `${path} is not a regular file`, { subject: path });
+  return { type: "hostFile", path, size: st.size };
 }

@@ -12,6 +12,11 @@ interface BuildFlags {
   allowDynamicAgent?: boolean;
   dns?: string[] | false;
   hostname?: string;
+  init?: string | false;
+  agentArg?: string[];
+  agentArgs?: string;
+  env?: string[];
+  user?: string;
   json?: boolean;
 }
 
@@ -27,6 +32,12 @@ export function registerBuildCommand(program: Command): void {
     .option("--dns <IP>", "nameserver for /etc/resolv.conf (repeatable; default 8.8.8.8 and 8.8.4.4)", collect)
     .option("--no-dns", "write /etc/resolv.conf with no nameserver")
     .option("--hostname <NAME>", "the guest's hostname", "a3s-box")
+    .option("--init <FILE>", "use this static program as /sbin/init instead of the built-in A3S init")
+    .option("--no-init", "leave the init out (for a kernel or VMM that brings its own)")
+    .option("--agent-arg <ARG>", "an argument baked into the guest config for the agent (repeatable, in order)", collect)
+    .option("--agent-args <ARGS>", "agent arguments as one string, split on whitespace")
+    .option("--env <K=V>", "an environment entry baked in for the agent (repeatable)", collect)
+    .option("--user <U>", "run the agent as root (default), nobody, UID or UID:GID")
     .option("--json", "print one JSON object: {source, entries, outputs, durationMs}")
     .addHelpText(
       "after",
@@ -44,6 +55,12 @@ export function registerBuildCommand(program: Command): void {
             hostname: flags.hostname ?? "a3s-box",
             ...(flags.dns === false ? { dns: [] } : flags.dns ? { dns: flags.dns } : {}),
           });
+        if (flags.init === false) builder.withInit(false);
+        else if (typeof flags.init === "string") builder.withInit(flags.init);
+        const agentArgs = [...(flags.agentArgs ? flags.agentArgs.split(/\s+/).filter(Boolean) : []), ...(flags.agentArg ?? [])];
+        if (agentArgs.length) builder.withAgentArgs(agentArgs);
+        if (flags.env) builder.withAgentEnv(flags.env);
+        if (flags.user) builder.withAgentUser(flags.user);
         for (const spec of flags.output ?? ["dir:rootfs"]) {
           const o = parseOutputSpec(spec);
           builder.withOutput(o.format, o.path);

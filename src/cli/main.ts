@@ -2,7 +2,10 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerBuildCommand } from "./build-command.js";
+import { registerDemoCommand } from "./demo-command.js";
 import { registerInspectCommand } from "./inspect-command.js";
+import { registerKernelCommand } from "./kernel-command.js";
+import { registerRunCommand } from "./run-command.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -17,7 +20,10 @@ const program = new Command()
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
 
+registerDemoCommand(program);
 registerBuildCommand(program);
+registerRunCommand(program);
 registerInspectCommand(program);
+registerKernelCommand(program);
 
 await program.parseAsync(process.argv);

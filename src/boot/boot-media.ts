@@ -1,0 +1,118 @@
+import { createReadStream, createWriteStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { A3sError } from "../errors.js";
+import { GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH, renderGuestConfig } from "../layout/guest-config.js";
+import { guestProgramPath } from "../layout/guest-programs.js";
+import { cpioStream } from "../outputs/cpio.js";
+import { readDirectoryTree } from "../sources/dir-reader.js";
+import { RootfsTree, bytesContent } from "../tree/index.js";
+import type { BootImageKind } from "./image-kind.js";
+import { modulesFor, type KernelBundle, type KernelModule } from "./kernel-bundle.js";
+
+export type ShareTransport = "virtiofs" | "9p";
+
+/** Where the guest finds the modules the host adds for this boot. */
+export const GUEST_MODULE_DIR = "/lib/modules/a3s";
+
+/** Modules for each guest feature (dependencies come from the bundle). */
+const FEATURE_MODULES = {
+  base: ["virtio_mmio", "virtio_console"],
+  "9p": ["9pnet_virtio", "9p"],
+  virtiofs: ["virtiofs"],
+  disk: ["virtio_blk"],
+  erofs: ["crc32c_generic", "erofs"],
+  squashfs: ["squashfs"],
+  ext4: ["crc32c_generic", "ext4"],
+} as const;
+
+export interface BootMedia {
+  /** The initramfs to pass to the kernel. */
+  readonly initrd: string;
+  /** A root image for a virtio block device (disk mode). */
+  readonly disk?: string;
+  readonly modules: readonly KernelModule[];
+}
+
+/**
+ * Prepares what the kernel boots for one run, in `workDir`:
+ * - a cpio image boots as is, with a second cpio appended (the kernel
+ *   unpacks concatenated archives in turn) holding this kernel's modules
+ *   and a config drop-in listing them, so one image boots on any kernel;
+ * - a rootfs directory is packed into a cpio first, the same way;
+ * - an ext4, erofs or squashfs image becomes a read-only virtio disk, and
+ *   the initramfs is just the init, the modules and a config naming the root.
+ */
+export async function prepareBootMedia(opts: {
+  kind: BootImageKind;
+  image: string;
+  kernel: KernelBundle;
+  transport: ShareTransport;
+  workDir: string;
+}): Promise<BootMedia> {
+  const initrd = join(opts.workDir, "initrd.img");
+  const shareModules = opts.transport === "virtiofs" ? FEATURE_MODULES.virtiofs : FEATURE_MODULES["9p"];
+  if (opts.kind === "cpio" || opts.kind === "dir") {
+    const modules = modulesFor(opts.kernel, [...FEATURE_MODULES.base, ...shareModules]);
+    const out = createWriteStream(initrd);
+    let written = 0;
+    if (opts.kind === "cpio") {
+      await pipeline(createReadStream(opts.image), out, { end: false });
+      written = (await stat(opts.image)).size;
+    } else {
+      const tree = await readDirectoryTree(opts.image);
+      requireInit(tree, opts.image);
+      const packed = cpioStream(tree);
+      packed.on("data", (b: Buffer) => (written += b.length));
+      await pipeline(packed, out, { end: false });
+    }
+    // The next archive must start on a 4-byte boundary; the kernel skips NUL padding between archives.
+    const pad = (4 - (written % 4)) % 4;
+    if (pad) out.write(Buffer.alloc(pad));
+    await pipeline(cpioStream(await moduleTree(modules, {}, true), { initramfsDevices: false }), out);
+    return { initrd, modules };
+  }
+
+  const fsModules = FEATURE_MODULES[opts.kind];
+  const modules = modulesFor(opts.kernel, [...FEATURE_MODULES.base, ...FEATURE_MODULES.disk, ...fsModules, ...shareModules]);
+  const tree = await moduleTree(modules, { root: "/dev/vda", rootfstype: opts.kind }, false);
+  for (const dir of ["/dev", "/proc", "/sys", "/sysroot"]) tree.addDirectory(dir);
+  const init = guestProgramPath("init");
+  tree.addFile("/init", { type: "hostFile", path: init, size: (await stat(init)).size }, { mode: 0o755 });
+  await pipeline(cpioStream(tree), createWriteStream(initrd));
+  return { initrd, disk: opts.image, modules };
+}
+
+/**
+ * A tree with the modules and the config that loads them: the whole config
+ * of a disk-mode initramfs (with the root device), or a drop-in on top of an
+ * image's own config.
+ */
+async function moduleTree(
+  modules: readonly KernelModule[],
+  extra: { root?: string; rootfstype?: string },
+  dropIn: boolean,
+): Promise<RootfsTree> {
+  const tree = new RootfsTree();
+  for (const m of modules) {
+    const size = (await stat(m.path)).size;
+    tree.addFile(`${GUEST_MODULE_DIR}/${m.name}.ko`, { type: "hostFile", path: m.path, size }, { mode: 0o644 });
+  }
+  const config = renderGuestConfig({
+    modules: modules.map((m) => `${GUEST_MODULE_DIR}/${m.name}.ko`),
+    ...(extra.root ? { root: extra.root } : {}),
+    ...(extra.rootfstype ? { rootfstype: extra.rootfstype } : {}),
+  });
+  tree.addFile(dropIn ? `${GUEST_CONFIG_DROPIN_DIR}/50-kernel-modules.conf` : GUEST_CONFIG_PATH, bytesContent(config));
+  return tree;
+}
+
+function requireInit(tree: RootfsTree, image: string): void {
+  if (!tree.lookup("/sbin/init") && !tree.lookup("/init")) {
+    throw new A3sError("EIMAGE", `${image} has no /sbin/init: it was built with --no-init or not by a3s-rootfs`, {
+      subject: image,
+      hint: "rebuild it with a3s-rootfs build (the A3S init is included by default)",
+    });
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The guest's control lines (docs/guest-protocol.md §7): "a3s EVENT FIELD...",
+ * on the control channel, or prefixed "a3s-control: " on the console when the
+ * channel is unavailable. Everything the guest writes is untrusted, so lines
+ * are bounded and anything that does not parse is ignored.
+ */
+export type ControlEvent =
+  | { kind: "init-start" | "root-ready" | "agent-start" | "poweroff"; ms: number }
+  | { kind: "agent-exit"; ms: number; status: number }
+  | { kind: "signal"; ms: number; signal: number; source: string }
+  | { kind: "error"; status: number; message: string };
+
+export const MAX_CONTROL_LINE = 4096;
+
+export function parseControlLine(line: string): ControlEvent | undefined {
+  if (line.length > MAX_CONTROL_LINE) return undefined;
+  const m = /^a3s ([a-z-]+)(?: (.*))?$/.exec(line.replace(/\r$/, ""));
+  if (!m) return undefined;
+  const event = m[1] as string;
+  const fields = (m[2] ?? "").split(" ");
+  const num = (s: string | undefined): number | undefined => (s !== undefined && /^\d+(\.\d+)?$/.test(s) ? Number(s) : undefined);
+  const ms = num(fields[0]);
+  switch (event) {
+    case "init-start":
+    case "root-ready":
+    case "agent-start":
+    case "poweroff":
+      return ms === undefined ? undefined : { kind: event, ms };
+    case "agent-exit": {
+      const status = num(fields[1]);
+      return ms === undefined || status === undefined ? undefined : { kind: event, ms, status };
+    }
+    case "signal": {
+      const signal = num(fields[1]);
+      return ms === undefined || signal === undefined ? undefined : { kind: event, ms, signal, source: fields[2] ?? "" };
+    }
+    case "error": {
+      const status = num(fields[0]);
+      return status === undefined ? undefined : { kind: event, status, message: fields.slice(1).join(" ") };
+    }
+    default:
+      return undefined; // a later protocol version's event: ignored
+  }
+}
+
+/** Control lines found in a console log ("a3s-control: a3s ..."). */
+export function controlLinesInConsole(log: string): ControlEvent[] {
+  const out: ControlEvent[] = [];
+  for (const m of log.replace(/\r/g, "").matchAll(/^a3s-control: (a3s .*)$/gm)) {
+    const ev = parseControlLine(m[1] as string);
+    if (ev) out.push(ev);
+  }
+  return out;
+}
+
+/** Splits a byte stream into lines, bounding how much an unterminated line may buffer. */
+export class LineSplitter {
+  private pending = "";
+  constructor(private readonly onLine: (line: string) => void) {}
+  push(chunk: Buffer | string): void {
+    this.pending += chunk.toString();
+    let nl: number;
+    while ((nl = this.pending.indexOf("\n")) >= 0) {
+      this.onLine(this.pending.slice(0, nl));
+      this.pending = this.pending.slice(nl + 1);
+    }
+    if (this.pending.length > MAX_CONTROL_LINE) this.pending = "";
+  }
+}

@@ -1,0 +1,47 @@
+import { createServer, type Server, type Socket } from "node:net";
+
+/**
+ * The host ends of the guest's virtio consoles: one Unix socket server per
+ * channel, listening before QEMU starts, so QEMU connects as a client at
+ * start-up and no byte the guest writes early is lost.
+ */
+export class GuestChannel {
+  private readonly server: Server;
+  private socket: Socket | undefined;
+  private readonly waiting: ((s: Socket) => void)[] = [];
+
+  private constructor(readonly path: string, onData: (chunk: Buffer) => void) {
+    this.server = createServer((sock) => {
+      if (this.socket) {
+        sock.destroy(); // one peer only: QEMU
+        return;
+      }
+      this.socket = sock;
+      sock.on("data", onData);
+      sock.on("error", () => {
+        // QEMU went away; its exit is handled by the runner.
+      });
+      for (const w of this.waiting.splice(0)) w(sock);
+    });
+  }
+
+  static async listen(path: string, onData: (chunk: Buffer) => void): Promise<GuestChannel> {
+    const ch = new GuestChannel(path, onData);
+    await new Promise<void>((resolve, reject) => {
+      ch.server.once("error", reject);
+      ch.server.listen(path, () => resolve());
+    });
+    return ch;
+  }
+
+  /** Writes to the guest once QEMU has connected. */
+  write(data: string): void {
+    if (this.socket) this.socket.write(data);
+    else this.waiting.push((s) => s.write(data));
+  }
+
+  close(): void {
+    this.socket?.destroy();
+    this.server.close();
+  }
+}

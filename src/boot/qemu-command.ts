@@ -1,0 +1,74 @@
+import type { Accelerator } from "./accelerator.js";
+import type { ShareTransport } from "./boot-media.js";
+
+export interface VmShare {
+  readonly tag: string;
+  readonly hostPath: string;
+  readonly readOnly: boolean;
+  /** virtio-fs only: the vhost-user socket of this share's virtiofsd. */
+  readonly socket?: string;
+}
+
+export interface VmSpec {
+  readonly kernelPath: string;
+  readonly initrd: string;
+  readonly disk?: string;
+  readonly cmdline: string;
+  readonly accel: Accelerator;
+  readonly cpus: number;
+  readonly memoryMiB: number;
+  readonly transport: ShareTransport;
+  readonly shares: readonly VmShare[];
+  /** Unix sockets this process listens on; QEMU connects to each as a client. */
+  readonly sockets: { readonly stdout: string; readonly stderr: string; readonly control: string };
+  readonly consoleLog: string;
+}
+
+/**
+ * QEMU's argv for one guest on the `microvm` machine: no firmware tables
+ * beyond what the kernel needs, virtio-mmio devices only (microvm has no
+ * PCI), the kernel console on the serial port, three virtio consoles for the
+ * agent's stdout, stderr and the control channel (docs/guest-protocol.md §6).
+ */
+export function qemuArgs(spec: VmSpec): string[] {
+  const q = qemuOptionValue;
+  const args = [
+    "-M", spec.transport === "virtiofs" ? "microvm,memory-backend=mem" : "microvm",
+    ...(spec.accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg"]),
+    "-smp", String(spec.cpus),
+    "-m", `${spec.memoryMiB}M`,
+    "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    "-kernel", spec.kernelPath,
+    "-initrd", spec.initrd,
+    "-append", spec.cmdline,
+    "-serial", `file:${q(spec.consoleLog)}`,
+    "-device", "virtio-serial-device",
+    "-chardev", `socket,id=out,path=${q(spec.sockets.stdout)}`, "-device", "virtconsole,chardev=out",
+    "-chardev", `socket,id=err,path=${q(spec.sockets.stderr)}`, "-device", "virtconsole,chardev=err",
+    "-chardev", `socket,id=ctl,path=${q(spec.sockets.control)}`, "-device", "virtconsole,chardev=ctl",
+  ];
+  if (spec.transport === "virtiofs") {
+    // vhost-user needs the guest's memory shared with virtiofsd.
+    args.push("-object", `memory-backend-memfd,id=mem,size=${spec.memoryMiB}M,share=on`);
+  }
+  if (spec.disk) {
+    args.push("-drive", `id=root,file=${q(spec.disk)},format=raw,if=none,readonly=on`, "-device", "virtio-blk-device,drive=root");
+  }
+  spec.shares.forEach((s, i) => {
+    if (spec.transport === "virtiofs") {
+      args.push("-chardev", `socket,id=vfs${i},path=${q(s.socket)}`, "-device", `vhost-user-fs-device,chardev=vfs${i},tag=${s.tag}`);
+    } else {
+      // readonly=on makes QEMU itself refuse writes, whatever the guest mounts.
+      args.push(
+        "-fsdev", `local,id=fs${i},path=${q(s.hostPath)},security_model=none${s.readOnly ? ",readonly=on" : ""}`,
+        "-device", `virtio-9p-device,fsdev=fs${i},mount_tag=${s.tag}`,
+      );
+    }
+  });
+  return args;
+}
+
+/** QEMU splits option values on ",": a comma inside a path is written twice. */
+export function qemuOptionValue(value: string | undefined): string {
+  return (value ?? "").replace(/,/g, ",,");
+}

@@ -1,0 +1,108 @@
+import type { Command } from "commander";
+import { runRootfs, type RunResult } from "../boot/run-vm.js";
+import { A3sError } from "../errors.js";
+import { action, collect } from "./command-runner.js";
+
+interface RunFlags {
+  workspace?: string;
+  skills?: string;
+  kernel?: string;
+  modules?: string;
+  cpus?: string;
+  memory?: string;
+  timeout?: string;
+  user?: string;
+  env?: string[];
+  accel?: string;
+  transport?: string;
+  consoleLog?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function positiveNumber(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new A3sError("EUSAGE", `${flag} must be a positive number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new A3sError("EUSAGE", `${flag} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
+  }
+  return value as T;
+}
+
+export function registerRunCommand(program: Command): void {
+  program
+    .command("run")
+    .description("boot a rootfs in a QEMU microvm, run its agent, and exit with the agent's status")
+    .argument("<image>", "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, or a rootfs directory")
+    .argument("[args...]", "arguments for the agent (after --), replacing the image's")
+    .option("--workspace <DIR>", "host directory shared read-write at /workspace")
+    .option("--skills <DIR>", "host directory shared read-only at /skills")
+    .option("--kernel <FILE>", "kernel image to boot (default: the Debian kernel of this host's release, fetched once)")
+    .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree); not needed for built-in drivers")
+    .option("--cpus <N>", "virtual CPUs", "1")
+    .option("--memory <MiB>", "guest memory in MiB", "512")
+    .option("--timeout <S>", "seconds before the agent gets SIGTERM (then SIGKILL after 10 s)")
+    .option("--user <U>", "run the agent as root, nobody, UID or UID:GID (default: the image's)")
+    .option("--env <K=V>", "add to the agent's environment (repeatable)", collect)
+    .option("--accel <A>", "auto, kvm or tcg", "auto")
+    .option("--transport <T>", "shares over auto, virtiofs or 9p", "auto")
+    .option("--console-log <FILE>", "keep the kernel and init console log")
+    .option("-q, --quiet", "no progress lines on stderr")
+    .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, timeline} instead of streaming")
+    .addHelpText(
+      "after",
+      "\nThe command exits with the agent's status (128+N when signal N killed it; 125, 126, 127 when init\n" +
+        "could not start it), like docker run.\n\nExample:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'",
+    )
+    .action(
+      action(async (image: string, args: string[], flags: RunFlags) => {
+        const abort = new AbortController();
+        const onSigint = (): void => abort.abort();
+        process.once("SIGINT", onSigint);
+        process.once("SIGTERM", onSigint);
+        const quiet = flags.quiet || flags.json;
+        let result: RunResult;
+        try {
+          result = await runRootfs({
+            image,
+            ...(args.length ? { args } : {}),
+            ...(flags.workspace ? { workspace: flags.workspace } : {}),
+            ...(flags.skills ? { skills: flags.skills } : {}),
+            ...(flags.kernel ? { kernel: flags.kernel } : {}),
+            ...(flags.modules ? { modules: flags.modules } : {}),
+            cpus: positiveNumber("--cpus", flags.cpus) ?? 1,
+            memoryMiB: positiveNumber("--memory", flags.memory) ?? 512,
+            ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
+            ...(flags.user ? { user: flags.user } : {}),
+            ...(flags.env ? { env: flags.env } : {}),
+            accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
+            transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
+            ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
+            ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
+            progress: quiet ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),
+            signal: abort.signal,
+          });
+        } catch (e) {
+          if (abort.signal.aborted) return 130;
+          throw e;
+        } finally {
+          process.off("SIGINT", onSigint);
+          process.off("SIGTERM", onSigint);
+        }
+        if (flags.json) {
+          process.stdout.write(JSON.stringify(result) + "\n");
+        } else if (result.setupError) {
+          process.stderr.write(`a3s-rootfs: the agent could not start (status ${result.exitCode}): ${result.setupError}\n`);
+        } else if (result.timedOut) {
+          process.stderr.write(`a3s-rootfs: the agent timed out and ended with status ${result.exitCode}\n`);
+        }
+        return result.exitCode;
+      }),
+    );
+}

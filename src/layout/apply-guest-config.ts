@@ -1,0 +1,40 @@
+import { bytesContent, type ContentRef, type RootfsTree } from "../tree/index.js";
+import { defaultShares, GUEST_CONFIG_PATH, parseUserSpec, renderGuestConfig } from "./guest-config.js";
+import type { GuestLayout } from "./guest-layout.js";
+
+/** How the agent is started, baked into the image's guest config. */
+export interface AgentSettings {
+  readonly args?: readonly string[];
+  readonly env?: readonly string[];
+  /** "root", "nobody", "UID" or "UID:GID". */
+  readonly user?: string;
+}
+
+/**
+ * Installs the init and the guest config (docs/guest-protocol.md): the init
+ * at /sbin/init, where the kernel looks on a disk root, and /init pointing at
+ * it, where the kernel looks in an initramfs. The config names the agent, its
+ * arguments, environment, user and working directory (the workspace), the
+ * hostname, and the shares as optional, so the image also boots without them.
+ */
+export function applyGuestConfig(
+  tree: RootfsTree,
+  layout: GuestLayout,
+  agent: AgentSettings,
+  init: ContentRef | undefined,
+): void {
+  if (init) {
+    tree.addFile("/sbin/init", init, { mode: 0o755 });
+    tree.addSymlink("/init", "sbin/init");
+  }
+  const config = renderGuestConfig({
+    agent: layout.agentPath,
+    ...(agent.args?.length ? { args: [...agent.args] } : {}),
+    ...(agent.env?.length ? { env: [...agent.env] } : {}),
+    cwd: layout.workspacePath,
+    user: parseUserSpec(agent.user ?? "root"),
+    hostname: layout.hostname,
+    shares: defaultShares(layout),
+  });
+  tree.addFile(GUEST_CONFIG_PATH, bytesContent(config), { mode: 0o644 });
+}
