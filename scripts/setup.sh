@@ -5,7 +5,8 @@
 #     guest programs, QEMU for boots (e2fsprogs >= 1.47.1 from bookworm-backports
 #     on Debian 12, for `mke2fs -d` from a tarball);
 #   - npm packages (npm ci);
-#   - the build: TypeScript to dist/, the static guest programs to guest/build/.
+#   - the build: TypeScript to dist/, the static guest programs to guest/build/;
+#   - the guest kernel (Debian's, into the user's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +72,6 @@ fi
 
 log "building"
 npm run --silent build
-if [ -f guest/Makefile ]; then
-  make -s -C guest >/dev/null
-fi
+make -s -C guest >/dev/null
+# The guest kernel: fetched once with apt-get download and cached per version.
+node dist/src/cli/main.js kernel --fetch >/dev/null

@@ -138,11 +138,19 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     const events: ControlEvent[] = [];
     let agentStartHostMs: number | null = null;
     let started = 0;
+    // A timeout's SIGTERM is for the agent: if it fires while the guest is
+    // still booting, it is sent the moment the agent starts.
+    let termPending = false;
+    let agentStarted = false;
     const splitter = new LineSplitter((line) => {
       const ev = parseControlLine(line);
       if (!ev) return;
       events.push(ev);
-      if (ev.kind === "agent-start") agentStartHostMs = performance.now() - started;
+      if (ev.kind === "agent-start") {
+        agentStartHostMs = performance.now() - started;
+        agentStarted = true;
+        if (termPending) control.write("signal TERM\n");
+      }
     });
     const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
     channels.push(await GuestChannel.listen(sockets.stdout, (b) => keep("stdout", b)));
@@ -182,7 +190,8 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
         setTimeout(() => {
           timedOut = true;
           progress(`timeout after ${opts.timeoutS} s: sending SIGTERM to the agent`);
-          control.write("signal TERM\n");
+          if (agentStarted) control.write("signal TERM\n");
+          else termPending = true;
           timers.push(setTimeout(() => control.write("signal KILL\n"), TERM_GRACE_MS));
           timers.push(setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
         }, opts.timeoutS * 1000),

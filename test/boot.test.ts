@@ -1,0 +1,118 @@
+// Real boots of built rootfs in QEMU microvm (TCG here: ~10 s each), few and
+// chosen so each proves several parts of the guest contract at once.
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { RootfsBuilder, writeOutputs } from "../src/index.js";
+import { boot, buildProbeImage, leftoverVmProcesses } from "./helpers/boot.js";
+import { runCli } from "./helpers/cli.js";
+import { tempDir } from "./helpers/temp-dir.js";
+
+interface ProbeReport {
+  uid: number;
+  gid: number;
+  root: { writable: boolean; error?: string };
+  workspace: { write: { writable: boolean } };
+  skills: { write: { writable: boolean; error?: string } };
+  writes: { path: string; writable: boolean; error?: string }[];
+  mounts: { target: string; type: string; options: string }[];
+  shell_found: boolean;
+  orphans?: { spawned: number; reaped: number; wait_ms: number };
+}
+
+function report(stdout: string): ProbeReport {
+  // The agent's stdout is exactly the probe's one JSON line: no kernel or init noise.
+  const lines = stdout.trim().split("\n");
+  return JSON.parse(lines[0] as string) as ProbeReport;
+}
+
+function shares(): { workspace: string; skills: string } {
+  const dir = tempDir();
+  const workspace = join(dir, "workspace");
+  const skills = join(dir, "skills");
+  mkdirSync(workspace);
+  mkdirSync(skills);
+  writeFileSync(join(skills, "skill.md"), "a skill\n");
+  return { workspace, skills };
+}
+
+describe("booting in a microvm", () => {
+  after(() => assert.deepEqual(leftoverVmProcesses(), [], "no VM or helper process is left running"));
+
+  it("initramfs: / is read-only, the workspace write reaches the host, /skills refuses writes, stdout is only the agent's", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "cpio", "rootfs.cpio.gz");
+    const { workspace, skills } = shares();
+    const r = await boot({ image, workspace, skills, args: ["--write", "/workspace/from-guest.txt", "--write", "/skills/nope"] });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.signal, null);
+    assert.equal(r.stdout.trim().split("\n").length, 1, r.stdout);
+    const p = report(r.stdout);
+    assert.deepEqual([p.root.writable, p.root.error], [false, "EROFS"]);
+    assert.equal(p.workspace.write.writable, true);
+    assert.deepEqual([p.skills.write.writable, p.skills.write.error], [false, "EROFS"]);
+    assert.deepEqual(
+      p.writes.map((w) => [w.path, w.writable]),
+      [["/workspace/from-guest.txt", true], ["/skills/nope", false]],
+    );
+    assert.equal(existsSync(join(workspace, "from-guest.txt")), true);
+    assert.equal(existsSync(join(skills, "nope")), false);
+    assert.equal(p.shell_found, false);
+    assert.ok(p.mounts.some((m) => m.target === "/" && m.options.split(",").includes("ro")));
+    assert.ok(r.timeline.initStartMs !== null && r.timeline.agentStartMs !== null && r.timeline.agentStartMs > r.timeline.initStartMs);
+  });
+
+  it("erofs disk: the agent's exit status and stderr come back separately", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "erofs", "rootfs.erofs");
+    const r = await boot({ image, args: ["--exit", "7", "--stderr", "a line on stderr"] });
+    assert.equal(r.exitCode, 7);
+    assert.equal(r.stderr, "a line on stderr\n");
+    assert.equal(report(r.stdout).root.writable, false);
+    assert.equal(r.setupError, null);
+  });
+
+  it("ext4 disk: --user drops to nobody and the orphans the agent leaves are reaped", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "ext4", "rootfs.ext4", (b) => b.withAgentUser("nobody"));
+    const r = await boot({ image, args: ["--spawn-orphans", "3"] });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const p = report(r.stdout);
+    assert.deepEqual([p.uid, p.gid], [65534, 65534]);
+    assert.deepEqual([p.orphans?.spawned, p.orphans?.reaped], [3, 3]);
+  });
+
+  it("a timeout sends SIGTERM to the agent, which ends by that signal", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "cpio", "rootfs.cpio");
+    const r = await boot({ image, args: ["--wait-signal"], timeoutS: 1 });
+    assert.equal(r.timedOut, true);
+    assert.equal(r.exitCode, 143);
+    assert.equal(r.signal, "SIGTERM");
+    assert.match(r.stdout, /"signal":15/);
+  });
+
+  it("a missing agent is reported as 127 with the path it looked for", async () => {
+    const dir = tempDir();
+    const tree = await new RootfsBuilder().withLayout({ agentPath: "/opt/missing-agent" }).buildTree();
+    const image = join(dir, "no-agent.cpio");
+    await writeOutputs(tree, [{ format: "cpio", path: image }], { epoch: 0, warn: () => {} });
+    const r = await boot({ image });
+    assert.equal(r.exitCode, 127);
+    assert.match(r.setupError ?? "", /\/opt\/missing-agent/);
+  });
+
+  it("run (CLI) on a rootfs directory with a bad config drop-in exits 125 naming the line", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "dir", "rootfs", (b) =>
+      b.withFile("/etc/a3s/guest.conf.d/99-bad.conf", "a3s-guest-config 1\nbogus=1\n"),
+    );
+    const r = runCli(["run", image, "--json"]);
+    assert.equal(r.status, 125, r.stderr);
+    const result = JSON.parse(r.stdout);
+    assert.equal(result.exitCode, 125);
+    assert.match(result.setupError, /99-bad\.conf:2: unknown key "bogus"/);
+    assert.equal(readFileSync(join(image, "etc/a3s/guest.conf.d/99-bad.conf"), "utf8"), "a3s-guest-config 1\nbogus=1\n");
+  });
+});
