@@ -16,7 +16,7 @@ describe("a3s-rootfs build", () => {
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout);
     assert.equal(report.source, "scratch");
-    assert.equal(report.entries, 23);
+    assert.equal(report.entries, 27);
     assert.equal(typeof report.durationMs, "number");
     assert.deepEqual(
       report.outputs.map((o: { format: string; path: string }) => [o.format, o.path]),
@@ -31,7 +31,9 @@ describe("a3s-rootfs build", () => {
       assert.equal(o.bytes, statSync(o.path).size);
       assert.equal(o.sha256, createHash("sha256").update(bytes).digest("hex"));
     }
-    assert.equal(report.outputs[0].bytes, statSync(agent).size + 27 + 8 + 34 + 38 + 44 + 71);
+    const init = statSync(new URL("../../guest/build/init", import.meta.url)).size;
+    const config = statSync(join(dir, "rootfs/etc/a3s/guest.conf")).size;
+    assert.equal(report.outputs[0].bytes, statSync(agent).size + init + config + 27 + 8 + 34 + 38 + 44 + 71);
   });
 
   it("takes --agent-path, --dns, --no-dns and --hostname into the layout", () => {
@@ -102,7 +104,7 @@ describe("a3s-rootfs inspect", () => {
     }
     const human = runCli(["inspect", "r"], { cwd: dir });
     assert.match(human.stdout, /^drwxrwxrwt 0\/0 +0 \/tmp$/m);
-    assert.match(human.stdout, /^23 entries \(16 directory, 7 file\)/m);
+    assert.match(human.stdout, /^27 entries \(17 directory, 9 file, 1 symlink\)/m);
   });
 
   it("fails clearly on a missing target", () => {

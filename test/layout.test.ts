@@ -10,7 +10,7 @@ async function text(tree: RootfsTree, path: string): Promise<string> {
 }
 
 describe("the scratch guest layout", () => {
-  it("has exactly the A3S directories, files and agent, all owned 0:0", async () => {
+  it("has exactly the A3S directories, files, init and agent, all owned 0:0", async () => {
     const agent = compileTestBinary();
     const tree = await new RootfsBuilder().withAgentBinary(agent).buildTree();
     const listing = tree.entries().map((e) => `${e.kind} ${e.inode.mode.toString(8)} ${e.path}`);
@@ -21,16 +21,20 @@ describe("the scratch guest layout", () => {
       "file 755 /a3s/agent/a3s-box-code",
       "directory 755 /dev",
       "directory 755 /etc",
+      "directory 755 /etc/a3s",
+      "file 644 /etc/a3s/guest.conf",
       "file 644 /etc/group",
       "file 644 /etc/hostname",
       "file 644 /etc/hosts",
       "file 644 /etc/nsswitch.conf",
       "file 644 /etc/passwd",
       "file 644 /etc/resolv.conf",
+      "symlink 777 /init",
       "directory 755 /proc",
       "directory 755 /root",
       "directory 755 /run",
       "directory 755 /sbin",
+      "file 755 /sbin/init",
       "directory 755 /skills",
       "directory 755 /sys",
       "directory 1777 /tmp",
@@ -50,6 +54,38 @@ describe("the scratch guest layout", () => {
     assert.equal(await text(tree, "/etc/resolv.conf"), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     assert.equal(await text(tree, "/etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files dns\n");
     assert.equal(await text(tree, "/etc/hostname"), "a3s-box\n");
+  });
+
+  it("bakes the agent's path, arguments, environment, user and the optional shares into the guest config", async () => {
+    const tree = await new RootfsBuilder()
+      .withAgentBinary(compileTestBinary())
+      .withLayout({ agentPath: "/opt/agent" })
+      .withAgentArgs(["--task", "fix the tests"])
+      .withAgentEnv(["HOME=/workspace"])
+      .withAgentUser("nobody")
+      .buildTree();
+    assert.equal(
+      await text(tree, "/etc/a3s/guest.conf"),
+      [
+        "a3s-guest-config 1",
+        "agent=/opt/agent",
+        "arg=--task",
+        "arg=fix the tests",
+        "env=HOME=/workspace",
+        "cwd=/workspace",
+        "user=65534:65534",
+        "hostname=a3s-box",
+        "share=workspace:/workspace:rw,optional",
+        "share=skills:/skills:ro,optional",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("leaves the init out when asked to", async () => {
+    const tree = await new RootfsBuilder().withAgentBinary(compileTestBinary()).withInit(false).buildTree();
+    assert.equal(tree.lookup("/sbin/init"), undefined);
+    assert.equal(tree.lookup("/init", false), undefined);
   });
 
   it("takes paths, DNS, hostname and extra entries from a GuestLayout", async () => {

@@ -2,12 +2,12 @@ import { realpath, stat } from "node:fs/promises";
 import { checkAgentBinary } from "../agent/index.js";
 import { A3sError } from "../errors.js";
 import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/index.js";
-import { applyGuestConfig, type AgentSettings } from "../layout/apply-guest-config.js";
+import { applyGuestConfig, type AgentLaunch, type AgentSettings } from "../layout/apply-guest-config.js";
 import { guestProgramPath } from "../layout/guest-programs.js";
 import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
 import { writeOutputs } from "../outputs/write-outputs.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
-import type { RootfsSource } from "../sources/source.js";
+import type { RootfsSource, SourceResult } from "../sources/source.js";
 import { bytesContent, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
 import { sourceDateEpoch } from "./epoch.js";
 
@@ -17,6 +17,8 @@ export interface BuildResult {
   readonly entries: number;
   readonly outputs: OutputResult[];
   readonly durationMs: number;
+  /** What the source reported (e.g. an image digest, a package manifest), if anything. */
+  readonly sourceReport?: Readonly<Record<string, unknown>>;
   readonly tree: RootfsTree;
 }
 
@@ -43,6 +45,7 @@ export class RootfsBuilder {
   private readonly outputs: OutputSpec[] = [];
   private epoch: number | undefined;
   private warn: (message: string) => void = (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`);
+  private progress: (message: string) => void = () => {};
 
   /** With a path, the build writes the rootfs there as a directory (more outputs with `withOutput`). */
   constructor(dirPath?: string) {
@@ -111,17 +114,15 @@ export class RootfsBuilder {
     return this;
   }
 
+  /** Progress lines for long work (downloads, unpacking); silent by default. */
+  onProgress(handler: (message: string) => void): this {
+    this.progress = handler;
+    return this;
+  }
+
   /** Produces the tree without writing anything. */
   async buildTree(): Promise<RootfsTree> {
-    const epoch = this.epoch ?? sourceDateEpoch();
-    const layout = resolveLayout(this.layout);
-    const agent = this.agent ? await this.agentContent(this.agent.path, this.agent.allowDynamic) : undefined;
-    const init = this.init === false ? undefined : await hostFileContent(this.init ?? guestProgramPath("init"));
-    const tree = await this.source.load({ epoch, warn: this.warn });
-    applyGuestLayout(tree, layout, agent);
-    applyGuestConfig(tree, layout, this.agentSettings, init);
-    for (const f of this.files) tree.addFile(f.path, await fileContent(f.content), f.meta);
-    return tree;
+    return (await this.produce()).tree;
   }
 
   /** Builds the tree and writes every output. */
@@ -130,17 +131,53 @@ export class RootfsBuilder {
     if (this.outputs.length === 0) {
       throw new A3sError("EUSAGE", "nothing to write: give the builder a directory path or call withOutput()");
     }
-    if (!this.agent) {
-      throw new A3sError("ENOAGENT", "no agent binary: call withAgentBinary(await findAgentBinary())");
+    const { tree, source } = await this.produce();
+    if (!this.agent && !source.agentDefaults?.path) {
+      throw new A3sError("ENOAGENT", `no agent: the source ${this.source.spec} names none; call withAgentBinary(await findAgentBinary())`);
     }
-    const tree = await this.buildTree();
     const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn });
     return {
       source: this.source.spec,
       entries: tree.entryCount,
       outputs,
       durationMs: Math.round(performance.now() - started),
+      ...(source.report ? { sourceReport: source.report } : {}),
       tree,
+    };
+  }
+
+  private async produce(): Promise<{ tree: RootfsTree; source: SourceResult }> {
+    const epoch = this.epoch ?? sourceDateEpoch();
+    const layout = resolveLayout(this.layout);
+    const agent = this.agent ? await this.agentContent(this.agent.path, this.agent.allowDynamic) : undefined;
+    const init = this.init === false ? undefined : await hostFileContent(this.init ?? guestProgramPath("init"));
+    const progress = (m: string): void => this.progress(m);
+    const source = await this.source.load({ epoch, warn: this.warn, progress });
+    const tree = source.tree;
+    applyGuestLayout(tree, layout, agent);
+    applyGuestConfig(tree, layout, this.launch(layout.agentPath, source), init);
+    for (const f of this.files) tree.addFile(f.path, await fileContent(f.content), f.meta);
+    return { tree, source };
+  }
+
+  /**
+   * How the agent starts: an agent given to the builder runs from the
+   * layout's path with the builder's settings; otherwise the source's
+   * defaults (an image's Entrypoint, Cmd, Env, WorkingDir, User) apply, with
+   * the builder's settings on top.
+   */
+  private launch(agentPath: string, source: SourceResult): AgentLaunch {
+    const d = source.agentDefaults;
+    if (this.agent || !d?.path) return { path: agentPath, ...this.agentSettings };
+    const s = this.agentSettings;
+    const user = s.user ?? d.user;
+    const args = s.args ?? d.args;
+    return {
+      path: d.path,
+      ...(args ? { args } : {}),
+      env: [...(d.env ?? []), ...(s.env ?? [])],
+      ...(d.cwd ? { cwd: d.cwd } : {}),
+      ...(user ? { user } : {}),
     };
   }
 

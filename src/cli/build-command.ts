@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { findAgentBinary } from "../agent/index.js";
 import { RootfsBuilder } from "../build/rootfs-builder.js";
 import { parseOutputSpec } from "../outputs/write-outputs.js";
+import { parseSourceSpec } from "../sources/parse-source.js";
 import { action, collect } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 
@@ -46,10 +47,13 @@ export function registerBuildCommand(program: Command): void {
     )
     .action(
       action(async (source: string, flags: BuildFlags) => {
-        const agent = await findAgentBinary(flags.agent ? { path: flags.agent } : {});
-        const builder = new RootfsBuilder()
-          .withSource(source)
-          .withAgentBinary(agent, { allowDynamic: flags.allowDynamicAgent ?? false })
+        const src = parseSourceSpec(source);
+        // Container images name their own agent; otherwise one is searched for.
+        const agent = flags.agent || !src.providesAgent ? await findAgentBinary(flags.agent ? { path: flags.agent } : {}) : undefined;
+        const builder = new RootfsBuilder().withSource(src);
+        if (agent) builder.withAgentBinary(agent, { allowDynamic: flags.allowDynamicAgent ?? false });
+        if (!flags.json && process.stderr.isTTY) builder.onProgress((m) => process.stderr.write(`a3s-rootfs: ${m}\n`));
+        builder
           .withLayout({
             agentPath: flags.agentPath ?? "/a3s/agent/a3s-box-code",
             hostname: flags.hostname ?? "a3s-box",

@@ -10,6 +10,14 @@ export interface AgentSettings {
   readonly user?: string;
 }
 
+/** Everything the config says about starting the agent. */
+export interface AgentLaunch extends AgentSettings {
+  /** Absolute path of the agent in the guest. */
+  readonly path: string;
+  /** Working directory; default: the workspace. */
+  readonly cwd?: string;
+}
+
 /**
  * Installs the init and the guest config (docs/guest-protocol.md): the init
  * at /sbin/init, where the kernel looks on a disk root, and /init pointing at
@@ -20,7 +28,7 @@ export interface AgentSettings {
 export function applyGuestConfig(
   tree: RootfsTree,
   layout: GuestLayout,
-  agent: AgentSettings,
+  agent: AgentLaunch,
   init: ContentRef | undefined,
 ): void {
   if (init) {
@@ -28,10 +36,10 @@ export function applyGuestConfig(
     tree.addSymlink("/init", "sbin/init");
   }
   const config = renderGuestConfig({
-    agent: layout.agentPath,
+    agent: agent.path,
     ...(agent.args?.length ? { args: [...agent.args] } : {}),
     ...(agent.env?.length ? { env: [...agent.env] } : {}),
-    cwd: layout.workspacePath,
+    cwd: agent.cwd ?? layout.workspacePath,
     user: parseUserSpec(agent.user ?? "root"),
     hostname: layout.hostname,
     shares: defaultShares(layout),
