@@ -1,0 +1,127 @@
+// The boot path's pure parts, without starting a VM.
+import assert from "node:assert/strict";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { controlLinesInConsole, LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
+import { debianKernel } from "../src/boot/debian-kernel.js";
+import { detectBootImage } from "../src/boot/image-kind.js";
+import { modulesFor } from "../src/boot/kernel-bundle.js";
+import { parseModinfo } from "../src/boot/modinfo.js";
+import { moduleLoadOrder } from "../src/boot/module-closure.js";
+import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
+import { isA3sError, RootfsBuilder } from "../src/index.js";
+import { compileTestBinary } from "./helpers/static-binary.js";
+import { tempDir } from "./helpers/temp-dir.js";
+
+describe("control lines", () => {
+  it("parses every event of protocol version 1 and ignores what does not parse", () => {
+    assert.deepEqual(parseControlLine("a3s init-start 1881.777"), { kind: "init-start", ms: 1881.777 });
+    assert.deepEqual(parseControlLine("a3s agent-exit 2422.237 7\r"), { kind: "agent-exit", ms: 2422.237, status: 7 });
+    assert.deepEqual(parseControlLine("a3s signal 10.000 15 control"), { kind: "signal", ms: 10, signal: 15, source: "control" });
+    assert.deepEqual(parseControlLine("a3s error 127 agent /x: not found"), { kind: "error", status: 127, message: "agent /x: not found" });
+    assert.deepEqual(parseControlLine("a3s agent-exit 1.000 3 future-field"), { kind: "agent-exit", ms: 1, status: 3 });
+    for (const junk of ["a3s future-event 1", "a3s agent-exit soon 3", "hello", "a3s init-start", "x".repeat(5000)]) {
+      assert.equal(parseControlLine(junk), undefined, junk);
+    }
+  });
+
+  it("finds prefixed control lines in a console log", () => {
+    const log = "[    1.0] Linux\r\na3s-control: a3s error 125 /etc/a3s/guest.conf:2: unknown key \"x\"\r\nnoise a3s-control: a3s poweroff 1\n";
+    assert.deepEqual(controlLinesInConsole(log), [{ kind: "error", status: 125, message: '/etc/a3s/guest.conf:2: unknown key "x"' }]);
+  });
+
+  it("splits a stream into lines across chunk boundaries", () => {
+    const lines: string[] = [];
+    const s = new LineSplitter((l) => lines.push(l));
+    s.push("a3s init-st");
+    s.push("art 1\na3s agent-start 2\na3s ");
+    s.push("poweroff 3\n");
+    assert.deepEqual(lines, ["a3s init-start 1", "a3s agent-start 2", "a3s poweroff 3"]);
+  });
+});
+
+describe("QEMU command line", () => {
+  const spec: VmSpec = {
+    kernelPath: "/k/vmlinuz",
+    initrd: "/w/initrd.img",
+    cmdline: "console=ttyS0",
+    accel: "tcg",
+    cpus: 2,
+    memoryMiB: 256,
+    transport: "9p",
+    shares: [
+      { tag: "workspace", hostPath: "/home/me/my,project", readOnly: false },
+      { tag: "skills", hostPath: "/skills", readOnly: true },
+    ],
+    sockets: { stdout: "/w/out.sock", stderr: "/w/err.sock", control: "/w/ctl.sock" },
+    consoleLog: "/w/console.log",
+  };
+
+  it("uses microvm with virtio-mmio devices, three virtio consoles and 9p shares (read-only where asked)", () => {
+    const a = qemuArgs(spec).join(" ");
+    assert.match(a, /^-M microvm -accel tcg -smp 2 -m 256M -nodefaults/);
+    assert.match(a, /-chardev socket,id=out,path=\/w\/out\.sock -device virtconsole,chardev=out -chardev socket,id=err,.* -chardev socket,id=ctl,/);
+    assert.match(a, /-fsdev local,id=fs0,path=\/home\/me\/my,,project,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=workspace/);
+    assert.match(a, /-fsdev local,id=fs1,path=\/skills,security_model=none,readonly=on/);
+    assert.doesNotMatch(a, /-pci|virtio-blk/);
+  });
+
+  it("adds a read-only virtio block device for a disk image, and shared memory for virtio-fs", () => {
+    const a = qemuArgs({
+      ...spec,
+      accel: "kvm",
+      disk: "/img/root.erofs",
+      transport: "virtiofs",
+      shares: [{ tag: "workspace", hostPath: "/w", readOnly: false, socket: "/w/ws.sock" }],
+    }).join(" ");
+    assert.match(a, /-M microvm,memory-backend=mem -accel kvm -cpu host/);
+    assert.match(a, /-drive id=root,file=\/img\/root\.erofs,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root/);
+    assert.match(a, /-object memory-backend-memfd,id=mem,size=256M,share=on/);
+    assert.match(a, /-chardev socket,id=vfs0,path=\/w\/ws\.sock -device vhost-user-fs-device,chardev=vfs0,tag=workspace/);
+  });
+});
+
+describe("boot image detection", () => {
+  it("tells images apart by their magic numbers, not their names", async () => {
+    const dir = tempDir();
+    const agent = compileTestBinary();
+    const b = new RootfsBuilder().withAgentBinary(agent);
+    for (const [fmt, name] of [["cpio", "a.img"], ["cpio", "b.cpio.gz"], ["cpio", "c.cpio.zst"], ["erofs", "d.img"], ["squashfs", "e.img"], ["ext4", "f.img"]] as const) {
+      b.withOutput(fmt, join(dir, name));
+    }
+    await b.build();
+    const kinds = await Promise.all(["a.img", "b.cpio.gz", "c.cpio.zst", "d.img", "e.img", "f.img"].map((n) => detectBootImage(join(dir, n))));
+    assert.deepEqual(kinds, ["cpio", "cpio", "cpio", "erofs", "squashfs", "ext4"]);
+    assert.equal(await detectBootImage(dir), "dir");
+    writeFileSync(join(dir, "junk"), "not an image");
+    await assert.rejects(detectBootImage(join(dir, "junk")), (e) => isA3sError(e, "EIMAGE"));
+  });
+});
+
+describe("kernel modules", () => {
+  it("orders a dependency closure, skipping built-ins and refusing a missing dependency", () => {
+    const info = (name: string, ...depends: string[]) => [name, { name, depends }] as const;
+    const available = new Map([info("9p", "9pnet", "netfs"), info("9pnet"), info("netfs"), info("9pnet_virtio", "9pnet", "virtio"), info("virtio", "virtio_ring")]);
+    assert.deepEqual(moduleLoadOrder(["9pnet_virtio", "9p", "absent"], available, new Set(["virtio_ring"])), ["9pnet", "virtio", "9pnet_virtio", "netfs", "9p"]);
+    assert.throws(() => moduleLoadOrder(["virtio"], available, new Set()), (e) => isA3sError(e, "EMODULE") && /needs virtio_ring/.test(e.message));
+  });
+
+  it("reads name and depends from a real module's .modinfo, and picks a feature's modules with their dependencies in load order", async () => {
+    const bundle = await debianKernel({ offline: true });
+    const erofs = bundle.modules.find((m) => m.name === "erofs");
+    assert.ok(erofs, "the cached Debian kernel has erofs as a module");
+    const info = parseModinfo(readFileSync(erofs.path), erofs.path);
+    assert.equal(info.name, "erofs");
+    assert.deepEqual([...info.depends], [...erofs.depends]);
+    const picked = modulesFor(bundle, ["9pnet_virtio", "9p"]).map((m) => m.name);
+    const position = (n: string) => picked.indexOf(n);
+    assert.ok(position("virtio_ring") < position("virtio") && position("virtio") < position("9pnet_virtio"));
+    assert.ok(position("9pnet") < position("9p") && position("netfs") < position("9p"));
+    assert.equal(position("ext4"), -1);
+  });
+
+  it("refuses a file that is not a kernel module", () => {
+    assert.throws(() => parseModinfo(readFileSync(compileTestBinary()), "agent"), (e) => isA3sError(e, "EMODULE"));
+  });
+});
