@@ -11,9 +11,15 @@ import { tempDir } from "./helpers/temp-dir.js";
 const child = fileURLToPath(new URL("./fixtures/build-many-files.js", import.meta.url));
 
 /** Starts a large build, waits until its temporary output exists, then sends `signal`. */
-async function interruptBuild(format: string, target: string, signal: NodeJS.Signals): Promise<void> {
+async function interruptBuild(format: string, target: string, signal: NodeJS.Signals): Promise<string> {
   const dir = join(target, "..");
-  const proc = spawn(process.execPath, [child, format, target, "20000"], { stdio: ["ignore", "pipe", "pipe"] });
+  // Image writers stage in TMPDIR; a SIGKILLed build leaves that behind, so give it one the test removes.
+  const scratch = join(dir, "..", `${format}-scratch`);
+  mkdirSync(scratch, { recursive: true });
+  const proc = spawn(process.execPath, [child, format, target, "20000"], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, TMPDIR: scratch },
+  });
   let out = "";
   proc.stdout.on("data", (b: Buffer) => (out += b.toString()));
   const exited = new Promise<void>((resolve) => proc.on("exit", () => resolve()));
@@ -26,6 +32,7 @@ async function interruptBuild(format: string, target: string, signal: NodeJS.Sig
   assert.ok(!out.includes("finished"), "the build finished before it could be interrupted");
   proc.kill(signal);
   await exited;
+  return scratch;
 }
 
 const formats = Object.keys(OUTPUT_WRITERS);
@@ -33,16 +40,19 @@ const formats = Object.keys(OUTPUT_WRITERS);
 describe("outputs are published atomically", () => {
   for (const format of formats) {
     it(`${format}: SIGTERM midway publishes nothing, leaves no temporary and keeps the previous output`, async () => {
-      const dir = tempDir();
+      const dir = join(tempDir(), "out");
+      mkdirSync(dir);
       const target = join(dir, `out.${format}`);
       writeFileSync(target, "previous");
-      await interruptBuild(format, target, "SIGTERM");
+      const scratch = await interruptBuild(format, target, "SIGTERM");
       assert.equal(readFileSync(target, "utf8"), "previous");
       assert.deepEqual(readdirSync(dir), [`out.${format}`]);
+      assert.deepEqual(readdirSync(scratch), [], "staging files in TMPDIR are removed too");
     });
 
     it(`${format}: SIGKILL midway never touches the target path`, async () => {
-      const dir = tempDir();
+      const dir = join(tempDir(), "out");
+      mkdirSync(dir);
       const target = join(dir, `fresh.${format}`);
       await interruptBuild(format, target, "SIGKILL");
       assert.equal(existsSync(target), false);

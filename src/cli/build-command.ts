@@ -3,7 +3,7 @@ import { findAgentBinary } from "../agent/index.js";
 import { RootfsBuilder } from "../build/rootfs-builder.js";
 import { parseOutputSpec } from "../outputs/write-outputs.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
-import { action, collect } from "./command-runner.js";
+import { action, collect, oneOf } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 
 interface BuildFlags {
@@ -18,6 +18,9 @@ interface BuildFlags {
   agentArgs?: string;
   env?: string[];
   user?: string;
+  links?: string;
+  include?: string;
+  trim?: string;
   json?: boolean;
 }
 
@@ -25,7 +28,7 @@ export function registerBuildCommand(program: Command): void {
   program
     .command("build")
     .description("build a rootfs from SOURCE (default: scratch) and write each output")
-    .argument("[source]", "where the tree comes from: scratch", "scratch")
+    .argument("[source]", "where the tree comes from: scratch, busybox[:FILE], debootstrap:SUITE[:MIRROR]", "scratch")
     .option("-o, --output <FORMAT:PATH>", "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs (repeatable; default dir:rootfs)", collect)
     .option("--agent <FILE>", "the agent binary (default: searched, see findAgentBinary)")
     .option("--agent-path <GUESTPATH>", "where the agent goes in the guest", "/a3s/agent/a3s-box-code")
@@ -39,6 +42,9 @@ export function registerBuildCommand(program: Command): void {
     .option("--agent-args <ARGS>", "agent arguments as one string, split on whitespace")
     .option("--env <K=V>", "an environment entry baked in for the agent (repeatable)", collect)
     .option("--user <U>", "run the agent as root (default), nobody, UID or UID:GID")
+    .option("--links <KIND>", "busybox: applet links as symlink or hardlink", "symlink")
+    .option("--include <PKGS>", "debootstrap: extra packages, comma-separated")
+    .option("--trim <PROFILE>", "debootstrap: none, docs or minimal (see docs/sources.md)", "minimal")
     .option("--json", "print one JSON object: {source, entries, outputs, durationMs}")
     .addHelpText(
       "after",
@@ -47,7 +53,11 @@ export function registerBuildCommand(program: Command): void {
     )
     .action(
       action(async (source: string, flags: BuildFlags) => {
-        const src = parseSourceSpec(source);
+        const src = parseSourceSpec(source, {
+          appletLinks: oneOf("--links", flags.links, ["symlink", "hardlink"] as const) ?? "symlink",
+          ...(flags.include ? { include: flags.include.split(",").filter(Boolean) } : {}),
+          trim: oneOf("--trim", flags.trim, ["none", "docs", "minimal"] as const) ?? "minimal",
+        });
         // Container images name their own agent; otherwise one is searched for.
         const agent = flags.agent || !src.providesAgent ? await findAgentBinary(flags.agent ? { path: flags.agent } : {}) : undefined;
         const builder = new RootfsBuilder().withSource(src);

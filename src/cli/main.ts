@@ -20,6 +20,14 @@ const program = new Command()
     process.exit(err.exitCode === 0 ? 0 : 2);
   });
 
+// A reader that stops early (`| head`) is not an error; a run keeps going so
+// its VM is still shut down and cleaned up properly.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+  });
+}
+
 registerDemoCommand(program);
 registerBuildCommand(program);
 registerRunCommand(program);

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { runRootfs, type RunResult } from "../boot/run-vm.js";
 import { A3sError } from "../errors.js";
-import { action, collect } from "./command-runner.js";
+import { action, collect, oneOf } from "./command-runner.js";
 
 interface RunFlags {
   workspace?: string;
@@ -25,14 +25,6 @@ function positiveNumber(flag: string, value: string | undefined): number | undef
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new A3sError("EUSAGE", `${flag} must be a positive number, got ${JSON.stringify(value)}`);
   return n;
-}
-
-function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T | undefined {
-  if (value === undefined) return undefined;
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new A3sError("EUSAGE", `${flag} must be one of ${allowed.join(", ")}, got ${JSON.stringify(value)}`);
-  }
-  return value as T;
 }
 
 export function registerRunCommand(program: Command): void {

@@ -1,14 +1,36 @@
 import { A3sError } from "../errors.js";
+import { busyboxSource, type AppletLinks } from "./busybox.js";
+import { debootstrapSource } from "./debootstrap.js";
 import { scratchSource } from "./scratch.js";
 import type { RootfsSource } from "./source.js";
+import type { TrimProfile } from "./trim.js";
 
-/** Source kinds this version understands; more arrive with their own folders. */
-const SOURCES: Record<string, (rest: string) => RootfsSource> = {
+/** Options some sources take, from the CLI's flags or the API. Each source reads only its own. */
+export interface SourceOptions {
+  /** busybox: applet links as symlinks (default) or hardlinks. */
+  readonly appletLinks?: AppletLinks;
+  /** debootstrap: extra packages. */
+  readonly include?: readonly string[];
+  /** debootstrap: what to trim (default minimal). */
+  readonly trim?: TrimProfile;
+  /** Container images: the platform to pick from an index, "os/arch[/variant]" (default: the host's). */
+  readonly platform?: string;
+  /** Registries: "user:password". */
+  readonly creds?: string;
+  /** Registries: allow plain HTTP to a non-loopback registry. */
+  readonly insecure?: boolean;
+}
+
+/** Each source kind, from the part of the spec after "KIND:". */
+const SOURCES: Record<string, (rest: string, opts: SourceOptions) => RootfsSource> = {
   scratch: () => scratchSource,
+  busybox: (rest, o) => busyboxSource(rest, o.appletLinks),
+  debootstrap: (rest, o) =>
+    debootstrapSource(rest, { ...(o.include ? { include: o.include } : {}), ...(o.trim ? { trim: o.trim } : {}) }),
 };
 
-/** Parses a source spec such as "scratch" (the default). */
-export function parseSourceSpec(spec: string): RootfsSource {
+/** Parses a source spec such as "scratch" (the default), "busybox" or "debootstrap:bookworm". */
+export function parseSourceSpec(spec: string, opts: SourceOptions = {}): RootfsSource {
   const colon = spec.indexOf(":");
   const kind = colon < 0 ? spec : spec.slice(0, colon);
   const make = SOURCES[kind];
@@ -17,5 +39,5 @@ export function parseSourceSpec(spec: string): RootfsSource {
       subject: spec,
     });
   }
-  return make(colon < 0 ? "" : spec.slice(colon + 1));
+  return make(colon < 0 ? "" : spec.slice(colon + 1), opts);
 }
