@@ -92,7 +92,7 @@ describe("a3s-rootfs inspect", () => {
     assert.equal(built.status, 0, built.stderr);
     const agentHash = createHash("sha256").update(readFileSync(agent)).digest("hex");
     for (const target of ["r", "r.tar", "r.cpio"]) {
-      const r = runCli(["inspect", target, "--json"], { cwd: dir });
+      const r = runCli(["inspect", target, "--list", "--json"], { cwd: dir });
       assert.equal(r.status, 0, r.stderr);
       const report = JSON.parse(r.stdout);
       const byPath = new Map(report.list.map((e: { path: string }) => [e.path, e]));
@@ -102,7 +102,7 @@ describe("a3s-rootfs inspect", () => {
       assert.equal((byPath.get("/tmp") as { mode: number }).mode, 0o1777, target);
       assert.equal((byPath.get("/etc/passwd") as { size: number }).size, 71, target);
     }
-    const human = runCli(["inspect", "r"], { cwd: dir });
+    const human = runCli(["inspect", "r", "--list"], { cwd: dir });
     assert.match(human.stdout, /^drwxrwxrwt 0\/0 +0 \/tmp$/m);
     assert.match(human.stdout, /^27 entries \(17 directory, 9 file, 1 symlink\)/m);
   });

@@ -1,6 +1,7 @@
 import { open } from "node:fs/promises";
 import { A3sError } from "../errors.js";
-import { readContent, type ContentRef } from "../tree/index.js";
+import type { ContentRef } from "../tree/index.js";
+import { withContentBytes } from "./content-bytes.js";
 
 /** What the build and the audit need to know about an ELF file, read from its headers. */
 export interface ElfInfo {
@@ -16,6 +17,14 @@ export interface ElfInfo {
   readonly needed: readonly string[];
   /** True when nothing has to be loaded with it: no interpreter (static or static-pie). */
   readonly isStatic: boolean;
+  /** DT_SONAME: set on shared libraries (and on a few runnable ones, such as ld.so and glibc's libc.so.6). */
+  readonly soname?: string;
+  /** DT_RUNPATH, split on ":" (searched after LD_LIBRARY_PATH). */
+  readonly runpath?: readonly string[];
+  /** DT_RPATH, split on ":" (searched first, and only when there is no DT_RUNPATH). */
+  readonly rpath?: readonly string[];
+  /** DF_1_PIE in DT_FLAGS_1: a position-independent executable rather than a library. */
+  readonly pie?: boolean;
 }
 
 export const ELF_MACHINES: Readonly<Record<string, number>> = { x64: 62, arm64: 183, ia32: 3, arm: 40, riscv64: 243 };
@@ -28,7 +37,7 @@ export function hostElfMachine(): number {
 }
 
 /** Random access to the bytes of one file, with the file's size for bounds checks. */
-interface ByteSource {
+export interface ByteSource {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer>;
 }
@@ -44,6 +53,11 @@ const PT_INTERP = 3;
 const DT_NEEDED = 1;
 const DT_STRTAB = 5;
 const DT_STRSZ = 10;
+const DT_SONAME = 14;
+const DT_RPATH = 15;
+const DT_RUNPATH = 29;
+const DT_FLAGS_1 = 0x6ffffffb;
+const DF_1_PIE = 0x08000000;
 
 /** Reads an ELF file's headers; returns undefined when the file is not ELF at all. */
 export async function readElfFile(path: string): Promise<ElfInfo | undefined> {
@@ -66,13 +80,17 @@ export async function readElfFile(path: string): Promise<ElfInfo | undefined> {
   }
 }
 
-/** Like `readElfFile`, for the content of a tree entry (small files are read whole). */
+/**
+ * Like `readElfFile`, for the content of a tree entry. Only the headers, the
+ * program interpreter and the dynamic section are read, so a large binary
+ * costs a few small reads.
+ */
 export async function readElfContent(content: ContentRef, subject: string): Promise<ElfInfo | undefined> {
-  const data = await readContent(content, subject);
-  return parseElf({ size: data.length, read: async (o, l) => data.subarray(o, o + l) }, subject);
+  return withContentBytes(content, subject, (src) => parseElf(src, subject));
 }
 
-async function parseElf(src: ByteSource, subject: string): Promise<ElfInfo | undefined> {
+/** Reads ELF headers from any random-access byte source; undefined when the bytes are not ELF. */
+export async function parseElf(src: ByteSource, subject: string): Promise<ElfInfo | undefined> {
   const ident = await src.read(0, 64);
   if (ident.length < 16 || ident.readUInt32BE(0) !== 0x7f454c46) return undefined;
   const bad = (why: string): A3sError => new A3sError("EELF", `${subject}: malformed ELF file: ${why}`, { subject });
@@ -122,6 +140,15 @@ async function parseElf(src: ByteSource, subject: string): Promise<ElfInfo | und
   }
 
   const needed: string[] = [];
+  let soname: string | undefined;
+  let rpath: string[] | undefined;
+  let runpath: string[] | undefined;
+  let pie = false;
+  const safeWord = (b: Buffer, o: number): number | undefined => {
+    if (bits === 32) return u32(b, o);
+    const v = littleEndian ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o);
+    return v > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(v);
+  };
   const dyn = segments.find((s) => s.type === PT_DYNAMIC);
   if (dyn && inFile(dyn) && dyn.filesz <= MAX_DYNAMIC_BYTES) {
     const data = await src.read(dyn.offset, dyn.filesz);
@@ -129,13 +156,23 @@ async function parseElf(src: ByteSource, subject: string): Promise<ElfInfo | und
     const neededOffsets: number[] = [];
     let strtab: number | undefined;
     let strsz = 0;
+    let sonameOffset: number | undefined;
+    let rpathOffset: number | undefined;
+    let runpathOffset: number | undefined;
     for (let o = 0; o + entSize <= data.length; o += entSize) {
-      const tag = word(data, o);
-      const val = word(data, o + entSize / 2);
+      // Tags and values are read as unsigned words; a tag too large to be a
+      // safe integer is none of the ones looked at here, so it is skipped.
+      const tag = safeWord(data, o);
+      const val = safeWord(data, o + entSize / 2);
       if (tag === 0) break;
+      if (tag === undefined || val === undefined) continue;
       if (tag === DT_NEEDED) neededOffsets.push(val);
       else if (tag === DT_STRTAB) strtab = val;
       else if (tag === DT_STRSZ) strsz = val;
+      else if (tag === DT_SONAME) sonameOffset = val;
+      else if (tag === DT_RPATH) rpathOffset = val;
+      else if (tag === DT_RUNPATH) runpathOffset = val;
+      else if (tag === DT_FLAGS_1) pie = (val & DF_1_PIE) !== 0;
     }
     // DT_STRTAB is a virtual address: find the PT_LOAD segment that maps it.
     const load = strtab === undefined ? undefined : segments.find(
@@ -145,13 +182,32 @@ async function parseElf(src: ByteSource, subject: string): Promise<ElfInfo | und
       const fileOffset = strtab - load.vaddr + load.offset;
       if (fileOffset + strsz <= src.size) {
         const strings = await src.read(fileOffset, strsz);
-        for (const off of neededOffsets) {
-          if (off >= strings.length) continue;
+        const stringAt = (off: number | undefined): string | undefined => {
+          if (off === undefined || off >= strings.length) return undefined;
           const end = strings.indexOf(0, off);
-          needed.push(strings.subarray(off, end < 0 ? strings.length : end).toString("utf8"));
+          return strings.subarray(off, end < 0 ? strings.length : end).toString("utf8");
+        };
+        for (const off of neededOffsets) {
+          const name = stringAt(off);
+          if (name !== undefined) needed.push(name);
         }
+        soname = stringAt(sonameOffset);
+        rpath = stringAt(rpathOffset)?.split(":").filter(Boolean);
+        runpath = stringAt(runpathOffset)?.split(":").filter(Boolean);
       }
     }
   }
-  return { bits, littleEndian, type, machine, interpreter, needed, isStatic: interpreter === undefined };
+  return {
+    bits,
+    littleEndian,
+    type,
+    machine,
+    interpreter,
+    needed,
+    isStatic: interpreter === undefined,
+    ...(soname === undefined ? {} : { soname }),
+    ...(runpath === undefined ? {} : { runpath }),
+    ...(rpath === undefined ? {} : { rpath }),
+    pie,
+  };
 }

@@ -1,38 +1,147 @@
 import type { Command } from "commander";
+import { auditTree } from "../audit/audit.js";
+import type { AuditReport } from "../audit/audit-report.js";
+import type { BinaryReport } from "../audit/binary-check.js";
+import { SEVERITIES, type Severity } from "../audit/findings.js";
 import { listEntries } from "../audit/list-entries.js";
-import { openInspectTarget } from "../audit/open-target.js";
-import { action } from "./command-runner.js";
+import { openInspectTarget, type InspectTarget } from "../audit/open-target.js";
+import { action, oneOf } from "./command-runner.js";
 import { humanBytes, modeString } from "./format.js";
+
+/** Exit status of `inspect --fail-on` when a finding reaches the threshold (1 and 2 are errors). */
+const FINDINGS_EXIT_STATUS = 3;
+
+interface InspectFlags {
+  json?: boolean;
+  list?: boolean;
+  failOn?: string;
+}
 
 export function registerInspectCommand(program: Command): void {
   program
     .command("inspect")
-    .description("list the entries of a rootfs: a directory, or a tar or cpio archive (.gz/.zst)")
+    .description(
+      "audit a rootfs: size, executables, setuid/setgid, capabilities, world-writable entries, devices, shells, " +
+        "package managers, init and agent, layout, secrets; a directory, tar or cpio (.gz/.zst), ext4, erofs or " +
+        "squashfs image, or a source such as oci:DIR[:REF] or docker://REF",
+    )
     .argument("<target>", "the rootfs to inspect")
-    .option("--json", "print one JSON object: {target, entries, bytes, byKind, list: [...]}")
+    .option("--json", "print one JSON object (the audit report; with --list: {target, entries, bytes, byKind, list})")
+    .option("--list", "list every entry (kind, mode, owner, size, link, sha256) instead of auditing")
+    .option("--fail-on <severity>", `exit with status ${FINDINGS_EXIT_STATUS} if a finding is this severe or worse (${SEVERITIES.join(", ")})`)
     .action(
-      action(async (target: string, flags: { json?: boolean }) => {
-        const tree = await openInspectTarget(target);
-        const list = await listEntries(tree);
-        const byKind: Record<string, number> = {};
-        for (const e of list) byKind[e.kind] = (byKind[e.kind] ?? 0) + 1;
-        const bytes = tree.contentBytes();
-        if (flags.json) {
-          process.stdout.write(JSON.stringify({ target, entries: list.length, bytes, byKind, list }) + "\n");
-          return;
+      action(async (target: string, flags: InspectFlags) => {
+        const failOn = oneOf("--fail-on", flags.failOn, SEVERITIES);
+        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine } });
+        try {
+          if (flags.list) {
+            await printListing(target, opened, flags.json === true);
+            return;
+          }
+          const report = await auditTree(opened.tree, {
+            target,
+            format: opened.format,
+            notes: opened.notes,
+            xattrsRead: opened.xattrsRead,
+          });
+          process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : renderReport(report));
+          if (failOn && reaches(report, failOn)) return FINDINGS_EXIT_STATUS;
+        } finally {
+          await opened.dispose();
         }
-        const width = Math.max(1, ...list.map((e) => String(e.size).length));
-        for (const e of list) {
-          const owner = `${e.uid}/${e.gid}`.padEnd(11);
-          const size = (e.device ?? String(e.size)).padStart(width);
-          const link = e.link ? (e.kind === "hardlink" ? ` => ${e.link}` : ` -> ${e.link}`) : "";
-          const hash = e.sha256 ? `  ${e.sha256.slice(0, 12)}` : "";
-          process.stdout.write(`${modeString(e.kind, e.mode)} ${owner} ${size} ${e.path}${link}${hash}\n`);
-        }
-        const kinds = Object.entries(byKind)
-          .map(([k, n]) => `${n} ${k}`)
-          .join(", ");
-        process.stdout.write(`${list.length} entries (${kinds}), ${humanBytes(bytes)} of file content\n`);
       }),
     );
+}
+
+function progressLine(message: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`a3s-rootfs: ${message}\n`);
+}
+
+function reaches(report: AuditReport, threshold: Severity): boolean {
+  const limit = SEVERITIES.indexOf(threshold);
+  return report.findings.some((f) => SEVERITIES.indexOf(f.severity) <= limit);
+}
+
+async function printListing(target: string, opened: InspectTarget, json: boolean): Promise<void> {
+  const list = await listEntries(opened.tree);
+  const byKind: Record<string, number> = {};
+  for (const e of list) byKind[e.kind] = (byKind[e.kind] ?? 0) + 1;
+  const bytes = opened.tree.contentBytes();
+  if (json) {
+    process.stdout.write(JSON.stringify({ target, entries: list.length, bytes, byKind, list }) + "\n");
+    return;
+  }
+  const width = Math.max(1, ...list.map((e) => String(e.size).length));
+  for (const e of list) {
+    const owner = `${e.uid}/${e.gid}`.padEnd(11);
+    const size = (e.device ?? String(e.size)).padStart(width);
+    const link = e.link ? (e.kind === "hardlink" ? ` => ${e.link}` : ` -> ${e.link}`) : "";
+    const hash = e.sha256 ? `  ${e.sha256.slice(0, 12)}` : "";
+    process.stdout.write(`${modeString(e.kind, e.mode)} ${owner} ${size} ${e.path}${link}${hash}\n`);
+  }
+  const kinds = Object.entries(byKind)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(", ");
+  process.stdout.write(`${list.length} entries (${kinds}), ${humanBytes(bytes)} of file content\n`);
+}
+
+/** The report for people: the verdict first, then each part in a line or two, then the findings. */
+function renderReport(r: AuditReport): string {
+  const lines: string[] = [];
+  const kinds = Object.entries(r.byKind)
+    .filter(([, n]) => n > 0)
+    .map(([k, n]) => `${n} ${k}`)
+    .join(", ");
+  lines.push(`${r.target} (${r.format}): ${r.entries} entries (${kinds}), ${humanBytes(r.bytes)} of file content`);
+  lines.push(`verdict: ${r.verdict}`);
+  lines.push("");
+  const some = (paths: readonly string[], max = 8): string =>
+    paths.length === 0 ? "none" : paths.length <= max ? paths.join(", ") : `${paths.slice(0, max).join(", ")}, ... (${paths.length})`;
+  lines.push(`executables (${r.executableCount}): ${some(r.executables)}`);
+  if (r.scripts.length > 0) lines.push(`  of which scripts (${r.scripts.length}): ${some(r.scripts)}`);
+  lines.push(`init:  ${binaryLine(r.init, "/sbin/init or /init")}`);
+  lines.push(`agent: ${binaryLine(r.agent, r.agentPath)}`);
+  lines.push(`largest: ${r.largest.slice(0, 5).map((l) => `${l.path} ${humanBytes(l.bytes)}`).join(", ") || "none"}`);
+  lines.push(`setuid: ${some(r.setuid)}`);
+  lines.push(`setgid: ${some(r.setgid)}`);
+  lines.push(`capabilities: ${r.capabilities.length === 0 ? "none" : r.capabilities.map((c) => `${c.path} ${c.capabilities}`).join(", ")}`);
+  lines.push(`world-writable: ${some(r.worldWritable)}`);
+  lines.push(`devices: ${some(r.devices.map((d) => `${d.path} (${d.kind} ${d.major}:${d.minor})`))}`);
+  lines.push(`shells: ${some(r.shells)}`);
+  lines.push(`package managers: ${r.packageManagers.join(", ") || "none"}`);
+  const l = r.layout;
+  lines.push(
+    `guest layout: ${l.guestDirectories.present.length}/${l.guestDirectories.present.length + l.guestDirectories.missing.length} directories` +
+      `${l.guestDirectories.missing.length ? ` (missing ${l.guestDirectories.missing.join(", ")})` : ""}, ` +
+      `${l.etcFiles.present.length}/${l.etcFiles.present.length + l.etcFiles.missing.length} /etc files` +
+      `${l.etcFiles.missing.length ? ` (missing ${l.etcFiles.missing.join(", ")})` : ""}`,
+  );
+  lines.push(`FHS directories: ${l.fhsDirectories.present.join(" ") || "none"}${l.fhsDirectories.missing.length ? ` (absent: ${l.fhsDirectories.missing.join(" ")})` : ""}`);
+  const secrets = [
+    ...r.privateKeys.map((k) => `${k.path} (${k.label})`),
+    ...r.passwordFields.map((p) => `${p.file}: ${p.account} (${p.problem === "hash" ? "password hash" : "empty password"})`),
+  ];
+  lines.push(`risky files: ${secrets.join(", ") || "none"}`);
+  for (const n of r.notes) lines.push(`note: ${n}`);
+  lines.push("");
+  if (r.findings.length === 0) lines.push("findings: none");
+  else {
+    lines.push(`findings (${r.findings.length}):`);
+    const codeWidth = Math.max(...r.findings.map((f) => f.code.length));
+    for (const f of r.findings) {
+      lines.push(`  ${f.severity.toUpperCase().padEnd(8)} ${f.code.padEnd(codeWidth)}  ${f.path}: ${f.message}`);
+    }
+  }
+  return lines.join("\n") + "\n";
+}
+
+function binaryLine(b: BinaryReport | null, where: string): string {
+  if (!b) return `none at ${where}`;
+  const at = b.resolvedPath === b.path ? b.path : `${b.path} -> ${b.resolvedPath}`;
+  if (b.kind === "other") return `${at}: not executable${b.malformed ? ` (${b.malformed})` : ""}`;
+  if (b.static) return `${at}: static ELF`;
+  const interp = `${b.interpreter}${b.interpreterPresent ? "" : " (missing)"}`;
+  if (b.kind === "script") return `${at}: script for ${interp}`;
+  const missing = b.missingLibraries.length ? `, missing ${b.missingLibraries.join(", ")}` : "";
+  return `${at}: dynamic ELF, interpreter ${interp}, ${b.libraries.length} libraries${missing}`;
 }

@@ -34,14 +34,11 @@ export function bytesContent(data: string | Uint8Array): ContentRef {
 export function openContent(c: ContentRef, subject: string): Readable {
   if (c.type === "bytes") return Readable.from([Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength)]);
   const expected = c.size;
+  if (expected === 0) return Readable.from([]);
   const source =
     c.type === "hostFile"
       ? createReadStream(c.path, { highWaterMark: 1 << 20 })
       : createReadStream(c.blobPath, { start: c.offset, end: c.offset + c.size - 1, highWaterMark: 1 << 20 });
-  if (expected === 0) {
-    source.destroy();
-    return Readable.from([]);
-  }
   return checkLength(source, expected, subject);
 }
 

@@ -1,0 +1,88 @@
+import { closeSync, openSync, readSync } from "node:fs";
+import { A3sError } from "../errors.js";
+import { contentSize, type ContentRef } from "../tree/index.js";
+import type { ByteSource } from "./elf.js";
+
+/**
+ * Bounded, random-access reads of a tree entry's content. The audit looks at
+ * a few bytes of many files (an ELF header, a "#!" line, a small text file),
+ * so it never streams a whole file it does not need: every read names its
+ * offset and length, and nothing past the size the tree recorded is read.
+ */
+export async function withContentBytes<T>(
+  content: ContentRef,
+  subject: string,
+  use: (src: ByteSource) => Promise<T>,
+): Promise<T> {
+  const size = contentSize(content);
+  if (content.type === "bytes") {
+    const data = Buffer.from(content.data.buffer, content.data.byteOffset, content.data.byteLength);
+    return use({ size, read: async (offset, length) => data.subarray(offset, Math.min(size, offset + length)) });
+  }
+  const path = content.type === "hostFile" ? content.path : content.blobPath;
+  const base = content.type === "blobRange" ? content.offset : 0;
+  // Synchronous reads on purpose: each is a few KiB from (usually) the page
+  // cache, and going through libuv's thread pool for each costs more than
+  // the read itself; with thousands of small files that is most of an audit.
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new A3sError("ECONTENT", `cannot read the content of ${subject}: ${(e as Error).message}`, { subject, cause: e });
+  }
+  try {
+    return await use({
+      size,
+      async read(offset, length) {
+        const n = Math.max(0, Math.min(length, size - offset));
+        const buf = Buffer.allocUnsafe(n);
+        let done = 0;
+        while (done < n) {
+          const got = readSync(fd, buf, done, n - done, base + offset + done);
+          if (got === 0) break;
+          done += got;
+        }
+        return buf.subarray(0, done);
+      },
+    });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The first `length` bytes of a content (fewer if it is shorter). */
+export function readContentHead(content: ContentRef, length: number, subject: string): Promise<Buffer> {
+  return withContentBytes(content, subject, (src) => src.read(0, length));
+}
+
+/**
+ * Reads the first bytes of a content into `buf` (as many as fit), without
+ * allocating: the key scan reads thousands of small files, and a fresh
+ * buffer for each is most of its garbage. Returns the bytes read.
+ */
+export function readContentPrefixInto(content: ContentRef, buf: Buffer, subject: string): number {
+  const want = Math.min(buf.length, contentSize(content));
+  if (content.type === "bytes") {
+    buf.set(content.data.subarray(0, want));
+    return want;
+  }
+  const path = content.type === "hostFile" ? content.path : content.blobPath;
+  const base = content.type === "blobRange" ? content.offset : 0;
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new A3sError("ECONTENT", `cannot read the content of ${subject}: ${(e as Error).message}`, { subject, cause: e });
+  }
+  try {
+    let done = 0;
+    while (done < want) {
+      const got = readSync(fd, buf, done, want - done, base + done);
+      if (got === 0) break;
+      done += got;
+    }
+    return done;
+  } finally {
+    closeSync(fd);
+  }
+}

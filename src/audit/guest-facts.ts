@@ -1,0 +1,83 @@
+import { DEFAULT_AGENT_PATH, GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH } from "../layout/index.js";
+import type { RootfsTree } from "../tree/index.js";
+import { readTreeText, safeResolve } from "./tree-files.js";
+
+/** What the audit needs from the guest config baked into a rootfs (docs/guest-protocol.md §3). */
+export interface GuestFacts {
+  /** True when the rootfs has /etc/a3s/guest.conf, i.e. it was built as an A3S guest. */
+  readonly configured: boolean;
+  /** The agent init will start: the config's (or a drop-in's) `agent=`, else the default path. */
+  readonly agentPath: string;
+  /** Mount points of the shares the config names; undefined when it names none. */
+  readonly sharePaths?: readonly string[];
+}
+
+/**
+ * Reads `agent` and `share` from guest.conf and its drop-ins, with the
+ * guest's rules: a drop-in's `agent` wins, a drop-in with any `share` lines
+ * replaces the earlier ones, drop-ins are read in byte order of their names
+ * and names starting with "." are skipped. Lines the guest would reject are
+ * skipped here rather than failing the audit: init reports those at boot,
+ * and the audit's job is to describe the rest.
+ */
+export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
+  const main = await readTreeText(tree, GUEST_CONFIG_PATH);
+  if (main === undefined) return { configured: false, agentPath: DEFAULT_AGENT_PATH };
+  let agentPath = DEFAULT_AGENT_PATH;
+  let sharePaths: string[] | undefined;
+  const apply = (text: string): void => {
+    const lines = text.split("\n");
+    if (lines[0] !== "a3s-guest-config 1") return;
+    const shares: string[] = [];
+    for (const line of lines.slice(1)) {
+      const eq = line.indexOf("=");
+      if (line.startsWith("#") || eq < 0) continue;
+      const key = line.slice(0, eq);
+      const value = unescapeConfigValue(line.slice(eq + 1));
+      if (value === undefined) continue;
+      if (key === "agent" && value.startsWith("/")) agentPath = value;
+      if (key === "share") {
+        const path = value.split(":")[1];
+        if (path?.startsWith("/")) shares.push(path);
+      }
+    }
+    if (shares.length > 0) sharePaths = shares;
+  };
+  apply(main);
+  const dropins = safeResolve(tree, GUEST_CONFIG_DROPIN_DIR)?.inode;
+  if (dropins?.kind === "directory") {
+    const names = [...dropins.children.keys()]
+      .filter((n) => n.endsWith(".conf") && !n.startsWith("."))
+      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    for (const name of names) {
+      const text = await readTreeText(tree, `${GUEST_CONFIG_DROPIN_DIR}/${name}`);
+      if (text !== undefined) apply(text);
+    }
+  }
+  return { configured: true, agentPath, ...(sharePaths ? { sharePaths } : {}) };
+}
+
+/** The config's escapes (`\\`, `\n`, `\t`, `\xHH`); undefined for a value init would refuse. */
+function unescapeConfigValue(raw: string): string | undefined {
+  if (!raw.includes("\\")) return raw;
+  const bytes: number[] = [];
+  const src = Buffer.from(raw, "utf8");
+  for (let i = 0; i < src.length; i++) {
+    const c = src[i] as number;
+    if (c !== 0x5c) {
+      bytes.push(c);
+      continue;
+    }
+    const next = src[++i];
+    if (next === 0x5c) bytes.push(0x5c);
+    else if (next === 0x6e) bytes.push(0x0a);
+    else if (next === 0x74) bytes.push(0x09);
+    else if (next === 0x78) {
+      const hex = src.subarray(i + 1, i + 3).toString("latin1");
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex) || hex === "00") return undefined;
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else return undefined;
+  }
+  return Buffer.from(bytes).toString("utf8");
+}
