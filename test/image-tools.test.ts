@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { chmodSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { createExt4Writer } from "../src/outputs/ext4.js";
+import {
+  mke2fsCapabilities,
+  mkfsErofsCapabilities,
+  mksquashfsCapabilities,
+  versionAtLeast,
+} from "../src/outputs/image-tools.js";
+import { bytesContent, RootfsTree } from "../src/tree/index.js";
+import { tempDir } from "./helpers/temp-dir.js";
+
+/**
+ * Stand-ins that print what another release of each tool prints for its
+ * version and help, so capability detection is checked for releases this
+ * machine does not have (the real tools are exercised by the format tests).
+ */
+function fakeTool(dir: string, name: string, script: string): string {
+  const path = join(dir, name);
+  writeFileSync(path, `#!/bin/sh\n${script}\n`);
+  chmodSync(path, 0o755);
+  return path;
+}
+
+describe("image tool capabilities", () => {
+  it("compares dotted versions numerically", () => {
+    assert.equal(versionAtLeast("1.47.2", "1.47.1"), true);
+    assert.equal(versionAtLeast("1.47.10", "1.47.2"), true);
+    assert.equal(versionAtLeast("1.47.0", "1.47.1"), false);
+    assert.equal(versionAtLeast("4.6", "4.6"), true);
+    assert.equal(versionAtLeast("4.5.1", "4.6"), false);
+  });
+
+  it("reads mke2fs's version: tar input from 1.47.1, stdin from 1.47.2", async () => {
+    const dir = tempDir("a3s-fake-tools-");
+    const old = fakeTool(dir, "mke2fs", 'echo "mke2fs 1.47.0 (5-Feb-2023)" >&2; echo "	Using EXT2FS Library version 1.47.0" >&2');
+    assert.deepEqual(await mke2fsCapabilities(old), { version: "1.47.0", tarInput: false, tarFromStdin: false });
+    const mid = fakeTool(tempDir("a3s-fake-tools-"), "mke2fs", 'echo "mke2fs 1.47.1 (20-May-2024)" >&2');
+    assert.deepEqual(await mke2fsCapabilities(mid), { version: "1.47.1", tarInput: true, tarFromStdin: false });
+  });
+
+  it("reads mkfs.erofs's help: --tar means tar input; compressors are listed", async () => {
+    const v15 = fakeTool(
+      tempDir("a3s-fake-tools-"),
+      "mkfs.erofs",
+      'printf "usage: [options] FILE DIRECTORY\\n --all-root  make all files owned by root\\n\\nAvailable compressors are: lz4hc, lz4\\n"',
+    );
+    assert.deepEqual(await mkfsErofsCapabilities(v15), { tarInput: false, compressors: ["lz4hc", "lz4"] });
+    const v18 = fakeTool(
+      tempDir("a3s-fake-tools-"),
+      "mkfs.erofs",
+      'printf "usage: [options] FILE SOURCE(s)\\n --tar=X     generate a full or index-only image from a tarball(-ish) source\\n\\nAvailable compressors are: lz4, lz4hc, lzma, deflate, zstd\\n"',
+    );
+    assert.deepEqual(await mkfsErofsCapabilities(v18), { tarInput: true, compressors: ["lz4", "lz4hc", "lzma", "deflate", "zstd"] });
+  });
+
+  it("reads mksquashfs: -tar counts from 4.6 only; compressors from -help", async () => {
+    const help = '-tar\\t\\t\\tread uncompressed tar file from standard in (stdin)\\n-comp <comp>\\t\\tselect <comp> compression\\n\\t\\t\\tCompressors available:\\n\\t\\t\\t\\tgzip (default)\\n\\t\\t\\t\\tzstd\\n-b <block_size>\\n';
+    const script = (v: string): string => `case "$1" in -version) echo "mksquashfs version ${v} (2023/03/25)";; *) printf '%b' '${help}';; esac`;
+    const v451 = fakeTool(tempDir("a3s-fake-tools-"), "mksquashfs", script("4.5.1"));
+    assert.deepEqual(await mksquashfsCapabilities(v451), { version: "4.5.1", tarInput: false, compressors: ["gzip", "zstd"] });
+    const v461 = fakeTool(tempDir("a3s-fake-tools-"), "mksquashfs", script("4.6.1"));
+    assert.deepEqual(await mksquashfsCapabilities(v461), { version: "4.6.1", tarInput: true, compressors: ["gzip", "zstd"] });
+  });
+
+  it("ext4 without root and with e2fsprogs older than 1.47.1 is an error naming the version to install", async () => {
+    const dir = tempDir("a3s-fake-tools-");
+    fakeTool(dir, "mke2fs", 'echo "mke2fs 1.46.5 (30-Dec-2021)" >&2');
+    const tree = new RootfsTree();
+    tree.addFile("/a", bytesContent("a"));
+    const out = join(tempDir("a3s-out-"), "x.ext4");
+    await assert.rejects(
+      createExt4Writer({ toolDirs: [dir], privileged: false }).write(tree, { tmp: out, final: out }, { epoch: 0, warn: () => undefined }),
+      (e: Error & { code?: string; hint?: string }) => {
+        assert.equal(e.code, "ETOOL");
+        assert.match(e.message, /mke2fs 1\.46\.5 cannot read a tarball \(e2fsprogs 1\.47\.1 or newer can\)/);
+        assert.match(e.hint ?? "", /bookworm-backports/);
+        return true;
+      },
+    );
+  });
+});
