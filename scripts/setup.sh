@@ -17,6 +17,8 @@ declare -A TOOLS=(
   [cpio]=cpio [zstd]=zstd [mkfs.erofs]=erofs-utils [fsck.erofs]=erofs-utils [mksquashfs]=squashfs-tools
   [unsquashfs]=squashfs-tools [debugfs]=e2fsprogs [getfattr]=attr [musl-gcc]=musl-tools [busybox]=busybox-static
   [qemu-system-x86_64]=qemu-system-x86 [hyperfine]=hyperfine [modinfo]=kmod [setpriv]=util-linux
+  [docker-registry]=docker-registry [skopeo]=skopeo [umoci]=umoci [htpasswd]=apache2-utils [openssl]=openssl
+  [mmdebstrap]=mmdebstrap
 )
 TIME_BIN=/usr/bin/time
 

@@ -1,11 +1,11 @@
 // Real boots of built rootfs in QEMU microvm (TCG here: ~10 s each), few and
 // chosen so each proves several parts of the guest contract at once.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { RootfsBuilder, writeOutputs } from "../src/index.js";
-import { boot, buildProbeImage, leftoverVmProcesses } from "./helpers/boot.js";
+import { boot, buildProbeImage, isolateRunDirectories, leftoverVmProcesses } from "./helpers/boot.js";
 import { runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/temp-dir.js";
 
@@ -37,8 +37,13 @@ function shares(): { workspace: string; skills: string } {
   return { workspace, skills };
 }
 
+const runDirs = isolateRunDirectories();
+
 describe("booting in a microvm", () => {
-  after(() => assert.deepEqual(leftoverVmProcesses(), [], "no VM or helper process is left running"));
+  after(() => {
+    assert.deepEqual(leftoverVmProcesses(runDirs), [], "no VM or helper process is left running");
+    rmSync(runDirs, { recursive: true, force: true });
+  });
 
   it("initramfs: / is read-only, the workspace write reaches the host, /skills refuses writes, stdout is only the agent's", async () => {
     const dir = tempDir();

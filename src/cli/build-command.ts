@@ -21,6 +21,9 @@ interface BuildFlags {
   links?: string;
   include?: string;
   trim?: string;
+  platform?: string;
+  creds?: string;
+  insecure?: boolean;
   json?: boolean;
 }
 
@@ -28,7 +31,11 @@ export function registerBuildCommand(program: Command): void {
   program
     .command("build")
     .description("build a rootfs from SOURCE (default: scratch) and write each output")
-    .argument("[source]", "where the tree comes from: scratch, busybox[:FILE], debootstrap:SUITE[:MIRROR]", "scratch")
+    .argument(
+      "[source]",
+      "where the tree comes from: scratch, busybox[:FILE], debootstrap:SUITE[:MIRROR], docker://REF, oci:DIR[:REF], docker-archive:FILE[:REF]",
+      "scratch",
+    )
     .option("-o, --output <FORMAT:PATH>", "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs (repeatable; default dir:rootfs)", collect)
     .option("--agent <FILE>", "the agent binary (default: searched, see findAgentBinary)")
     .option("--agent-path <GUESTPATH>", "where the agent goes in the guest", "/a3s/agent/a3s-box-code")
@@ -45,6 +52,9 @@ export function registerBuildCommand(program: Command): void {
     .option("--links <KIND>", "busybox: applet links as symlink or hardlink", "symlink")
     .option("--include <PKGS>", "debootstrap: extra packages, comma-separated")
     .option("--trim <PROFILE>", "debootstrap: none, docs or minimal (see docs/sources.md)", "minimal")
+    .option("--platform <OS/ARCH[/VARIANT]>", "images: the platform to pick from a multi-platform image (default: the host's)")
+    .option("--creds <USER:PASSWORD>", "registries: credentials (default: ~/.docker/config.json and its credential helpers)")
+    .option("--insecure", "registries: allow plain HTTP and unverified TLS to a registry that is not on loopback")
     .option("--json", "print one JSON object: {source, entries, outputs, durationMs}")
     .addHelpText(
       "after",
@@ -57,6 +67,9 @@ export function registerBuildCommand(program: Command): void {
           appletLinks: oneOf("--links", flags.links, ["symlink", "hardlink"] as const) ?? "symlink",
           ...(flags.include ? { include: flags.include.split(",").filter(Boolean) } : {}),
           trim: oneOf("--trim", flags.trim, ["none", "docs", "minimal"] as const) ?? "minimal",
+          ...(flags.platform ? { platform: flags.platform } : {}),
+          ...(flags.creds ? { creds: flags.creds } : {}),
+          ...(flags.insecure ? { insecure: true } : {}),
         });
         // Container images name their own agent; otherwise one is searched for.
         const agent = flags.agent || !src.providesAgent ? await findAgentBinary(flags.agent ? { path: flags.agent } : {}) : undefined;

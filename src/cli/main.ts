@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { registerBuildCommand } from "./build-command.js";
+import { registerCacheCommand } from "./cache-command.js";
 import { registerDemoCommand } from "./demo-command.js";
 import { registerInspectCommand } from "./inspect-command.js";
 import { registerKernelCommand } from "./kernel-command.js";
@@ -33,5 +34,6 @@ registerBuildCommand(program);
 registerRunCommand(program);
 registerInspectCommand(program);
 registerKernelCommand(program);
+registerCacheCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,6 +1,9 @@
 import { A3sError } from "../errors.js";
 import { busyboxSource, type AppletLinks } from "./busybox.js";
 import { debootstrapSource } from "./debootstrap.js";
+import { dockerArchiveSource } from "./docker-archive-source.js";
+import { dockerRegistrySource } from "./docker-registry-source.js";
+import { ociLayoutSource } from "./oci-layout-source.js";
 import { scratchSource } from "./scratch.js";
 import type { RootfsSource } from "./source.js";
 import type { TrimProfile } from "./trim.js";
@@ -27,6 +30,9 @@ const SOURCES: Record<string, (rest: string, opts: SourceOptions) => RootfsSourc
   busybox: (rest, o) => busyboxSource(rest, o.appletLinks),
   debootstrap: (rest, o) =>
     debootstrapSource(rest, { ...(o.include ? { include: o.include } : {}), ...(o.trim ? { trim: o.trim } : {}) }),
+  docker: (rest, o) => dockerRegistrySource(rest, o),
+  oci: (rest, o) => ociLayoutSource(rest, o.platform ? { platform: o.platform } : {}),
+  "docker-archive": (rest, o) => dockerArchiveSource(rest, o.platform ? { platform: o.platform } : {}),
 };
 
 /** Parses a source spec such as "scratch" (the default), "busybox" or "debootstrap:bookworm". */

@@ -1,0 +1,91 @@
+import type { Command } from "commander";
+import { A3sError } from "../errors.js";
+import { ContentStore } from "../oci/content-store.js";
+import { ImageRecords } from "../oci/image-records.js";
+import { action } from "./command-runner.js";
+import { humanBytes } from "./format.js";
+
+/**
+ * Blobs younger than this survive a gc even when no image record names them:
+ * a build running right now has stored them but not yet recorded its image.
+ */
+const IN_USE_GRACE_MS = 60 * 60 * 1000;
+
+interface GcFlags {
+  olderThan?: string;
+  all?: boolean;
+  json?: boolean;
+}
+
+export function registerCacheCommand(program: Command): void {
+  const cache = program.command("cache").description("list and clean the image cache (blobs by digest in the user's cache directory)");
+
+  cache
+    .command("ls")
+    .description("list cached images and what the blob store holds")
+    .option("--json", "print one JSON object")
+    .action(
+      action(async (flags: { json?: boolean }) => {
+        const store = new ContentStore();
+        const blobs = await store.list();
+        const sizes = new Map(blobs.map((b) => [b.digest, b.size]));
+        const images = (await new ImageRecords().list()).map((r) => ({
+          reference: r.reference,
+          platform: r.platform,
+          manifestDigest: r.manifestDigest,
+          lastUsed: r.lastUsed,
+          bytes: r.digests.reduce((n, d) => n + (sizes.get(d) ?? 0), 0),
+        }));
+        const total = blobs.reduce((n, b) => n + b.size, 0);
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ store: store.root, blobs: blobs.length, bytes: total, images }) + "\n");
+          return;
+        }
+        process.stdout.write(`${store.root}: ${blobs.length} blobs, ${humanBytes(total)}\n`);
+        for (const i of images) {
+          process.stdout.write(`  ${i.reference}  ${i.platform}  ${i.manifestDigest.slice(0, 19)}  ${humanBytes(i.bytes)}  last used ${i.lastUsed}\n`);
+        }
+      }),
+    );
+
+  cache
+    .command("gc")
+    .description("delete cached blobs that no remembered image needs")
+    .option("--older-than <DAYS>", "first forget images not used for this many days")
+    .option("--all", "forget every image and delete every blob")
+    .option("--json", "print one JSON object: {forgotten, removed, bytes}")
+    .action(
+      action(async (flags: GcFlags) => {
+        const store = new ContentStore();
+        const records = new ImageRecords();
+        let days: number | undefined;
+        if (flags.olderThan !== undefined) {
+          days = Number(flags.olderThan);
+          if (!Number.isFinite(days) || days < 0) {
+            throw new A3sError("EUSAGE", `--older-than must be a number of days, not ${JSON.stringify(flags.olderThan)}`);
+          }
+        }
+        const now = Date.now();
+        let forgotten = 0;
+        const keep = new Set<string>();
+        for (const r of await records.list()) {
+          const age = now - Date.parse(r.lastUsed);
+          if (flags.all || (days !== undefined && age > days * 86_400_000)) {
+            await records.forget(r.file);
+            forgotten++;
+          } else {
+            for (const d of r.digests) keep.add(d);
+          }
+        }
+        if (!flags.all) {
+          for (const b of await store.list()) if (now - b.mtimeMs < IN_USE_GRACE_MS) keep.add(b.digest);
+        }
+        const { removed, bytes } = await store.gc(keep, now);
+        if (flags.json) {
+          process.stdout.write(JSON.stringify({ forgotten, removed, bytes }) + "\n");
+          return;
+        }
+        process.stdout.write(`forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}\n`);
+      }),
+    );
+}

@@ -1,0 +1,107 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { describe, it } from "node:test";
+import { isA3sError } from "../src/errors.js";
+import { ContentStore, parseDigest } from "../src/oci/content-store.js";
+import { tempDir } from "./helpers/temp-dir.js";
+
+const sha = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
+
+async function* chunks(b: Buffer, size = 1000): AsyncGenerator<Buffer> {
+  for (let i = 0; i < b.length; i += size) yield b.subarray(i, i + size);
+}
+
+describe("content store", () => {
+  it("stores a blob under its digest after checking it", async () => {
+    const store = new ContentStore(tempDir());
+    const data = randomBytes(50_000);
+    const digest = sha(data);
+    assert.equal(await store.has(digest), false);
+    const path = await store.put(digest, chunks(data), { size: data.length });
+    assert.equal(path, join(store.root, "sha256", digest.slice(7)));
+    assert.deepEqual(readFileSync(path), data);
+    assert.equal(await store.has(digest), true);
+    assert.equal(await store.has(digest, data.length + 1), false);
+    assert.equal(await store.size(digest), data.length);
+    assert.deepEqual(await store.readBytes(digest), data);
+    assert.deepEqual(readdirSync(join(store.root, "tmp")), []);
+  });
+
+  it("refuses a digest mismatch and leaves nothing behind", async () => {
+    const store = new ContentStore(tempDir());
+    const data = randomBytes(10_000);
+    const wrong = sha(Buffer.from("something else"));
+    await assert.rejects(store.put(wrong, chunks(data)), (e: unknown) => isA3sError(e, "EDIGEST") && e.message.includes(wrong) && e.message.includes(sha(data)));
+    assert.equal(await store.has(wrong), false);
+    assert.deepEqual(readdirSync(join(store.root, "tmp")), []);
+    assert.deepEqual(readdirSync(join(store.root, "sha256")), []);
+  });
+
+  it("stops at the declared size or the byte cap, and refuses a short blob", async () => {
+    const store = new ContentStore(tempDir());
+    const data = randomBytes(10_000);
+    await assert.rejects(store.put(sha(data), chunks(data), { size: 5_000 }), (e: unknown) => isA3sError(e, "ESIZE"));
+    await assert.rejects(store.put(sha(data), chunks(data), { maxBytes: 9_999 }), (e: unknown) => isA3sError(e, "ESIZE") && /limit/.test(e.message));
+    await assert.rejects(store.put(sha(data), chunks(data.subarray(0, 9_000)), { size: 10_000 }), (e: unknown) => isA3sError(e, "ESIZE"));
+    assert.deepEqual(readdirSync(join(store.root, "tmp")), []);
+    assert.equal(await store.has(sha(data)), false);
+  });
+
+  it("never turns a hostile digest into a path", () => {
+    const store = new ContentStore(tempDir());
+    for (const bad of ["sha256:../../etc/passwd", "sha256:" + "A".repeat(64), "sha256:" + "a".repeat(63), "md5:" + "a".repeat(32), "sha256:/" + "a".repeat(63), "a".repeat(64)]) {
+      assert.throws(() => store.path(bad), (e: unknown) => isA3sError(e, "EDIGEST"), bad);
+    }
+    assert.deepEqual(parseDigest(`sha512:${"0".repeat(128)}`), { algorithm: "sha512", hex: "0".repeat(128) });
+  });
+
+  it("is safe when two writers store the same digest at once (in one process and in two)", async () => {
+    const root = tempDir();
+    const store = new ContentStore(root);
+    const data = randomBytes(3 * 1024 * 1024);
+    const digest = sha(data);
+    const paths = await Promise.all([store.put(digest, chunks(data, 65536)), store.put(digest, chunks(data, 4096))]);
+    assert.equal(paths[0], paths[1]);
+    assert.deepEqual(readFileSync(paths[0]!), data);
+
+    // Two processes: each streams the same bytes from a file into a fresh store root.
+    const root2 = tempDir();
+    const src = join(root2, "input");
+    writeFileSync(src, data);
+    const script = `
+      import { createReadStream } from "node:fs";
+      import { ContentStore } from ${JSON.stringify(new URL("../src/oci/content-store.js", import.meta.url).href)};
+      await new ContentStore(process.argv[1]).put(process.argv[2], createReadStream(process.argv[3], { highWaterMark: 4096 }));
+      process.stdout.write("ok");`;
+    const run = promisify(execFile);
+    const outs = await Promise.all([1, 2, 3].map(() => run(process.execPath, ["--input-type=module", "-e", script, join(root2, "store"), digest, src])));
+    assert.deepEqual(outs.map((o) => o.stdout), ["ok", "ok", "ok"]);
+    const store2 = new ContentStore(join(root2, "store"));
+    assert.deepEqual(readFileSync(store2.path(digest)), data);
+    assert.deepEqual(readdirSync(join(store2.root, "tmp")), []);
+  });
+
+  it("collects blobs not kept and stale temporaries, and lists the rest", async () => {
+    const store = new ContentStore(tempDir());
+    const a = Buffer.from("a".repeat(100));
+    const b = Buffer.from("b".repeat(200));
+    await store.putBytes(sha(a), a);
+    await store.putBytes(sha(b), b);
+    const stale = join(store.root, "tmp", "sha256-stale");
+    const fresh = join(store.root, "tmp", "sha256-fresh");
+    writeFileSync(stale, "x".repeat(50));
+    writeFileSync(fresh, "y");
+    const old = new Date(Date.now() - 24 * 3600 * 1000);
+    utimesSync(stale, old, old);
+    writeFileSync(join(store.root, "sha256", "not-a-digest"), "keep me");
+    const result = await store.gc(new Set([sha(a)]));
+    assert.deepEqual(result, { removed: 2, bytes: 250 });
+    assert.deepEqual((await store.list()).map((x) => x.digest), [sha(a)]);
+    assert.equal(existsSync(fresh), true, "a temporary another build may still be writing survives");
+    assert.equal(existsSync(join(store.root, "sha256", "not-a-digest")), true);
+  });
+});

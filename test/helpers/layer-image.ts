@@ -1,0 +1,69 @@
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { gzipSync } from "node:zlib";
+import { ContentStore } from "../../src/oci/content-store.js";
+import { parseImageConfig } from "../../src/oci/image-config.js";
+import { imageToTree, type ImageLayer, type LayerLimits, type ResolvedImage } from "../../src/oci/image.js";
+import { OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD } from "../../src/oci/media-types.js";
+import { blobOf, makeImage, type ImageOptions, type TestImage, type TestLayer } from "./test-image.js";
+import { tempDir } from "./temp-dir.js";
+
+export function sha256(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}
+
+/** A layer from raw tar bytes (e.g. from raw-tar.ts), compressed as asked. */
+export function rawLayer(tar: Buffer, compression: "none" | "gzip" | "zstd" = "gzip", mediaType?: string): TestLayer {
+  const blob =
+    compression === "gzip"
+      ? gzipSync(tar)
+      : compression === "zstd"
+        ? execFileSync("zstd", ["-q", "-c", "-3"], { input: tar, maxBuffer: 1 << 30 })
+        : tar;
+  const type = mediaType ?? (compression === "gzip" ? OCI_LAYER_GZIP : compression === "zstd" ? OCI_LAYER_ZSTD : OCI_LAYER_TAR);
+  return { ...blobOf(blob, type), diffId: sha256(tar) };
+}
+
+/** The ResolvedImage a source would build for a test image, its layers read from memory. */
+export function resolvedImage(image: TestImage, reference = "test/image:latest"): ResolvedImage {
+  const config = parseImageConfig(image.config.bytes, image.config.digest);
+  const layers: ImageLayer[] = image.layers.map((l) => ({
+    digest: l.digest,
+    size: l.size,
+    mediaType: l.mediaType,
+    diffId: l.diffId,
+    open: async () => Readable.from([l.bytes]),
+  }));
+  return {
+    reference,
+    manifestDigest: image.manifest.digest,
+    config,
+    layers,
+    platform: { os: config.os, architecture: config.architecture },
+  };
+}
+
+export interface ApplyOptions extends ImageOptions {
+  readonly limits?: LayerLimits;
+  /** A store to reuse (a cache hit); default: a fresh one in a temporary directory. */
+  readonly store?: ContentStore;
+  readonly progress?: (m: string) => void;
+}
+
+/** Applies test layers as one image into a fresh tree (through the content store, as a real build does). */
+export async function applyLayers(
+  layers: readonly TestLayer[],
+  opts: ApplyOptions = {},
+): Promise<Awaited<ReturnType<typeof imageToTree>> & { store: ContentStore }> {
+  const store = opts.store ?? new ContentStore(join(tempDir("a3s-store-"), "blobs"));
+  const image = resolvedImage(makeImage(layers, opts));
+  const result = await imageToTree(image, {
+    epoch: 1_000_000_000,
+    store,
+    progress: opts.progress ?? (() => {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
+  });
+  return { ...result, store };
+}
