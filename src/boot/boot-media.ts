@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { stat } from "node:fs/promises";
+import { appendFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { A3sError } from "../errors.js";
@@ -71,6 +71,7 @@ export async function prepareBootMedia(opts: {
     const pad = (4 - (written % 4)) % 4;
     if (pad) out.write(Buffer.alloc(pad));
     await pipeline(cpioStream(await moduleTree(modules, {}, true), { initramfsDevices: false }), out);
+    await padClearOfFirmwareTables(initrd);
     return { initrd, modules };
   }
 
@@ -81,7 +82,32 @@ export async function prepareBootMedia(opts: {
   const init = guestProgramPath("init");
   tree.addFile("/init", { type: "hostFile", path: init, size: (await stat(init)).size }, { mode: 0o755 });
   await pipeline(cpioStream(tree), createWriteStream(initrd));
+  await padClearOfFirmwareTables(initrd);
   return { initrd, disk: opts.image, modules };
+}
+
+/** Where the initrd should end, counted from a page boundary: see padClearOfFirmwareTables. */
+const INITRD_END_IN_PAGE = 4;
+const PAGE = 4096;
+
+/**
+ * Pads the initrd with NUL bytes (the kernel skips them after an archive) so
+ * that its size is 4 bytes past a multiple of the page size.
+ *
+ * Why: QEMU's microvm, booting an ELF kernel through its PVH entry (the
+ * default, see debian-kernel.ts), places the initrd so that it ends at the
+ * very top of low RAM, in the last page, where the firmware has already put
+ * the ACPI tables, and copies it over them: the initrd ends (size mod 4096)
+ * bytes into that page. Measured with QEMU 10.0: an initrd ending 3584 bytes
+ * in overwrote the DSDT, the virtio-mmio devices were never found and the
+ * boot hung. Ending 4 bytes into the page leaves the tables (at its end)
+ * intact. A bzImage boot places the initrd lower, where the padding is
+ * harmless.
+ */
+export async function padClearOfFirmwareTables(initrd: string): Promise<void> {
+  const size = (await stat(initrd)).size;
+  const pad = (PAGE + INITRD_END_IN_PAGE - (size % PAGE)) % PAGE;
+  if (pad) await appendFile(initrd, Buffer.alloc(pad));
 }
 
 /**

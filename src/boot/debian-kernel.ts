@@ -1,8 +1,9 @@
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, copyFile, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, copyFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool, runTool } from "../util/host-tool.js";
+import { extractVmlinux, pvhEntryPoint } from "./extract-vmlinux.js";
 import { GUEST_MODULES, type KernelBundle } from "./kernel-bundle.js";
 import { indexModules } from "./module-set.js";
 import { selectModules } from "./select-modules.js";
@@ -44,7 +45,7 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
   const pkg = await debianKernelPackage();
   const kernelsDir = join(opts.cacheDir ?? cacheRoot(), "kernels");
   const bundleDir = join(kernelsDir, `${pkg.name}_${pkg.version}`);
-  const cached = await readBundle(bundleDir);
+  const cached = await readBundle(bundleDir, progress);
   if (cached) return cached;
   if (opts.offline) {
     throw new A3sError("EKERNEL", `the kernel ${pkg.name} ${pkg.version} is not in the cache ${kernelsDir}`, {
@@ -72,10 +73,12 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
     const set = await indexModules(join(unpacked, "lib", "modules", release));
     const modules = await selectModules(set, GUEST_MODULES, join(staged, "modules"));
     progress(`selected ${modules.length} modules: ${modules.map((m) => m.name).join(" ")}`);
-    const manifest = {
+    const { boot } = await writeBootKernel(staged, progress);
+    const manifest: BundleManifest = {
       release,
       origin: `debian:${pkg.name}=${pkg.version}`,
       modules: modules.map((m) => ({ name: m.name, depends: m.depends })),
+      boot,
     };
     await writeFile(join(staged, "bundle.json"), JSON.stringify(manifest, null, 2) + "\n");
     // Publish the finished bundle in one rename; a concurrent fetch that lost
@@ -91,15 +94,82 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
   return bundle;
 }
 
-async function readBundle(dir: string): Promise<KernelBundle | undefined> {
+/** bundle.json: what the bundle directory holds. */
+interface BundleManifest {
+  release: string;
+  origin: string;
+  modules: { name: string; depends: string[] }[];
+  /** Which image QEMU boots; absent in bundles fetched before vmlinux extraction existed. */
+  boot?: BootKernel;
+}
+
+type BootKernel =
+  | { image: "vmlinux"; compression: string; pvhEntry: string }
+  | { image: "vmlinuz"; why: string };
+
+async function readBundle(dir: string, progress: (m: string) => void = () => {}): Promise<KernelBundle | undefined> {
   const raw = await readFile(join(dir, "bundle.json"), "utf8").catch(() => undefined);
   if (raw === undefined) return undefined;
-  const m = JSON.parse(raw) as { release: string; origin: string; modules: { name: string; depends: string[] }[] };
+  const m = JSON.parse(raw) as BundleManifest;
   if (!Array.isArray(m.modules) || m.modules.some((x) => typeof x !== "object")) return undefined; // an older layout: refetch
+  const vmlinuxGone = m.boot?.image === "vmlinux" && !(await stat(join(dir, "vmlinux")).then((st) => st.isFile(), () => false));
+  if (!m.boot || vmlinuxGone) {
+    // A bundle cached before vmlinux extraction (or whose vmlinux was
+    // deleted): add the vmlinux now rather than downloading the package again.
+    const { boot, lasting } = await writeBootKernel(dir, progress);
+    m.boot = boot;
+    // Not recorded in a cache this process cannot write: the next run decides again.
+    if (lasting) await writeFileAtomic(join(dir, "bundle.json"), JSON.stringify(m, null, 2) + "\n").catch(() => {});
+  }
+  const bzImage = join(dir, "vmlinuz");
   return {
     release: m.release,
     origin: m.origin,
-    kernelPath: join(dir, "vmlinuz"),
+    ...(m.boot.image === "vmlinux" ? { kernelPath: join(dir, "vmlinux"), bzImagePath: bzImage } : { kernelPath: bzImage }),
     modules: m.modules.map((x) => ({ name: x.name, depends: x.depends, path: join(dir, "modules", `${x.name}.ko`) })),
   };
+}
+
+/**
+ * Extracts the bundle's bzImage into `vmlinux` beside it when the kernel has
+ * a PVH entry point, so QEMU boots it without firmware-side loading and
+ * in-guest decompression (several seconds under TCG). Without the PVH note
+ * QEMU cannot boot the ELF, so the bzImage stays the boot image; so it does
+ * when extraction fails, the reason recorded in bundle.json. A missing
+ * decompressor is not `lasting`: once it is installed, the next run extracts.
+ */
+async function writeBootKernel(dir: string, progress: (m: string) => void): Promise<{ boot: BootKernel; lasting: boolean }> {
+  let extracted;
+  try {
+    extracted = await extractVmlinux(join(dir, "vmlinuz"));
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    progress(`booting the bzImage: ${message}`);
+    return { boot: { image: "vmlinuz", why: message }, lasting: !(e instanceof A3sError && e.code === "ETOOL") };
+  }
+  const entry = pvhEntryPoint(extracted.vmlinux);
+  if (entry === undefined) {
+    progress("booting the bzImage: the kernel has no PVH entry note (CONFIG_PVH is off), so QEMU cannot boot its ELF");
+    return { boot: { image: "vmlinuz", why: "no XEN_ELFNOTE_PHYS32_ENTRY note (CONFIG_PVH=n)" }, lasting: true };
+  }
+  try {
+    await writeFileAtomic(join(dir, "vmlinux"), extracted.vmlinux);
+  } catch (e) {
+    // A cache this process cannot write (shared, read-only): boot the bzImage rather than fail.
+    progress(`booting the bzImage: cannot write the vmlinux into ${dir}: ${(e as Error).message}`);
+    return { boot: { image: "vmlinuz", why: `cannot write vmlinux: ${(e as Error).message}` }, lasting: false };
+  }
+  progress(`extracted vmlinux (${extracted.compression}, ${extracted.vmlinux.length} bytes; PVH entry 0x${entry.toString(16)})`);
+  return { boot: { image: "vmlinux", compression: extracted.compression, pvhEntry: `0x${entry.toString(16)}` }, lasting: true };
+}
+
+/** A file appears complete or not at all, also to a concurrent run reading the same cache. */
+async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }

@@ -4,7 +4,15 @@ export interface KernelBundle {
   readonly release: string;
   /** Where it came from, e.g. "debian:linux-image-6.1.0-57-amd64=6.1.192-3" or "file:/path/vmlinux". */
   readonly origin: string;
+  /**
+   * The kernel QEMU boots: for the Debian kernel, the uncompressed ELF
+   * vmlinux extracted from the bzImage when it has a PVH entry point (QEMU
+   * then loads it directly, skipping the firmware's bzImage loader and the
+   * in-guest decompression, seconds under TCG); else the bzImage itself.
+   */
   readonly kernelPath: string;
+  /** The kernel as packaged (the bzImage), for VMMs that need one; absent when it is `kernelPath` itself. */
+  readonly bzImagePath?: string;
   /** Uncompressed .ko files, each after the modules it depends on. Empty for kernels with built-in drivers. */
   readonly modules: readonly KernelModule[];
 }
