@@ -34,23 +34,29 @@ e2fs_ok() {
   dpkg --compare-versions "${v:-0}" ge 1.47.1
 }
 
-need_backports_e2fs=0
-e2fs_ok || need_backports_e2fs=1
+. /etc/os-release
+# On Debian 12 two packages come from bookworm-backports: e2fsprogs >= 1.47.1
+# (mke2fs -d reads a tarball) and QEMU 10 (the version the boot path is tested with).
+backports=()
+if [ "${VERSION_CODENAME:-}" = bookworm ]; then
+  e2fs_ok || backports+=(e2fsprogs)
+  rest=()
+  for p in "${missing[@]}"; do
+    if [ "$p" = qemu-system-x86 ]; then backports+=(qemu-system-x86); else rest+=("$p"); fi
+  done
+  missing=("${rest[@]}")
+fi
 
-if [ ${#missing[@]} -gt 0 ] || [ $need_backports_e2fs = 1 ]; then
+if [ ${#missing[@]} -gt 0 ] || [ ${#backports[@]} -gt 0 ] || ! e2fs_ok; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    log "missing Debian packages: $(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
-    [ $need_backports_e2fs = 1 ] && log "and e2fsprogs >= 1.47.1 (Debian 12: from bookworm-backports)"
+    log "missing Debian packages: $(printf '%s\n' "${missing[@]}" "${backports[@]}" | sort -u | tr '\n' ' ')"
+    [ ${#backports[@]} -gt 0 ] && log "(on Debian 12, ${backports[*]} from bookworm-backports)"
     log "install them as root (apt-get install ...) and run this again"
     exit 1
   fi
-  . /etc/os-release
-  if [ $need_backports_e2fs = 1 ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
-    list=/etc/apt/sources.list.d/a3s-bookworm-backports.list
-    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-      log "adding bookworm-backports for e2fsprogs >= 1.47.1"
-      echo 'deb http://deb.debian.org/debian bookworm-backports main' > "$list"
-    fi
+  if [ ${#backports[@]} -gt 0 ] && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    log "adding bookworm-backports"
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' > /etc/apt/sources.list.d/a3s-bookworm-backports.list
   fi
   log "apt-get update"
   apt-get update -qq >/dev/null 2>&1 || log "apt-get update reported errors (an unreachable extra source?); going on"
@@ -60,9 +66,9 @@ if [ ${#missing[@]} -gt 0 ] || [ $need_backports_e2fs = 1 ]; then
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
   fi
-  if [ $need_backports_e2fs = 1 ]; then
-    log "installing e2fsprogs from bookworm-backports"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports e2fsprogs >/dev/null
+  if [ ${#backports[@]} -gt 0 ]; then
+    log "installing ${backports[*]} from bookworm-backports"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${backports[@]}" >/dev/null
   fi
   e2fs_ok || { log "e2fsprogs >= 1.47.1 is still missing"; exit 1; }
 fi

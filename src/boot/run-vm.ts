@@ -149,7 +149,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       if (ev.kind === "agent-start") {
         agentStartHostMs = performance.now() - started;
         agentStarted = true;
-        if (termPending) control.write("signal TERM\n");
+        if (termPending) escalate();
       }
     });
     const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
@@ -184,16 +184,28 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     );
 
     let timedOut = false;
+    // The timeout's escalation: SIGTERM to the agent, SIGKILL after a grace
+    // period, then the VM itself. The grace periods count from when SIGTERM
+    // is really sent, which may be later than the timeout if the guest was
+    // still booting then; a guest that never starts its agent is killed a
+    // grace period after the timeout.
     const timers: NodeJS.Timeout[] = [];
+    let bootDeadline: NodeJS.Timeout | undefined;
+    const escalate = (): void => {
+      if (bootDeadline) clearTimeout(bootDeadline);
+      control.write("signal TERM\n");
+      timers.push(setTimeout(() => control.write("signal KILL\n"), TERM_GRACE_MS));
+      timers.push(setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
+    };
     if (opts.timeoutS !== undefined) {
       timers.push(
         setTimeout(() => {
           timedOut = true;
           progress(`timeout after ${opts.timeoutS} s: sending SIGTERM to the agent`);
-          if (agentStarted) control.write("signal TERM\n");
-          else termPending = true;
-          timers.push(setTimeout(() => control.write("signal KILL\n"), TERM_GRACE_MS));
-          timers.push(setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
+          if (agentStarted) return escalate();
+          termPending = true;
+          bootDeadline = setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS);
+          timers.push(bootDeadline);
         }, opts.timeoutS * 1000),
       );
     }
