@@ -23,7 +23,7 @@ import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
 import { buildBusyboxNative, buildDebianNative, buildScratchDemo } from "./boot-images.js";
 import { bootOnConsole, type ConsoleBoot } from "./boot-vm.js";
-import { bootCmdline } from "./boot-cmdline.js";
+import { kernelCommandLine } from "../src/boot/run-vm.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 const RUNS = Number(process.env.BOOT_RUNS ?? 5);
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
   const kernel = await debianKernel({ progress: say });
   if (!kernel.bzImagePath) throw new Error(`the kernel bundle boots its bzImage (no PVH vmlinux), so there is no before/after to measure`);
   const accel: Accelerator = (await chooseAccelerator("auto", qemu, kernel.kernelPath, cacheRoot())).accel;
-  const cmdline = await bootCmdline(accel);
+  const cmdline = await kernelCommandLine(accel);
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
   try {
     // ---- images ----------------------------------------------------------

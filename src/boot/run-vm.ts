@@ -278,7 +278,10 @@ function signalName(n: number): string | null {
  * a panic ends the VM at once, and the run's overrides of the image's config
  * as a3s.* parameters (docs/guest-protocol.md §4).
  */
-async function kernelCommandLine(accel: Accelerator, opts: RunOptions): Promise<string> {
+export async function kernelCommandLine(
+  accel: Accelerator,
+  opts: Pick<RunOptions, "user" | "env" | "args"> = {},
+): Promise<string> {
   const parts = ["console=ttyS0", "panic=-1", "quiet"];
   if (accel === "tcg") {
     // Under TCG the guest's TSC calibration can fail on a busy host and hang
