@@ -50,7 +50,7 @@ function kindOf(st: BigIntStats): ObservedEntry["kind"] {
 }
 
 /** Every xattr of one name (not followed), name → hex value, read with getfattr. */
-function readXattrs(host: string): Record<string, string> {
+export function readXattrs(host: string): Record<string, string> {
   const r = spawnSync("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", host], { encoding: "utf8" });
   const out: Record<string, string> = {};
   for (const line of r.stdout.split("\n")) {

@@ -1,7 +1,8 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { lstatSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { observeDirectory, readXattrs } from "./extracted-tree.js";
 import type { ObservedEntry } from "./image-sample.js";
 import { tempDir } from "./temp-dir.js";
 
@@ -16,59 +17,6 @@ const UTC = { ...process.env, TZ: "UTC", LC_ALL: "C" };
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
-}
-
-function devNumbers(rdev: bigint): string {
-  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
-  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
-  return `${major}:${minor}`;
-}
-
-function kindOf(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isFIFO(): boolean }): ObservedEntry["kind"] {
-  if (st.isFile()) return "file";
-  if (st.isDirectory()) return "directory";
-  if (st.isSymbolicLink()) return "symlink";
-  if (st.isCharacterDevice()) return "char";
-  if (st.isBlockDevice()) return "block";
-  if (st.isFIFO()) return "fifo";
-  throw new Error("unexpected file type");
-}
-
-/** Walks an extracted tree with lstat: kinds, modes, owners, mtimes, content, links, devices. */
-function walkExtracted(root: string): Map<string, ObservedEntry> {
-  const out = new Map<string, ObservedEntry>();
-  const visit = (host: string, path: string): void => {
-    const st = lstatSync(host, { bigint: true });
-    const kind = kindOf(st);
-    const o: ObservedEntry = {
-      kind,
-      mode: Number(st.mode & 0o7777n),
-      uid: Number(st.uid),
-      gid: Number(st.gid),
-      mtime: Number(st.mtimeMs / 1000n),
-      identity: String(st.ino),
-    };
-    if (kind === "file") o.sha256 = sha256(readFileSync(host));
-    if (kind === "symlink") o.target = readlinkSync(host);
-    if (kind === "char" || kind === "block") o.rdev = devNumbers(st.rdev);
-    out.set(path, o);
-    if (kind === "directory") {
-      for (const name of readdirSync(host).sort()) visit(join(host, name), path === "/" ? `/${name}` : `${path}/${name}`);
-    }
-  };
-  visit(root, "/");
-  return out;
-}
-
-/** xattrs of one extracted file, read with getfattr. */
-function getfattr(host: string): Record<string, string> {
-  const r = spawnSync("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", "--absolute-names", host], { encoding: "utf8" });
-  const out: Record<string, string> = {};
-  for (const line of r.stdout.split("\n")) {
-    const m = /^([^#=][^=]*)=0x([0-9a-f]*)$/.exec(line);
-    if (m) out[m[1] as string] = m[2] as string;
-  }
-  return out;
 }
 
 // ---- ext4: debugfs -------------------------------------------------------
@@ -224,7 +172,7 @@ function erofsInodeDetails(img: Buffer, nid: number): { mode: number; xattrs: Re
 export function readErofs(image: string): Map<string, ObservedEntry> {
   const dir = join(tempDir("a3s-erofs-read-"), "root");
   execFileSync("fsck.erofs", [`--extract=${dir}`, image], { stdio: ["ignore", "ignore", "pipe"] });
-  const out = walkExtracted(dir);
+  const out = observeDirectory(dir, { xattrs: false });
   const img = readFileSync(image);
   for (const [path, o] of out) {
     const info = execFileSync("dump.erofs", [`--path=${path}`, image], { encoding: "utf8", env: UTC });
@@ -247,8 +195,8 @@ export function readErofs(image: string): Map<string, ObservedEntry> {
 export function readSquashfs(image: string): Map<string, ObservedEntry> {
   const dir = join(tempDir("a3s-sqfs-read-"), "root");
   execFileSync("unsquashfs", ["-no-progress", "-d", dir, image], { stdio: ["ignore", "ignore", "pipe"] });
-  const out = walkExtracted(dir);
-  for (const [path, o] of out) o.xattrs = o.kind === "symlink" ? {} : getfattr(path === "/" ? dir : dir + path);
+  const out = observeDirectory(dir, { xattrs: false });
+  for (const [path, o] of out) o.xattrs = o.kind === "symlink" ? {} : readXattrs(path === "/" ? dir : dir + path);
   return out;
 }
 
