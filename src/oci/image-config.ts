@@ -1,5 +1,6 @@
 import { A3sError } from "../errors.js";
 import { parseDigest } from "./content-store.js";
+import { isObject, parseJsonObject } from "./json-document.js";
 
 /** The parts of an OCI image config (image-spec config.md) this project reads. */
 export interface OciImageConfig {
@@ -36,13 +37,7 @@ export function parseImageConfig(json: Uint8Array | string, subject: string): Oc
       hint: "the image is malformed; rebuild it with a standard tool (docker, buildah, umoci)",
     });
   if (bytes.byteLength > MAX_CONFIG_BYTES) throw bad(`larger than ${MAX_CONFIG_BYTES} bytes`);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
-  } catch (e) {
-    throw bad(`not valid JSON (${(e as Error).message})`);
-  }
-  if (!isObject(doc)) throw bad("not a JSON object");
+  const doc = parseJsonObject(bytes, bad);
 
   const architecture = doc.architecture;
   const os = doc.os;
@@ -83,10 +78,6 @@ export function parseImageConfig(json: Uint8Array | string, subject: string): Oc
     config: container,
     rootfs: { type: "layers", diff_ids: diffIds },
   };
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
 /** A string field; JSON null and absence both mean "not set", as Docker writes null for unset fields. */

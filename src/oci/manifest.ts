@@ -1,5 +1,6 @@
 import { A3sError } from "../errors.js";
 import { parseDigest } from "./content-store.js";
+import { isObject, parseJsonObject } from "./json-document.js";
 import {
   CONFIG_MEDIA_TYPES,
   IMAGE_MANIFEST_MEDIA_TYPES,
@@ -75,13 +76,7 @@ export function parseManifest(bytes: Uint8Array, subject: string, contentType?: 
   const served = mediaTypeOf(contentType);
   if (served !== undefined && SCHEMA1_MEDIA_TYPES.has(served)) throw schema1(subject);
 
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"));
-  } catch (e) {
-    throw bad(`not valid JSON (${(e as Error).message})`);
-  }
-  if (!isObject(doc)) throw bad("not a JSON object");
+  const doc = parseJsonObject(bytes, bad);
   if (doc.schemaVersion === 1) throw schema1(subject);
   if (doc.schemaVersion !== 2) throw bad(`schemaVersion is ${JSON.stringify(doc.schemaVersion)}, not 2`);
 
@@ -163,6 +158,3 @@ function parsePlatformField(v: unknown, where: string, bad: (m: string) => A3sEr
   };
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
