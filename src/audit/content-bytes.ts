@@ -19,17 +19,10 @@ export async function withContentBytes<T>(
     const data = Buffer.from(content.data.buffer, content.data.byteOffset, content.data.byteLength);
     return use({ size, read: async (offset, length) => data.subarray(offset, Math.min(size, offset + length)) });
   }
-  const path = content.type === "hostFile" ? content.path : content.blobPath;
-  const base = content.type === "blobRange" ? content.offset : 0;
   // Synchronous reads on purpose: each is a few KiB from (usually) the page
   // cache, and going through libuv's thread pool for each costs more than
   // the read itself; with thousands of small files that is most of an audit.
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    throw new A3sError("ECONTENT", `cannot read the content of ${subject}: ${(e as Error).message}`, { subject, cause: e });
-  }
+  const { fd, base } = openBacking(content, subject);
   try {
     return await use({
       size,
@@ -66,14 +59,7 @@ export function readContentPrefixInto(content: ContentRef, buf: Buffer, subject:
     buf.set(content.data.subarray(0, want));
     return want;
   }
-  const path = content.type === "hostFile" ? content.path : content.blobPath;
-  const base = content.type === "blobRange" ? content.offset : 0;
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch (e) {
-    throw new A3sError("ECONTENT", `cannot read the content of ${subject}: ${(e as Error).message}`, { subject, cause: e });
-  }
+  const { fd, base } = openBacking(content, subject);
   try {
     let done = 0;
     while (done < want) {
@@ -84,5 +70,15 @@ export function readContentPrefixInto(content: ContentRef, buf: Buffer, subject:
     return done;
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Opens the file behind a host-file or blob-range content; `base` is where the content starts in it. */
+function openBacking(content: Exclude<ContentRef, { type: "bytes" }>, subject: string): { fd: number; base: number } {
+  const path = content.type === "hostFile" ? content.path : content.blobPath;
+  try {
+    return { fd: openSync(path, "r"), base: content.type === "blobRange" ? content.offset : 0 };
+  } catch (e) {
+    throw new A3sError("ECONTENT", `cannot read the content of ${subject}: ${(e as Error).message}`, { subject, cause: e });
   }
 }
