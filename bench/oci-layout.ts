@@ -24,11 +24,10 @@ import { ociLayoutSource } from "../src/sources/oci-layout-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { imageDifferences } from "../test/helpers/image-compare.js";
 import { expectedView, type ObservedEntry } from "../test/helpers/image-sample.js";
+import { MINBASE_TAR, minbaseTar } from "./minbase.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 const RUNS = 5;
-const MINBASE_DIR = "/tmp/a3s-bench-minbase";
-const MINBASE_TAR = join(MINBASE_DIR, "rootfs.tar");
 const LAYOUT_CACHE = "/tmp/a3s-bench-oci-layout";
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TIME = "/usr/bin/time";
@@ -38,17 +37,6 @@ const BIG_FILE = 4 * 1024 * 1024;
 
 function sh(file: string, args: string[], opts: { cwd?: string } = {}): void {
   execFileSync(file, args, { stdio: ["ignore", "ignore", "inherit"], ...opts });
-}
-
-/** The minbase tarball, made once by mmdebstrap and shared with the registry benchmark (same lock). */
-function minbaseTar(): string {
-  if (!existsSync(MINBASE_TAR)) {
-    mkdirSync(MINBASE_DIR, { recursive: true });
-    process.stderr.write("bench: mmdebstrap --variant=minbase bookworm (a few minutes, once)\n");
-    const script = `if [ ! -f ${MINBASE_TAR} ]; then mmdebstrap --quiet --variant=minbase bookworm ${MINBASE_TAR}.part.tar && mv ${MINBASE_TAR}.part.tar ${MINBASE_TAR}; fi`;
-    sh("flock", [`${MINBASE_DIR}.lock`, "sh", "-c", script]);
-  }
-  return MINBASE_TAR;
 }
 
 /**

@@ -21,29 +21,16 @@ import { materialiseTree } from "../src/outputs/materialise.js";
 import { dockerRegistrySource } from "../src/sources/docker-registry-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { startRegistry } from "../test/helpers/registry.js";
+import { MINBASE_TAR, minbaseTar } from "./minbase.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 const RUNS = 5;
-const MINBASE_DIR = "/tmp/a3s-bench-minbase";
-const MINBASE_TAR = join(MINBASE_DIR, "rootfs.tar");
 const LAYOUT_CACHE = "/tmp/a3s-bench-registry-layout";
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TIME = "/usr/bin/time";
 
 function sh(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
   execFileSync(file, args, { stdio: ["ignore", "ignore", "inherit"], env });
-}
-
-/** The minbase tarball, made once by mmdebstrap and shared with the other OCI benchmark. */
-function minbaseTar(): string {
-  if (!existsSync(MINBASE_TAR)) {
-    mkdirSync(MINBASE_DIR, { recursive: true });
-    process.stderr.write("bench: mmdebstrap --variant=minbase bookworm (a few minutes, once)\n");
-    // mmdebstrap picks the output format from the extension, so the temporary ends in .tar too.
-    const script = `if [ ! -f ${MINBASE_TAR} ]; then mmdebstrap --quiet --variant=minbase bookworm ${MINBASE_TAR}.part.tar && mv ${MINBASE_TAR}.part.tar ${MINBASE_TAR}; fi`;
-    sh("flock", [`${MINBASE_DIR}.lock`, "sh", "-c", script]);
-  }
-  return MINBASE_TAR;
 }
 
 /** An OCI layout with tag v2: layer 1 the minbase, layer 2 whiteouts and additions, made by umoci. */
