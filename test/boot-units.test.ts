@@ -60,7 +60,7 @@ describe("QEMU command line", () => {
 
   it("uses microvm with virtio-mmio devices, three virtio consoles and 9p shares (read-only where asked)", () => {
     const a = qemuArgs(spec).join(" ");
-    assert.match(a, /^-M microvm -accel tcg -smp 2 -m 256M -nodefaults/);
+    assert.match(a, /^-M microvm,pit=off,pic=off -accel tcg -smp 2 -m 256M -nodefaults/);
     assert.match(a, /-chardev socket,id=out,path=\/w\/out\.sock -device virtconsole,chardev=out -chardev socket,id=err,.* -chardev socket,id=ctl,/);
     assert.match(a, /-fsdev local,id=fs0,path=\/home\/me\/my,,project,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=workspace/);
     assert.match(a, /-fsdev local,id=fs1,path=\/skills,security_model=none,readonly=on/);
@@ -75,7 +75,7 @@ describe("QEMU command line", () => {
       transport: "virtiofs",
       shares: [{ tag: "workspace", hostPath: "/w", readOnly: false, socket: "/w/ws.sock" }],
     }).join(" ");
-    assert.match(a, /-M microvm,memory-backend=mem -accel kvm -cpu host/);
+    assert.match(a, /-M microvm,pit=off,pic=off,memory-backend=mem -accel kvm -cpu host/);
     assert.match(a, /-drive id=root,file=\/img\/root\.erofs,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root/);
     assert.match(a, /-object memory-backend-memfd,id=mem,size=256M,share=on/);
     assert.match(a, /-chardev socket,id=vfs0,path=\/w\/ws\.sock -device vhost-user-fs-device,chardev=vfs0,tag=workspace/);

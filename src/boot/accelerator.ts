@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { access, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { microvmMachine } from "./microvm-machine.js";
 
 export type Accelerator = "kvm" | "tcg";
 export type AcceleratorChoice = Accelerator | "auto";
@@ -57,7 +58,7 @@ function probeKvm(qemu: string, kernelPath: string): Promise<boolean> {
   return new Promise((resolve) => {
     const child = spawn(
       qemu,
-      ["-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config", "-display", "none",
+      ["-M", microvmMachine(), "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-no-user-config", "-display", "none",
         "-no-reboot", "-kernel", kernelPath, "-append", "console=ttyS0 panic=-1", "-serial", "stdio"],
       { stdio: ["ignore", "pipe", "ignore"] },
     );

@@ -1,5 +1,6 @@
 import type { Accelerator } from "./accelerator.js";
 import type { ShareTransport } from "./boot-media.js";
+import { microvmMachine } from "./microvm-machine.js";
 
 export interface VmShare {
   readonly tag: string;
@@ -32,8 +33,9 @@ export interface VmSpec {
  */
 export function qemuArgs(spec: VmSpec): string[] {
   const q = qemuOptionValue;
+  const machine = microvmMachine(spec.transport === "virtiofs" ? ["memory-backend=mem"] : []);
   const args = [
-    "-M", spec.transport === "virtiofs" ? "microvm,memory-backend=mem" : "microvm",
+    "-M", machine,
     ...(spec.accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg"]),
     "-smp", String(spec.cpus),
     "-m", `${spec.memoryMiB}M`,

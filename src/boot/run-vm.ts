@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
-import { A3sError, isA3sError } from "../errors.js";
+import { A3sError } from "../errors.js";
 import { kernelCmdlineArg, parseUserSpec } from "../layout/guest-config.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool } from "../util/host-tool.js";
@@ -92,21 +92,10 @@ const MAX_COLLECTED = 16 << 20;
  * file removed before this returns or throws, whatever happens.
  */
 export async function runRootfs(opts: RunOptions): Promise<RunResult> {
-  try {
-    return await bootOnce(opts, "default");
-  } catch (e) {
-    // Rarely (about 2 boots in 100 in the benchmarks, under load) QEMU exits
-    // at once with status 0 before the kernel prints a line: no guest code
-    // ran, so nothing happened that a second boot could repeat. It is not
-    // understood yet; the second try boots the packaged bzImage instead of
-    // the extracted vmlinux, in case the direct PVH entry is what failed.
-    if (!isA3sError(e, "EVM_NOBOOT") || opts.signal?.aborted) throw e;
-    opts.progress?.("the VM stopped before the kernel printed anything; booting once more (bzImage)");
-    return bootOnce(opts, "bzImage");
-  }
+  return bootOnce(opts);
 }
 
-async function bootOnce(opts: RunOptions, kernelImage: "default" | "bzImage"): Promise<RunResult> {
+async function bootOnce(opts: RunOptions): Promise<RunResult> {
   const progress = opts.progress ?? (() => {});
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const kind = await detectBootImage(opts.image);
@@ -119,9 +108,7 @@ async function bootOnce(opts: RunOptions, kernelImage: "default" | "bzImage"): P
   const children: ChildProcess[] = [];
   const channels: GuestChannel[] = [];
   try {
-    const resolved = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: work, progress });
-    const kernel =
-      kernelImage === "bzImage" && resolved.bzImagePath ? { ...resolved, kernelPath: resolved.bzImagePath } : resolved;
+    const kernel = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: work, progress });
     const decision = await chooseAccelerator(opts.accel ?? "auto", qemu, kernel.kernelPath, cacheRoot());
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
 
@@ -256,9 +243,8 @@ async function bootOnce(opts: RunOptions, kernelImage: "default" | "bzImage"): P
     };
     if (!end) {
       const tail = consoleText.replace(/\r/g, "").split("\n").slice(-15).join("\n");
-      const neverBooted = events.length === 0 && consoleText.trim() === "" && exit.code === 0;
       throw new A3sError(
-        neverBooted ? "EVM_NOBOOT" : "EVM",
+        "EVM",
         `the VM stopped without reporting how the agent ended (QEMU ${exit.signal ? `killed by ${exit.signal}` : `exit status ${exit.code}`})` +
           `${qemuStderr.trim() ? `\nQEMU: ${qemuStderr.trim()}` : ""}\nlast console lines:\n${tail}`,
         { hint: "run with --console-log FILE to keep the whole console log" },
