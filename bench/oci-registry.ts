@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ContentStore } from "../src/oci/content-store.js";
 import type { RootfsTree } from "../src/tree/index.js";
-import { materialiseTree } from "../src/outputs/materialise.js";
+import { materialiseTree } from "../src/formats/dir/index.js";
 import { dockerRegistrySource } from "../src/sources/docker-registry-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { startRegistry } from "../test/helpers/registry.js";

@@ -7,10 +7,10 @@ export { RootfsBuilder, type BuildResult, type FileInput } from "./build/rootfs-
 export { sourceDateEpoch } from "./build/epoch.js";
 export type { RootfsSource, SourceContext } from "./sources/source.js";
 export { parseSourceSpec } from "./sources/parse-source.js";
-export { readDirectoryTree } from "./sources/dir-reader.js";
+export { readDirectoryTree } from "./formats/dir/index.js";
 export * from "./outputs/output.js";
 export { writeOutputs, parseOutputSpec } from "./outputs/write-outputs.js";
-export { readElfFile, readElfContent, type ElfInfo } from "./audit/elf.js";
+export { readElfFile, readElfContent, type ElfInfo } from "./formats/elf/index.js";
 export { listEntries, type EntryListing } from "./audit/list-entries.js";
 export { auditTree, type AuditOptions } from "./audit/audit.js";
 export type { AuditReport } from "./audit/audit-report.js";

@@ -10,7 +10,7 @@ import { isA3sError } from "../src/errors.js";
 import { ContentStore } from "../src/oci/content-store.js";
 import { imageToTree } from "../src/oci/image.js";
 import { applyLayer } from "../src/oci/layer-apply.js";
-import { dirOutput } from "../src/outputs/dir.js";
+import { dirOutput } from "../src/outputs/registry.js";
 import type { RootfsSource } from "../src/sources/source.js";
 import { readContent, type RootfsTree } from "../src/tree/index.js";
 import { applyLayers, rawLayer, resolvedImage } from "./helpers/layer-image.js";

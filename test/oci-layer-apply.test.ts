@@ -15,9 +15,7 @@ import {
   OCI_LAYER_TAR,
   OCI_LAYER_ZSTD,
 } from "../src/oci/media-types.js";
-import { cpioOutput } from "../src/outputs/cpio.js";
-import { ext4Output } from "../src/outputs/ext4.js";
-import { tarOutput } from "../src/outputs/tar.js";
+import { cpioOutput, ext4Output, tarOutput } from "../src/outputs/registry.js";
 import { readContent, type RootfsTree } from "../src/tree/index.js";
 import { observeDirectory } from "./helpers/extracted-tree.js";
 import { imageDifferences } from "./helpers/image-compare.js";

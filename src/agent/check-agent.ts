@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import { hostElfMachine, readElfFile, type ElfInfo } from "../audit/elf.js";
+import { hostElfMachine, readElfFile, type ElfInfo } from "../formats/elf/index.js";
 
 export interface AgentCheckOptions {
   /** Accept an agent that needs a program interpreter (its libraries must then be in the rootfs). */

@@ -1,10 +1,9 @@
 import { posix } from "node:path";
-import { contentSize, type EntryKind, type FileInode, type Inode, type RootfsTree } from "../tree/index.js";
+import { contentSize, readContentPrefixInto, withContentBytes, type EntryKind, type FileInode, type Inode, type RootfsTree } from "../tree/index.js";
 import { passwordProblems, type PasswordField } from "./accounts.js";
 import type { AuditGrade, AuditReport } from "./audit-report.js";
 import { checkBinary, initPath, type BinaryReport } from "./binary-check.js";
 import { decodeFileCapabilities } from "./capabilities.js";
-import { readContentPrefixInto, withContentBytes } from "./content-bytes.js";
 import { classifyExecutable, SHEBANG_MAX_BYTES, type ExecutableClass } from "./executables.js";
 import { countBySeverity, finding, sortFindings, type Finding, type FindingCode } from "./findings.js";
 import { readGuestFacts } from "./guest-facts.js";

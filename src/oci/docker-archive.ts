@@ -5,9 +5,10 @@ import { tmpdir } from "node:os";
 import { join, posix, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { A3sError } from "../errors.js";
-import { ArchiveFile } from "../sources/archive-file.js";
-import { compressionFromMagic, decompressToFile } from "../sources/archive-decompress.js";
-import { readTarMembers, type TarMemberKind } from "../sources/tar-reader.js";
+import { ArchiveFile } from "../formats/archive/index.js";
+import { decompressToFile, supportedCompression } from "../formats/compression/index.js";
+import { detectFormat, readHead } from "../formats/detect.js";
+import { readTarMembers, type TarMemberKind } from "../formats/tar/index.js";
 import { parseDigest } from "./content-store.js";
 import { MAX_CONFIG_BYTES, parseImageConfig } from "./image-config.js";
 import type { ImageLayer } from "./image.js";
@@ -208,7 +209,7 @@ async function legacyLayerDigest(plainPath: string, member: Member, diffId: stri
   } finally {
     await handle.close();
   }
-  if (compressionFromMagic(head, plainPath) === "none") return diffId;
+  if (supportedCompression(detectFormat(head), plainPath) === "none") return diffId;
   const hash = createHash("sha256");
   for await (const chunk of rangeStream(plainPath, member)) hash.update(chunk as Buffer);
   return `sha256:${hash.digest("hex")}`;
@@ -221,22 +222,13 @@ function rangeStream(path: string, m: Member): NodeJS.ReadableStream {
 
 /** The archive uncompressed on disk: itself, or a temporary copy removed by `dispose`. */
 async function plainArchive(path: string, maxBytes: number): Promise<{ plainPath: string; dispose: () => Promise<void> }> {
-  const handle = await open(path, "r").catch((e: Error) => {
-    throw new A3sError("ENOENT", `cannot open ${path}: ${e.message}`, { subject: path, cause: e });
-  });
-  const head = Buffer.alloc(8);
-  try {
-    await handle.read(head, 0, 8, 0);
-  } finally {
-    await handle.close();
-  }
-  const compression = compressionFromMagic(head, path);
+  const compression = supportedCompression(detectFormat(await readHead(path, 8)), path);
   if (compression === "none") return { plainPath: path, dispose: async () => {} };
   const dir = await mkdtemp(join(tmpdir(), "a3s-docker-archive-"));
   const dispose = async (): Promise<void> => rm(dir, { recursive: true, force: true });
   try {
     const plainPath = join(dir, "archive.tar");
-    await decompressToFile(path, plainPath, compression, maxBytes);
+    await decompressToFile(path, plainPath, compression, { maxBytes, limitHint: "raise maxArchiveBytes if the archive is trusted and really that large" });
     return { plainPath, dispose };
   } catch (e) {
     await dispose();

@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import type { AgentDefaults } from "../sources/source.js";
+import type { AgentDefaults } from "../layout/index.js";
 import { RootfsTree } from "../tree/index.js";
 import type { ContentStore } from "./content-store.js";
 import { agentDefaultsFromConfig } from "./image-agent.js";

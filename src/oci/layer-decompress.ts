@@ -1,13 +1,7 @@
-import { Readable, pipeline, type Transform } from "node:stream";
-import * as zlib from "node:zlib";
-import { A3sError, isA3sError } from "../errors.js";
-import { compressionFromMagic } from "../sources/archive-decompress.js";
-import { looksLikeTarHeader } from "../sources/tar-reader.js";
+import { A3sError } from "../errors.js";
+import { decompress, supportedCompression } from "../formats/compression/index.js";
+import { detectFormat } from "../formats/detect.js";
 import { layerCompression, type LayerCompression } from "./media-types.js";
-import { zstdDecompress } from "./layer-zstd.js";
-
-/** Output chunk size of zlib: large chunks mean fewer hops through the stream machinery per byte. */
-const ZLIB_CHUNK = 256 * 1024;
 
 /**
  * Which decompressor a layer needs. The media type says what the producer
@@ -19,15 +13,16 @@ const ZLIB_CHUNK = 256 * 1024;
  */
 export function layerCompressionFor(mediaType: string, head: Uint8Array, subject: string): LayerCompression {
   const declared = layerCompression(mediaType);
-  const found = compressionFromMagic(Buffer.from(head.buffer, head.byteOffset, head.byteLength), subject);
-  if (found !== "none") return found;
+  const found = detectFormat(Buffer.from(head.buffer, head.byteOffset, head.byteLength));
+  const compression = supportedCompression(found, subject);
+  if (compression !== "none") return compression;
   if (declared === "gzip" || declared === "zstd") {
     throw new A3sError("ECORRUPT", `${subject}: declared ${mediaType}, but its data is not ${declared}`, {
       subject,
       hint: "the image was written by a broken tool or was tampered with",
     });
   }
-  if (declared === undefined && !looksLikeTarHeader(Buffer.from(head.buffer, head.byteOffset, head.byteLength))) {
+  if (declared === undefined && found !== "tar") {
     throw new A3sError("EUNSUPPORTED", `${subject}: media type ${mediaType} is not a layer type this tool knows, and its data is not a tar`, {
       subject,
       hint: "layers must be tar, tar+gzip or tar+zstd (OCI or Docker media types)",
@@ -37,11 +32,11 @@ export function layerCompressionFor(mediaType: string, head: Uint8Array, subject
 }
 
 /**
- * The uncompressed bytes of a layer blob, streamed. Whatever the format, at
- * most `maxBytes` come out before the stream fails with ELIMIT (a
- * decompression bomb stops there, not when the disk is full), and a
- * truncated or corrupt stream fails with ECORRUPT. Errors of the source
- * itself (a digest mismatch found at its end) pass through unchanged.
+ * The uncompressed bytes of a layer blob, streamed through the one
+ * decompression stack (formats/compression): at most `maxBytes` come out
+ * before the stream fails with ELIMIT naming maxLayerBytes, and a truncated
+ * or corrupt stream fails with ECORRUPT. Errors of the source itself (a
+ * digest mismatch found at its end) pass through unchanged.
  */
 export async function* decompressLayer(
   source: AsyncIterable<Uint8Array>,
@@ -51,44 +46,27 @@ export async function* decompressLayer(
   const { head, rest } = await peek(source, 512);
   const compression = layerCompressionFor(mediaType, head, opts.subject);
   opts.onCompression?.(compression);
-  let out: AsyncIterable<Uint8Array>;
-  if (compression === "none") out = rest;
-  else if (compression === "gzip") out = throughZlib(rest, zlib.createGunzip({ chunkSize: ZLIB_CHUNK }), "gzip", opts.subject);
-  else {
-    const native = (zlib as unknown as { createZstdDecompress?: (o: object) => Transform }).createZstdDecompress;
-    out = native
-      ? throughZlib(rest, native({ chunkSize: ZLIB_CHUNK }), "zstd", opts.subject)
-      : zstdDecompress(rest, opts.subject);
-  }
-  let total = 0;
-  for await (const chunk of out) {
-    total += chunk.byteLength;
-    if (total > opts.maxBytes) {
-      throw new A3sError("ELIMIT", `${opts.subject} decompresses to more than ${opts.maxBytes} bytes (maxLayerBytes)`, {
-        subject: opts.subject,
-        hint: "a decompression bomb or a very large layer; if the image is trusted, raise maxLayerBytes",
-      });
+  if (compression === "none") {
+    let total = 0;
+    for await (const chunk of rest) {
+      total += chunk.byteLength;
+      if (total > opts.maxBytes) throw tooLarge(opts.subject, opts.maxBytes);
+      yield chunk;
     }
-    yield chunk;
+    return;
   }
+  yield* decompress(rest, compression, {
+    maxBytes: opts.maxBytes,
+    subject: opts.subject,
+    limitName: "maxLayerBytes",
+    limitHint: LIMIT_HINT,
+  });
 }
 
-/** Runs `source` through a zlib transform; zlib's own errors become ECORRUPT, the source's pass through. */
-async function* throughZlib(
-  source: AsyncIterable<Uint8Array>,
-  transform: Transform,
-  name: string,
-  subject: string,
-): AsyncGenerator<Uint8Array> {
-  const out = pipeline(Readable.from(source, { objectMode: false }), transform, () => {});
-  try {
-    for await (const chunk of out) yield chunk as Buffer;
-  } catch (e) {
-    if (isA3sError(e)) throw e;
-    throw new A3sError("ECORRUPT", `${subject}: ${name} data is corrupt: ${(e as Error).message}`, { subject, cause: e });
-  } finally {
-    out.destroy();
-  }
+const LIMIT_HINT = "a decompression bomb or a very large layer; if the image is trusted, raise maxLayerBytes";
+
+function tooLarge(subject: string, maxBytes: number): A3sError {
+  return new A3sError("ELIMIT", `${subject} decompresses to more than ${maxBytes} bytes (maxLayerBytes)`, { subject, hint: LIMIT_HINT });
 }
 
 /** The first `n` bytes of a stream (fewer if it is shorter), and the whole stream again, nothing lost. */

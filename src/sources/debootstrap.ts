@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { findExecutable, runTool } from "../util/host-tool.js";
-import { openArchiveTree } from "./archive-reader.js";
+import { openArchiveTree } from "../formats/open-archive.js";
 import { installedPackages } from "./dpkg-status.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";
 import { trimTree, type TrimProfile } from "./trim.js";
