@@ -7,7 +7,7 @@ import { gzipSync } from "node:zlib";
 import { isA3sError } from "../src/errors.js";
 import { ChunkWriter } from "../src/formats/archive/index.js";
 import { cpioOutput, tarOutput } from "../src/outputs/registry.js";
-import { type TarHeaderFields, writeTarHeader } from "../src/formats/tar/index.js";
+import { writeTarHeader, type TarHeaderFields } from "../src/formats/tar/index.js";
 import { openArchiveTree, readArchiveTree } from "../src/formats/open-archive.js";
 import type { RootfsTree } from "../src/tree/index.js";
 import { imageDifferences } from "./helpers/image-compare.js";

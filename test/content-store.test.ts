@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, it } from "node:test";
 import { isA3sError } from "../src/errors.js";
-import { ContentStore, parseDigest } from "../src/oci/content-store.js";
+import { ContentStore } from "../src/oci/store/content-store.js";
+import { parseDigest } from "../src/oci/digest.js";
 import { tempDir } from "./helpers/temp-dir.js";
 
 const sha = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
@@ -74,7 +75,7 @@ describe("content store", () => {
     writeFileSync(src, data);
     const script = `
       import { createReadStream } from "node:fs";
-      import { ContentStore } from ${JSON.stringify(new URL("../src/oci/content-store.js", import.meta.url).href)};
+      import { ContentStore } from ${JSON.stringify(new URL("../src/oci/store/content-store.js", import.meta.url).href)};
       await new ContentStore(process.argv[1]).put(process.argv[2], createReadStream(process.argv[3], { highWaterMark: 4096 }));
       process.stdout.write("ok");`;
     const run = promisify(execFile);

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, readFileSync, realpathSync, statSync, truncate
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { passwordProblems } from "../src/audit/accounts.js";
-import { type AuditOptions, auditTree } from "../src/audit/audit.js";
+import { auditTree, type AuditOptions } from "../src/audit/audit.js";
 import type { AuditReport } from "../src/audit/audit-report.js";
 import { decodeFileCapabilities } from "../src/audit/capabilities.js";
 import { readElfFile } from "../src/formats/elf/index.js";

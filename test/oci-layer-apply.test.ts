@@ -4,9 +4,10 @@ import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { isA3sError } from "../src/errors.js";
-import { ContentStore } from "../src/oci/content-store.js";
+import { ContentStore } from "../src/oci/store/content-store.js";
 import { parseImageConfig } from "../src/oci/image-config.js";
-import { imageToTree, type ResolvedImage } from "../src/oci/image.js";
+import { imageToTree } from "../src/oci/layers/image-to-tree.js";
+import type { ResolvedImage } from "../src/oci/image.js";
 import {
   DOCKER_LAYER_GZIP,
   DOCKER_LAYER_TAR,

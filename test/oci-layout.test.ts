@@ -8,7 +8,7 @@ import { RootfsBuilder } from "../src/build/rootfs-builder.js";
 import { isA3sError } from "../src/errors.js";
 import { GUEST_CONFIG_PATH } from "../src/layout/guest-config.js";
 import { OCI_INDEX } from "../src/oci/media-types.js";
-import { REF_NAME_ANNOTATION } from "../src/oci/oci-layout.js";
+import { REF_NAME_ANNOTATION } from "../src/oci/layout/oci-layout.js";
 import { parseSourceSpec } from "../src/sources/parse-source.js";
 import type { SourceContext, SourceResult } from "../src/sources/source.js";
 import { readContent, type RootfsTree } from "../src/tree/index.js";

@@ -10,7 +10,7 @@ import { isA3sError } from "../src/errors.js";
 import { ChunkWriter } from "../src/formats/archive/index.js";
 import { tarOutput } from "../src/outputs/registry.js";
 import { TAR_RECORD, tarStream, writeTarHeader, writeTarStream } from "../src/formats/tar/index.js";
-import { type ContentRef, RootfsTree } from "../src/tree/index.js";
+import { RootfsTree, type ContentRef } from "../src/tree/index.js";
 import { observeDirectory } from "./helpers/extracted-tree.js";
 import { imageDifferences } from "./helpers/image-compare.js";
 import { expectedView } from "./helpers/image-sample.js";

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { A3sError } from "../errors.js";
-import { ContentStore } from "../oci/content-store.js";
-import { ImageRecords } from "../oci/image-records.js";
+import { ContentStore } from "../oci/store/content-store.js";
+import { ImageRecords } from "../oci/store/image-records.js";
 import { action } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 

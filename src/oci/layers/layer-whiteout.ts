@@ -1,4 +1,4 @@
-import type { DirectoryInode, RootfsTree } from "../tree/index.js";
+import type { DirectoryInode, RootfsTree } from "../../tree/index.js";
 
 /** A whiteout or opaque marker found in a layer, to be applied to the layers below it. */
 export type Whiteout =

@@ -3,13 +3,13 @@ import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { Readable } from "node:stream";
-import { A3sError } from "../errors.js";
-import { parseDigest } from "./content-store.js";
-import { MAX_CONFIG_BYTES, parseImageConfig, type OciImageConfig } from "./image-config.js";
-import type { ImageLayer, ImagePlatform, ResolvedImage } from "./image.js";
-import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest } from "./manifest.js";
-import { OCI_INDEX } from "./media-types.js";
-import { chooseFromIndex, formatPlatform, isAttestation, offeredPlatforms, platformMatches, type Platform } from "./platform.js";
+import { A3sError } from "../../errors.js";
+import { parseDigest } from "../digest.js";
+import { MAX_CONFIG_BYTES, parseImageConfig, type OciImageConfig } from "../image-config.js";
+import type { ImageLayer, ImagePlatform, ResolvedImage } from "../image.js";
+import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest } from "../manifest.js";
+import { OCI_INDEX } from "../media-types.js";
+import { chooseFromIndex, formatPlatform, isAttestation, offeredPlatforms, platformMatches, type Platform } from "../platform.js";
 
 /** The annotation that names an image in an OCI layout's index.json (image-spec image-layout.md). */
 export const REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name";

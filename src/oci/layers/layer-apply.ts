@@ -1,7 +1,7 @@
-import { A3sError, isA3sError } from "../errors.js";
-import { ArchiveFile, MAX_NAME_BYTES } from "../formats/archive/index.js";
-import { addTarMember, readTarMembers } from "../formats/tar/index.js";
-import type { RootfsTree } from "../tree/index.js";
+import { A3sError, isA3sError } from "../../errors.js";
+import { ArchiveFile, MAX_NAME_BYTES } from "../../formats/archive/index.js";
+import { addTarMember, readTarMembers } from "../../formats/tar/index.js";
+import type { RootfsTree } from "../../tree/index.js";
 import { checkLinkTarget, classifyLayerName } from "./layer-names.js";
 import { applyWhiteouts, type Whiteout } from "./layer-whiteout.js";
 

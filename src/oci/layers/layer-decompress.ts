@@ -1,7 +1,7 @@
-import { A3sError } from "../errors.js";
-import { decompress, supportedCompression } from "../formats/compression/index.js";
-import { detectFormat } from "../formats/detect.js";
-import { layerCompression, type LayerCompression } from "./media-types.js";
+import { A3sError } from "../../errors.js";
+import { decompress, supportedCompression } from "../../formats/compression/index.js";
+import { detectFormat } from "../../formats/detect.js";
+import { layerCompression, type LayerCompression } from "../media-types.js";
 
 /**
  * Which decompressor a layer needs. The media type says what the producer

@@ -2,36 +2,12 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, type ReadStream } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
-import { A3sError } from "../errors.js";
-import { cacheRoot } from "../util/cache-dir.js";
-
-/** Digest algorithms we can verify, with the exact length of their hex encoding. */
-const ALGORITHMS: Readonly<Record<string, number>> = { sha256: 64, sha512: 128 };
+import { A3sError } from "../../errors.js";
+import { cacheRoot } from "../../util/cache-dir.js";
+import { DIGEST_ALGORITHMS, parseDigest } from "../digest.js";
 
 /** Temporary files older than this are left by a killed process and may be collected. */
 const STALE_TEMP_MS = 6 * 60 * 60 * 1000;
-
-/**
- * Splits "sha256:HEX" into its parts, refusing anything else. The digest of
- * untrusted input (a manifest, a layout's index) becomes a file name here, so
- * only lowercase hex of the algorithm's exact length passes: "sha256:../../x"
- * must never turn into a path outside the store (path traversal).
- */
-export function parseDigest(digest: string): { algorithm: "sha256" | "sha512"; hex: string } {
-  const m = /^(sha256|sha512):([a-f0-9]+)$/.exec(digest);
-  if (!m || m[2]!.length !== ALGORITHMS[m[1]!]) {
-    throw new A3sError("EDIGEST", `invalid digest ${JSON.stringify(digest)}: expected sha256:<64 hex> or sha512:<128 hex>`, {
-      subject: digest,
-    });
-  }
-  return { algorithm: m[1] as "sha256" | "sha512", hex: m[2]! };
-}
-
-/** The digest of some bytes, in the same algorithm as `like` (sha256 by default). */
-export function digestOf(data: Uint8Array, like = "sha256:"): string {
-  const algorithm = like.startsWith("sha512:") ? "sha512" : "sha256";
-  return `${algorithm}:${createHash(algorithm).update(data).digest("hex")}`;
-}
 
 /** A blob that lives in the store. */
 export interface StoredBlob {
@@ -176,7 +152,7 @@ export class ContentStore {
   /** Every stored blob. Files whose names are not valid hex digests are ignored (never deleted by gc). */
   async list(): Promise<StoredBlob[]> {
     const out: StoredBlob[] = [];
-    for (const algorithm of Object.keys(ALGORITHMS)) {
+    for (const algorithm of Object.keys(DIGEST_ALGORITHMS)) {
       const dir = join(this.root, algorithm);
       const names = await readdir(dir).catch(() => [] as string[]);
       for (const hex of names.sort()) {

@@ -1,4 +1,4 @@
-import { A3sError } from "../errors.js";
+import { A3sError } from "../../errors.js";
 
 /** Prefix of a whiteout file (image-spec layer.md "Whiteouts"). */
 export const WHITEOUT_PREFIX = ".wh.";

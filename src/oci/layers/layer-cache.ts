@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { A3sError, isA3sError } from "../errors.js";
-import { parseDigest, type ContentStore } from "./content-store.js";
-import type { ImageLayer } from "./image.js";
+import { A3sError, isA3sError } from "../../errors.js";
+import { parseDigest } from "../digest.js";
+import type { ContentStore } from "../store/content-store.js";
+import type { ImageLayer } from "../image.js";
 import { decompressLayer } from "./layer-decompress.js";
-import type { LayerCompression } from "./media-types.js";
+import type { LayerCompression } from "../media-types.js";
 
 /** A layer's uncompressed tar, verified, in the content store. */
 export interface CachedLayer {

@@ -1,7 +1,7 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import https from "node:https";
-import { A3sError } from "../errors.js";
-import { isLoopbackRegistry } from "./reference.js";
+import { A3sError } from "../../errors.js";
+import { isLoopbackRegistry } from "../reference.js";
 
 /** A response whose body has not been read yet. */
 export interface HttpResponse {

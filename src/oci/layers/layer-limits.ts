@@ -1,5 +1,5 @@
-import { A3sError } from "../errors.js";
-import { DEFAULT_MAX_ENTRIES } from "../formats/archive/index.js";
+import { A3sError } from "../../errors.js";
+import { DEFAULT_MAX_ENTRIES } from "../../formats/archive/index.js";
 
 /**
  * Bounds on what one image may make us do. Layers are untrusted: a few

@@ -1,7 +1,7 @@
-import { A3sError } from "../errors.js";
-import type { RegistryCredentials } from "./docker-credentials.js";
-import { discard, httpRequest, readBody, redact } from "./registry-http.js";
-import { backoffDelay, DEFAULT_RETRY, isRetriableNetworkError, isRetriableStatus, parseRetryAfter, sleep, type RetryPolicy } from "./registry-retry.js";
+import { A3sError } from "../../errors.js";
+import type { RegistryCredentials } from "./credentials.js";
+import { discard, httpRequest, readBody, redact } from "./http.js";
+import { backoffDelay, DEFAULT_RETRY, isRetriableNetworkError, isRetriableStatus, parseRetryAfter, sleep, type RetryPolicy } from "./retry.js";
 
 /** One challenge of a WWW-Authenticate header: `Bearer realm="…",service="…"`. */
 export interface AuthChallenge {

@@ -1,12 +1,13 @@
-import { A3sError, isA3sError } from "../errors.js";
-import { ContentStore, digestOf, parseDigest } from "./content-store.js";
-import { dockerCredentials, type RegistryCredentials } from "./docker-credentials.js";
-import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest, type ParsedManifest } from "./manifest.js";
-import { MANIFEST_ACCEPT } from "./media-types.js";
-import { chooseFromIndex, formatPlatform, offeredPlatforms, type Platform } from "./platform.js";
-import { formatReference, manifestSelector, registryApiHost, type ImageReference } from "./reference.js";
-import { pullScope, RegistryAuth } from "./registry-auth.js";
-import { discard, httpRequest, plainHttpAllowed, readBody, redact, type HttpResponse } from "./registry-http.js";
+import { A3sError, isA3sError } from "../../errors.js";
+import { digestOf, parseDigest } from "../digest.js";
+import { ContentStore } from "../store/content-store.js";
+import { dockerCredentials, type RegistryCredentials } from "./credentials.js";
+import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest, type ParsedManifest } from "../manifest.js";
+import { MANIFEST_ACCEPT } from "../media-types.js";
+import { chooseFromIndex, formatPlatform, offeredPlatforms, type Platform } from "../platform.js";
+import { formatReference, manifestSelector, registryApiHost, type ImageReference } from "../reference.js";
+import { pullScope, RegistryAuth } from "./auth.js";
+import { discard, httpRequest, plainHttpAllowed, readBody, redact, type HttpResponse } from "./http.js";
 import {
   backoffDelay,
   DEFAULT_RETRY,
@@ -15,7 +16,7 @@ import {
   parseRetryAfter,
   sleep,
   type RetryPolicy,
-} from "./registry-retry.js";
+} from "./retry.js";
 
 export interface RegistryClientOptions {
   /** Where manifests and blobs are kept; the user's cache by default. */

@@ -2,9 +2,9 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { A3sError } from "../errors.js";
-import { findExecutable } from "../util/host-tool.js";
-import { DOCKER_HUB } from "./reference.js";
+import { A3sError } from "../../errors.js";
+import { findExecutable } from "../../util/host-tool.js";
+import { DOCKER_HUB } from "../reference.js";
 
 /** What a registry login gives: a user and password, or an identity (refresh) token from `docker login`. */
 export type RegistryCredentials =

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { cacheRoot } from "../util/cache-dir.js";
+import { cacheRoot } from "../../util/cache-dir.js";
 
 /**
  * What the cache remembers of one image a build used: the digests it needs,
