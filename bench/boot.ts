@@ -18,7 +18,7 @@ import { padClearOfFirmwareTables, prepareBootMedia } from "../src/boot/boot-med
 import { debianKernel } from "../src/boot/debian-kernel.js";
 import { runRootfs } from "../src/boot/run-vm.js";
 import { findVirtiofsd } from "../src/boot/virtiofsd.js";
-import { guestProgramPath } from "../src/layout/guest-programs.js";
+import { guestProgramPath } from "../src/programs/index.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
 import { buildBusyboxNative, buildDebianNative, buildScratchDemo } from "./boot-images.js";

@@ -13,7 +13,7 @@ import { FINDING_SEVERITY } from "../src/audit/findings.js";
 import { openInspectTarget } from "../src/audit/open-target.js";
 import { findPrivateKey } from "../src/audit/private-keys.js";
 import { busyboxShellApplets } from "../src/audit/shells.js";
-import { RootfsBuilder } from "../src/build/rootfs-builder.js";
+import { RootfsBuilder } from "../src/builder/rootfs-builder.js";
 import { createErofsWriter, dirOutput, ext4Output, squashfsOutput, tarOutput } from "../src/outputs/registry.js";
 import { bytesContent, type RootfsTree } from "../src/tree/index.js";
 import { findExecutable } from "../src/util/host-tool.js";

@@ -5,7 +5,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSy
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
-import { RootfsBuilder } from "../src/build/rootfs-builder.js";
+import { RootfsBuilder } from "../src/builder/rootfs-builder.js";
 import { isA3sError } from "../src/errors.js";
 import { ContentStore } from "../src/oci/store/content-store.js";
 import { imageToTree } from "../src/oci/layers/image-to-tree.js";

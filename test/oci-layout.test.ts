@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { execFileSync } from "node:child_process";
-import { RootfsBuilder } from "../src/build/rootfs-builder.js";
+import { RootfsBuilder } from "../src/builder/rootfs-builder.js";
 import { isA3sError } from "../src/errors.js";
 import { GUEST_CONFIG_PATH } from "../src/layout/guest-config.js";
 import { OCI_INDEX } from "../src/oci/media-types.js";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { bytesContent, isA3sError, MAX_SYMLINK_HOPS, normaliseRootfsPath, RootfsTree } from "../src/index.js";
+import { bytesContent, isA3sError, RootfsTree } from "../src/index.js";
+import { MAX_SYMLINK_HOPS, normaliseRootfsPath } from "../src/tree/index.js";
 
 const text = (s: string) => bytesContent(s);
 

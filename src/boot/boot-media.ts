@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { A3sError } from "../errors.js";
 import { GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH, renderGuestConfig } from "../layout/guest-config.js";
-import { guestProgramPath } from "../layout/guest-programs.js";
+import { guestProgramPath } from "../programs/index.js";
 import { readDirectoryTree } from "../formats/dir/index.js";
 import { cpioStream } from "../formats/newc/index.js";
 import { RootfsTree, bytesContent } from "../tree/index.js";

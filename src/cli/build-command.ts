@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { findAgentBinary } from "../agent/index.js";
-import { RootfsBuilder } from "../build/rootfs-builder.js";
+import { RootfsBuilder } from "../builder/rootfs-builder.js";
+import { findAgentBinary } from "../programs/index.js";
 import { parseOutputSpec } from "../outputs/write-outputs.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import { action, collect, oneOf } from "./command-runner.js";

@@ -1,5 +1,6 @@
 import { A3sError } from "../errors.js";
 import { contentSize, type ContentRef } from "./content.js";
+import { DEFAULT_EPOCH } from "./epoch.js";
 import {
   PERMISSION_BITS,
   type DirectoryInode,
@@ -12,13 +13,6 @@ import { joinRootfsPath, splitRootfsPath } from "./path.js";
 
 /** Symlinks followed in one lookup before it fails, as Linux's MAXSYMLINKS-style bound (ELOOP). */
 export const MAX_SYMLINK_HOPS = 255;
-
-/**
- * A fixed default for SOURCE_DATE_EPOCH: 2000-01-01T00:00:00Z. Any fixed value
- * makes builds reproducible; this one avoids the special meaning some tools
- * give to a zero mtime.
- */
-export const DEFAULT_EPOCH = 946684800;
 
 export interface MetadataInit {
   mode?: number;

@@ -1,15 +1,13 @@
 import { realpath, stat } from "node:fs/promises";
-import { checkAgentBinary } from "../agent/index.js";
 import { A3sError } from "../errors.js";
 import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/index.js";
 import { applyGuestConfig, type AgentLaunch, type AgentSettings } from "../layout/apply-guest-config.js";
-import { guestProgramPath } from "../layout/guest-programs.js";
 import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
 import { writeOutputs } from "../outputs/write-outputs.js";
+import { checkAgentBinary, guestProgramPath } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import type { RootfsSource, SourceResult } from "../sources/source.js";
-import { bytesContent, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
-import { sourceDateEpoch } from "./epoch.js";
+import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
 
 export interface BuildResult {
   readonly source: string;
