@@ -83,125 +83,163 @@ export async function readElfContent(content: ContentRef, subject: string): Prom
   return withContentBytes(content, subject, (src) => parseElf(src, subject));
 }
 
+/** The header fields a parse needs, and how to read words in this file's class and byte order. */
+interface ElfReader {
+  readonly src: ByteSource;
+  readonly bits: 32 | 64;
+  readonly littleEndian: boolean;
+  u16(b: Buffer, o: number): number;
+  u32(b: Buffer, o: number): number;
+  /** An address-sized word; an error for a 64-bit value beyond Number's safe range. */
+  word(b: Buffer, o: number): number;
+  /** Like `word`, but undefined for such a value instead of an error. */
+  safeWord(b: Buffer, o: number): number | undefined;
+  bad(why: string): A3sError;
+}
+
+interface Segment {
+  readonly type: number;
+  readonly offset: number;
+  readonly vaddr: number;
+  readonly filesz: number;
+}
+
+/** What the dynamic section names. */
+interface DynamicInfo {
+  readonly needed: string[];
+  readonly soname?: string | undefined;
+  readonly runpath?: string[] | undefined;
+  readonly rpath?: string[] | undefined;
+  readonly pie: boolean;
+}
+
 /** Reads ELF headers from any random-access byte source; undefined when the bytes are not ELF. */
 export async function parseElf(src: ByteSource, subject: string): Promise<ElfInfo | undefined> {
   const ident = await src.read(0, 64);
   if (ident.length < 16 || !isElf(ident)) return undefined;
+  const r = elfReader(src, ident, subject);
+  const eType = r.u16(ident, 16);
+  const type = (["other", "rel", "exec", "dyn", "core"] as const)[eType <= 4 ? eType : 0] ?? "other";
+  const machine = r.u16(ident, 18);
+  const segments = await readProgramHeaders(r, ident);
+  const interpreter = await readInterpreter(r, segments);
+  const dyn = await readDynamic(r, segments);
+  return {
+    bits: r.bits,
+    littleEndian: r.littleEndian,
+    type,
+    machine,
+    interpreter,
+    needed: dyn.needed,
+    isStatic: interpreter === undefined,
+    ...(dyn.soname === undefined ? {} : { soname: dyn.soname }),
+    ...(dyn.runpath === undefined ? {} : { runpath: dyn.runpath }),
+    ...(dyn.rpath === undefined ? {} : { rpath: dyn.rpath }),
+    pie: dyn.pie,
+  };
+}
+
+/** The class and byte order from e_ident, and readers for them. */
+function elfReader(src: ByteSource, ident: Buffer, subject: string): ElfReader {
   const bad = (why: string): A3sError => new A3sError("EELF", `${subject}: malformed ELF file: ${why}`, { subject });
   const bits = ident[4] === 2 ? 64 : ident[4] === 1 ? 32 : undefined;
   const littleEndian = ident[5] === 1 ? true : ident[5] === 2 ? false : undefined;
   if (bits === undefined || littleEndian === undefined) throw bad("unknown class or byte order");
   if (ident.length < (bits === 64 ? 64 : 52)) throw bad("truncated header");
-
   const u16 = (b: Buffer, o: number): number => (littleEndian ? b.readUInt16LE(o) : b.readUInt16BE(o));
   const u32 = (b: Buffer, o: number): number => (littleEndian ? b.readUInt32LE(o) : b.readUInt32BE(o));
-  const word = (b: Buffer, o: number): number => {
-    if (bits === 32) return u32(b, o);
-    const v = littleEndian ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw bad("offset out of range");
-    return Number(v);
-  };
-
-  const eType = u16(ident, 16);
-  const type = (["other", "rel", "exec", "dyn", "core"] as const)[eType <= 4 ? eType : 0] ?? "other";
-  const machine = u16(ident, 18);
-  const phoff = word(ident, bits === 64 ? 32 : 28);
-  const phentsize = u16(ident, bits === 64 ? 54 : 42);
-  const phnum = u16(ident, bits === 64 ? 56 : 44);
-  if (phnum > MAX_PROGRAM_HEADERS) throw bad(`${phnum} program headers`);
-  if (phnum > 0 && phentsize < (bits === 64 ? 56 : 32)) throw bad("program header entries too small");
-  if (phoff + phnum * phentsize > src.size) throw bad("program headers past the end of the file");
-
-  const table = await src.read(phoff, phnum * phentsize);
-  const segments: { type: number; offset: number; vaddr: number; filesz: number }[] = [];
-  for (let i = 0; i < phnum; i++) {
-    const o = i * phentsize;
-    segments.push(
-      bits === 64
-        ? { type: u32(table, o), offset: word(table, o + 8), vaddr: word(table, o + 16), filesz: word(table, o + 32) }
-        : { type: u32(table, o), offset: u32(table, o + 4), vaddr: u32(table, o + 8), filesz: u32(table, o + 16) },
-    );
-  }
-  const inFile = (s: { offset: number; filesz: number }): boolean => s.offset + s.filesz <= src.size;
-
-  let interpreter: string | undefined;
-  const interp = segments.find((s) => s.type === PT_INTERP);
-  if (interp) {
-    if (!inFile(interp) || interp.filesz > MAX_INTERP_BYTES) throw bad("PT_INTERP out of bounds");
-    const raw = await src.read(interp.offset, interp.filesz);
-    const nul = raw.indexOf(0);
-    interpreter = raw.subarray(0, nul < 0 ? raw.length : nul).toString("utf8");
-  }
-
-  const needed: string[] = [];
-  let soname: string | undefined;
-  let rpath: string[] | undefined;
-  let runpath: string[] | undefined;
-  let pie = false;
   const safeWord = (b: Buffer, o: number): number | undefined => {
     if (bits === 32) return u32(b, o);
     const v = littleEndian ? b.readBigUInt64LE(o) : b.readBigUInt64BE(o);
     return v > BigInt(Number.MAX_SAFE_INTEGER) ? undefined : Number(v);
   };
-  const dyn = segments.find((s) => s.type === PT_DYNAMIC);
-  if (dyn && inFile(dyn) && dyn.filesz <= MAX_DYNAMIC_BYTES) {
-    const data = await src.read(dyn.offset, dyn.filesz);
-    const entSize = bits === 64 ? 16 : 8;
-    const neededOffsets: number[] = [];
-    let strtab: number | undefined;
-    let strsz = 0;
-    let sonameOffset: number | undefined;
-    let rpathOffset: number | undefined;
-    let runpathOffset: number | undefined;
-    for (let o = 0; o + entSize <= data.length; o += entSize) {
-      // Tags and values are read as unsigned words; a tag too large to be a
-      // safe integer is none of the ones looked at here, so it is skipped.
-      const tag = safeWord(data, o);
-      const val = safeWord(data, o + entSize / 2);
-      if (tag === 0) break;
-      if (tag === undefined || val === undefined) continue;
-      if (tag === DT_NEEDED) neededOffsets.push(val);
-      else if (tag === DT_STRTAB) strtab = val;
-      else if (tag === DT_STRSZ) strsz = val;
-      else if (tag === DT_SONAME) sonameOffset = val;
-      else if (tag === DT_RPATH) rpathOffset = val;
-      else if (tag === DT_RUNPATH) runpathOffset = val;
-      else if (tag === DT_FLAGS_1) pie = (val & DF_1_PIE) !== 0;
-    }
-    // DT_STRTAB is a virtual address: find the PT_LOAD segment that maps it.
-    const load = strtab === undefined ? undefined : segments.find(
-      (s) => s.type === PT_LOAD && strtab >= s.vaddr && strtab < s.vaddr + s.filesz,
+  const word = (b: Buffer, o: number): number => {
+    const v = safeWord(b, o);
+    if (v === undefined) throw bad("offset out of range");
+    return v;
+  };
+  return { src, bits, littleEndian, u16, u32, word, safeWord, bad };
+}
+
+/** The program header table, bounded (MAX_PROGRAM_HEADERS) and checked to lie inside the file. */
+async function readProgramHeaders(r: ElfReader, ident: Buffer): Promise<Segment[]> {
+  const phoff = r.word(ident, r.bits === 64 ? 32 : 28);
+  const phentsize = r.u16(ident, r.bits === 64 ? 54 : 42);
+  const phnum = r.u16(ident, r.bits === 64 ? 56 : 44);
+  if (phnum > MAX_PROGRAM_HEADERS) throw r.bad(`${phnum} program headers`);
+  if (phnum > 0 && phentsize < (r.bits === 64 ? 56 : 32)) throw r.bad("program header entries too small");
+  if (phoff + phnum * phentsize > r.src.size) throw r.bad("program headers past the end of the file");
+  const table = await r.src.read(phoff, phnum * phentsize);
+  const segments: Segment[] = [];
+  for (let i = 0; i < phnum; i++) {
+    const o = i * phentsize;
+    segments.push(
+      r.bits === 64
+        ? { type: r.u32(table, o), offset: r.word(table, o + 8), vaddr: r.word(table, o + 16), filesz: r.word(table, o + 32) }
+        : { type: r.u32(table, o), offset: r.u32(table, o + 4), vaddr: r.u32(table, o + 8), filesz: r.u32(table, o + 16) },
     );
-    if (load && strtab !== undefined && strsz > 0 && strsz <= MAX_DYNAMIC_BYTES) {
-      const fileOffset = strtab - load.vaddr + load.offset;
-      if (fileOffset + strsz <= src.size) {
-        const strings = await src.read(fileOffset, strsz);
-        const stringAt = (off: number | undefined): string | undefined => {
-          if (off === undefined || off >= strings.length) return undefined;
-          const end = strings.indexOf(0, off);
-          return strings.subarray(off, end < 0 ? strings.length : end).toString("utf8");
-        };
-        for (const off of neededOffsets) {
-          const name = stringAt(off);
-          if (name !== undefined) needed.push(name);
-        }
-        soname = stringAt(sonameOffset);
-        rpath = stringAt(rpathOffset)?.split(":").filter(Boolean);
-        runpath = stringAt(runpathOffset)?.split(":").filter(Boolean);
-      }
-    }
   }
+  return segments;
+}
+
+/** The program interpreter PT_INTERP names, if any. */
+async function readInterpreter(r: ElfReader, segments: readonly Segment[]): Promise<string | undefined> {
+  const interp = segments.find((s) => s.type === PT_INTERP);
+  if (!interp) return undefined;
+  if (interp.offset + interp.filesz > r.src.size || interp.filesz > MAX_INTERP_BYTES) throw r.bad("PT_INTERP out of bounds");
+  const raw = await r.src.read(interp.offset, interp.filesz);
+  const nul = raw.indexOf(0);
+  return raw.subarray(0, nul < 0 ? raw.length : nul).toString("utf8");
+}
+
+/**
+ * DT_NEEDED, DT_SONAME, DT_RPATH, DT_RUNPATH and DF_1_PIE from the dynamic
+ * section. The strings live in DT_STRTAB, a virtual address: it is found
+ * through the PT_LOAD segment that maps it. A dynamic section out of bounds
+ * or too large is ignored (the file is then reported as needing nothing).
+ */
+async function readDynamic(r: ElfReader, segments: readonly Segment[]): Promise<DynamicInfo> {
+  const dyn = segments.find((s) => s.type === PT_DYNAMIC);
+  if (!dyn || dyn.offset + dyn.filesz > r.src.size || dyn.filesz > MAX_DYNAMIC_BYTES) return { needed: [], pie: false };
+  const data = await r.src.read(dyn.offset, dyn.filesz);
+  const entSize = r.bits === 64 ? 16 : 8;
+  const neededOffsets: number[] = [];
+  let strtab: number | undefined;
+  let strsz = 0;
+  let sonameOffset: number | undefined;
+  let rpathOffset: number | undefined;
+  let runpathOffset: number | undefined;
+  let pie = false;
+  for (let o = 0; o + entSize <= data.length; o += entSize) {
+    // Tags and values are read as unsigned words; a tag too large to be a
+    // safe integer is none of the ones looked at here, so it is skipped.
+    const tag = r.safeWord(data, o);
+    const val = r.safeWord(data, o + entSize / 2);
+    if (tag === 0) break;
+    if (tag === undefined || val === undefined) continue;
+    if (tag === DT_NEEDED) neededOffsets.push(val);
+    else if (tag === DT_STRTAB) strtab = val;
+    else if (tag === DT_STRSZ) strsz = val;
+    else if (tag === DT_SONAME) sonameOffset = val;
+    else if (tag === DT_RPATH) rpathOffset = val;
+    else if (tag === DT_RUNPATH) runpathOffset = val;
+    else if (tag === DT_FLAGS_1) pie = (val & DF_1_PIE) !== 0;
+  }
+  const load = strtab === undefined ? undefined : segments.find((s) => s.type === PT_LOAD && strtab >= s.vaddr && strtab < s.vaddr + s.filesz);
+  if (!load || strtab === undefined || strsz <= 0 || strsz > MAX_DYNAMIC_BYTES) return { needed: [], pie };
+  const fileOffset = strtab - load.vaddr + load.offset;
+  if (fileOffset + strsz > r.src.size) return { needed: [], pie };
+  const strings = await r.src.read(fileOffset, strsz);
+  const stringAt = (off: number | undefined): string | undefined => {
+    if (off === undefined || off >= strings.length) return undefined;
+    const end = strings.indexOf(0, off);
+    return strings.subarray(off, end < 0 ? strings.length : end).toString("utf8");
+  };
   return {
-    bits,
-    littleEndian,
-    type,
-    machine,
-    interpreter,
-    needed,
-    isStatic: interpreter === undefined,
-    ...(soname === undefined ? {} : { soname }),
-    ...(runpath === undefined ? {} : { runpath }),
-    ...(rpath === undefined ? {} : { rpath }),
+    needed: neededOffsets.map(stringAt).filter((n): n is string => n !== undefined),
+    soname: stringAt(sonameOffset),
+    rpath: stringAt(rpathOffset)?.split(":").filter(Boolean),
+    runpath: stringAt(runpathOffset)?.split(":").filter(Boolean),
     pie,
   };
 }

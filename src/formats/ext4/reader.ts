@@ -31,134 +31,173 @@ export async function readExt4Image(image: string): Promise<ImageTree> {
   const imagePath = resolve(image);
   const scratch = makeScratchDir("a3s-inspect-ext4-");
   try {
-    const run = async (commands: string[]): Promise<string> => {
-      const script = join(scratch.path, "commands");
-      await writeFile(script, commands.join("\n") + "\n");
-      const r = await runTool(debugfs, ["-c", "-f", script, imagePath], { env: { ...process.env, LC_ALL: "C", TZ: "UTC" } });
-      return r.stdoutBytes.toString("latin1");
+    const session: Debugfs = {
+      scratch: scratch.path,
+      run: async (commands) => {
+        const script = join(scratch.path, "commands");
+        await writeFile(script, commands.join("\n") + "\n");
+        const r = await runTool(debugfs, ["-c", "-f", script, imagePath], { env: { ...process.env, LC_ALL: "C", TZ: "UTC" } });
+        return r.stdoutBytes.toString("latin1");
+      },
+      bad: (why) => new A3sError("EFORMAT", `${imagePath}: cannot read the ext4 image: ${why}`, { subject: imagePath }),
     };
-    const bad = (why: string): A3sError =>
-      new A3sError("EFORMAT", `${imagePath}: cannot read the ext4 image: ${why}`, { subject: imagePath });
-
-    // ---- names, level by level ----------------------------------------------
-    interface Listed { path: string; ino: number; mode: number; uid: number; gid: number }
-    const listed: Listed[] = [];
-    const visitedDirs = new Set<number>();
-    let level: { ino: number; path: string }[] = [{ ino: ROOT_INO, path: "/" }];
-    let rootRecord: Listed | undefined;
-    while (level.length > 0) {
-      for (const d of level) {
-        if (visitedDirs.has(d.ino)) throw bad(`directory inode ${d.ino} is reached twice (a loop)`);
-        visitedDirs.add(d.ino);
-      }
-      const out = await run(level.map((d) => `ls -p <${d.ino}>`));
-      const next: { ino: number; path: string }[] = [];
-      let at = 0;
-      for (const d of level) {
-        const echo = `debugfs: ls -p <${d.ino}>\n`;
-        if (!out.startsWith(echo, at)) throw bad(`unexpected debugfs output listing inode ${d.ino}`);
-        at += echo.length;
-        RECORD.lastIndex = at;
-        for (let m = RECORD.exec(out); m; m = RECORD.exec(out)) {
-          at = RECORD.lastIndex;
-          const name = Buffer.from(m[5] as string, "latin1").toString("utf8");
-          const rec = { ino: Number(m[1]), mode: parseInt(m[2] as string, 8), uid: Number(m[3]) >>> 0, gid: Number(m[4]) >>> 0 };
-          if (name === ".") {
-            if (d.ino === ROOT_INO) rootRecord = { path: "/", ...rec };
-            continue;
-          }
-          if (name === ".." || rec.ino === 0) continue;
-          if (name === "" || name.includes("\0")) throw bad(`directory ${d.path} has an invalid name`);
-          const path = d.path === "/" ? `/${name}` : `${d.path}/${name}`;
-          listed.push({ path, ...rec });
-          if ((rec.mode & 0o170000) === 0o040000) next.push({ ino: rec.ino, path });
-          if (listed.length > MAX_ENTRIES) throw bad(`more than ${MAX_ENTRIES} entries`);
-        }
-        if (out[at] === "\n") at++;
-      }
-      if (at !== out.length) throw bad("debugfs printed more than the listings");
-      level = next;
-    }
-    if (!rootRecord) throw bad("the root directory could not be listed");
-    const all = [rootRecord, ...listed];
-
-    // ---- stat every inode once ----------------------------------------------
-    const inodes = [...new Set(all.map((e) => e.ino))];
-    const statOut = await run(inodes.map((ino) => `stat <${ino}>`));
-    const sections = splitSections(statOut, "stat", inodes, bad);
-    const details = new Map<number, InodeDetails>();
-    inodes.forEach((ino, k) => details.set(ino, parseStat(sections[k] as string, ino, bad)));
-
-    // ---- contents and xattr values --------------------------------------------
-    const fetch: { command: string; file: string; apply: (data: Buffer) => void }[] = [];
-    const contentFile = new Map<number, string>();
-    const symlinkTarget = new Map<number, string>();
-    const xattrs = new Map<number, Map<string, Uint8Array>>();
-    for (const e of all) {
-      const d = details.get(e.ino) as InodeDetails;
-      if (contentFile.has(e.ino) || symlinkTarget.has(e.ino) || xattrs.has(e.ino)) continue;
-      const type = e.mode & 0o170000;
-      const file = join(scratch.path, String(e.ino));
-      if (type === 0o100000) {
-        contentFile.set(e.ino, file);
-        fetch.push({ command: `dump <${e.ino}> "${file}"`, file, apply: () => undefined });
-      } else if (type === 0o120000) {
-        if (d.fastLink !== undefined) symlinkTarget.set(e.ino, d.fastLink);
-        else fetch.push({ command: `dump <${e.ino}> "${file}"`, file, apply: (b) => symlinkTarget.set(e.ino, b.toString("utf8")) });
-      }
-      const attrs = new Map<string, Uint8Array>();
-      xattrs.set(e.ino, attrs);
-      d.xattrNames.forEach((name, k) => {
-        const valueFile = `${file}.x${k}`;
-        fetch.push({
-          command: `ea_get -f "${valueFile}" <${e.ino}> "${name.replaceAll('"', '""')}"`,
-          file: valueFile,
-          apply: (b) => attrs.set(name, b),
-        });
-      });
-    }
-    if (fetch.length > 0) await run(fetch.map((f) => f.command));
-    for (const f of fetch) {
-      const data = await readFile(f.file).catch(() => {
-        throw bad(`debugfs could not carry out: ${f.command}`);
-      });
-      f.apply(data);
-    }
-
-    // ---- the tree ---------------------------------------------------------------
-    const tree = new RootfsTree();
-    const firstName = new Map<number, string>();
-    for (const e of all) {
-      const d = details.get(e.ino) as InodeDetails;
-      const meta: MetadataInit = { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, mtime: d.mtime, xattrs: xattrs.get(e.ino) ?? new Map() };
-      const type = e.mode & 0o170000;
-      const seen = firstName.get(e.ino);
-      if (seen !== undefined && type !== 0o040000) {
-        tree.addHardlink(e.path, seen);
-        continue;
-      }
-      firstName.set(e.ino, e.path);
-      if (type === 0o040000) tree.addDirectory(e.path, meta);
-      else if (type === 0o100000) {
-        const file = contentFile.get(e.ino) as string;
-        const size = (await stat(file)).size;
-        if (size !== d.size) throw bad(`debugfs dumped ${size} bytes of ${e.path}, whose size is ${d.size}`);
-        tree.addFile(e.path, { type: "hostFile", path: file, size }, meta);
-      } else if (type === 0o120000) {
-        const target = symlinkTarget.get(e.ino);
-        if (!target || target.includes("\0")) throw bad(`symlink ${e.path} has no valid target`);
-        tree.addSymlink(e.path, target, meta);
-      } else if (type === 0o020000 || type === 0o060000) {
-        if (!d.device) throw bad(`device ${e.path} has no device numbers`);
-        tree.addDevice(e.path, type === 0o020000 ? "char" : "block", d.device.major, d.device.minor, meta);
-      } else if (type === 0o010000) tree.addFifo(e.path, meta);
-      // Sockets (0140000) are runtime objects, never part of a rootfs: skipped, as the other readers do.
-    }
+    const all = await listNames(session);
+    const details = await statInodes(session, all);
+    const fetched = await fetchContents(session, all, details);
+    const tree = await buildTree(session, all, details, fetched);
     return { tree, xattrsRead: true, notes: [], dispose: scratch.dispose };
   } catch (e) {
     await scratch.dispose();
     throw e;
   }
+}
+
+/** One image opened with debugfs: runs a script of commands, and makes errors that name the image. */
+interface Debugfs {
+  /** A private directory for dumped contents and xattr values. */
+  readonly scratch: string;
+  run(commands: readonly string[]): Promise<string>;
+  bad(why: string): A3sError;
+}
+
+/** One name from a directory listing, with what `ls -p` says about its inode. */
+interface Listed {
+  readonly path: string;
+  readonly ino: number;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** What `dump` and `ea_get` brought back, by inode number. */
+interface Fetched {
+  readonly contentFile: ReadonlyMap<number, string>;
+  readonly symlinkTarget: ReadonlyMap<number, string>;
+  readonly xattrs: ReadonlyMap<number, Map<string, Uint8Array>>;
+}
+
+/** Every name in the image, the root first: `ls -p` of each directory, one debugfs run per level of the tree. */
+async function listNames(d: Debugfs): Promise<Listed[]> {
+  const listed: Listed[] = [];
+  const visitedDirs = new Set<number>();
+  let level: { ino: number; path: string }[] = [{ ino: ROOT_INO, path: "/" }];
+  let rootRecord: Listed | undefined;
+  while (level.length > 0) {
+    for (const dir of level) {
+      if (visitedDirs.has(dir.ino)) throw d.bad(`directory inode ${dir.ino} is reached twice (a loop)`);
+      visitedDirs.add(dir.ino);
+    }
+    const out = await d.run(level.map((dir) => `ls -p <${dir.ino}>`));
+    const next: { ino: number; path: string }[] = [];
+    let at = 0;
+    for (const dir of level) {
+      const echo = `debugfs: ls -p <${dir.ino}>\n`;
+      if (!out.startsWith(echo, at)) throw d.bad(`unexpected debugfs output listing inode ${dir.ino}`);
+      at += echo.length;
+      RECORD.lastIndex = at;
+      for (let m = RECORD.exec(out); m; m = RECORD.exec(out)) {
+        at = RECORD.lastIndex;
+        const name = Buffer.from(m[5] as string, "latin1").toString("utf8");
+        const rec = { ino: Number(m[1]), mode: parseInt(m[2] as string, 8), uid: Number(m[3]) >>> 0, gid: Number(m[4]) >>> 0 };
+        if (name === ".") {
+          if (dir.ino === ROOT_INO) rootRecord = { path: "/", ...rec };
+          continue;
+        }
+        if (name === ".." || rec.ino === 0) continue;
+        if (name === "" || name.includes("\0")) throw d.bad(`directory ${dir.path} has an invalid name`);
+        const path = dir.path === "/" ? `/${name}` : `${dir.path}/${name}`;
+        listed.push({ path, ...rec });
+        if ((rec.mode & 0o170000) === 0o040000) next.push({ ino: rec.ino, path });
+        if (listed.length > MAX_ENTRIES) throw d.bad(`more than ${MAX_ENTRIES} entries`);
+      }
+      if (out[at] === "\n") at++;
+    }
+    if (at !== out.length) throw d.bad("debugfs printed more than the listings");
+    level = next;
+  }
+  if (!rootRecord) throw d.bad("the root directory could not be listed");
+  return [rootRecord, ...listed];
+}
+
+/** `stat` of every inode once, in one debugfs run. */
+async function statInodes(d: Debugfs, all: readonly Listed[]): Promise<Map<number, InodeDetails>> {
+  const inodes = [...new Set(all.map((e) => e.ino))];
+  const sections = splitSections(await d.run(inodes.map((ino) => `stat <${ino}>`)), "stat", inodes, d.bad);
+  const details = new Map<number, InodeDetails>();
+  inodes.forEach((ino, k) => details.set(ino, parseStat(sections[k] as string, ino, d.bad)));
+  return details;
+}
+
+/** File contents, slow symlink targets and xattr values, with `dump` and `ea_get -f` into the scratch directory (one run). */
+async function fetchContents(d: Debugfs, all: readonly Listed[], details: ReadonlyMap<number, InodeDetails>): Promise<Fetched> {
+  const fetch: { command: string; file: string; apply: (data: Buffer) => void }[] = [];
+  const contentFile = new Map<number, string>();
+  const symlinkTarget = new Map<number, string>();
+  const xattrs = new Map<number, Map<string, Uint8Array>>();
+  for (const e of all) {
+    const info = details.get(e.ino) as InodeDetails;
+    if (contentFile.has(e.ino) || symlinkTarget.has(e.ino) || xattrs.has(e.ino)) continue;
+    const type = e.mode & 0o170000;
+    const file = join(d.scratch, String(e.ino));
+    if (type === 0o100000) {
+      contentFile.set(e.ino, file);
+      fetch.push({ command: `dump <${e.ino}> "${file}"`, file, apply: () => undefined });
+    } else if (type === 0o120000) {
+      if (info.fastLink !== undefined) symlinkTarget.set(e.ino, info.fastLink);
+      else fetch.push({ command: `dump <${e.ino}> "${file}"`, file, apply: (b) => symlinkTarget.set(e.ino, b.toString("utf8")) });
+    }
+    const attrs = new Map<string, Uint8Array>();
+    xattrs.set(e.ino, attrs);
+    info.xattrNames.forEach((name, k) => {
+      const valueFile = `${file}.x${k}`;
+      fetch.push({
+        command: `ea_get -f "${valueFile}" <${e.ino}> "${name.replaceAll('"', '""')}"`,
+        file: valueFile,
+        apply: (b) => attrs.set(name, b),
+      });
+    });
+  }
+  if (fetch.length > 0) await d.run(fetch.map((f) => f.command));
+  for (const f of fetch) {
+    const data = await readFile(f.file).catch(() => {
+      throw d.bad(`debugfs could not carry out: ${f.command}`);
+    });
+    f.apply(data);
+  }
+  return { contentFile, symlinkTarget, xattrs };
+}
+
+/** The tree: each name in listing order, a later name of an inode as a hardlink to its first. */
+async function buildTree(d: Debugfs, all: readonly Listed[], details: ReadonlyMap<number, InodeDetails>, fetched: Fetched): Promise<RootfsTree> {
+  const tree = new RootfsTree();
+  const firstName = new Map<number, string>();
+  for (const e of all) {
+    const info = details.get(e.ino) as InodeDetails;
+    const meta: MetadataInit = { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid, mtime: info.mtime, xattrs: fetched.xattrs.get(e.ino) ?? new Map() };
+    const type = e.mode & 0o170000;
+    const seen = firstName.get(e.ino);
+    if (seen !== undefined && type !== 0o040000) {
+      tree.addHardlink(e.path, seen);
+      continue;
+    }
+    firstName.set(e.ino, e.path);
+    if (type === 0o040000) tree.addDirectory(e.path, meta);
+    else if (type === 0o100000) {
+      const file = fetched.contentFile.get(e.ino) as string;
+      const size = (await stat(file)).size;
+      if (size !== info.size) throw d.bad(`debugfs dumped ${size} bytes of ${e.path}, whose size is ${info.size}`);
+      tree.addFile(e.path, { type: "hostFile", path: file, size }, meta);
+    } else if (type === 0o120000) {
+      const target = fetched.symlinkTarget.get(e.ino);
+      if (!target || target.includes("\0")) throw d.bad(`symlink ${e.path} has no valid target`);
+      tree.addSymlink(e.path, target, meta);
+    } else if (type === 0o020000 || type === 0o060000) {
+      if (!info.device) throw d.bad(`device ${e.path} has no device numbers`);
+      tree.addDevice(e.path, type === 0o020000 ? "char" : "block", info.device.major, info.device.minor, meta);
+    } else if (type === 0o010000) tree.addFifo(e.path, meta);
+    // Sockets (0140000) are runtime objects, never part of a rootfs: skipped, as the other readers do.
+  }
+  return tree;
 }
 
 const ROOT_INO = 2;

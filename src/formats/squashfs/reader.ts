@@ -77,10 +77,39 @@ const DATA_MARKER = "#\n# START OF DATA - DO NOT MODIFY\n#\n";
 /** Parses `unsquashfs -pf` output into a tree whose files are ranges of that file. */
 export async function parsePseudoFile(pseudoPath: string): Promise<RootfsTree> {
   const size = (await stat(pseudoPath)).size;
+  const text = await readRecords(pseudoPath, size);
+  const dataStart = Buffer.byteLength(text, "latin1") + DATA_MARKER.length;
+  const bad = (why: string): A3sError => new A3sError("EFORMAT", `unsquashfs pseudo file ${pseudoPath}: ${why}`, { subject: pseudoPath });
+  const tree = new RootfsTree();
+  const seen = new Set<string>();
+  let dataEnd = 0;
+  for (let at = 0; at < text.length; ) {
+    const { name, next } = readName(text, at);
+    const end = text.indexOf("\n", next);
+    if (end < 0) throw bad("a record does not end with a newline");
+    const fields = text.slice(next, end).split(" ");
+    at = end + 1;
+    const path = name === "/" ? "/" : "/" + name;
+    if (seen.has(path)) throw bad(`${JSON.stringify(path)} is listed twice`);
+    seen.add(path);
+    if (fields[0] === "L") {
+      const target = "/" + unescape(fields.slice(1).join(" "));
+      if (!seen.has(target)) throw bad(`hardlink ${JSON.stringify(path)} points to an unlisted name`);
+      tree.addHardlink(utf8(path), utf8(target));
+      continue;
+    }
+    if (path !== "/" && !seen.has(parentOf(path))) throw bad(`${JSON.stringify(path)} comes before its directory`);
+    const fileEnd = addRecord(tree, path, fields, { pseudoPath, dataStart }, bad);
+    dataEnd = Math.max(dataEnd, fileEnd);
+  }
+  if (dataStart + dataEnd !== size) throw bad(`the data does not end where the records say (${dataStart + dataEnd} != ${size})`);
+  return tree;
+}
+
+/** The records at the head of the pseudo file (they are small), read up to the data marker, as latin1 text. */
+async function readRecords(pseudoPath: string, size: number): Promise<string> {
   const fh = await open(pseudoPath, "r");
-  let text: string;
   try {
-    // The records come first and are small; read until the data marker.
     const chunks: Buffer[] = [];
     let read = 0;
     let found = -1;
@@ -93,78 +122,62 @@ export async function parsePseudoFile(pseudoPath: string): Promise<RootfsTree> {
       found = Buffer.concat(chunks).indexOf(DATA_MARKER, 0, "latin1");
     }
     const all = Buffer.concat(chunks);
-    text = all.subarray(0, found < 0 ? all.length : found).toString("latin1");
+    return all.subarray(0, found < 0 ? all.length : found).toString("latin1");
   } finally {
     await fh.close();
   }
-  const dataStart = Buffer.byteLength(text, "latin1") + DATA_MARKER.length;
-  const bad = (why: string): A3sError =>
-    new A3sError("EFORMAT", `unsquashfs pseudo file ${pseudoPath}: ${why}`, { subject: pseudoPath });
+}
 
-  const tree = new RootfsTree();
-  const seen = new Set<string>();
-  let dataEnd = 0;
-  let at = 0;
-  while (at < text.length) {
-    const { name, next } = readName(text, at);
-    const end = text.indexOf("\n", next);
-    if (end < 0) throw bad("a record does not end with a newline");
-    const fields = text.slice(next, end).split(" ");
-    at = end + 1;
-    const path = name === "/" ? "/" : "/" + name;
-    if (seen.has(path)) throw bad(`${JSON.stringify(path)} is listed twice`);
-    seen.add(path);
-    const type = fields[0];
-    if (type === "L") {
-      const target = "/" + unescape(fields.slice(1).join(" "));
-      if (!seen.has(target)) throw bad(`hardlink ${JSON.stringify(path)} points to an unlisted name`);
-      tree.addHardlink(utf8(path), utf8(target));
-      continue;
+/**
+ * Adds one record other than a hardlink: "TYPE MTIME MODE UID GID ...",
+ * where a regular file goes on with its size and its data's offset after the
+ * marker. Returns where that file's data ends (0 for other kinds).
+ */
+function addRecord(
+  tree: RootfsTree,
+  path: string,
+  fields: readonly string[],
+  data: { pseudoPath: string; dataStart: number },
+  bad: (why: string) => A3sError,
+): number {
+  const num = (i: number): number => {
+    const v = Number(fields[i]);
+    if (!Number.isInteger(v)) throw bad(`${JSON.stringify(path)}: field ${i} is not a number`);
+    return v;
+  };
+  const meta: MetadataInit = { mtime: num(1), mode: parseInt(fields[2] ?? "", 8), uid: num(3) >>> 0, gid: num(4) >>> 0 };
+  if (!Number.isInteger(meta.mode)) throw bad(`${JSON.stringify(path)}: bad mode`);
+  const p = utf8(path);
+  const type = fields[0];
+  switch (type) {
+    case "D":
+      tree.addDirectory(p, meta);
+      return 0;
+    case "R": {
+      const fileSize = num(5);
+      const offset = num(6);
+      // An empty file is given as bytes: a zero-length range has no valid end offset to stream.
+      const content: ContentRef =
+        fileSize === 0 ? { type: "bytes", data: new Uint8Array(0) } : { type: "blobRange", blobPath: data.pseudoPath, offset: data.dataStart + offset, size: fileSize };
+      tree.addFile(p, content, meta);
+      return offset + fileSize;
     }
-    if (path !== "/" && !seen.has(parentOf(path))) throw bad(`${JSON.stringify(path)} comes before its directory`);
-    const num = (i: number): number => {
-      const v = Number(fields[i]);
-      if (!Number.isInteger(v)) throw bad(`${JSON.stringify(path)}: field ${i} is not a number`);
-      return v;
-    };
-    const meta: MetadataInit = { mtime: num(1), mode: parseInt(fields[2] ?? "", 8), uid: num(3) >>> 0, gid: num(4) >>> 0 };
-    if (!Number.isInteger(meta.mode)) throw bad(`${JSON.stringify(path)}: bad mode`);
-    const p = utf8(path);
-    switch (type) {
-      case "D":
-        tree.addDirectory(p, meta);
-        break;
-      case "R": {
-        const fileSize = num(5);
-        const offset = num(6);
-        dataEnd = Math.max(dataEnd, offset + fileSize);
-        // An empty file is given as bytes: a zero-length range has no valid end offset to stream.
-        const content: ContentRef =
-          fileSize === 0
-            ? { type: "bytes", data: new Uint8Array(0) }
-            : { type: "blobRange", blobPath: pseudoPath, offset: dataStart + offset, size: fileSize };
-        tree.addFile(p, content, meta);
-        break;
-      }
-      case "S":
-        tree.addSymlink(p, Buffer.from(fields.slice(5).join(" "), "latin1").toString("utf8"), meta);
-        break;
-      case "C":
-      case "B": {
-        const { major, minor } = deviceNumbers(num(5), num(6));
-        tree.addDevice(p, type === "C" ? "char" : "block", major, minor, meta);
-        break;
-      }
-      case "I":
-        if (fields[5] === "f") tree.addFifo(p, meta);
-        // Sockets ("I ... s") are runtime objects; like the other readers, skip them.
-        break;
-      default:
-        throw bad(`${JSON.stringify(path)} has an unknown type ${JSON.stringify(type)}`);
+    case "S":
+      tree.addSymlink(p, Buffer.from(fields.slice(5).join(" "), "latin1").toString("utf8"), meta);
+      return 0;
+    case "C":
+    case "B": {
+      const { major, minor } = deviceNumbers(num(5), num(6));
+      tree.addDevice(p, type === "C" ? "char" : "block", major, minor, meta);
+      return 0;
     }
+    case "I":
+      if (fields[5] === "f") tree.addFifo(p, meta);
+      // Sockets ("I ... s") are runtime objects; like the other readers, skip them.
+      return 0;
+    default:
+      throw bad(`${JSON.stringify(path)} has an unknown type ${JSON.stringify(type)}`);
   }
-  if (dataStart + dataEnd !== size) throw bad(`the data does not end where the records say (${dataStart + dataEnd} != ${size})`);
-  return tree;
 }
 
 /** A name up to the first unescaped space; "\X" stands for X. */

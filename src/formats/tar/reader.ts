@@ -154,74 +154,128 @@ export async function* readTarMembers(file: ArchiveFile, limits: ArchiveLimits =
         if (pending.includes(type)) throw fail(`two '${type}' extended headers for one member`);
         pending += type;
       }
-      const data = await file.read(dataStart, size, "an extended header");
-      if (type === "x") parsePax(data, local, fail);
-      else if (type === "g") parsePax(data, global, fail);
-      else if (type === "L") local.path = setOnce(local.path, cString(data, 0, data.length), "name", fail);
-      else local.linkPath = setOnce(local.linkPath, cString(data, 0, data.length), "link name", fail);
+      applyExtendedHeader(type, await file.read(dataStart, size, "an extended header"), type === "g" ? global : local, fail);
       pos = next;
       continue;
     }
-
-    const magic = h.toString("latin1", 257, 263);
-    const prefix = magic === "ustar\0" ? cString(h, 345, 155) : "";
-    const headerName = cString(h, 0, 100);
-    const name = local.path ?? (prefix ? `${prefix}/${headerName}` : headerName);
-    const linkName = local.linkPath ?? cString(h, 157, 100);
-    if (Buffer.byteLength(name) > MAX_NAME_BYTES || Buffer.byteLength(linkName) > MAX_NAME_BYTES) {
-      throw fail("name or link name longer than PATH_MAX");
-    }
-    const meta = {
-      mode: parseNumber(h, 100, 8, fail) & 0o7777,
-      uid: local.uid ?? global.uid ?? parseNumber(h, 108, 8, fail),
-      gid: local.gid ?? global.gid ?? parseNumber(h, 116, 8, fail),
-      mtime: local.mtime ?? global.mtime ?? parseNumber(h, 136, 12, fail),
-      xattrs: new Map([...(global.xattrs ?? []), ...(local.xattrs ?? [])]),
-    };
-    for (const id of [meta.uid, meta.gid]) {
-      if (id > 0xffffffff) throw fail(`owner ${id} of ${name} is out of range`);
-    }
-    if (HEADER_ONLY.has(type) && size > 0) {
-      throw fail(`${JSON.stringify(name)} is a header-only member (type '${type}') that claims ${size} bytes of data`);
-    }
-
-    let kind: TarMemberKind | undefined;
-    if (type === "0" || type === "\0" || type === "7") kind = name.endsWith("/") ? "directory" : "file"; // pre-POSIX directories
-    else if (type === "5" || type === "D") kind = "directory"; // GNU dumpdir: a directory whose data lists its contents
-    else if (type === "1") kind = "hardlink";
-    else if (type === "2") kind = "symlink";
-    else if (type === "3") kind = "char";
-    else if (type === "4") kind = "block";
-    else if (type === "6") kind = "fifo";
-    else if (type === "S") {
-      throw new A3sError("EUNSUPPORTED", `${file.path}: ${name} is a GNU sparse member, which is not supported`, {
-        subject: name,
-        hint: "create the archive without --sparse",
-      });
-    } else if (type === "M") {
-      throw new A3sError("EUNSUPPORTED", `${file.path} is part of a multi-volume archive`, { subject: file.path });
-    } else if (type !== "V") {
-      throw fail(`unknown tar member type ${JSON.stringify(type)} for ${name}`);
-    }
-    if (kind !== undefined) {
-      // A pre-POSIX directory's data, if any, is skipped like a dumpdir's; only files expose theirs.
-      yield {
-        name,
-        kind,
-        linkName,
-        meta,
-        size: kind === "file" ? size : 0,
-        dataOffset: dataStart,
-        devMajor: local.devMajor ?? (kind === "char" || kind === "block" ? parseNumber(h, 329, 8, fail) : 0),
-        devMinor: local.devMinor ?? (kind === "char" || kind === "block" ? parseNumber(h, 337, 8, fail) : 0),
-        headerOffset: memberStart,
-      };
-    } // a GNU volume label ('V') names the archive, not a file
+    const member = memberOf(h, { type, size, dataStart, headerOffset: memberStart }, effectiveOverrides(global, local), file, fail);
+    if (member) yield member; // a GNU volume label ('V') names the archive, not a file
     local = {};
     pending = "";
     pos = next;
   }
   if (pending !== "") throw fail("extended header is not followed by a member");
+}
+
+/** What an extended header sets: PAX records ('x' for the next member, 'g' for all after it), or a GNU long name ('L') or link name ('K'). */
+function applyExtendedHeader(type: string, data: Buffer, into: Overrides, fail: (m: string) => A3sError): void {
+  if (type === "x" || type === "g") parsePax(data, into, fail);
+  else if (type === "L") into.path = setOnce(into.path, cString(data, 0, data.length), "name", fail);
+  else into.linkPath = setOnce(into.linkPath, cString(data, 0, data.length), "link name", fail);
+}
+
+/**
+ * What applies to one member: its own records, and for owner, time and
+ * xattrs the global ('g') ones beneath them. A global path, link name, size
+ * or device number would name every later member alike, so only a member's
+ * own count.
+ */
+function effectiveOverrides(global: Overrides, local: Overrides): Overrides {
+  return {
+    path: local.path,
+    linkPath: local.linkPath,
+    devMajor: local.devMajor,
+    devMinor: local.devMinor,
+    uid: local.uid ?? global.uid,
+    gid: local.gid ?? global.gid,
+    mtime: local.mtime ?? global.mtime,
+    xattrs: new Map([...(global.xattrs ?? []), ...(local.xattrs ?? [])]),
+  };
+}
+
+/**
+ * The member a ustar header describes, with the extended headers before it
+ * (`over`: the member's own records over the global ones) folded in, or
+ * undefined for a GNU volume label.
+ */
+function memberOf(
+  h: Buffer,
+  at: { type: string; size: number; dataStart: number; headerOffset: number },
+  over: Overrides,
+  file: ArchiveFile,
+  fail: (m: string) => A3sError,
+): TarMember | undefined {
+  const { type, size } = at;
+  const magic = h.toString("latin1", 257, 263);
+  const prefix = magic === "ustar\0" ? cString(h, 345, 155) : "";
+  const headerName = cString(h, 0, 100);
+  const name = over.path ?? (prefix ? `${prefix}/${headerName}` : headerName);
+  const linkName = over.linkPath ?? cString(h, 157, 100);
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES || Buffer.byteLength(linkName) > MAX_NAME_BYTES) {
+    throw fail("name or link name longer than PATH_MAX");
+  }
+  const meta = {
+    mode: parseNumber(h, 100, 8, fail) & 0o7777,
+    uid: over.uid ?? parseNumber(h, 108, 8, fail),
+    gid: over.gid ?? parseNumber(h, 116, 8, fail),
+    mtime: over.mtime ?? parseNumber(h, 136, 12, fail),
+    xattrs: over.xattrs ?? new Map<string, Uint8Array>(),
+  };
+  for (const id of [meta.uid, meta.gid]) {
+    if (id > 0xffffffff) throw fail(`owner ${id} of ${name} is out of range`);
+  }
+  if (HEADER_ONLY.has(type) && size > 0) {
+    throw fail(`${JSON.stringify(name)} is a header-only member (type '${type}') that claims ${size} bytes of data`);
+  }
+  const kind = memberKind(type, name, file, fail);
+  if (kind === undefined) return undefined;
+  const device = kind === "char" || kind === "block";
+  // A pre-POSIX directory's data, if any, is skipped like a dumpdir's; only files expose theirs.
+  return {
+    name,
+    kind,
+    linkName,
+    meta,
+    size: kind === "file" ? size : 0,
+    dataOffset: at.dataStart,
+    devMajor: over.devMajor ?? (device ? parseNumber(h, 329, 8, fail) : 0),
+    devMinor: over.devMinor ?? (device ? parseNumber(h, 337, 8, fail) : 0),
+    headerOffset: at.headerOffset,
+  };
+}
+
+/** The kind a typeflag stands for; undefined for a volume label; sparse and multi-volume members are refused. */
+function memberKind(type: string, name: string, file: ArchiveFile, fail: (m: string) => A3sError): TarMemberKind | undefined {
+  switch (type) {
+    case "0":
+    case "\0":
+    case "7":
+      return name.endsWith("/") ? "directory" : "file"; // pre-POSIX directories
+    case "5":
+    case "D": // GNU dumpdir: a directory whose data lists its contents
+      return "directory";
+    case "1":
+      return "hardlink";
+    case "2":
+      return "symlink";
+    case "3":
+      return "char";
+    case "4":
+      return "block";
+    case "6":
+      return "fifo";
+    case "V":
+      return undefined;
+    case "S":
+      throw new A3sError("EUNSUPPORTED", `${file.path}: ${name} is a GNU sparse member, which is not supported`, {
+        subject: name,
+        hint: "create the archive without --sparse",
+      });
+    case "M":
+      throw new A3sError("EUNSUPPORTED", `${file.path} is part of a multi-volume archive`, { subject: file.path });
+    default:
+      throw fail(`unknown tar member type ${JSON.stringify(type)} for ${name}`);
+  }
 }
 
 /** A PAX path and a GNU long name for one member would let two readers see two names: refuse. */
