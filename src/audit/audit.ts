@@ -9,6 +9,7 @@ import {
   type RootfsTree,
   type TreeEntry,
 } from "../tree/index.js";
+import { forEachLimit } from "../util/concurrency.js";
 import { passwordProblems, type PasswordField } from "./accounts.js";
 import type { AuditGrade, AuditReport } from "./audit-report.js";
 import { checkBinary, initPath, type BinaryReport } from "./binary-check.js";
@@ -438,13 +439,3 @@ function listSome(items: readonly string[], max = 3): string {
 function octal(mode: number): string {
   return "0" + mode.toString(8).padStart(3, "0");
 }
-
-/** Runs `fn` over `items` with at most `limit` at once. */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-

@@ -12,6 +12,7 @@ import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./a
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
 import { GuestChannel } from "./guest-channels.js";
+import { hostTscKhz } from "./host-tsc.js";
 import { detectBootImage } from "./image-kind.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmShare, type VmSpec } from "./qemu-command.js";
@@ -384,7 +385,7 @@ export async function kernelCommandLine(
   const parts = ["console=ttyS0", "panic=-1", "quiet"];
   if (accel === "tcg") {
     // Under TCG the guest's TSC calibration can fail on a busy host and hang
-    // the boot; giving the host's frequency skips it.
+    // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.
     const khz = await hostTscKhz();
     if (khz) parts.push(`tsc_early_khz=${khz}`);
   }
@@ -402,10 +403,4 @@ export async function kernelCommandLine(
     });
   }
   return line;
-}
-
-async function hostTscKhz(): Promise<number | undefined> {
-  const info = await readFile("/proc/cpuinfo", "utf8").catch(() => "");
-  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(info)?.[1];
-  return mhz ? Math.round(Number(mhz) * 1000) : undefined;
 }

@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import type { GuestLayout } from "./guest-layout.js";
+import { HOSTNAME_MAX_BYTES, type GuestLayout } from "./guest-layout.js";
 
 /**
  * The host's writer of the guest config (docs/guest-protocol.md §3, §4): the
@@ -14,7 +14,6 @@ export const GUEST_CONFIG_DROPIN_DIR = "/etc/a3s/guest.conf.d";
 
 const CONFIG_HEADER = "a3s-guest-config 1";
 const CONFIG_MAX_BYTES = 1 << 20;
-const HOSTNAME_MAX_BYTES = 64;
 /** init's parse_id takes decimal ids below 2^32-1 ((uid_t)-1 means "unchanged" to the kernel). */
 const ID_MAX = 0xfffffffe;
 

@@ -24,12 +24,16 @@ export interface GuestLayout {
 }
 
 export const DEFAULT_AGENT_PATH = "/a3s/agent/a3s-box-code";
+/** Linux's limit on a hostname (HOST_NAME_MAX, __NEW_UTS_LEN): sethostname(2) refuses a longer one, and init checks the same. */
+export const HOSTNAME_MAX_BYTES = 64;
+/** The guest's hostname unless one is given; the guest init uses the same default. */
+export const DEFAULT_HOSTNAME = "a3s-box";
 
 export const DEFAULT_LAYOUT: GuestLayout = {
   agentPath: DEFAULT_AGENT_PATH,
   workspacePath: "/workspace",
   skillsPath: "/skills",
-  hostname: "a3s-box",
+  hostname: DEFAULT_HOSTNAME,
   dns: ["8.8.8.8", "8.8.4.4"],
   extraDirectories: [],
   extraFiles: [],
@@ -70,9 +74,9 @@ export function resolveLayout(overrides: Partial<GuestLayout> = {}): GuestLayout
     skillsPath: normaliseRootfsPath(layout.skillsPath),
   };
   if (paths.agentPath === "/") throw new A3sError("ELAYOUT", "the agent path must name a file, not /");
-  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(layout.hostname)) {
+  if (!/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(layout.hostname) || layout.hostname.length > HOSTNAME_MAX_BYTES) {
     throw new A3sError("ELAYOUT", `invalid hostname ${JSON.stringify(layout.hostname)}`, {
-      hint: "use letters, digits, '-' and '.', at most 63 characters",
+      hint: `use letters, digits, '-' and '.', at most ${HOSTNAME_MAX_BYTES} characters`,
     });
   }
   for (const ip of layout.dns) {

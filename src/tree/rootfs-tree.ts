@@ -11,7 +11,13 @@ import {
 } from "./inode.js";
 import { joinRootfsPath, splitRootfsPath } from "./path.js";
 
-/** Symlinks followed in one lookup before it fails, as Linux's MAXSYMLINKS-style bound (ELOOP). */
+/**
+ * Symlinks followed in one lookup before it fails with ELOOP. This is the
+ * tree's own bound against link loops, not Linux's: the kernel stops after 40
+ * (MAXSYMLINKS in include/linux/namei.h), so a path that takes 41 to 255 hops
+ * resolves here while a build or an audit reads the tree, but not in the
+ * guest. The tests for hostile layers hold the tree to following 200 links.
+ */
 export const MAX_SYMLINK_HOPS = 255;
 
 export interface MetadataInit {

@@ -1,6 +1,7 @@
 import { chmod, copyFile, lchown, link, lutimes, mkdir, open, stat, symlink, utimes, type FileHandle } from "node:fs/promises";
 import { A3sError } from "../../errors.js";
 import type { FileInode, RootfsTree, TreeEntry } from "../../tree/index.js";
+import { forEachLimit } from "../../util/concurrency.js";
 import { runTool } from "../../util/host-tool.js";
 
 export interface MaterialiseOptions {
@@ -55,7 +56,7 @@ export async function materialiseTree(
 
   const readers = new BlobReaders();
   try {
-    await forEachConcurrently(
+    await forEachLimit(
       entries.filter((e) => e.kind !== "hardlink"),
       CONCURRENCY,
       async (e) => {
@@ -69,7 +70,7 @@ export async function materialiseTree(
           approximated.add(e);
           return;
         }
-        if (!(await applyMetadata(e, p, opts))) approximated.add(e);
+        if (!(await applyMetadata(inode, p, opts, byPath(e, p)))) approximated.add(e);
       },
     );
   } finally {
@@ -125,14 +126,11 @@ async function create(e: TreeEntry, p: string, opts: MaterialiseOptions): Promis
 
 /**
  * A file whose bytes are in memory or in a cached layer, written through one
- * open handle: content, owner, xattrs, mode and time without reopening the
- * path, and without a stream per file. (The same steps as `applyMetadata`,
- * in the same order: chown clears setuid bits and file capabilities, so
- * xattrs and the mode come after it.)
+ * open handle: content, then its metadata through the same handle, without
+ * reopening the path and without a stream per file.
  */
 async function writeRegularFile(e: TreeEntry, inode: FileInode, p: string, opts: MaterialiseOptions, readers: BlobReaders): Promise<boolean> {
   const out = await open(p, "wx", 0o600);
-  let exact = true;
   try {
     const c = inode.content;
     if (c.type === "bytes") {
@@ -150,23 +148,14 @@ async function writeRegularFile(e: TreeEntry, inode: FileInode, p: string, opts:
         done += bytesRead;
       }
     }
-    if (!ownedAsWanted(inode)) {
-      if (opts.privileged) await out.chown(inode.uid, inode.gid);
-      else exact = false;
-    }
-    for (const [name, value] of inode.xattrs) {
-      if (!opts.privileged && !UNPRIVILEGED_XATTR.test(name)) {
-        exact = false;
-        continue;
-      }
-      await runTool("setfattr", ["-h", "-n", name, "-v", "0x" + Buffer.from(value).toString("hex"), p]);
-    }
-    await out.chmod(inode.mode);
-    await out.utimes(inode.mtime, inode.mtime);
+    return await applyMetadata(inode, p, opts, {
+      chown: (uid, gid) => out.chown(uid, gid),
+      chmod: (mode) => out.chmod(mode),
+      utimes: (t) => out.utimes(t, t),
+    });
   } finally {
     await out.close();
   }
-  return exact;
 }
 
 /** Writes all of `data` at `position`, however the kernel splits it. */
@@ -198,12 +187,34 @@ class BlobReaders {
   }
 }
 
-/** Owner, xattrs, mode and time of one entry (a directory's mode and time come later); false when not exact. */
-async function applyMetadata(e: TreeEntry, p: string, opts: MaterialiseOptions): Promise<boolean> {
-  const inode = e.inode;
+/** How metadata reaches one entry: through an open handle, or by path without following a final symlink. */
+interface MetadataTarget {
+  chown(uid: number, gid: number): Promise<void>;
+  /** Absent where the mode is not set now (a symlink has none; a directory's comes last). */
+  chmod?(mode: number): Promise<void>;
+  /** Absent for a directory, whose time comes last. */
+  utimes?(mtime: number): Promise<void>;
+}
+
+/** The metadata steps of a non-directory entry created by path: lchown, chmod and lutimes. */
+function byPath(e: TreeEntry, p: string): MetadataTarget {
+  return {
+    chown: (uid, gid) => lchown(p, uid, gid),
+    ...(e.kind !== "symlink" && e.kind !== "directory" ? { chmod: (mode: number) => chmod(p, mode) } : {}),
+    ...(e.kind !== "directory" ? { utimes: (t: number) => lutimes(p, t, t) } : {}),
+  };
+}
+
+/**
+ * Owner, xattrs, mode and time of one entry, in that order: chown(2) clears
+ * setuid and setgid bits and file capabilities, so the xattrs and the mode
+ * come after it. False when not exact (not root: the owner, or an xattr
+ * outside user.*, could not be set).
+ */
+async function applyMetadata(inode: TreeEntry["inode"], p: string, opts: MaterialiseOptions, target: MetadataTarget): Promise<boolean> {
   let exact = true;
   if (!ownedAsWanted(inode)) {
-    if (opts.privileged) await lchown(p, inode.uid, inode.gid);
+    if (opts.privileged) await target.chown(inode.uid, inode.gid);
     else exact = false;
   }
   for (const [name, value] of inode.xattrs) {
@@ -213,9 +224,8 @@ async function applyMetadata(e: TreeEntry, p: string, opts: MaterialiseOptions):
     }
     await runTool("setfattr", ["-h", "-n", name, "-v", "0x" + Buffer.from(value).toString("hex"), p]);
   }
-  // chmod after chown: chown(2) clears setuid and setgid bits.
-  if (e.kind !== "symlink" && e.kind !== "directory") await chmod(p, inode.mode);
-  if (e.kind !== "directory") await lutimes(p, inode.mtime, inode.mtime);
+  await target.chmod?.(inode.mode);
+  await target.utimes?.(inode.mtime);
   return exact;
 }
 
@@ -227,24 +237,4 @@ async function applyMetadata(e: TreeEntry, p: string, opts: MaterialiseOptions):
  */
 function ownedAsWanted(inode: TreeEntry["inode"]): boolean {
   return inode.uid === process.geteuid?.() && inode.gid === process.getegid?.();
-}
-
-/** Runs `fn` over `items` with at most `limit` in flight; the first failure stops new work and is thrown. */
-async function forEachConcurrently<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const item = items[next++] as T;
-      try {
-        await fn(item);
-      } catch (e) {
-        failed = true;
-        throw e;
-      }
-    }
-  };
-  const results = await Promise.allSettled(Array.from({ length: Math.min(limit, items.length) }, worker));
-  const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (rejected) throw rejected.reason;
 }

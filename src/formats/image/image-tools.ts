@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { chmod, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runTool } from "../../util/host-tool.js";
+import { removeTreeNow } from "../../util/remove-tree-now.js";
 
 /**
  * What the three image writers share: which host tools are there and what
@@ -172,14 +173,9 @@ const liveScratch = new Set<string>();
 let signalCleanupInstalled = false;
 
 function removeLiveScratch(): void {
-  for (const dir of liveScratch) {
-    try {
-      rmSync(dir, { recursive: true, force: true });
-    } catch {
-      // Best effort while exiting: a read-only staging directory of a
-      // non-root build may resist; there is no time left to chmod it.
-    }
-  }
+  // Best effort while exiting: a read-only staging directory of a non-root
+  // build may resist, and there is no time left to chmod it.
+  for (const dir of liveScratch) removeTreeNow(dir);
   liveScratch.clear();
 }
 

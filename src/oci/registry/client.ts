@@ -1,4 +1,5 @@
 import { A3sError, isA3sError } from "../../errors.js";
+import { Semaphore } from "../../util/concurrency.js";
 import { digestOf, parseDigest } from "../digest.js";
 import { ContentStore } from "../store/content-store.js";
 import { dockerCredentials, type RegistryCredentials } from "./credentials.js";
@@ -502,25 +503,4 @@ async function registryMessage(res: HttpResponse): Promise<string> {
     res.body.destroy();
   }
   return "";
-}
-
-/** Bounds how many blob downloads run at once. */
-class Semaphore {
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly limit: number) {}
-
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    // A finishing task hands its slot straight to the next waiter, so a newcomer
-    // can never slip in between and exceed the limit.
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    else this.active++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
 }
