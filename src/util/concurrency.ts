@@ -1,9 +1,8 @@
 /**
  * Bounds how many async tasks run at once. A finishing task hands its slot
  * straight to the next waiter, so a newcomer can never slip in between and
- * exceed the limit. The one concurrency primitive of the project: the
- * registry client bounds its blob downloads with it, and `forEachLimit`
- * bounds a loop over a list.
+ * exceed the limit. The registry client bounds its blob downloads with it:
+ * calls that arrive over time. A loop over a known list uses `forEachLimit`.
  */
 export class Semaphore {
   private active = 0;
@@ -25,26 +24,27 @@ export class Semaphore {
 }
 
 /**
- * Runs `fn` over `items` with at most `limit` calls in flight. The first
- * failure stops new calls from starting; it is thrown once the calls already
- * running have settled, so nothing is left running behind the caller's back.
+ * Runs `fn` over `items` with at most `limit` calls in flight: `limit`
+ * workers, each taking the next item when its call is done (no promise per
+ * waiting item, which matters for ten thousand files). The first failure
+ * stops new calls from starting; it is thrown once the calls already running
+ * have settled, so nothing is left running behind the caller's back.
  */
 export async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  const slots = new Semaphore(Math.max(1, limit));
+  let next = 0;
   let failed = false;
-  const results = await Promise.allSettled(
-    items.map((item) =>
-      slots.run(async () => {
-        if (failed) return;
-        try {
-          await fn(item);
-        } catch (e) {
-          failed = true;
-          throw e;
-        }
-      }),
-    ),
-  );
+  const worker = async (): Promise<void> => {
+    while (!failed && next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (e) {
+        failed = true;
+        throw e;
+      }
+    }
+  };
+  const results = await Promise.allSettled(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, worker));
   const rejected = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
   if (rejected) throw rejected.reason;
 }
