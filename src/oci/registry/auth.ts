@@ -172,30 +172,9 @@ export class RegistryAuth {
   }
 
   private async requestToken(scope: string): Promise<Token> {
-    const { realm, service } = this.bearer!;
-    let url: URL;
-    try {
-      url = new URL(realm);
-    } catch {
-      throw new A3sError("EAUTH", `${this.opts.registry} names an invalid token realm ${JSON.stringify(realm)}`, { subject: realm });
-    }
-    if (url.protocol !== "https:" && url.protocol !== "http:") {
-      throw new A3sError("EAUTH", `${this.opts.registry} names a token realm that is not http(s): ${realm}`, { subject: realm });
-    }
+    const url = this.realmUrl(scope);
     const creds = await this.credentials();
-    if (service) url.searchParams.set("service", service);
-    url.searchParams.append("scope", scope);
-    let authorization: string | undefined;
-    let form: string | undefined;
-    if (creds && "username" in creds) {
-      authorization = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}`;
-    } else if (creds && "identityToken" in creds) {
-      // docker login's identity token is an OAuth2 refresh token: exchanged in a
-      // POST body, never in the query string where proxies and logs would keep it.
-      const params = new URLSearchParams({ grant_type: "refresh_token", refresh_token: creds.identityToken, client_id: "a3s-rootfs", scope });
-      if (service) params.set("service", service);
-      form = params.toString();
-    }
+    const { authorization, form } = tokenAuth(creds, scope, this.bearer!.service);
     const policy = this.opts.retry ?? DEFAULT_RETRY;
     for (let attempt = 1; ; attempt++) {
       let res;
@@ -235,26 +214,67 @@ export class RegistryAuth {
           },
         );
       }
-      const body = await readBody(res, MAX_TOKEN_RESPONSE, `token response from ${redact(url)}`);
-      let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
-      try {
-        doc = JSON.parse(body.toString("utf8")) as typeof doc;
-      } catch {
-        throw new A3sError("EAUTH", `the token server ${redact(url)} answered with something that is not JSON`, { subject: redact(url) });
-      }
-      const value = typeof doc.token === "string" && doc.token ? doc.token : typeof doc.access_token === "string" ? doc.access_token : "";
-      if (value === "" || /[\r\n]/.test(value)) {
-        throw new A3sError("EAUTH", `the token server ${redact(url)} answered without a token`, { subject: redact(url) });
-      }
-      const life = typeof doc.expires_in === "number" && doc.expires_in >= MIN_TOKEN_LIFE_S ? doc.expires_in : MIN_TOKEN_LIFE_S;
-      const issued = typeof doc.issued_at === "string" ? Date.parse(doc.issued_at) : NaN;
-      // Our own clock decides, unless the server's issue time is earlier (a skewed server
-      // clock in the future must not stretch the token's life).
-      const start = Number.isNaN(issued) ? Date.now() : Math.min(issued, Date.now());
-      const token = { header: `Bearer ${value}`, expiresAt: start + life * 1000 - EXPIRY_MARGIN_MS };
+      const token = tokenFromResponse(await readBody(res, MAX_TOKEN_RESPONSE, `token response from ${redact(url)}`), url);
       this.tokens.set(scope, token);
       this.tokenFetches++;
       return token;
     }
   }
+
+  /** The token realm the registry named, checked, with the service and `scope` in its query. */
+  private realmUrl(scope: string): URL {
+    const { realm, service } = this.bearer!;
+    let url: URL;
+    try {
+      url = new URL(realm);
+    } catch {
+      throw new A3sError("EAUTH", `${this.opts.registry} names an invalid token realm ${JSON.stringify(realm)}`, { subject: realm });
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") {
+      throw new A3sError("EAUTH", `${this.opts.registry} names a token realm that is not http(s): ${realm}`, { subject: realm });
+    }
+    if (service) url.searchParams.set("service", service);
+    url.searchParams.append("scope", scope);
+    return url;
+  }
 }
+
+/**
+ * How a token request authenticates: a user and password as Basic
+ * authorization, an identity token as an OAuth2 refresh in a POST body,
+ * nothing for an anonymous pull.
+ */
+function tokenAuth(creds: RegistryCredentials | undefined, scope: string, service: string | undefined): { authorization?: string; form?: string } {
+  if (creds && "username" in creds) {
+    return { authorization: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}` };
+  }
+  if (creds && "identityToken" in creds) {
+    // docker login's identity token is an OAuth2 refresh token: exchanged in a
+    // POST body, never in the query string where proxies and logs would keep it.
+    const params = new URLSearchParams({ grant_type: "refresh_token", refresh_token: creds.identityToken, client_id: "a3s-rootfs", scope });
+    if (service) params.set("service", service);
+    return { form: params.toString() };
+  }
+  return {};
+}
+
+/** The token and its life from a token server's JSON answer ("token" or OAuth2's "access_token"). */
+function tokenFromResponse(body: Buffer, url: URL): Token {
+  let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown; issued_at?: unknown };
+  try {
+    doc = JSON.parse(body.toString("utf8")) as typeof doc;
+  } catch {
+    throw new A3sError("EAUTH", `the token server ${redact(url)} answered with something that is not JSON`, { subject: redact(url) });
+  }
+  const value = typeof doc.token === "string" && doc.token ? doc.token : typeof doc.access_token === "string" ? doc.access_token : "";
+  if (value === "" || /[\r\n]/.test(value)) {
+    throw new A3sError("EAUTH", `the token server ${redact(url)} answered without a token`, { subject: redact(url) });
+  }
+  const life = typeof doc.expires_in === "number" && doc.expires_in >= MIN_TOKEN_LIFE_S ? doc.expires_in : MIN_TOKEN_LIFE_S;
+  const issued = typeof doc.issued_at === "string" ? Date.parse(doc.issued_at) : NaN;
+  // Our own clock decides, unless the server's issue time is earlier (a skewed server
+  // clock in the future must not stretch the token's life).
+  const start = Number.isNaN(issued) ? Date.now() : Math.min(issued, Date.now());
+  return { header: `Bearer ${value}`, expiresAt: start + life * 1000 - EXPIRY_MARGIN_MS };
+}
+
