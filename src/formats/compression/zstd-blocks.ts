@@ -35,72 +35,107 @@ export async function* zstdBlocks(source: AsyncIterable<Uint8Array>, subject: st
       throw corrupt((e as Error).message, e);
     }
   };
-
-  const input = new InputBuffer();
-  let frames = 0;
-  /** Bytes still to hand over before the current frame's next block header, or the state between frames. */
-  let state: { kind: "between" } | { kind: "blocks"; checksum: boolean } | { kind: "skip"; left: number } = { kind: "between" };
-  let header: Uint8Array | undefined;
-
-  const units = function* (): Generator<Uint8Array> {
-    for (;;) {
-      if (state.kind === "skip") {
-        const n = Math.min(state.left, input.length);
-        input.take(n);
-        state = n === state.left ? { kind: "between" } : { kind: "skip", left: state.left - n };
-        if (state.kind === "skip") return;
-        continue;
-      }
-      if (state.kind === "between") {
-        if (input.length < 4) return;
-        const magic = input.uint32(0);
-        if ((magic & 0xfffffff0) === 0x184d2a50) {
-          // A skippable frame (metadata some writers add): its size follows the magic.
-          if (input.length < 8) return;
-          const size = input.uint32(4);
-          input.take(8);
-          state = { kind: "skip", left: size };
-          continue;
-        }
-        if (magic !== 0xfd2fb528) throw corrupt(frames === 0 ? "not a zstd stream" : "garbage after a frame");
-        const parsed = parseFrameHeader(input, corrupt);
-        if (parsed === undefined) return;
-        header = input.take(parsed.length);
-        state = { kind: "blocks", checksum: parsed.checksum };
-        frames++;
-        continue;
-      }
-      if (input.length < 3) return;
-      const bh = input.byte(0) | (input.byte(1) << 8) | (input.byte(2) << 16);
-      const last = (bh & 1) === 1;
-      const type = (bh >> 1) & 3;
-      const size = bh >>> 3;
-      if (type === 3) throw corrupt("reserved block type");
-      if (size > MAX_BLOCK) throw corrupt(`block of ${size} bytes exceeds the 128 KiB maximum`);
-      const body = type === 1 ? 1 : size;
-      const trailer = last && state.checksum ? 4 : 0;
-      if (input.length < 3 + body + trailer) return;
-      const block = input.take(3 + body + trailer);
-      const bytes = header ? concat(header, block) : block;
-      header = undefined;
-      if (last) state = { kind: "between" };
-      yield bytes;
-    }
-  };
-
+  const cutter = new BlockCutter(corrupt);
   for await (const chunk of source) {
-    input.add(chunk);
-    for (const unit of units()) {
+    for (const unit of cutter.units(chunk)) {
       push(unit, false);
       while (out.length > 0) yield out.shift() as Uint8Array;
     }
   }
-  if (input.length > 0 || state.kind !== "between" || header !== undefined) {
-    throw corrupt("the stream ends inside a frame (truncated)");
-  }
-  if (frames === 0) throw corrupt("no zstd frame");
+  cutter.end();
   push(new Uint8Array(0), true);
   while (out.length > 0) yield out.shift() as Uint8Array;
+}
+
+/**
+ * Cuts a zstd stream into the units fzstd is fed: each block, with its
+ * frame's header before the first one. Skippable frames are dropped; a frame
+ * header asking for too large a window is refused before anything is decoded.
+ */
+class BlockCutter {
+  private readonly input = new InputBuffer();
+  private frames = 0;
+  /** Between frames, inside a frame's blocks, or skipping the rest of a skippable frame. */
+  private state: { kind: "between" } | { kind: "blocks"; checksum: boolean } | { kind: "skip"; left: number } = { kind: "between" };
+  /** A frame header read but not yet handed over: it goes with the frame's first block. */
+  private header: Uint8Array | undefined;
+
+  constructor(private readonly corrupt: (message: string) => A3sError) {}
+
+  /** Adds a chunk of input and yields every whole unit it completes. */
+  *units(chunk: Uint8Array): Generator<Uint8Array> {
+    const input = this.input;
+    input.add(chunk);
+    for (;;) {
+      if (this.state.kind === "skip") {
+        const n = Math.min(this.state.left, input.length);
+        input.take(n);
+        if (n < this.state.left) {
+          this.state = { kind: "skip", left: this.state.left - n };
+          return;
+        }
+        this.state = { kind: "between" };
+        continue;
+      }
+      if (this.state.kind === "between") {
+        if (!this.startFrame()) return;
+        continue;
+      }
+      const block = this.takeBlock(this.state.checksum);
+      if (!block) return;
+      yield block;
+    }
+  }
+
+  /** After the last chunk: the stream must end between frames, and have had one. */
+  end(): void {
+    if (this.input.length > 0 || this.state.kind !== "between" || this.header !== undefined) {
+      throw this.corrupt("the stream ends inside a frame (truncated)");
+    }
+    if (this.frames === 0) throw this.corrupt("no zstd frame");
+  }
+
+  /** Reads a frame's magic and header, or a skippable frame's size; false when more input is needed. */
+  private startFrame(): boolean {
+    const input = this.input;
+    if (input.length < 4) return false;
+    const magic = input.uint32(0);
+    if ((magic & 0xfffffff0) === 0x184d2a50) {
+      // A skippable frame (metadata some writers add): its size follows the magic.
+      if (input.length < 8) return false;
+      const size = input.uint32(4);
+      input.take(8);
+      this.state = { kind: "skip", left: size };
+      return true;
+    }
+    if (magic !== 0xfd2fb528) throw this.corrupt(this.frames === 0 ? "not a zstd stream" : "garbage after a frame");
+    const parsed = parseFrameHeader(input, this.corrupt);
+    if (parsed === undefined) return false;
+    this.header = input.take(parsed.length);
+    this.state = { kind: "blocks", checksum: parsed.checksum };
+    this.frames++;
+    return true;
+  }
+
+  /** The next whole block (with the frame's checksum after the last one), or undefined when more input is needed. */
+  private takeBlock(checksum: boolean): Uint8Array | undefined {
+    const input = this.input;
+    if (input.length < 3) return undefined;
+    const bh = input.byte(0) | (input.byte(1) << 8) | (input.byte(2) << 16);
+    const last = (bh & 1) === 1;
+    const type = (bh >> 1) & 3;
+    const size = bh >>> 3;
+    if (type === 3) throw this.corrupt("reserved block type");
+    if (size > MAX_BLOCK) throw this.corrupt(`block of ${size} bytes exceeds the 128 KiB maximum`);
+    const body = type === 1 ? 1 : size;
+    const trailer = last && checksum ? 4 : 0;
+    if (input.length < 3 + body + trailer) return undefined;
+    const block = input.take(3 + body + trailer);
+    const bytes = this.header ? concat(this.header, block) : block;
+    this.header = undefined;
+    if (last) this.state = { kind: "between" };
+    return bytes;
+  }
 }
 
 /** The frame header's length and flags, or undefined when more input is needed. */
