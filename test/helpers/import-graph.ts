@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import ts from "typescript";
 
 /**
@@ -157,5 +158,5 @@ export function missingTargets(graph: ImportGraph): string[] {
 
 /** The repository's src/ folder, from this file's place in dist/test/helpers. */
 export function sourceRoot(): string {
-  return resolve(dirname(new URL(import.meta.url).pathname), "../../../src");
+  return resolve(dirname(fileURLToPath(import.meta.url)), "../../../src");
 }
