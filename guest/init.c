@@ -304,16 +304,13 @@ static void module_params(const char *path, char *out, size_t outlen)
 static void load_modules(const struct strvec *mods)
 {
 	for (size_t i = 0; i < mods->n; i++) {
-		const char *path = mods->v[i];
+		const char *path = mods->v[i], *ext = strrchr(path, '.');
 		char params[1024];
 		int flags = 0, fd, r;
-		size_t len = strlen(path);
 
 		/* Uncompressed .ko is what the host should pack; compressed ones
 		 * only load if the kernel has CONFIG_MODULE_DECOMPRESS. */
-		if ((len > 3 && !strcmp(path + len - 3, ".xz")) ||
-		    (len > 4 && !strcmp(path + len - 4, ".zst")) ||
-		    (len > 3 && !strcmp(path + len - 3, ".gz")))
+		if (ext && (!strcmp(ext, ".xz") || !strcmp(ext, ".zst") || !strcmp(ext, ".gz")))
 			flags |= MODULE_INIT_COMPRESSED_FILE;
 		module_params(path, params, sizeof params);
 		fd = open(path, O_RDONLY | O_CLOEXEC);
