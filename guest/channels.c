@@ -17,7 +17,7 @@
 #include "channels.h"
 #include "config.h"
 
-#define PORT_WAIT_MS 2000  /* at most, per boot, for ports being set up */
+#define PORT_WAIT_MS 1000  /* at most, per boot: see port_may_come() */
 #define CTL_MAX_REPEATABLE 64 /* REPEATABLE control lines per boot */
 #define CTL_QUEUE 16384       /* bytes: all a boot's control lines fit */
 
@@ -100,6 +100,8 @@ static int is_hvc(const char *path)
  * init starts, so only ports behind a module init loaded can still come.
  * Once a console port is usable (hvc_up), every announced port is listed
  * in /sys/class/virtio-ports: an hvc beyond their number cannot come.
+ * Only a device that announces no console port at all leaves nothing to
+ * tell: PORT_WAIT_MS bounds that case, once per boot.
  */
 static int port_may_come(const char *path, int ports_pending, int hvc_up)
 {
