@@ -189,6 +189,29 @@ static size_t ctl_len;
 static unsigned ctl_repeatable, ctl_dropped;
 static char ctl_buf[CTL_QUEUE];
 
+static const char console_prefix[] = "\na3s-control: ";
+
+/* The channel is broken or the host is gone: what is queued, and every
+ * later line, goes to the console, where the host looks for them too. */
+static void fall_back(const char *why)
+{
+	say("control channel: %s; control lines go to the console now", why);
+	close(ctl_fd);
+	ctl_fd = -1;
+	for (char *p = ctl_buf, *end = ctl_buf + ctl_len, *nl; p < end; p = nl + 1) {
+		nl = memchr(p, '\n', (size_t)(end - p)); /* every queued line ends in one */
+		console_write(console_prefix, sizeof console_prefix - 1);
+		console_write(p, (size_t)(nl + 1 - p));
+	}
+	ctl_len = 0;
+}
+
+void control_hangup(void)
+{
+	if (ctl_fd >= 0)
+		fall_back("the host hung up");
+}
+
 void control_flush(void)
 {
 	while (ctl_len > 0 && ctl_fd >= 0) {
@@ -199,11 +222,7 @@ void control_flush(void)
 		} else if (n < 0 && errno == EAGAIN) {
 			return; /* the host has not read yet: poll tells when */
 		} else if (!(n < 0 && errno == EINTR)) {
-			say("control channel: %s (%zu bytes lost; control lines go to the "
-			    "console now)", n < 0 ? strerror(errno) : "closed", ctl_len);
-			close(ctl_fd);
-			ctl_fd = -1;
-			ctl_len = 0;
+			fall_back(n < 0 ? strerror(errno) : "closed");
 		}
 	}
 }
@@ -246,6 +265,8 @@ void control_drain(int max_ms)
 		}
 		if (poll(&p, 1, (int)left) < 0 && errno != EINTR)
 			return;
+		if ((p.revents & (POLLHUP | POLLERR)) && !(p.revents & POLLOUT))
+			control_hangup();
 	}
 }
 
@@ -257,14 +278,13 @@ void control_drain(int max_ms)
  */
 void emit(enum line_kind kind, const char *fmt, ...)
 {
-	static const char prefix[] = "\na3s-control: ";
-	const size_t p = sizeof prefix - 1;
+	const size_t p = sizeof console_prefix - 1;
 	char buf[1200];
 	size_t m;
 	va_list ap;
 	int r;
 
-	memcpy(buf, prefix, p);
+	memcpy(buf, console_prefix, p);
 	memcpy(buf + p, "a3s ", 4);
 	va_start(ap, fmt);
 	r = vsnprintf(buf + p + 4, sizeof buf - p - 5, fmt, ap);

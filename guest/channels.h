@@ -45,6 +45,8 @@ int control_fd(void);
 /* Bytes waiting for the host; control_flush() writes what it takes now. */
 int control_pending(void);
 void control_flush(void);
+/* The channel reported a hangup or error: use the console from now on. */
+void control_hangup(void);
 /* Wait, at most max_ms, until the host has taken every queued line. */
 void control_drain(int max_ms);
 unsigned control_dropped(void);

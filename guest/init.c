@@ -735,8 +735,12 @@ static int supervise(char exit_ms[32])
 		}
 		if (pf[1].revents & POLLOUT)
 			control_flush();
-		if (input && (pf[1].revents & (POLLIN | POLLHUP | POLLERR)))
+		if (input && (pf[1].revents & POLLIN))
 			input = control_fd() >= 0 && read_control(line, &len, sizeof line);
+		else if (pf[1].revents & (POLLHUP | POLLERR)) {
+			input = 0; /* the host is gone: nothing to read or write */
+			control_hangup();
+		}
 	}
 }
 
