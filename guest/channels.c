@@ -139,26 +139,33 @@ void open_channels(int n, const char *const paths[], const int flags[], int fds[
 	static long long wait_end; /* one limit for the whole boot */
 	int errs[8], hvc_up = 0;
 
-	for (int i = 0; i < n && i < 8; i++) {
-		fds[i] = open_one(paths[i], flags[i]);
-		errs[i] = errno;
-		hvc_up |= fds[i] >= 0 && is_hvc(paths[i]);
-	}
-	for (int i = 0; i < n && i < 8; i++) {
-		while (fds[i] < 0 && (errs[i] == ENOENT || errs[i] == ENODEV || errs[i] == ENXIO) &&
-		       port_may_come(paths[i], ports_pending, hvc_up)) {
-			if (!wait_end)
-				wait_end = now_us() + PORT_WAIT_MS * 1000LL;
-			if (now_us() >= wait_end)
-				break;
-			usleep(1000); /* lets the kernel worker that adds ports run */
+	if (n > 8)
+		n = 8;
+	for (int round = 0;; round++) {
+		int waiting = 0;
+
+		for (int i = 0; i < n; i++) {
+			if (round > 0 && fds[i] >= 0)
+				continue;
 			fds[i] = open_one(paths[i], flags[i]);
 			errs[i] = errno;
 			hvc_up |= fds[i] >= 0 && is_hvc(paths[i]);
 		}
+		for (int i = 0; i < n; i++)
+			waiting |= fds[i] < 0 && (errs[i] == ENOENT || errs[i] == ENODEV ||
+						  errs[i] == ENXIO) &&
+				   port_may_come(paths[i], ports_pending, hvc_up);
+		if (!waiting)
+			break;
+		if (!wait_end)
+			wait_end = now_us() + PORT_WAIT_MS * 1000LL;
+		if (now_us() >= wait_end)
+			break;
+		usleep(1000); /* lets the kernel worker that adds ports run */
+	}
+	for (int i = 0; i < n; i++)
 		if (fds[i] < 0)
 			say("%s: %s (using the console instead)", paths[i], strerror(errs[i]));
-	}
 }
 
 /* ---- control lines --------------------------------------------------- */
