@@ -42,12 +42,57 @@ static const char *const defaults[K_COUNT] = {
 	KEY_BIT(K_SHARE) | KEY_BIT(K_ROOT) | KEY_BIT(K_ROOTFSTYPE) | \
 	KEY_BIT(K_ROOTFLAGS) | KEY_BIT(K_DEBUG))
 
+/*
+ * Memory. The guest parses a config or two of a few hundred bytes and frees
+ * nothing, and under TCG the first uses of malloc cost milliseconds (musl's
+ * allocator maps and faults in fresh pages for each size class). So blocks
+ * come from a static arena, each after a 16-byte header holding its size,
+ * and from malloc only once the arena is full (the host-side checker on a
+ * large config).
+ */
+#define ARENA_SIZE (64 << 10)
+static unsigned char arena[ARENA_SIZE] __attribute__((aligned(16)));
+static size_t arena_used;
+
+static int in_arena(const void *p)
+{
+	return (const unsigned char *)p >= arena && (const unsigned char *)p < arena + ARENA_SIZE;
+}
+
 void *config_realloc(void *p, size_t n)
 {
-	p = realloc(p, n ? n : 1);
-	if (!p)
+	size_t old = p ? ((size_t *)p)[-2] : 0;
+	unsigned char *q;
+
+	if (p && !in_arena(p)) {
+		if (!(q = realloc(p, n ? n : 1)))
+			config_out_of_memory();
+		return q;
+	}
+	n = (n + 15) & ~(size_t)15;
+	if (n <= old)
+		return p;
+	if (p && (unsigned char *)p + old == arena + arena_used && arena_used + n - old <= ARENA_SIZE) {
+		arena_used += n - old; /* the last block grows in place */
+		((size_t *)p)[-2] = n;
+		return p;
+	}
+	if (arena_used + 16 + n <= ARENA_SIZE) {
+		q = arena + arena_used + 16;
+		((size_t *)q)[-2] = n;
+		arena_used += 16 + n;
+	} else if (!(q = malloc(n))) {
 		config_out_of_memory();
-	return p;
+	}
+	if (old)
+		memcpy(q, p, old);
+	return q;
+}
+
+void config_free(void *p)
+{
+	if (p && !in_arena(p))
+		free(p);
 }
 
 static char *xstrdup(const char *s)
@@ -58,7 +103,10 @@ static char *xstrdup(const char *s)
 
 void strvec_push(struct strvec *v, char *s)
 {
-	v->v = config_realloc(v->v, (v->n + 2) * sizeof *v->v);
+	if (v->n + 2 > v->cap) {
+		v->cap = v->cap ? 2 * v->cap : 8;
+		v->v = config_realloc(v->v, v->cap * sizeof *v->v);
+	}
 	v->v[v->n++] = s;
 	v->v[v->n] = NULL;
 }
@@ -246,7 +294,7 @@ char *config_read_file(const char *path, size_t max, int *err)
 	if (!*err && strlen(buf) != len)
 		*err = EINVAL; /* a NUL byte: not a text file */
 	if (*err) {
-		free(buf);
+		config_free(buf);
 		return NULL;
 	}
 	return buf;
@@ -388,30 +436,35 @@ static int has_suffix(const char *s, const char *suf)
  */
 int config_parse_dropins(const char *dir, struct config *c, char *err)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
+	/* getdents rather than opendir, which would be init's only malloc */
+	union { struct dirent e; char bytes[4096]; } ents;
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), got, rc = 0;
 	char **names = NULL, path[512];
 	size_t n = 0;
-	int rc = 0;
 
-	if (!d) {
+	if (fd < 0) {
 		if (errno == ENOENT)
 			return 0;
 		snprintf(err, CONFIG_ERR_MAX, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
-	for (errno = 0; (e = readdir(d)); errno = 0) {
-		if (e->d_name[0] == '.' || !has_suffix(e->d_name, ".conf"))
-			continue;
-		names = config_realloc(names, (n + 1) * sizeof *names);
-		names[n++] = xstrdup(e->d_name);
+	while ((got = getdents(fd, &ents.e, sizeof ents)) > 0) {
+		for (int off = 0; off < got;) {
+			struct dirent *e = (struct dirent *)(ents.bytes + off);
+
+			off += e->d_reclen;
+			if (e->d_name[0] == '.' || !has_suffix(e->d_name, ".conf"))
+				continue;
+			names = config_realloc(names, (n + 1) * sizeof *names);
+			names[n++] = xstrdup(e->d_name);
+		}
 	}
-	if (errno) {
+	if (got < 0) {
 		snprintf(err, CONFIG_ERR_MAX, "%s: %s", dir, strerror(errno));
 		rc = -1;
 	}
-	closedir(d);
-	if (n)
+	close(fd);
+	if (n > 1)
 		qsort(names, n, sizeof *names, by_name);
 	for (size_t i = 0; i < n && !rc; i++) {
 		struct stat st;
@@ -421,8 +474,8 @@ int config_parse_dropins(const char *dir, struct config *c, char *err)
 			rc = config_parse_dropin(path, c, err);
 	}
 	for (size_t i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
+		config_free(names[i]);
+	config_free(names);
 	return rc;
 }
 

@@ -8,8 +8,9 @@
  * test its config writer against this very parser.
  *
  * Parsed values point into the buffers the text was read into; nothing is
- * freed (the programs are short-lived or PID 1). When memory runs out,
- * config.c calls config_out_of_memory(), which each program defines.
+ * freed (the programs are short-lived or PID 1). Parsing a guest config
+ * calls no malloc (see config_realloc). When memory runs out, config.c
+ * calls config_out_of_memory(), which each program defines.
  */
 #ifndef A3S_CONFIG_H
 #define A3S_CONFIG_H
@@ -37,7 +38,7 @@ extern const char *const config_key_names[K_COUNT];
 
 struct strvec {
 	char **v; /* NULL-terminated once non-empty */
-	size_t n;
+	size_t n, cap;
 };
 
 struct share {
@@ -90,7 +91,9 @@ int config_parse_uint(const char *s, const char **end, unsigned *out);
  * *err = errno (EFBIG: too large, EINVAL: a NUL byte) on failure. */
 char *config_read_file(const char *path, size_t max, int *err);
 void strvec_push(struct strvec *v, char *s);
+/* Memory for configs: realloc, mostly from a static arena (see config.c). */
 void *config_realloc(void *p, size_t n);
+void config_free(void *p);
 
 /* Defined by each program: what to do when memory runs out. */
 void config_out_of_memory(void) __attribute__((noreturn));

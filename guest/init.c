@@ -590,7 +590,7 @@ static void start_agent(const sigset_t *mask)
 	static const char *const steps[] = { "chdir", "setgroups", "setgid", "setuid", "execve" };
 	static char stack[16384] __attribute__((aligned(16)));
 	struct agent_exec a = { .step = -1, .mask = *mask };
-	struct strvec argv = { NULL, 0 }, envp = { NULL, 0 };
+	struct strvec argv = { 0 }, envp = { 0 };
 	int has_path = 0, st;
 	char t[32];
 
