@@ -56,8 +56,8 @@ const PATH_KEYS = new Set(["agent", "cwd", "stdin", "stdout", "stderr", "control
 
 /**
  * One config file's text: the header, then only the keys that are set, in
- * the order init prints them back (`init --check-config` echoes a rendered
- * config unchanged).
+ * the order the guest's parser prints them back (guest/build/config-check
+ * echoes a rendered config unchanged).
  */
 export function renderGuestConfig(cfg: GuestConfig): string {
   const lines = [CONFIG_HEADER];
