@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, statfs, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, statfs, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { A3sError } from "../errors.js";
@@ -97,7 +97,8 @@ export async function buildMicrovmKernel(opts: BuildKernelOptions = {}): Promise
   }
   const deb = await fetchLinuxSource(pkg, join(kernelsDir, "sources"), { progress, ...(opts.signal ? { signal: opts.signal } : {}) });
 
-  const work = await mkdtemp(join(kernelsDir, ".build-"));
+  await removeAbandonedBuilds(kernelsDir);
+  const work = await mkdtemp(join(kernelsDir, `.build-${process.pid}-`));
   const log = join(work, "build.log");
   try {
     progress(`unpacking ${pkg.name} ${pkg.version}`);
@@ -193,6 +194,29 @@ export function kbuildEnv(sourceDate: Date): NodeJS.ProcessEnv {
     LOCALVERSION: "",
     SOURCE_DATE_EPOCH: String(Math.floor(sourceDate.getTime() / 1000)),
   };
+}
+
+/**
+ * Removes build directories left by a build that was killed outright
+ * (SIGKILL, a second Ctrl-C during clean-up, a crash): each is gigabytes.
+ * The directory's name carries its builder's pid; one whose builder is
+ * still running (a concurrent build) is left alone.
+ */
+export async function removeAbandonedBuilds(kernelsDir: string): Promise<void> {
+  for (const name of await readdir(kernelsDir).catch(() => [] as string[])) {
+    const pid = Number(/^\.build-(\d+)-/.exec(name)?.[1]);
+    if (!pid || processAlive(pid)) continue;
+    await rm(join(kernelsDir, name), { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** Every missing build tool in one error, with the apt-get line that installs them all. */

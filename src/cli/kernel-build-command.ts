@@ -35,12 +35,16 @@ export function registerKernelBuildCommand(kernel: Command): void {
           jobs = Number(flags.jobs);
           if (!Number.isInteger(jobs) || jobs < 1) throw new A3sError("EUSAGE", `--jobs must be a whole number of at least 1, got ${JSON.stringify(flags.jobs)}`);
         }
-        const abort = new AbortController();
-        const onSignal = (): void => abort.abort();
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
         const quiet = flags.quiet || flags.json;
         const meter = new StepMeter(process.stderr, quiet ?? false);
+        const abort = new AbortController();
+        const onSignal = (): void => {
+          // Removing the source tree takes a while; say why nothing seems to happen.
+          meter.say("interrupted: stopping make and removing the build directory");
+          abort.abort();
+        };
+        process.once("SIGINT", onSignal);
+        process.once("SIGTERM", onSignal);
         try {
           const r = await buildMicrovmKernel({
             ...(jobs ? { jobs } : {}),

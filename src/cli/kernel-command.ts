@@ -29,6 +29,8 @@ export function registerKernelCommand(program: Command): void {
   const kernel = program
     .command("kernel")
     .description("list the guest kernels (built microVM kernels and Debian's generic kernel); `kernel build` builds the microVM kernel")
+    // `kernel build --json` is build's --json, not this command's (main.ts enables it for the program too).
+    .enablePositionalOptions()
     .option("--fetch", "download Debian's kernel now if it is not cached")
     .option("--json", "print one JSON object {default, kernels: [{kind, origin, version, path, bytes, cached, modulesNeeded}]}")
     .addHelpText(
