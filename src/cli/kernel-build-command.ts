@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { DEFAULT_SOURCE_PACKAGE } from "../boot/kernel-source.js";
 import { buildMicrovmKernel } from "../boot/microvm-kernel-build.js";
 import { A3sError } from "../errors.js";
 import { action } from "./command-runner.js";
@@ -17,7 +18,7 @@ export function registerKernelBuildCommand(kernel: Command): void {
     .command("build")
     .description("build the microVM kernel from Debian's linux-source and kernel/config/*.config (cached: a second build returns at once)")
     .option("--jobs <N>", "parallel compile jobs (default: the number of CPUs)")
-    .option("--source-package <PKG>", "Debian's kernel source package", "linux-source-6.12")
+    .option("--source-package <PKG>", "Debian's kernel source package", DEFAULT_SOURCE_PACKAGE)
     .option("-q, --quiet", "no progress on stderr")
     .option("--json", "print {path, version, configHash, bytes, durationMs}")
     .addHelpText(
