@@ -15,6 +15,8 @@ const program = new Command()
   .description("Build, inspect and boot minimal read-only MicroVM root filesystems for AI coding agents")
   .version(pkg.version)
   .showHelpAfterError()
+  // Options after a subcommand's name are that subcommand's: `kernel build --json` is build's --json.
+  .enablePositionalOptions()
   .configureOutput({ outputError: (s, write) => write(`a3s-rootfs: ${s}`) })
   .exitOverride((err) => {
     // Usage errors exit 2, like other Unix tools; --help and --version exit 0.
