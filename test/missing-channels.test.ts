@@ -1,7 +1,7 @@
 // A VM with fewer virtio console ports than the guest config names: init
 // must not wait for ports that cannot come, and the control lines must reach
 // the host on the console instead (docs/guest-protocol.md §6). Real boots
-// with the modules kernel, where the ports appear only after init loaded
+// with Debian's kernel (its drivers are modules), where the ports appear only after init loaded
 // virtio_console, which is when init may wait for them at all.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -26,7 +26,7 @@ describe("a VM with fewer channels than the config names", () => {
   it("only stdout: no wait for the stderr and control ports, control lines on the console", async () => {
     const dir = tempDir();
     const image = await buildProbeImage(dir, "cpio", "rootfs.cpio");
-    const r = await bootOwnQemu({ image, dir, args: ["--exit", "5"], append: "a3s.debug=1", devices: { err: null, ctl: null } });
+    const r = await bootOwnQemu({ image, dir, kernel: "debian", args: ["--exit", "5"], append: "a3s.debug=1", devices: { err: null, ctl: null } });
     assert.match(r.console, /a3s-init: \/dev\/hvc1: .* \(using the console instead\)/);
     assert.match(r.console, /a3s-init: \/dev\/hvc2: .* \(using the console instead\)/);
     assert.equal(exitStatus(r), 5, r.console);
@@ -39,7 +39,7 @@ describe("a VM with fewer channels than the config names", () => {
   it("a virtio-serial device with no port: one bounded wait, not one per channel", async () => {
     const dir = tempDir();
     const image = await buildProbeImage(dir, "cpio", "rootfs.cpio");
-    const r = await bootOwnQemu({ image, dir, args: ["--exit", "6"], append: "a3s.debug=1", devices: { out: null, err: null, ctl: null } });
+    const r = await bootOwnQemu({ image, dir, kernel: "debian", args: ["--exit", "6"], append: "a3s.debug=1", devices: { out: null, err: null, ctl: null } });
     assert.equal(exitStatus(r), 6, r.console);
     assert.match(r.console, /"probe":1/, "the agent's output went to the console");
     // Nothing tells init that no port will come: it waits once, at most

@@ -9,7 +9,9 @@ import { selectModules } from "./select-modules.js";
 
 /**
  * The kernel for a run, first match wins:
- * 1. `--kernel FILE [--modules DIR]`;
+ * 1. `--kernel FILE [--modules DIR]`, or `--kernel debian` / `--kernel
+ *    microvm` to ask for one of the two below by name (a file with one of
+ *    those names is given as `./debian`);
  * 2. the microVM kernel `a3s-rootfs kernel build` made from this package's
  *    config fragments, when one is cached (drivers built in, no modules,
  *    several times faster to boot);
@@ -26,6 +28,22 @@ export async function resolveKernel(opts: {
   progress?: (m: string) => void;
 }): Promise<KernelBundle> {
   const progress = opts.progress ?? (() => {});
+  if (opts.kernel === "debian" || opts.kernel === "microvm") {
+    if (opts.modules !== undefined) throw new A3sError("EUSAGE", `--modules needs --kernel FILE, not --kernel ${opts.kernel}`);
+    if (opts.kernel === "debian") {
+      const bundle = await debianKernel({ progress });
+      progress(`kernel: ${bundle.origin} (Debian's generic kernel: --kernel debian)`);
+      return bundle;
+    }
+    const built = await findMicrovmKernel();
+    if (!built) {
+      throw new A3sError("ENOENT", "--kernel microvm: no microVM kernel is built for this version of a3s-rootfs", {
+        hint: "a3s-rootfs kernel build",
+      });
+    }
+    progress(`kernel: ${built.origin} (${built.release}, the built microVM kernel: --kernel microvm)`);
+    return microvmKernelBundle(built);
+  }
   if (opts.kernel === undefined) {
     if (opts.modules !== undefined) throw new A3sError("EUSAGE", "--modules needs --kernel");
     const built = await findMicrovmKernel();

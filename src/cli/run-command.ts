@@ -35,7 +35,7 @@ export function registerRunCommand(program: Command): void {
     .argument("[args...]", "arguments for the agent (after --), replacing the image's")
     .option("--workspace <DIR>", "host directory shared read-write at /workspace")
     .option("--skills <DIR>", "host directory shared read-only at /skills")
-    .option("--kernel <FILE>", "kernel image to boot (default: the microVM kernel `kernel build` made, else Debian's; see `kernel --help`)")
+    .option("--kernel <FILE|debian|microvm>", "kernel to boot: a file, `debian` (Debian's generic kernel) or `microvm` (the one `kernel build` made); default: the microVM kernel when built, else Debian's")
     .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree); not needed for built-in drivers")
     .option("--cpus <N>", "virtual CPUs", "1")
     .option("--memory <MiB>", "guest memory in MiB", "512")

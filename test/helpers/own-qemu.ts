@@ -22,6 +22,8 @@ export interface OwnQemuOptions {
   dir: string;
   /** Arguments for the agent, on the kernel command line. */
   args: string[];
+  /** `debian`, `microvm` or a path, as `run --kernel` takes; default: the one `run` picks. */
+  kernel?: string;
   /** More kernel command line. */
   append?: string;
   /** QEMU device for each channel (default virtconsole); null leaves the channel out. */
@@ -69,7 +71,7 @@ function withDevice(args: string[], id: string, device: "virtconsole" | "virtser
 }
 
 export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
-  const kernel = await resolveKernel({ workDir: opts.dir });
+  const kernel = await resolveKernel({ kernel: opts.kernel, workDir: opts.dir });
   const media = await prepareBootMedia({ kind: "cpio", image: opts.image, kernel, transport: "9p", workDir: opts.dir });
   const { accel } = await chooseAccelerator("auto", QEMU, kernel.kernelPath, cacheRoot());
   const sockets = { stdout: join(opts.dir, "out.sock"), stderr: join(opts.dir, "err.sock"), control: join(opts.dir, "ctl.sock") };
