@@ -1,5 +1,6 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { A3sError, isA3sError } from "../../errors.js";
+import { identityOf, type FileIdentity } from "../../util/file-identity.js";
 
 /** Bytes read around each header: archive readers jump from header to header, skipping file data. */
 const WINDOW = 64 * 1024;
@@ -51,6 +52,11 @@ export class ArchiveFile {
     }
     const from = position - this.windowStart;
     return this.window.subarray(from, from + length);
+  }
+
+  /** The identity of the open file (see util/file-identity.ts). */
+  async identity(): Promise<FileIdentity> {
+    return identityOf(await this.handle.stat({ bigint: true }));
   }
 
   async close(): Promise<void> {

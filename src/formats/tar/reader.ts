@@ -1,5 +1,6 @@
 import { A3sError } from "../../errors.js";
 import { bytesContent, type ContentRef, type MetadataInit, type RootfsTree } from "../../tree/index.js";
+import type { FileIdentity } from "../../util/file-identity.js";
 import {
   DEFAULT_MAX_ENTRIES,
   inArchive,
@@ -64,16 +65,17 @@ export async function readTarInto(tree: RootfsTree, file: ArchiveFile, limits: A
 
 /**
  * Adds one member to the tree; its file content is the member's range of
- * `archivePath`. Errors name the member and `label` (default: the archive).
+ * `archivePath`, bound to `verified` when the archive's digest was checked
+ * (see ContentRef). Errors name the member and `label` (default: the archive).
  */
-export function addTarMember(tree: RootfsTree, m: TarMember, archivePath: string, label = archivePath): void {
+export function addTarMember(tree: RootfsTree, m: TarMember, archivePath: string, label = archivePath, verified?: FileIdentity): void {
   try {
     switch (m.kind) {
       case "file": {
         const content: ContentRef =
           m.size === 0
             ? bytesContent(new Uint8Array(0))
-            : { type: "blobRange", blobPath: archivePath, offset: m.dataOffset, size: m.size };
+            : { type: "blobRange", blobPath: archivePath, offset: m.dataOffset, size: m.size, ...(verified ? { verified } : {}) };
         tree.addFile(m.name, content, m.meta);
         break;
       }

@@ -17,6 +17,7 @@ import { DOCKER_LAYER_TAR } from "../media-types.js";
 import { chooseLayoutImage, configPlatform, type LayoutChoice, type LayoutFiles, type LayoutOptions } from "../layout/oci-layout.js";
 import { formatPlatform, platformMatches } from "../platform.js";
 import { formatReference, parseReference } from "../reference.js";
+import { checkBlob } from "../verified-blob.js";
 
 /** Members a `docker save` archive may have: a few per layer; far more means it is not one. */
 const MAX_ARCHIVE_MEMBERS = 100_000;
@@ -106,12 +107,16 @@ export async function openDockerArchive(path: string, ref: string | undefined, o
     for (const [i, name] of entry.Layers.entries()) {
       const member = files.member(name);
       const diffId = config.rootfs.diff_ids[i] ?? "";
+      const digest = digestInName(name) ?? (await legacyLayerDigest(plainPath, member, diffId));
+      const location = `${archivePath}: ${name}`;
       layers.push({
-        digest: digestInName(name) ?? (await legacyLayerDigest(plainPath, member, diffId)),
+        digest,
         size: member.size,
         mediaType: DOCKER_LAYER_TAR,
         diffId,
+        location,
         open: async () => rangeStream(plainPath, member),
+        verify: async () => checkBlob(rangeStream(plainPath, member), { digest, size: member.size, location }, label),
       });
     }
     const image = { reference: label, manifestDigest: configDigest, config, layers, platform };
@@ -327,5 +332,6 @@ function archiveFiles(
     async openBlob(digest) {
       return rangeStream(plainPath, member(blobName(digest)));
     },
+    blobLocation: (digest) => `${archivePath}: ${blobName(digest)}`,
   };
 }

@@ -23,10 +23,12 @@ export interface ImageToTreeContext {
  *
  * Each layer is first made available uncompressed in the content store under
  * its diff_id (decompressed and hashed in one streaming pass, or found there
- * from an earlier build), then its tar is applied with OCI whiteout rules.
- * File contents are ranges of those cached tars, so memory does not grow with
- * the image and nothing is copied. Any error stops the whole image: the tree
- * is only returned when every layer applied.
+ * from an earlier build and hashed again: see cacheLayer), then its tar is
+ * applied with OCI whiteout rules. File contents are ranges of those cached
+ * tars, bound to the files that were hashed, so memory does not grow with
+ * the image, nothing is copied, and no byte reaches an output unverified.
+ * Any error stops the whole image: the tree is only returned when every
+ * layer applied.
  */
 export async function imageToTree(
   image: ResolvedImage,

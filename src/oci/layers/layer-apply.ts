@@ -1,7 +1,8 @@
 import { A3sError, isA3sError } from "../../errors.js";
 import { ArchiveFile, MAX_NAME_BYTES } from "../../formats/archive/index.js";
 import { addTarMember, readTarMembers } from "../../formats/tar/index.js";
-import type { RootfsTree } from "../../tree/index.js";
+import { checkVerifiedIdentity, type RootfsTree } from "../../tree/index.js";
+import type { FileIdentity } from "../../util/file-identity.js";
 import { checkLinkTarget, classifyLayerName } from "./layer-names.js";
 import { applyWhiteouts, type Whiteout } from "./layer-whiteout.js";
 
@@ -38,11 +39,13 @@ export interface AppliedLayer {
  */
 export async function applyLayer(
   tree: RootfsTree,
-  layer: { readonly path: string },
+  layer: { readonly path: string; readonly identity?: FileIdentity },
   opts: ApplyLayerOptions,
 ): Promise<AppliedLayer> {
   const file = await ArchiveFile.open(layer.path);
   try {
+    // The headers are read from the very file whose digest was checked.
+    if (layer.identity) checkVerifiedIdentity(await file.identity(), layer.identity, layer.path, opts.subject);
     const whiteouts: Whiteout[] = [];
     let members = 0;
     for await (const m of readTarMembers(file, { maxEntries: opts.maxEntries })) {
@@ -59,7 +62,7 @@ export async function applyLayer(
       if (name.kind !== "entry") continue;
       const path = "/" + name.parts.join("/");
       const linkName = m.kind === "hardlink" ? checkLinkTarget(m.linkName, m.name, opts.subject) : m.linkName;
-      addTarMember(tree, { ...m, name: path, linkName }, layer.path, opts.subject);
+      addTarMember(tree, { ...m, name: path, linkName }, layer.path, opts.subject, layer.identity);
       checkResolvedLength(tree, path, m.name, opts.subject);
       entries++;
     }
