@@ -14,6 +14,8 @@ export interface ImageToTreeContext {
   /** Where uncompressed layers are cached by diff_id; the tree's file contents point into them. */
   readonly store: ContentStore;
   readonly progress: (message: string) => void;
+  /** What the user must hear about even without progress lines (a corrupt cached blob made again); default: progress. */
+  readonly warn?: (message: string) => void;
   readonly limits?: LayerLimits;
 }
 
@@ -52,6 +54,7 @@ export async function imageToTree(
       maxBytes: Math.min(limits.maxLayerBytes, limits.maxImageBytes - imageBytes),
       subject: labels[i] as string,
       progress: (m) => ctx.progress(`${labels[i]}: ${m}`),
+      warn: (m) => (ctx.warn ?? ctx.progress)(`${labels[i]}: ${m}`),
     });
     // Awaited later; marked handled now so a failure while the previous layer
     // is still being applied is not an unhandled rejection.

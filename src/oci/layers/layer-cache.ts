@@ -22,6 +22,8 @@ export interface CacheLayerOptions {
   readonly maxBytes: number;
   readonly subject: string;
   readonly progress: (message: string) => void;
+  /** Where a corrupt cached blob is reported (it is made again, but the user should know the cache went bad). */
+  readonly warn: (message: string) => void;
   readonly signal?: AbortSignal;
 }
 
@@ -42,7 +44,7 @@ export interface CacheLayerOptions {
  *   output that opens the tar later reads that file or fails.
  *
  * A cached blob that is corrupt (ECACHE: the store removed it) is made again
- * from the layer's source, once per digest, with a progress line saying so:
+ * from the layer's source, once per digest, with a warning saying so:
  * a bad uncompressed tar is decompressed again from the blob, and a bad
  * cached blob of a registry image is downloaded again. A source whose own
  * blob is wrong fails with EDIGEST naming the digest and the file.
@@ -55,9 +57,9 @@ export async function cacheLayer(layer: ImageLayer, diffId: string, store: Conte
     } catch (e) {
       if (!isA3sError(e, CORRUPT_BLOB) || e.subject === undefined || removed.has(e.subject)) throw e;
       removed.add(e.subject);
-      opts.progress(
+      opts.warn(
         e.subject === diffId
-          ? `the cached uncompressed layer ${e.subject} was corrupt and was removed; making it again from ${layer.location}`
+          ? `the cached uncompressed layer ${e.subject} was corrupt and was removed; making it again from the layer's blob (${layer.location})`
           : `the cached blob ${e.subject} was corrupt and was removed; fetching it again from ${layer.location}`,
       );
     }

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { lstat, link, mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { A3sError } from "../../errors.js";
+import { A3sError, isA3sError } from "../../errors.js";
 import { cacheRoot } from "../../util/cache-dir.js";
 import { identityDifference, identityOf, sameIdentity, type FileIdentity } from "../../util/file-identity.js";
 import { DIGEST_ALGORITHMS, parseDigest } from "../digest.js";
@@ -40,6 +40,15 @@ export interface PutOptions {
   readonly maxBytes?: number;
 }
 
+/** What `verifyAll` found. */
+export interface StoreCheck {
+  readonly checked: number;
+  /** Bytes hashed. */
+  readonly bytes: number;
+  /** Blobs whose bytes do not match their digest (or that changed while they were hashed). */
+  readonly bad: readonly { digest: string; path: string; problem: string; removed: boolean }[];
+}
+
 export interface VerifyOptions {
   /** Remove a blob that does not match its digest (default true). */
   readonly remove?: boolean;
@@ -53,6 +62,27 @@ export interface VerifyOptions {
  * something is writing to the cache, and fetching again would not help.
  */
 export const CORRUPT_BLOB = "ECACHE";
+
+/** A stored blob whose bytes do not match its digest (code ECACHE). */
+export class CorruptBlobError extends A3sError {
+  constructor(
+    readonly digest: string,
+    readonly path: string,
+    /** What the bytes hash to. */
+    readonly actual: string,
+    readonly bytes: number,
+    /** Whether the blob was removed from the store. */
+    readonly removed: boolean,
+  ) {
+    super(CORRUPT_BLOB, `the cached blob ${digest} (${path}) is corrupt: its ${bytes} bytes hash to ${actual}${removed ? "; it was removed" : ""}`, {
+      subject: digest,
+      hint: removed
+        ? "it is fetched again from its source when the source still has it; `a3s-rootfs cache verify` checks the whole cache"
+        : "`a3s-rootfs cache verify` removes corrupt blobs",
+    });
+    this.name = "CorruptBlobError";
+  }
+}
 
 /**
  * Blobs by digest in the user's cache: ROOT/sha256/HEX.
@@ -193,16 +223,7 @@ export class ContentStore {
     const actual = `${algorithm}:${hex}`;
     if (actual === digest) return;
     const removed = opts.remove !== false && (await this.discard(digest, before));
-    throw new A3sError(
-      "ECACHE",
-      `the cached blob ${digest} (${path}) is corrupt: its ${read} bytes hash to ${actual}${removed ? "; it was removed" : ""}`,
-      {
-        subject: digest,
-        hint: removed
-          ? "it is fetched again from its source when the source still has it; `a3s-rootfs cache verify` checks the whole cache"
-          : "`a3s-rootfs cache verify` removes corrupt blobs",
-      },
-    );
+    throw new CorruptBlobError(digest, path, actual, read, removed);
   }
 
   /**
@@ -346,6 +367,33 @@ export class ContentStore {
       }
     }
     return out;
+  }
+
+  /**
+   * Hashes every blob in the store (`cache verify`), one at a time, and
+   * removes each that does not match its digest unless `remove` is false.
+   * A blob that disappears meanwhile (a concurrent gc) is skipped.
+   */
+  async verifyAll(opts: VerifyOptions & { onBlob?: (digest: string, problem: string | undefined) => void } = {}): Promise<StoreCheck> {
+    const bad: StoreCheck["bad"][number][] = [];
+    let checked = 0;
+    let bytes = 0;
+    for (const blob of await this.list()) {
+      try {
+        const v = await this.verify(blob.digest, opts);
+        checked++;
+        bytes += v.size;
+        opts.onBlob?.(blob.digest, undefined);
+      } catch (e) {
+        if (isA3sError(e, "ENOENT")) continue;
+        if (!(e instanceof CorruptBlobError) && !isA3sError(e, "ECONTENT")) throw e;
+        checked++;
+        bytes += blob.size;
+        bad.push({ digest: blob.digest, path: this.path(blob.digest), problem: e.message, removed: e instanceof CorruptBlobError && e.removed });
+        opts.onBlob?.(blob.digest, e.message);
+      }
+    }
+    return { checked, bytes, bad };
   }
 
   /**
