@@ -1,6 +1,6 @@
 import { A3sError } from "../../errors.js";
 import type { AgentDefaults } from "../../layout/index.js";
-import { RootfsTree } from "../../tree/index.js";
+import { DEFAULT_TREE_LIMITS, RootfsTree } from "../../tree/index.js";
 import { agentDefaultsFromConfig } from "../image-agent.js";
 import type { ImageLayer, ResolvedImage } from "../image.js";
 import type { ContentStore } from "../store/content-store.js";
@@ -45,7 +45,8 @@ export async function imageToTree(
       { subject: image.manifestDigest, hint: "the image is malformed; rebuild or re-push it" },
     );
   }
-  const tree = new RootfsTree({ epoch: ctx.epoch });
+  // A trusted image given a larger entry budget gets a tree that can hold it.
+  const tree = new RootfsTree({ epoch: ctx.epoch, limits: { maxEntries: Math.max(DEFAULT_TREE_LIMITS.maxEntries, limits.maxEntries) } });
   const labels = image.layers.map((l, i) => `${image.reference} layer ${i + 1}/${image.layers.length} ${shortDigest(l.digest)}`);
   let imageBytes = 0;
   let members = 0;
