@@ -243,7 +243,8 @@ async function plainArchive(path: string, maxBytes: number): Promise<{ plainPath
 
 /** Every member of the archive by its normalised name ("a/b", no "./"), read strictly. */
 async function indexMembers(plainPath: string, shownPath: string): Promise<Map<string, Member>> {
-  const file = await ArchiveFile.open(plainPath);
+  // Messages name the user's archive, never the decompressed copy.
+  const file = await ArchiveFile.open(plainPath, shownPath);
   try {
     const out = new Map<string, Member>();
     for await (const m of readTarMembers(file, { maxEntries: MAX_ARCHIVE_MEMBERS })) {
@@ -251,11 +252,6 @@ async function indexMembers(plainPath: string, shownPath: string): Promise<Map<s
       out.set(name, { kind: m.kind, offset: m.dataOffset, size: m.size, linkName: m.linkName });
     }
     return out;
-  } catch (e) {
-    if (e instanceof A3sError && e.message.startsWith(plainPath) && plainPath !== shownPath) {
-      throw new A3sError(e.code, shownPath + e.message.slice(plainPath.length), { subject: shownPath, cause: e });
-    }
-    throw e;
   } finally {
     await file.close();
   }

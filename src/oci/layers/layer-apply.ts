@@ -42,7 +42,7 @@ export async function applyLayer(
   layer: { readonly path: string; readonly identity?: FileIdentity },
   opts: ApplyLayerOptions,
 ): Promise<AppliedLayer> {
-  const file = await ArchiveFile.open(layer.path);
+  const file = await ArchiveFile.open(layer.path, opts.subject);
   try {
     // The headers are read from the very file whose digest was checked.
     if (layer.identity) checkVerifiedIdentity(await file.identity(), layer.identity, layer.path, opts.subject);
