@@ -19,6 +19,7 @@ import { countBySeverity, finding, sortFindings, type Finding, type FindingCode,
 import { readGuestFacts, type GuestFacts } from "./guest-facts.js";
 import { checkLayout } from "./layout-check.js";
 import { LibraryResolver } from "./library-resolver.js";
+import { mountShadow } from "./mount-shadow.js";
 import { packageManagerFor } from "./package-managers.js";
 import { findPrivateKey, KEY_SCAN_MAX_BYTES, KEY_SCAN_MIN_BYTES } from "./private-keys.js";
 import { BUSYBOX_SCAN_MAX_BYTES, busyboxShellApplets, SHELL_NAMES } from "./shells.js";
@@ -319,6 +320,16 @@ async function checkInitAndAgent(
   const agent = await checkBinary(tree, guest.agentPath, resolver);
   if (guest.configured && !init) add("init-missing", "/sbin/init", "no init at /sbin/init or /init: the kernel has nothing to run");
   if (guest.configured && !agent) add("agent-missing", guest.agentPath, `the configured agent ${guest.agentPath} is not in the rootfs`);
+  const shadow = guest.configured ? mountShadow(tree, guest.agentPath, guest.shares) : undefined;
+  if (shadow) {
+    const via = shadow.at === guest.agentPath ? "" : ` (it leads to ${shadow.at})`;
+    add(
+      "agent-hidden-by-mount",
+      guest.agentPath,
+      `the agent path ${guest.agentPath}${via} is under ${shadow.mount}, where init mounts ${shadow.what} at boot: ` +
+        `the agent in the image is hidden, and exec finds whatever the mount holds there instead`,
+    );
+  }
   for (const [role, report] of [["init", init], ["agent", agent]] as const) {
     if (report) checkStartable(role, report, add);
   }

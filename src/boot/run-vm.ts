@@ -13,6 +13,7 @@ import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
 import { GuestChannel } from "./guest-channels.js";
 import { hostTscKhz } from "./host-tsc.js";
+import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmShare, type VmSpec } from "./qemu-command.js";
@@ -100,6 +101,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   const progress = opts.progress ?? (() => {});
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const kind = await detectBootImage(opts.image);
+  await requireInitramfsInit(kind, opts.image);
   await checkShareDirectories(opts);
   const work = await mkdtemp(join(tmpdir(), "a3s-run-"));
   const started = new StartedProcesses();

@@ -6,7 +6,7 @@ import { A3sError } from "../errors.js";
 import { RootfsTree } from "../tree/index.js";
 import { ArchiveFile, type ArchiveLimits } from "./archive/index.js";
 import { decompressToFile, isCompression, supportedCompression, type Compression } from "./compression/index.js";
-import { detectFormat, readHead, type FileFormat } from "./detect.js";
+import { detectFormat, readHead, unrecognisedFormat, type FileFormat } from "./detect.js";
 import { readCpioInto } from "./newc/index.js";
 import { readTarInto } from "./tar/index.js";
 
@@ -49,7 +49,8 @@ export async function openArchiveTree(path: string, opts: ArchiveReadOptions = {
   const compression = supportedCompression(detectFormat(await readHead(archivePath)), path);
   const plain = compression === "none" ? { path: archivePath, dispose: async () => undefined } : await decompressedCopy(archivePath, compression, opts);
   try {
-    const file = await ArchiveFile.open(plain.path);
+    // Messages name the user's file; offsets in a compressed one are of its decompressed bytes.
+    const file = await ArchiveFile.open(plain.path, compression === "none" ? archivePath : `${archivePath} (decompressed)`);
     try {
       const inner = await file.read(0, Math.min(512, file.size), "the archive's first block");
       const format = archiveFormat(detectFormat(inner), path, compression);
@@ -78,9 +79,8 @@ function archiveFormat(inner: FileFormat | undefined, path: string, compression:
   if (compression !== "none" && isCompression(inner)) {
     throw new A3sError("EUNSUPPORTED", `${path} is compressed twice`, { subject: path });
   }
-  throw new A3sError("EFORMAT", `${path} is not a tar or cpio (newc) archive${compression === "none" ? "" : ` inside ${compression}`}`, {
-    subject: path,
-  });
+  if (compression === "none") throw unrecognisedFormat(path);
+  throw new A3sError("EFORMAT", `${path} is not a tar or cpio (newc) archive inside ${compression}`, { subject: path });
 }
 
 /** The archive decompressed into a private temporary directory, removed by `dispose` (or at exit). */

@@ -65,6 +65,22 @@ export function layoutDirectories(layout: GuestLayout): { path: string; mode: nu
   return dirs;
 }
 
+/**
+ * What the guest init mounts at boot whatever the config says
+ * (docs/guest-protocol.md §10), each over a directory of the image: anything
+ * the image holds below one of these is hidden in the running guest. The
+ * shares the config names are mounted too, over their own paths.
+ */
+export const INIT_MOUNTS: readonly { readonly path: string; readonly what: string }[] = [
+  { path: "/dev", what: "devtmpfs" },
+  { path: "/proc", what: "proc" },
+  { path: "/sys", what: "sysfs" },
+  { path: "/tmp", what: "a tmpfs" },
+  { path: "/run", what: "a tmpfs" },
+  { path: "/var/tmp", what: "a tmpfs" },
+  { path: "/var/log", what: "a tmpfs" },
+];
+
 /** Fills defaults and checks every path and value before anything is built. */
 export function resolveLayout(overrides: Partial<GuestLayout> = {}): GuestLayout {
   const layout = { ...DEFAULT_LAYOUT, ...overrides };

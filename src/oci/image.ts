@@ -27,7 +27,17 @@ export interface ImageLayer {
   readonly mediaType: string;
   /** The config's diff_id for this layer: the sha256 of the uncompressed tar. */
   readonly diffId: string;
+  /** Where the blob is read from, for messages: a file, an archive member, a registry address. */
+  readonly location: string;
   open(): Promise<NodeJS.ReadableStream>;
+  /**
+   * Hashes the blob where it is kept, fetching nothing, and throws when it
+   * does not match its digest: EDIGEST naming the file, or ECACHE when it
+   * was a cached copy, which is then removed (and fetched again on the next
+   * open). Used to find the cause when reading the layer failed halfway
+   * (a flipped byte in a gzip stream fails the decoder before the digest).
+   */
+  verify(): Promise<void>;
 }
 
 /** An image, resolved to one platform, that every image source produces. */

@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import { hostElfMachine, readElfFile, type ElfInfo } from "../formats/elf/index.js";
+import { elfMachineName, hostElfMachine, readElfFile, type ElfInfo } from "../formats/elf/index.js";
 
 export interface AgentCheckOptions {
   /** Accept an agent that needs a program interpreter (its libraries must then be in the rootfs). */
@@ -24,8 +24,9 @@ export async function checkAgentBinary(path: string, opts: AgentCheckOptions = {
   }
   const machine = opts.machine ?? hostElfMachine();
   if (elf.machine !== machine) {
-    throw new A3sError("EAGENT", `the agent ${path} is built for ELF machine ${elf.machine}, the guest needs ${machine}`, {
+    throw new A3sError("EAGENT", `the agent ${path} is built for ${elfMachineName(elf.machine, elf.bits)}, but the guest runs ${elfMachineName(machine)}`, {
       subject: path,
+      hint: `build the agent for ${elfMachineName(machine).replace(/ \(ELF machine \d+\)$/, "")}, or boot a guest of its architecture`,
     });
   }
   if (elf.type !== "exec" && elf.type !== "dyn") {

@@ -74,7 +74,7 @@ async function load(
   const { image, resolved } = remote;
   let built;
   try {
-    built = await imageToTree(image, { epoch: ctx.epoch, store, progress: ctx.progress, ...(opts.limits ? { limits: opts.limits } : {}) });
+    built = await imageToTree(image, { epoch: ctx.epoch, store, progress: ctx.progress, warn: ctx.warn, ...(opts.limits ? { limits: opts.limits } : {}) });
   } finally {
     await remote.close();
   }

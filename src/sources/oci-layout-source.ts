@@ -61,6 +61,7 @@ export async function loadImage(
     epoch: ctx.epoch,
     store,
     progress: ctx.progress,
+    warn: ctx.warn,
     ...(opts.limits ? { limits: opts.limits } : {}),
   });
   for (const w of built.warnings) ctx.warn(w);

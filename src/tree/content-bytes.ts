@@ -1,6 +1,5 @@
-import { closeSync, openSync, readSync } from "node:fs";
-import { A3sError } from "../errors.js";
-import { contentSize, type ContentRef } from "./content.js";
+import { closeSync, readSync } from "node:fs";
+import { contentSize, openContentFile, type ContentRef } from "./content.js";
 
 /** Random access to the bytes of one file, with the file's size for bounds checks. */
 export interface ByteSource {
@@ -75,10 +74,5 @@ export function readContentPrefixInto(content: ContentRef, buf: Buffer, subject:
 
 /** Opens the file behind a host-file or blob-range content; `base` is where the content starts in it. */
 function openBacking(content: Exclude<ContentRef, { type: "bytes" }>, subject: string): { fd: number; base: number } {
-  const path = content.type === "hostFile" ? content.path : content.blobPath;
-  try {
-    return { fd: openSync(path, "r"), base: content.type === "blobRange" ? content.offset : 0 };
-  } catch (e) {
-    throw new A3sError("ECONTENT", `cannot read the content of ${subject}: ${(e as Error).message}`, { subject, cause: e });
-  }
+  return { fd: openContentFile(content, subject), base: content.type === "blobRange" ? content.offset : 0 };
 }

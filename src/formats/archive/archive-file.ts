@@ -1,5 +1,6 @@
 import { open, type FileHandle } from "node:fs/promises";
 import { A3sError, isA3sError } from "../../errors.js";
+import { identityOf, type FileIdentity } from "../../util/file-identity.js";
 
 /** Bytes read around each header: archive readers jump from header to header, skipping file data. */
 const WINDOW = 64 * 1024;
@@ -17,21 +18,23 @@ export class ArchiveFile {
     readonly path: string,
     private readonly handle: FileHandle,
     readonly size: number,
+    /** How messages name the archive: the user's file, when `path` is a decompressed copy of it. */
+    readonly label: string,
   ) {}
 
-  static async open(path: string): Promise<ArchiveFile> {
+  static async open(path: string, label = path): Promise<ArchiveFile> {
     const handle = await open(path, "r").catch((e: Error) => {
-      throw new A3sError("ENOENT", `cannot open archive ${path}: ${e.message}`, { subject: path, cause: e });
+      throw new A3sError("ENOENT", `cannot open archive ${label}: ${e.message}`, { subject: label, cause: e });
     });
     const { size } = await handle.stat();
-    return new ArchiveFile(path, handle, size);
+    return new ArchiveFile(path, handle, size, label);
   }
 
   /** Exactly `length` bytes at `position`; a shorter file is a truncated archive. */
   async read(position: number, length: number, what: string): Promise<Buffer> {
     if (position + length > this.size) {
-      throw new A3sError("ECORRUPT", `${this.path} is truncated: ${what} at byte ${position} runs past the end`, {
-        subject: this.path,
+      throw new A3sError("ECORRUPT", `${this.label} is truncated: ${what} at byte ${position} runs past the end`, {
+        subject: this.label,
       });
     }
     const end = this.windowStart + this.window.length;
@@ -42,7 +45,7 @@ export class ArchiveFile {
       while (done < size) {
         const { bytesRead } = await this.handle.read(buf, done, size - done, position + done);
         if (bytesRead === 0) {
-          throw new A3sError("ECORRUPT", `${this.path} shrank while it was read`, { subject: this.path });
+          throw new A3sError("ECORRUPT", `${this.label} shrank while it was read`, { subject: this.label });
         }
         done += bytesRead;
       }
@@ -51,6 +54,11 @@ export class ArchiveFile {
     }
     const from = position - this.windowStart;
     return this.window.subarray(from, from + length);
+  }
+
+  /** The identity of the open file (see util/file-identity.ts). */
+  async identity(): Promise<FileIdentity> {
+    return identityOf(await this.handle.stat({ bigint: true }));
   }
 
   async close(): Promise<void> {

@@ -1,7 +1,7 @@
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
 import { Readable } from "node:stream";
 import { A3sError } from "../../errors.js";
-import type { ContentRef } from "../../tree/index.js";
+import { openContentFile, type ContentRef } from "../../tree/index.js";
 
 /**
  * The machinery the tar and cpio writers share: archive bytes are assembled
@@ -86,7 +86,7 @@ export class ChunkWriter {
     }
     if (size === 0) return;
     if (ref.type === "hostFile") {
-      const fd = openForReading(ref.path, subject);
+      const fd = openContentFile(ref, subject);
       try {
         const sawEnd = yield* this.copyFrom(fd, null, size, subject);
         // Otherwise one more read must find the end of the file, or the file grew.
@@ -98,7 +98,9 @@ export class ChunkWriter {
     }
     if (this.blob?.path !== ref.blobPath) {
       this.closeBlob();
-      this.blob = { path: ref.blobPath, fd: openForReading(ref.blobPath, subject) };
+      // The descriptor is checked once, when it is opened (see openContentFile):
+      // every range read through it afterwards comes from the verified file.
+      this.blob = { path: ref.blobPath, fd: openContentFile(ref, subject) };
     }
     yield* this.copyFrom(this.blob.fd, ref.offset, size, subject);
   }
@@ -153,17 +155,6 @@ export class ChunkWriter {
   private closeBlob(): void {
     if (this.blob) closeSync(this.blob.fd);
     this.blob = undefined;
-  }
-}
-
-function openForReading(path: string, subject: string): number {
-  try {
-    return openSync(path, "r");
-  } catch (e) {
-    throw new A3sError("ECONTENT", `cannot read the content of ${subject} from ${path}: ${(e as Error).message}`, {
-      subject,
-      cause: e,
-    });
   }
 }
 

@@ -4,6 +4,7 @@ import { pipeline } from "node:stream/promises";
 import * as zlib from "node:zlib";
 import { A3sError, isA3sError } from "../../errors.js";
 import type { Compression } from "./magic.js";
+import { truncatedStream } from "./truncated.js";
 import { zstdBlocks } from "./zstd-blocks.js";
 
 /**
@@ -66,14 +67,28 @@ function zstd(source: AsyncIterable<Uint8Array>, subject: string): AsyncIterable
   return native ? throughZlib(source, native({ chunkSize: ZLIB_CHUNK }), "zstd", subject) : zstdBlocks(source, subject);
 }
 
-/** Runs `source` through a zlib transform; zlib's own errors become ECORRUPT, the source's pass through. */
+/**
+ * Runs `source` through a zlib transform; zlib's own errors become ECORRUPT,
+ * the source's pass through. A stream that stops before its end marker is
+ * named as such ("truncated gzip stream"), not left as zlib's "unexpected
+ * end of file": a cut download or copy is the usual cause, and the remedy.
+ */
 async function* throughZlib(source: AsyncIterable<Uint8Array>, transform: Transform, name: string, subject: string): AsyncGenerator<Uint8Array> {
-  const out = pipeStreams(Readable.from(source, { objectMode: false }), transform, () => {});
+  let read = 0;
+  async function* counted(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of source) {
+      read += chunk.byteLength;
+      yield chunk;
+    }
+  }
+  const out = pipeStreams(Readable.from(counted(), { objectMode: false }), transform, () => {});
   try {
     for await (const chunk of out) yield chunk as Buffer;
   } catch (e) {
     if (isA3sError(e)) throw e;
-    throw new A3sError("ECORRUPT", `${subject}: ${name} data is corrupt: ${(e as Error).message}`, { subject, cause: e });
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "Z_BUF_ERROR" || /unexpected end of file/i.test(err.message)) throw truncatedStream(name, subject, read, e);
+    throw new A3sError("ECORRUPT", `${subject}: ${name} data is corrupt: ${err.message}`, { subject, cause: e });
   } finally {
     out.destroy();
   }

@@ -45,3 +45,9 @@ function unsupportedCompression(kind: UnsupportedCompression, subject: string): 
     hint: `decompress it first, or recompress it with gzip or zstd`,
   });
 }
+
+/** What is missing when a file named like a compressed one is not (for `unrecognisedFormat`). */
+export const COMPRESSION_MAGIC_MISSING: Readonly<Record<Compression, string>> = {
+  gzip: "the gzip magic (1f 8b) is missing at byte 0",
+  zstd: "the zstd magic (28 b5 2f fd) is missing at byte 0",
+};

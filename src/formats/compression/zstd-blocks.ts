@@ -1,5 +1,6 @@
 import { Decompress } from "fzstd";
 import { A3sError } from "../../errors.js";
+import { truncatedStream } from "./truncated.js";
 
 /** Largest window a frame may ask for: zstd's own default decoder limit (ZSTD_WINDOWLOG_LIMIT_DEFAULT = 27). */
 export const MAX_ZSTD_WINDOW = 1 << 27;
@@ -36,12 +37,15 @@ export async function* zstdBlocks(source: AsyncIterable<Uint8Array>, subject: st
     }
   };
   const cutter = new BlockCutter(corrupt);
+  let read = 0;
   for await (const chunk of source) {
+    read += chunk.byteLength;
     for (const unit of cutter.units(chunk)) {
       push(unit, false);
       while (out.length > 0) yield out.shift() as Uint8Array;
     }
   }
+  if (cutter.insideFrame()) throw truncatedStream("zstd", subject, read);
   cutter.end();
   push(new Uint8Array(0), true);
   while (out.length > 0) yield out.shift() as Uint8Array;
@@ -85,6 +89,11 @@ class BlockCutter {
       if (!block) return;
       yield block;
     }
+  }
+
+  /** Whether the input so far stops inside a frame (the stream would be truncated if it ended here). */
+  insideFrame(): boolean {
+    return this.input.length > 0 || this.state.kind !== "between" || this.header !== undefined;
   }
 
   /** After the last chunk: the stream must end between frames, and have had one. */

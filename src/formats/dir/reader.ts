@@ -38,8 +38,13 @@ export async function readDirectoryTree(dir: string, opts: { epoch?: number } = 
   tree.addDirectory("/", meta(top as Stats));
   const seenInodes = new Map<string, string>();
 
-  const walk = (hostDir: string, treeDir: string): void => {
+  // An explicit stack, not recursion: a directory nested deeper than the
+  // call stack must meet the tree's depth bound, not a stack overflow.
+  const pending: { hostDir: string; treeDir: string }[] = [{ hostDir: dir, treeDir: "/" }];
+  while (pending.length > 0) {
+    const { hostDir, treeDir } = pending.pop() as { hostDir: string; treeDir: string };
     const names = readdirSync(hostDir).sort();
+    const subdirs: { hostDir: string; treeDir: string }[] = [];
     for (const name of names) {
       const hostPath = join(hostDir, name);
       const treePath = treeDir === "/" ? `/${name}` : `${treeDir}/${name}`;
@@ -47,7 +52,7 @@ export async function readDirectoryTree(dir: string, opts: { epoch?: number } = 
       const m = meta(st);
       if (st.isDirectory()) {
         tree.addDirectory(treePath, m);
-        walk(hostPath, treePath);
+        subdirs.push({ hostDir: hostPath, treeDir: treePath });
         continue;
       }
       if (st.nlink > 1) {
@@ -67,8 +72,8 @@ export async function readDirectoryTree(dir: string, opts: { epoch?: number } = 
       } else if (st.isFIFO()) tree.addFifo(treePath, m);
       // Sockets are runtime objects, never part of a rootfs: skipped.
     }
-  };
-  walk(dir, "/");
+    pending.push(...subdirs.reverse());
+  }
   await applySidecar(tree, sidecarPathFor(dir));
   return tree;
 }

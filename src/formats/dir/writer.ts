@@ -1,7 +1,8 @@
 import { chmod, copyFile, lchown, link, lutimes, mkdir, open, stat, symlink, utimes, type FileHandle } from "node:fs/promises";
 import { A3sError } from "../../errors.js";
-import type { FileInode, RootfsTree, TreeEntry } from "../../tree/index.js";
+import { checkVerifiedIdentity, type ContentRef, type FileInode, type RootfsTree, type TreeEntry } from "../../tree/index.js";
 import { forEachLimit } from "../../util/concurrency.js";
+import { identityOf } from "../../util/file-identity.js";
 import { runTool } from "../../util/host-tool.js";
 
 export interface MaterialiseOptions {
@@ -136,7 +137,7 @@ async function writeRegularFile(e: TreeEntry, inode: FileInode, p: string, opts:
     if (c.type === "bytes") {
       await writeAll(out, Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength), 0);
     } else if (c.type === "blobRange") {
-      const source = await readers.get(c.blobPath);
+      const source = await readers.get(c, e.path);
       const buf = Buffer.allocUnsafe(Math.min(c.size, COPY_CHUNK));
       for (let done = 0; done < c.size; ) {
         const want = Math.min(buf.length, c.size - done);
@@ -169,15 +170,28 @@ async function writeAll(out: FileHandle, data: Buffer, position: number): Promis
 /** Bytes copied per read from a cached layer into a file. */
 const COPY_CHUNK = 1 << 20;
 
+async function openVerified(ref: Extract<ContentRef, { type: "blobRange" }>, subject: string): Promise<FileHandle> {
+  const handle = await open(ref.blobPath, "r");
+  if (!ref.verified) return handle;
+  try {
+    checkVerifiedIdentity(identityOf(await handle.stat({ bigint: true })), ref.verified, ref.blobPath, subject);
+    return handle;
+  } catch (e) {
+    await handle.close();
+    throw e;
+  }
+}
+
 /** One read handle per cached blob for the whole write, instead of an open and a close per file. */
 class BlobReaders {
   private readonly handles = new Map<string, Promise<FileHandle>>();
 
-  get(path: string): Promise<FileHandle> {
-    let h = this.handles.get(path);
+  /** The open blob; checked once, when it is opened, against the identity its digest was verified with. */
+  get(ref: Extract<ContentRef, { type: "blobRange" }>, subject: string): Promise<FileHandle> {
+    let h = this.handles.get(ref.blobPath);
     if (!h) {
-      h = open(path, "r");
-      this.handles.set(path, h);
+      h = openVerified(ref, subject);
+      this.handles.set(ref.blobPath, h);
     }
     return h;
   }

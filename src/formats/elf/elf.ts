@@ -29,6 +29,35 @@ export interface ElfInfo {
 
 export const ELF_MACHINES: Readonly<Record<string, number>> = { x64: 62, arm64: 183, ia32: 3, arm: 40, riscv64: 243 };
 
+/**
+ * Names for the e_machine values a rootfs is likely to meet (the ELF
+ * specification's registry, as glibc's elf.h lists it), so messages say
+ * "aarch64", not "machine 183".
+ */
+const MACHINE_NAMES: Readonly<Record<number, string | { 32: string; 64: string; any: string }>> = {
+  2: "sparc",
+  3: "x86 (i386)",
+  8: "mips",
+  18: "sparc32plus",
+  20: "powerpc",
+  21: "powerpc64",
+  22: { 32: "s390", 64: "s390x", any: "s390" },
+  40: "arm (32-bit)",
+  43: "sparc64",
+  50: "ia64",
+  62: "x86-64",
+  183: "aarch64",
+  243: { 32: "riscv32", 64: "riscv64", any: "riscv" },
+  258: "loongarch",
+};
+
+/** A readable name for an e_machine value (with its number), e.g. "aarch64 (ELF machine 183)". */
+export function elfMachineName(machine: number, bits?: 32 | 64): string {
+  const known = MACHINE_NAMES[machine];
+  const name = typeof known === "object" ? known[bits ?? "any"] : known;
+  return name === undefined ? `ELF machine ${machine}` : `${name} (ELF machine ${machine})`;
+}
+
 /** The e_machine an executable must have to run on this host's architecture. */
 export function hostElfMachine(): number {
   const m = ELF_MACHINES[process.arch];

@@ -6,3 +6,6 @@ export const EROFS_MAGIC = 0xe0f5e1e2;
 export function isErofsImage(head: Buffer): boolean {
   return head.length >= EROFS_SUPERBLOCK_OFFSET + 4 && head.readUInt32LE(EROFS_SUPERBLOCK_OFFSET) === EROFS_MAGIC;
 }
+
+/** What is missing when a file named like an erofs image is not one (for `unrecognisedFormat`). */
+export const EROFS_MAGIC_MISSING = `the erofs superblock magic is missing at byte ${EROFS_SUPERBLOCK_OFFSET}`;

@@ -157,6 +157,12 @@ class ErofsParser {
   /** The first name of each inode, to make later names hardlinks. */
   private readonly firstName = new Map<number, string>();
   private readonly visitedDirs = new Set<number>();
+  /**
+   * Directories found but not yet read. A stack rather than recursion: the
+   * image's nesting is untrusted, and must meet MAX_DEPTH, not overflow the
+   * call stack first.
+   */
+  private readonly pendingDirs: { dir: ErofsInode; path: string; depth: number }[] = [];
   private count = 0;
 
   constructor(private readonly img: ImageFile) {
@@ -168,7 +174,8 @@ class ErofsParser {
     if ((root.mode & 0o170000) !== 0o040000) throw this.bad("the root is not a directory");
     this.tree.addDirectory("/", meta(root));
     this.firstName.set(this.sb.rootNid, "/");
-    this.walk(root, "/", 0);
+    this.pendingDirs.push({ dir: root, path: "/", depth: 0 });
+    for (let next = this.pendingDirs.pop(); next; next = this.pendingDirs.pop()) this.walk(next.dir, next.path, next.depth);
     return { tree: this.tree, needExtraction: this.needExtraction };
   }
 
@@ -273,7 +280,7 @@ class ErofsParser {
     return Buffer.concat(ranges.map((r) => this.img.read(r.offset, r.length, what)));
   }
 
-  /** Adds every entry of a directory, block by block, and walks into its subdirectories. */
+  /** Adds every entry of a directory, block by block; its subdirectories are queued to be read next. */
   private walk(dir: ErofsInode, dirPath: string, depth: number): void {
     if (depth > MAX_DEPTH) throw this.bad(`directories nest deeper than ${MAX_DEPTH}`);
     if (this.visitedDirs.has(dir.nid)) throw this.bad(`directory ${dirPath} is reached twice (a loop)`);
@@ -330,7 +337,7 @@ class ErofsParser {
     switch (type) {
       case 0o040000:
         this.tree.addDirectory(path, meta(ino));
-        this.walk(ino, path, depth + 1);
+        this.pendingDirs.push({ dir: ino, path, depth: depth + 1 });
         return;
       case 0o100000:
         this.addFile(path, ino);

@@ -7,3 +7,6 @@ const EXT4_MAGIC = 0xef53;
 export function isExt4Image(head: Buffer): boolean {
   return head.length >= EXT4_MAGIC_OFFSET + 2 && head.readUInt16LE(EXT4_MAGIC_OFFSET) === EXT4_MAGIC;
 }
+
+/** What is missing when a file named like an ext4 image is not one (for `unrecognisedFormat`). */
+export const EXT4_MAGIC_MISSING = `the ext2/3/4 superblock magic (0xEF53) is missing at byte ${EXT4_MAGIC_OFFSET}`;

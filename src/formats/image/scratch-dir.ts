@@ -1,6 +1,7 @@
-import { chmodSync, lstatSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { removeTreeSync } from "../../util/remove-tree.js";
 
 /** Scratch directories still on disk, removed at exit if nobody disposed of them. */
 const live = new Set<string>();
@@ -31,28 +32,12 @@ export function makeScratchDir(prefix: string): { path: string; dispose: () => P
 }
 
 /**
- * Removes a scratch directory. An extraction as non-root keeps the image's
- * directory modes, so a 0555 directory would refuse the removal of its
- * entries: such directories are made writable by their owner (us) first.
+ * Removes a scratch directory, without recursion (an extracted image may
+ * nest deeper than Node's recursive rmSync can go). An extraction as
+ * non-root keeps the image's directory modes, so a 0555 directory would
+ * refuse the removal of its entries: each is made writable by its owner
+ * (us) first.
  */
 function removeScratch(dir: string): void {
-  try {
-    rmSync(dir, { recursive: true, force: true });
-    return;
-  } catch {
-    // fall through: make every directory writable, then try again
-  }
-  const open = (d: string): void => {
-    try {
-      chmodSync(d, 0o700);
-      for (const name of readdirSync(d)) {
-        const p = join(d, name);
-        if (lstatSync(p).isDirectory()) open(p);
-      }
-    } catch {
-      // not ours, or already gone: rmSync reports what is left
-    }
-  };
-  open(dir);
-  rmSync(dir, { recursive: true, force: true });
+  removeTreeSync(dir, { makeWritable: true });
 }

@@ -26,3 +26,6 @@ export function odcRefused(path: string): A3sError {
     hint: "create it with cpio -H newc",
   });
 }
+
+/** What is missing when a file named like a cpio archive is not one (for `unrecognisedFormat`). */
+export const CPIO_MAGIC_MISSING = 'the newc cpio magic "070701" is missing at byte 0';

@@ -24,29 +24,36 @@ export async function readCpioInto(tree: RootfsTree, file: ArchiveFile, limits: 
   let members = 0;
   let pos = 0;
   const fail = (message: string): A3sError =>
-    new A3sError("ECORRUPT", `${file.path}: ${message} (entry at byte ${pos})`, { subject: file.path });
+    new A3sError("ECORRUPT", `${file.label}: ${message} (entry at byte ${pos})`, { subject: file.label });
 
   for (;;) {
+    if (pos >= file.size) {
+      throw new A3sError(
+        "ECORRUPT",
+        `${file.label} is truncated: it ends at byte ${pos} without the cpio trailer (TRAILER!!!), so entries after byte ${pos} may be missing`,
+        { subject: file.label, hint: "copy or download it again" },
+      );
+    }
     const h = await readHeader(file, pos, fail);
     if (h.name === TRAILER) {
       pos = await skipPadding(file, h.next);
       if (pos >= file.size) return;
       const more = await file.read(pos, 6, "a cpio header");
       if (cpioMagic(more) === undefined) {
-        throw new A3sError("EUNSUPPORTED", `${file.path} has data after the cpio trailer that is not another cpio archive`, {
-          subject: file.path,
+        throw new A3sError("EUNSUPPORTED", `${file.label} has data after the cpio trailer that is not another cpio archive`, {
+          subject: file.label,
           hint: "a concatenated compressed initramfs must be split first",
         });
       }
       continue;
     }
     if (++members > maxEntries) {
-      throw new A3sError("ELIMIT", `${file.path} has more than ${maxEntries} entries`, { subject: file.path });
+      throw new A3sError("ELIMIT", `${file.label} has more than ${maxEntries} entries`, { subject: file.label });
     }
     try {
       await addEntry(tree, h, file, firstNameOf, fail);
     } catch (e) {
-      throw inArchive(e, file.path, h.name);
+      throw inArchive(e, file.label, h.name);
     }
     pos = h.next;
   }
@@ -73,7 +80,7 @@ interface NewcEntry {
 async function readHeader(file: ArchiveFile, pos: number, fail: (m: string) => A3sError): Promise<NewcEntry> {
   const h = await file.read(pos, HEADER, "a cpio header");
   const magic = cpioMagic(h);
-  if (magic === "odc") throw odcRefused(file.path);
+  if (magic === "odc") throw odcRefused(file.label);
   if (magic !== "newc") throw fail("bad cpio magic: not a newc archive or corrupt");
   const field = (n: number): number => {
     const text = h.toString("latin1", 6 + n * 8, 14 + n * 8);
@@ -128,7 +135,7 @@ async function addEntry(tree: RootfsTree, h: NewcEntry, file: ArchiveFile, first
       tree.addFifo(name, meta);
       return;
     case 0o140000:
-      throw new A3sError("EUNSUPPORTED", `${file.path}: ${name} is a socket, which a rootfs tree cannot hold`, { subject: name });
+      throw new A3sError("EUNSUPPORTED", `${file.label}: ${name} is a socket, which a rootfs tree cannot hold`, { subject: name });
     default:
       throw fail(`unknown file type in mode ${mode.toString(8)} of ${name}`);
   }

@@ -5,3 +5,6 @@ const SQUASHFS_MAGIC = 0x73717368;
 export function isSquashfsImage(head: Buffer): boolean {
   return head.length >= 4 && head.readUInt32LE(0) === SQUASHFS_MAGIC;
 }
+
+/** What is missing when a file named like a squashfs image is not one (for `unrecognisedFormat`). */
+export const SQUASHFS_MAGIC_MISSING = 'the squashfs magic "hsqs" is missing at byte 0';

@@ -39,3 +39,6 @@ export function cString(buf: Buffer, at: number, width: number): string {
   const end = buf.indexOf(0, at);
   return buf.toString("utf8", at, end === -1 || end > at + width ? at + width : end);
 }
+
+/** What is missing when a file named like a tar archive is not one (for `unrecognisedFormat`). */
+export const TAR_MAGIC_MISSING = 'its first 512 bytes are not a tar header (no "ustar" magic at byte 257, and the header checksum does not match)';

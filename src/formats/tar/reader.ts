@@ -1,5 +1,6 @@
 import { A3sError } from "../../errors.js";
 import { bytesContent, type ContentRef, type MetadataInit, type RootfsTree } from "../../tree/index.js";
+import type { FileIdentity } from "../../util/file-identity.js";
 import {
   DEFAULT_MAX_ENTRIES,
   inArchive,
@@ -59,21 +60,22 @@ const HEADER_ONLY = new Set(["1", "2", "3", "4", "5", "6"]);
  * that holds it. Sparse members and multi-volume archives are refused.
  */
 export async function readTarInto(tree: RootfsTree, file: ArchiveFile, limits: ArchiveLimits = {}): Promise<void> {
-  for await (const m of readTarMembers(file, limits)) addTarMember(tree, m, file.path);
+  for await (const m of readTarMembers(file, limits)) addTarMember(tree, m, file.path, file.label);
 }
 
 /**
  * Adds one member to the tree; its file content is the member's range of
- * `archivePath`. Errors name the member and `label` (default: the archive).
+ * `archivePath`, bound to `verified` when the archive's digest was checked
+ * (see ContentRef). Errors name the member and `label` (default: the archive).
  */
-export function addTarMember(tree: RootfsTree, m: TarMember, archivePath: string, label = archivePath): void {
+export function addTarMember(tree: RootfsTree, m: TarMember, archivePath: string, label = archivePath, verified?: FileIdentity): void {
   try {
     switch (m.kind) {
       case "file": {
         const content: ContentRef =
           m.size === 0
             ? bytesContent(new Uint8Array(0))
-            : { type: "blobRange", blobPath: archivePath, offset: m.dataOffset, size: m.size };
+            : { type: "blobRange", blobPath: archivePath, offset: m.dataOffset, size: m.size, ...(verified ? { verified } : {}) };
         tree.addFile(m.name, content, m.meta);
         break;
       }
@@ -119,19 +121,23 @@ export async function* readTarMembers(file: ArchiveFile, limits: ArchiveLimits =
   let members = 0;
   let pos = 0;
   const fail = (message: string): A3sError =>
-    new A3sError("ECORRUPT", `${file.path}: ${message} (member at byte ${pos})`, { subject: file.path });
+    new A3sError("ECORRUPT", `${file.label}: ${message} (member at byte ${pos})`, { subject: file.label });
 
+  let ended = false;
   while (pos < file.size) {
     if (pos + BLOCK > file.size) throw fail("the archive is truncated inside a header");
     const h = await file.read(pos, BLOCK, "a tar header");
     if (isZeroBlock(h)) {
       if (pending !== "") throw fail("extended header is not followed by a member");
-      break; // end of archive (GNU tar writes two; one is enough)
+      // End of archive. POSIX asks for two zero blocks; one, with nothing
+      // after it, loses nothing (GNU tar only warns of "a lone zero block").
+      ended = true;
+      break;
     }
     if (!checksumMatches(h)) throw fail("tar header checksum mismatch: the archive is corrupt or not a tar file");
     if (++members > maxEntries) {
-      throw new A3sError("ELIMIT", `${file.path} has more than ${maxEntries} members`, {
-        subject: file.path,
+      throw new A3sError("ELIMIT", `${file.label} has more than ${maxEntries} members`, {
+        subject: file.label,
         hint: "raise the entry limit if the archive is trusted",
       });
     }
@@ -165,6 +171,27 @@ export async function* readTarMembers(file: ArchiveFile, limits: ArchiveLimits =
     pos = next;
   }
   if (pending !== "") throw fail("extended header is not followed by a member");
+  // An empty file has no members and no marker: nothing to lose, and the
+  // caller's own checks say what is missing (no manifest.json, no init...).
+  if (!ended && file.size > 0) throw missingEnd(file.label, pos);
+}
+
+/**
+ * A tar that stops at a member boundary without its end-of-archive marker
+ * is what a copy cut on a 512-byte boundary looks like, and nothing in it
+ * says how much is gone. GNU tar lists such an archive without a word; here
+ * it is an error for every reader (inspect, tar: sources, layers), because
+ * a tree silently missing its last entries is a wrong rootfs.
+ */
+function missingEnd(path: string, at: number): A3sError {
+  return new A3sError(
+    "ECORRUPT",
+    `${path} is truncated: it ends at byte ${at} without the end-of-archive marker (two zero blocks), so entries after byte ${at} may be missing`,
+    {
+      subject: path,
+      hint: "copy or download it again; if it is complete and its writer left the marker out, add it: head -c 1024 /dev/zero >> FILE",
+    },
+  );
 }
 
 /** What an extended header sets: PAX records ('x' for the next member, 'g' for all after it), or a GNU long name ('L') or link name ('K'). */
@@ -267,12 +294,12 @@ function memberKind(type: string, name: string, file: ArchiveFile, fail: (m: str
     case "V":
       return undefined;
     case "S":
-      throw new A3sError("EUNSUPPORTED", `${file.path}: ${name} is a GNU sparse member, which is not supported`, {
+      throw new A3sError("EUNSUPPORTED", `${file.label}: ${name} is a GNU sparse member, which is not supported`, {
         subject: name,
         hint: "create the archive without --sparse",
       });
     case "M":
-      throw new A3sError("EUNSUPPORTED", `${file.path} is part of a multi-volume archive`, { subject: file.path });
+      throw new A3sError("EUNSUPPORTED", `${file.label} is part of a multi-volume archive`, { subject: file.label });
     default:
       throw fail(`unknown tar member type ${JSON.stringify(type)} for ${name}`);
   }

@@ -17,6 +17,7 @@ import { DOCKER_LAYER_TAR } from "../media-types.js";
 import { chooseLayoutImage, configPlatform, type LayoutChoice, type LayoutFiles, type LayoutOptions } from "../layout/oci-layout.js";
 import { formatPlatform, platformMatches } from "../platform.js";
 import { formatReference, parseReference } from "../reference.js";
+import { checkBlob } from "../verified-blob.js";
 
 /** Members a `docker save` archive may have: a few per layer; far more means it is not one. */
 const MAX_ARCHIVE_MEMBERS = 100_000;
@@ -106,12 +107,16 @@ export async function openDockerArchive(path: string, ref: string | undefined, o
     for (const [i, name] of entry.Layers.entries()) {
       const member = files.member(name);
       const diffId = config.rootfs.diff_ids[i] ?? "";
+      const digest = digestInName(name) ?? (await legacyLayerDigest(plainPath, member, diffId));
+      const location = `${archivePath}: ${name}`;
       layers.push({
-        digest: digestInName(name) ?? (await legacyLayerDigest(plainPath, member, diffId)),
+        digest,
         size: member.size,
         mediaType: DOCKER_LAYER_TAR,
         diffId,
+        location,
         open: async () => rangeStream(plainPath, member),
+        verify: async () => checkBlob(rangeStream(plainPath, member), { digest, size: member.size, location }, label),
       });
     }
     const image = { reference: label, manifestDigest: configDigest, config, layers, platform };
@@ -238,7 +243,8 @@ async function plainArchive(path: string, maxBytes: number): Promise<{ plainPath
 
 /** Every member of the archive by its normalised name ("a/b", no "./"), read strictly. */
 async function indexMembers(plainPath: string, shownPath: string): Promise<Map<string, Member>> {
-  const file = await ArchiveFile.open(plainPath);
+  // Messages name the user's archive, never the decompressed copy.
+  const file = await ArchiveFile.open(plainPath, shownPath);
   try {
     const out = new Map<string, Member>();
     for await (const m of readTarMembers(file, { maxEntries: MAX_ARCHIVE_MEMBERS })) {
@@ -246,11 +252,6 @@ async function indexMembers(plainPath: string, shownPath: string): Promise<Map<s
       out.set(name, { kind: m.kind, offset: m.dataOffset, size: m.size, linkName: m.linkName });
     }
     return out;
-  } catch (e) {
-    if (e instanceof A3sError && e.message.startsWith(plainPath) && plainPath !== shownPath) {
-      throw new A3sError(e.code, shownPath + e.message.slice(plainPath.length), { subject: shownPath, cause: e });
-    }
-    throw e;
   } finally {
     await file.close();
   }
@@ -327,5 +328,6 @@ function archiveFiles(
     async openBlob(digest) {
       return rangeStream(plainPath, member(blobName(digest)));
     },
+    blobLocation: (digest) => `${archivePath}: ${blobName(digest)}`,
   };
 }

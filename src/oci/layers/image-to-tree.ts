@@ -1,6 +1,6 @@
 import { A3sError } from "../../errors.js";
 import type { AgentDefaults } from "../../layout/index.js";
-import { RootfsTree } from "../../tree/index.js";
+import { DEFAULT_TREE_LIMITS, RootfsTree } from "../../tree/index.js";
 import { agentDefaultsFromConfig } from "../image-agent.js";
 import type { ImageLayer, ResolvedImage } from "../image.js";
 import type { ContentStore } from "../store/content-store.js";
@@ -14,6 +14,8 @@ export interface ImageToTreeContext {
   /** Where uncompressed layers are cached by diff_id; the tree's file contents point into them. */
   readonly store: ContentStore;
   readonly progress: (message: string) => void;
+  /** What the user must hear about even without progress lines (a corrupt cached blob made again); default: progress. */
+  readonly warn?: (message: string) => void;
   readonly limits?: LayerLimits;
 }
 
@@ -23,10 +25,12 @@ export interface ImageToTreeContext {
  *
  * Each layer is first made available uncompressed in the content store under
  * its diff_id (decompressed and hashed in one streaming pass, or found there
- * from an earlier build), then its tar is applied with OCI whiteout rules.
- * File contents are ranges of those cached tars, so memory does not grow with
- * the image and nothing is copied. Any error stops the whole image: the tree
- * is only returned when every layer applied.
+ * from an earlier build and hashed again: see cacheLayer), then its tar is
+ * applied with OCI whiteout rules. File contents are ranges of those cached
+ * tars, bound to the files that were hashed, so memory does not grow with
+ * the image, nothing is copied, and no byte reaches an output unverified.
+ * Any error stops the whole image: the tree is only returned when every
+ * layer applied.
  */
 export async function imageToTree(
   image: ResolvedImage,
@@ -41,7 +45,8 @@ export async function imageToTree(
       { subject: image.manifestDigest, hint: "the image is malformed; rebuild or re-push it" },
     );
   }
-  const tree = new RootfsTree({ epoch: ctx.epoch });
+  // A trusted image given a larger entry budget gets a tree that can hold it.
+  const tree = new RootfsTree({ epoch: ctx.epoch, limits: { maxEntries: Math.max(DEFAULT_TREE_LIMITS.maxEntries, limits.maxEntries) } });
   const labels = image.layers.map((l, i) => `${image.reference} layer ${i + 1}/${image.layers.length} ${shortDigest(l.digest)}`);
   let imageBytes = 0;
   let members = 0;
@@ -50,6 +55,7 @@ export async function imageToTree(
       maxBytes: Math.min(limits.maxLayerBytes, limits.maxImageBytes - imageBytes),
       subject: labels[i] as string,
       progress: (m) => ctx.progress(`${labels[i]}: ${m}`),
+      warn: (m) => (ctx.warn ?? ctx.progress)(`${labels[i]}: ${m}`),
     });
     // Awaited later; marked handled now so a failure while the previous layer
     // is still being applied is not an unhandled rejection.

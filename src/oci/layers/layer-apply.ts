@@ -1,7 +1,8 @@
 import { A3sError, isA3sError } from "../../errors.js";
-import { ArchiveFile, MAX_NAME_BYTES } from "../../formats/archive/index.js";
+import { ArchiveFile } from "../../formats/archive/index.js";
 import { addTarMember, readTarMembers } from "../../formats/tar/index.js";
-import type { RootfsTree } from "../../tree/index.js";
+import { checkVerifiedIdentity, type RootfsTree } from "../../tree/index.js";
+import type { FileIdentity } from "../../util/file-identity.js";
 import { checkLinkTarget, classifyLayerName } from "./layer-names.js";
 import { applyWhiteouts, type Whiteout } from "./layer-whiteout.js";
 
@@ -38,11 +39,13 @@ export interface AppliedLayer {
  */
 export async function applyLayer(
   tree: RootfsTree,
-  layer: { readonly path: string },
+  layer: { readonly path: string; readonly identity?: FileIdentity },
   opts: ApplyLayerOptions,
 ): Promise<AppliedLayer> {
-  const file = await ArchiveFile.open(layer.path);
+  const file = await ArchiveFile.open(layer.path, opts.subject);
   try {
+    // The headers are read from the very file whose digest was checked.
+    if (layer.identity) checkVerifiedIdentity(await file.identity(), layer.identity, layer.path, opts.subject);
     const whiteouts: Whiteout[] = [];
     let members = 0;
     for await (const m of readTarMembers(file, { maxEntries: opts.maxEntries })) {
@@ -59,8 +62,9 @@ export async function applyLayer(
       if (name.kind !== "entry") continue;
       const path = "/" + name.parts.join("/");
       const linkName = m.kind === "hardlink" ? checkLinkTarget(m.linkName, m.name, opts.subject) : m.linkName;
-      addTarMember(tree, { ...m, name: path, linkName }, layer.path, opts.subject);
-      checkResolvedLength(tree, path, m.name, opts.subject);
+      // The tree checks where the entry really lands (after its parents'
+      // symlinks) against PATH_MAX, NAME_MAX and its depth and entry bounds.
+      addTarMember(tree, { ...m, name: path, linkName }, layer.path, opts.subject, layer.identity);
       entries++;
     }
     return { entries, whiteouts: whiteouts.length, removed, members };
@@ -68,23 +72,6 @@ export async function applyLayer(
     throw inLayer(e, layer.path, opts.subject);
   } finally {
     await file.close();
-  }
-}
-
-/**
- * Where an entry really landed, after its parents' symlinks, must fit
- * PATH_MAX. Names are capped at that length already, but a symlinked parent
- * can graft one long name onto another: without this bound a few thousand
- * entries could build a tree deep enough to overflow every recursive walk
- * and every path buffer downstream (deep-path denial of service).
- */
-function checkResolvedLength(tree: RootfsTree, path: string, member: string, subject: string): void {
-  const where = tree.resolve(path, false)?.path ?? path;
-  if (Buffer.byteLength(where) > MAX_NAME_BYTES) {
-    throw new A3sError("EPATH", `${subject}: member ${JSON.stringify(member)} resolves to a path longer than ${MAX_NAME_BYTES} bytes`, {
-      subject: member,
-      hint: "the layer nests paths deeper than any Linux filesystem allows",
-    });
   }
 }
 

@@ -1,10 +1,10 @@
-import { createHash } from "node:crypto";
 import { A3sError, isA3sError } from "../../errors.js";
-import { parseDigest } from "../digest.js";
-import type { ContentStore } from "../store/content-store.js";
+import type { FileIdentity } from "../../util/file-identity.js";
 import type { ImageLayer } from "../image.js";
-import { decompressLayer } from "./layer-decompress.js";
 import type { LayerCompression } from "../media-types.js";
+import { CORRUPT_BLOB, type ContentStore } from "../store/content-store.js";
+import { verifiedBlob } from "../verified-blob.js";
+import { decompressLayer } from "./layer-decompress.js";
 
 /** A layer's uncompressed tar, verified, in the content store. */
 export interface CachedLayer {
@@ -12,88 +12,107 @@ export interface CachedLayer {
   /** The tar in the store; the tree's file contents are ranges of this file. */
   readonly path: string;
   readonly size: number;
+  /** The file whose bytes matched the diff_id; every later read of it checks it is still this one. */
+  readonly identity: FileIdentity;
   /** How it was stored: decompressed now from this compression, or found in the store from an earlier build. */
   readonly origin: LayerCompression | "cache";
 }
 
-/**
- * Makes a layer's uncompressed tar available in the store under its diff_id.
- *
- * A hit costs one stat: a cached tar was hashed when it was stored, and its
- * name is its hash. On a miss the blob is streamed once: its own digest and
- * size are checked as it is read (a mismatch fails before anything is
- * published), it is decompressed with the bomb cap, and the store hashes the
- * uncompressed bytes as it writes them and publishes them only if they match
- * the diff_id the config promised. A layer whose compressed digest is right
- * but whose content is not what the config says is therefore refused too.
- */
-export async function cacheLayer(
-  layer: ImageLayer,
-  diffId: string,
-  store: ContentStore,
-  opts: { maxBytes: number; subject: string; progress: (message: string) => void },
-): Promise<CachedLayer> {
-  const size = await store.size(diffId);
-  if (size !== undefined) return { diffId, path: store.path(diffId), size, origin: "cache" };
+export interface CacheLayerOptions {
+  readonly maxBytes: number;
+  readonly subject: string;
+  readonly progress: (message: string) => void;
+  /** Where a corrupt cached blob is reported (it is made again, but the user should know the cache went bad). */
+  readonly warn: (message: string) => void;
+  readonly signal?: AbortSignal;
+}
 
-  let origin: LayerCompression = "none";
-  const blob = verifiedBlob(await layer.open(), layer, opts.subject);
-  const plain = decompressLayer(blob, layer.mediaType, {
-    maxBytes: opts.maxBytes,
-    subject: opts.subject,
-    onCompression: (c) => {
-      origin = c;
-      opts.progress(c === "none" ? "storing (uncompressed)" : `decompressing (${c})`);
-    },
-  });
-  try {
-    const path = await store.put(diffId, plain, { maxBytes: opts.maxBytes });
-    return { diffId, path, size: (await store.size(diffId)) ?? 0, origin };
-  } catch (e) {
-    if (isA3sError(e, "EDIGEST") && e.subject === diffId) {
-      throw new A3sError("EDIGEST", `${opts.subject}: its uncompressed content does not match the config's diff_id (${e.message})`, {
-        subject: diffId,
-        hint: "the layer or the image config was altered; nothing was stored",
-        cause: e,
-      });
+/**
+ * Makes a layer's uncompressed tar available, verified, in the store under
+ * its diff_id.
+ *
+ * Every byte the rootfs takes from the layer is covered by one digest check,
+ * made in one streaming pass, and bound to the file it checked:
+ * - a hit is hashed (`ContentStore.verify`) while this image's previous
+ *   layer is applied: the store is not trusted because a name matches;
+ * - a miss streams the blob once: its own digest and size are checked as it
+ *   is read, it is decompressed with the bomb cap, and the store hashes the
+ *   uncompressed bytes as it writes them and publishes them only if they
+ *   match the diff_id the config promised;
+ * - either way the result carries the identity (inode, size, times) of the
+ *   file that was hashed, and the tree's blob ranges carry it on, so an
+ *   output that opens the tar later reads that file or fails.
+ *
+ * A cached blob that is corrupt (ECACHE: the store removed it) is made again
+ * from the layer's source, once per digest, with a warning saying so:
+ * a bad uncompressed tar is decompressed again from the blob, and a bad
+ * cached blob of a registry image is downloaded again. A source whose own
+ * blob is wrong fails with EDIGEST naming the digest and the file.
+ */
+export async function cacheLayer(layer: ImageLayer, diffId: string, store: ContentStore, opts: CacheLayerOptions): Promise<CachedLayer> {
+  const removed = new Set<string>();
+  for (;;) {
+    try {
+      return await storeLayer(layer, diffId, store, opts);
+    } catch (e) {
+      if (!isA3sError(e, CORRUPT_BLOB) || e.subject === undefined || removed.has(e.subject)) throw e;
+      removed.add(e.subject);
+      opts.warn(
+        e.subject === diffId
+          ? `the cached uncompressed layer ${e.subject} was corrupt and was removed; making it again from the layer's blob (${layer.location})`
+          : `the cached blob ${e.subject} was corrupt and was removed; fetching it again from ${layer.location}`,
+      );
     }
-    throw e;
+  }
+}
+
+async function storeLayer(layer: ImageLayer, diffId: string, store: ContentStore, opts: CacheLayerOptions): Promise<CachedLayer> {
+  if (await store.has(diffId)) {
+    const hit = await store.verify(diffId, opts.signal ? { signal: opts.signal } : {});
+    return { diffId, path: hit.path, size: hit.size, identity: hit.identity, origin: "cache" };
+  }
+  let origin: LayerCompression = "none";
+  try {
+    const blob = verifiedBlob(await layer.open(), { digest: layer.digest, size: layer.size, location: layer.location }, opts.subject);
+    const plain = decompressLayer(blob, layer.mediaType, {
+      maxBytes: opts.maxBytes,
+      subject: opts.subject,
+      onCompression: (c) => {
+        origin = c;
+        opts.progress(c === "none" ? "storing (uncompressed)" : `decompressing (${c})`);
+      },
+    });
+    const put = await store.putVerified(diffId, plain, { maxBytes: opts.maxBytes });
+    // Another build published the same tar first: that file was not hashed here.
+    const identity = put.identity ?? (await store.verify(diffId)).identity;
+    return { diffId, path: put.path, size: put.size, identity, origin };
+  } catch (e) {
+    throw await explain(e, layer, diffId, opts.subject);
   }
 }
 
 /**
- * The blob's bytes, passed through while their digest and count are checked.
- * A byte past the declared size fails at once (a server that streams forever
- * cannot fill the disk); a short blob or a wrong digest fails at its end,
- * which reaches the store's writer as an error, so nothing is published.
+ * The real cause of a failed read of a layer. A flipped byte in a gzip
+ * stream stops the decoder long before the blob's end, where its digest
+ * would have been checked, so a decoding error is followed by a hash of the
+ * blob where it is kept (nothing is fetched): when the blob is wrong, that
+ * is the error to report (and for a cached copy, ECACHE, which gets it
+ * fetched again).
  */
-async function* verifiedBlob(stream: NodeJS.ReadableStream, layer: ImageLayer, subject: string): AsyncGenerator<Uint8Array> {
-  const { algorithm } = parseDigest(layer.digest);
-  const hash = createHash(algorithm);
-  let seen = 0;
-  for await (const chunk of stream as AsyncIterable<Uint8Array | string>) {
-    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-    seen += bytes.byteLength;
-    if (seen > layer.size) {
-      throw new A3sError("ESIZE", `${subject}: blob is larger than the ${layer.size} bytes its descriptor declares`, {
-        subject: layer.digest,
-        hint: "the blob is not the one the manifest names",
-      });
-    }
-    hash.update(bytes);
-    yield bytes;
-  }
-  if (seen !== layer.size) {
-    throw new A3sError("ESIZE", `${subject}: blob has ${seen} bytes but its descriptor declares ${layer.size}`, {
-      subject: layer.digest,
-      hint: "the blob was cut short or is not the one the manifest names",
+async function explain(e: unknown, layer: ImageLayer, diffId: string, subject: string): Promise<unknown> {
+  if (isA3sError(e, "EDIGEST") && e.subject === diffId) {
+    return new A3sError("EDIGEST", `${subject}: its uncompressed content does not match the config's diff_id (${e.message})`, {
+      subject: diffId,
+      hint: "the layer or the image config was altered; nothing was stored",
+      cause: e,
     });
   }
-  const actual = `${algorithm}:${hash.digest("hex")}`;
-  if (actual !== layer.digest) {
-    throw new A3sError("EDIGEST", `${subject}: blob digest mismatch: the manifest says ${layer.digest}, the blob is ${actual}`, {
-      subject: layer.digest,
-      hint: "the blob was corrupted or tampered with; nothing was stored",
-    });
+  const verdictOnBlob = isA3sError(e) && (e.subject === layer.digest || e.code === CORRUPT_BLOB || e.code === "EABORTED");
+  if (verdictOnBlob) return e;
+  try {
+    await layer.verify();
+  } catch (cause) {
+    return cause;
   }
+  return e;
 }

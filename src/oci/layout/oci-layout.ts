@@ -9,6 +9,7 @@ import { MAX_CONFIG_BYTES, parseImageConfig, type OciImageConfig } from "../imag
 import type { ImageLayer, ImagePlatform, ResolvedImage } from "../image.js";
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest } from "../manifest.js";
 import { OCI_INDEX } from "../media-types.js";
+import { checkBlob } from "../verified-blob.js";
 import { chooseFromIndex, formatPlatform, isAttestation, offeredPlatforms, platformMatches, type Platform } from "../platform.js";
 
 /** The annotation that names an image in an OCI layout's index.json (image-spec image-layout.md). */
@@ -29,6 +30,8 @@ export interface LayoutFiles {
   blobSize(digest: string): Promise<number | undefined>;
   /** The blob's bytes as stored (not verified here). */
   openBlob(digest: string): Promise<NodeJS.ReadableStream>;
+  /** Where a blob is, for messages: its file, or its member of an archive. */
+  blobLocation(digest: string): string;
 }
 
 /** What choosing an image from a layout found, beyond the image itself. */
@@ -79,6 +82,7 @@ export function directoryLayout(dir: string): LayoutFiles {
       if (!st?.isFile()) throw missingBlob(root, digest);
       return st.size === 0 ? Readable.from([]) : createReadStream(path, { highWaterMark: 1 << 20 });
     },
+    blobLocation: blobPath,
   };
 }
 
@@ -128,7 +132,9 @@ export async function chooseLayoutImage(files: LayoutFiles, ref: string | undefi
     size: d.size,
     mediaType: d.mediaType,
     diffId: config.rootfs.diff_ids[i] ?? "",
+    location: files.blobLocation(d.digest),
     open: () => files.openBlob(d.digest),
+    verify: async () => checkBlob(await files.openBlob(d.digest), { ...d, location: files.blobLocation(d.digest) }, label),
   }));
   return { image: { reference: label, manifestDigest, config, layers, platform }, warnings };
 }

@@ -1,7 +1,8 @@
 import { A3sError, isA3sError } from "../../errors.js";
 import { Semaphore } from "../../util/concurrency.js";
 import { digestOf, parseDigest } from "../digest.js";
-import { ContentStore } from "../store/content-store.js";
+import { ContentStore, CORRUPT_BLOB } from "../store/content-store.js";
+import type { FileIdentity } from "../../util/file-identity.js";
 import { dockerCredentials, type RegistryCredentials } from "./credentials.js";
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest, type ParsedManifest } from "../manifest.js";
 import { MANIFEST_ACCEPT } from "../media-types.js";
@@ -191,7 +192,8 @@ export class RegistryClient {
     const byDigest = selector.includes(":");
     const subject = `${ref.registry}/${ref.repository}${byDigest ? "@" : ":"}${selector}`;
     if (byDigest && (await this.store.has(selector, expected?.size))) {
-      return this.fromStore(selector, subject, expected?.mediaType, expected);
+      const hit = await this.fromStore(selector, subject, expected?.mediaType, expected);
+      if (hit) return hit;
     }
     if (!byDigest) {
       const head = await this.send(ref, "HEAD", `manifests/${selector}`, subject, { accept: MANIFEST_ACCEPT });
@@ -200,7 +202,8 @@ export class RegistryClient {
       if (head.status === 404) throw await notFound(head, subject, "manifest");
       const named = validDigest(header(head, "docker-content-digest"));
       if (head.status === 200 && named && (await this.store.has(named))) {
-        return this.fromStore(named, subject, header(head, "content-type"));
+        const hit = await this.fromStore(named, subject, header(head, "content-type"));
+        if (hit) return hit;
       }
     }
     const res = await this.send(ref, "GET", `manifests/${selector}`, subject, { accept: MANIFEST_ACCEPT });
@@ -230,8 +233,10 @@ export class RegistryClient {
     return { digest: actual, bytes, manifest, cached: false };
   }
 
-  private async fromStore(digest: string, subject: string, contentType: string | undefined, expected?: Descriptor): Promise<FetchedManifest> {
-    const bytes = await this.store.readBytes(digest);
+  /** A manifest from the store (verified as it is read); undefined when the stored copy was corrupt and was removed. */
+  private async fromStore(digest: string, subject: string, contentType: string | undefined, expected?: Descriptor): Promise<FetchedManifest | undefined> {
+    const bytes = await this.readStored(digest, "manifest");
+    if (!bytes) return undefined;
     const manifest = parseManifest(bytes, subject, contentType);
     checkDescribedType(manifest, expected, subject);
     return { digest, bytes, manifest, cached: true };
@@ -243,7 +248,24 @@ export class RegistryClient {
       throw new A3sError("ESIZE", `blob ${desc.digest} declares ${desc.size} bytes, more than the ${maxBytes} allowed for it`, { subject: desc.digest });
     }
     await this.fetchBlob(ref, desc);
+    const bytes = await this.readStored(desc.digest, "blob");
+    if (bytes) return bytes;
+    await this.fetchBlob(ref, desc);
     return this.store.readBytes(desc.digest);
+  }
+
+  /**
+   * A stored document, hashed as it is read. A copy that does not match its
+   * digest has been removed by the store: the caller fetches it again.
+   */
+  private async readStored(digest: string, what: string): Promise<Buffer | undefined> {
+    try {
+      return await this.store.readBytes(digest);
+    } catch (e) {
+      if (!isA3sError(e, CORRUPT_BLOB)) throw e;
+      this.opts.warn?.(`${e.message}; fetching the ${what} again`);
+      return undefined;
+    }
   }
 
   /**
@@ -252,12 +274,23 @@ export class RegistryClient {
    * at once; an interrupted one resumes where it stopped with a Range request.
    */
   async fetchBlob(ref: ImageReference, desc: Descriptor, opts: FetchBlobOptions = {}): Promise<string> {
+    return (await this.fetchBlobVerified(ref, desc, opts)).path;
+  }
+
+  /**
+   * `fetchBlob`, also returning the identity of the file when this call
+   * stored it (its bytes were hashed as they were written, so it can be read
+   * back without hashing it again); undefined when the store had it before,
+   * and a read must then hash it (ContentStore.open does).
+   */
+  async fetchBlobVerified(ref: ImageReference, desc: Descriptor, opts: FetchBlobOptions = {}): Promise<{ path: string; identity: FileIdentity | undefined }> {
     parseDigest(desc.digest);
-    if (await this.store.has(desc.digest, desc.size)) return this.store.path(desc.digest);
+    const stored = { path: this.store.path(desc.digest), identity: undefined };
+    if (await this.store.has(desc.digest, desc.size)) return stored;
     return this.slots.run(async () => {
-      if (await this.store.has(desc.digest, desc.size)) return this.store.path(desc.digest);
+      if (await this.store.has(desc.digest, desc.size)) return stored;
       checkAborted(opts.signal, desc.digest);
-      return this.store.put(desc.digest, this.blobBytes(ref, desc, opts), { size: desc.size });
+      return this.store.putVerified(desc.digest, this.blobBytes(ref, desc, opts), { size: desc.size });
     });
   }
 

@@ -1,6 +1,7 @@
 import { PassThrough } from "node:stream";
 import type { Descriptor } from "../manifest.js";
 import type { ImageReference } from "../reference.js";
+import type { FileIdentity } from "../../util/file-identity.js";
 import type { FetchBlobOptions, RegistryClient } from "./client.js";
 
 /**
@@ -15,7 +16,7 @@ import type { FetchBlobOptions, RegistryClient } from "./client.js";
 export class LayerDownloads {
   /** Stops every download when the pull ends, whatever state it is in. */
   private readonly abort = new AbortController();
-  private readonly downloads = new Map<number, Promise<string>>();
+  private readonly downloads = new Map<number, Promise<{ path: string; identity: FileIdentity | undefined }>>();
 
   constructor(
     private readonly client: RegistryClient,
@@ -40,13 +41,28 @@ export class LayerDownloads {
     for (const i of needed.slice(1)) this.prefetch(i);
   }
 
-  /** Layer i's blob as stored: from the store once its download is done, or streamed as it downloads. */
+  /**
+   * Layer i's blob: from the store once its download is done, or streamed
+   * as it downloads. A blob read from the store is hashed as it is read
+   * (ContentStore.open), so a copy corrupted on disk fails with ECACHE and
+   * is removed; the next open of the layer then downloads it again.
+   */
   async open(i: number): Promise<NodeJS.ReadableStream> {
     const d = this.descriptors[i]!;
     const pending = this.downloads.get(i);
-    if (pending) await pending;
-    else if (!(await this.client.store.has(d.digest, d.size))) return this.stream(i);
+    if (pending) {
+      this.downloads.delete(i);
+      const { identity } = await pending;
+      // Stored by this pull: hashed as it was written, read back unhashed from that very file.
+      if (identity) return this.client.store.openVerified(d.digest, identity);
+    } else if (!(await this.client.store.has(d.digest, d.size))) return this.stream(i);
     return this.client.store.open(d.digest);
+  }
+
+  /** Hashes layer i's blob if the store has it (see ImageLayer.verify); nothing is downloaded. */
+  async verifyStored(i: number): Promise<void> {
+    const d = this.descriptors[i]!;
+    if (await this.client.store.has(d.digest)) await this.client.store.verify(d.digest);
   }
 
   /** Nothing partial is left running: downloads not needed any more stop and remove their temporaries. */
@@ -57,7 +73,7 @@ export class LayerDownloads {
 
   private prefetch(i: number): void {
     if (this.downloads.has(i)) return;
-    const p = this.client.fetchBlob(this.ref, this.descriptors[i]!, this.fetchOptions(i, this.abort.signal));
+    const p = this.client.fetchBlobVerified(this.ref, this.descriptors[i]!, this.fetchOptions(i, this.abort.signal));
     // Failures surface when the layer is opened; this only keeps an early
     // failure of a later layer from being reported as unhandled.
     p.catch(() => {});
@@ -84,7 +100,7 @@ export class LayerDownloads {
       if (out.destroyed || out.write(b)) return;
       await drained(out);
     };
-    const p = this.client.fetchBlob(this.ref, d, this.fetchOptions(i, mine.signal, feed));
+    const p = this.client.fetchBlobVerified(this.ref, d, this.fetchOptions(i, mine.signal, feed));
     p.then(
       () => {
         if (fed > 0 || d.size === 0) return out.end();

@@ -49,7 +49,9 @@ export async function openRemoteImage(client: RegistryClient, ref: ImageReferenc
     size: d.size,
     mediaType: d.mediaType,
     diffId: diffIds[i] ?? "",
+    location: `${ref.registry}/${ref.repository}@${d.digest}`,
     open: () => downloads.open(i),
+    verify: () => downloads.verifyStored(i),
   }));
   const image: ResolvedImage = { reference, manifestDigest: resolved.manifestDigest, config, layers, platform };
   return { image, resolved, close: () => downloads.close() };
