@@ -6,7 +6,8 @@
 #     on Debian 12, for `mke2fs -d` from a tarball);
 #   - npm packages (npm ci);
 #   - the build: TypeScript to dist/, the static guest programs to guest/build/;
-#   - the guest kernel (Debian's, into the user's cache).
+#   - the guest kernel (Debian's, into the user's cache);
+#   - virtiofsd, where the host has none (Debian 13's, into the user's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,3 +84,6 @@ npm run --silent build
 make -s -C guest >/dev/null
 # The guest kernel: fetched once with apt-get download and cached per version.
 node dist/src/cli/main.js kernel --fetch >/dev/null
+# virtiofsd for virtio-fs shares: the host's where packaged (Debian 13), else
+# Debian 13's, fetched with a private apt configuration into the cache (docs/boot.md).
+node dist/src/cli/main.js virtiofsd --fetch >/dev/null

@@ -15,7 +15,8 @@ import { GuestChannel } from "./guest-channels.js";
 import { detectBootImage } from "./image-kind.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmShare } from "./qemu-command.js";
-import { findVirtiofsd, startVirtiofsd } from "./virtiofsd.js";
+import { dieWithParent } from "./die-with-parent.js";
+import { DEFAULT_VIRTIOFS_SETTINGS, resolveVirtiofsd, startVirtiofsd, type Virtiofsd, type VirtiofsSettings } from "./virtiofsd.js";
 
 export interface RunOptions {
   /** A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory built by a3s-rootfs. */
@@ -39,6 +40,8 @@ export interface RunOptions {
   readonly args?: readonly string[];
   readonly accel?: AcceleratorChoice;
   readonly transport?: ShareTransport | "auto";
+  /** How virtiofsd serves the shares (virtio-fs only); unset fields keep DEFAULT_VIRTIOFS_SETTINGS. */
+  readonly virtiofs?: Partial<VirtiofsSettings>;
   /** Where the agent's output goes live (besides being collected in the result). */
   readonly stdout?: Writable;
   readonly stderr?: Writable;
@@ -113,20 +116,21 @@ async function bootOnce(opts: RunOptions): Promise<RunResult> {
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
 
     const wanted = opts.transport ?? "auto";
-    const virtiofsd = wanted === "9p" ? undefined : await findVirtiofsd();
-    if (wanted === "virtiofs" && !virtiofsd) {
-      throw new A3sError("ETOOL", "virtiofsd is not installed", { hint: "apt-get install virtiofsd (Debian 13), or use --transport 9p" });
-    }
-    const transport: ShareTransport = virtiofsd ? "virtiofs" : "9p";
+    const virtiofsd = wanted === "9p" || (!opts.workspace && !opts.skills) ? undefined : await shareServer(wanted, progress);
+    const transport: ShareTransport = virtiofsd ? "virtiofs" : wanted === "virtiofs" ? "virtiofs" : "9p";
+    const virtiofsSettings = { ...DEFAULT_VIRTIOFS_SETTINGS, ...opts.virtiofs };
     const shares: VmShare[] = [];
     for (const [tag, dir, readOnly] of [["workspace", opts.workspace, false], ["skills", opts.skills, true]] as const) {
       if (dir === undefined) continue;
       const hostPath = await realpath(dir);
       const socket = join(work, `${tag}.vfs.sock`);
-      if (virtiofsd) children.push(await startVirtiofsd(virtiofsd, hostPath, socket, readOnly));
+      if (virtiofsd) children.push(await startVirtiofsd(virtiofsd, { dir: hostPath, socket, readOnly }, virtiofsSettings));
       shares.push({ tag, hostPath, readOnly, socket });
     }
-    progress(`shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}`);
+    progress(
+      `shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}` +
+        (virtiofsd && shares.length ? ` (${virtiofsd.version}, ${virtiofsd.origin}; cache=${virtiofsSettings.cache})` : ""),
+    );
 
     const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
@@ -179,7 +183,8 @@ async function bootOnce(opts: RunOptions): Promise<RunResult> {
     });
 
     started = performance.now();
-    const vm = spawn(qemu, args, { stdio: ["ignore", "ignore", "pipe"] });
+    const vmCommand = dieWithParent(qemu, args);
+    const vm = spawn(vmCommand.file, vmCommand.args, { stdio: ["ignore", "ignore", "pipe"] });
     children.push(vm);
     let qemuStderr = "";
     vm.stderr?.on("data", (b: Buffer) => (qemuStderr = (qemuStderr + b.toString()).slice(-8192)));
@@ -270,6 +275,26 @@ async function bootOnce(opts: RunOptions): Promise<RunResult> {
     channels.forEach((c) => c.close());
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The virtiofsd for a run's shares (virtiofsd.ts: the host's, the cached one,
+ * or one provisioned now), or undefined for 9p. With "auto", a virtiofsd
+ * that cannot be provisioned (no network) means 9p, said in the progress
+ * line; a cached one that fails verification is an error either way.
+ */
+async function shareServer(wanted: ShareTransport | "auto", progress: (m: string) => void): Promise<Virtiofsd | undefined> {
+  try {
+    const found = await resolveVirtiofsd({ cache: cacheRoot(), provision: true, progress });
+    if (found) return found;
+  } catch (e) {
+    if (wanted === "virtiofs" || (e instanceof A3sError && e.code === "EVIRTIOFSD")) throw e;
+    progress(`virtiofsd: ${(e as Error).message.split("\n")[0]}; sharing over 9p instead`);
+  }
+  if (wanted === "virtiofs") {
+    throw new A3sError("ETOOL", "no virtiofsd could be found or provisioned", { hint: "run: a3s-rootfs virtiofsd --fetch, or use --transport 9p" });
+  }
+  return undefined;
 }
 
 function signalName(n: number): string | null {
