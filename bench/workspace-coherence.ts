@@ -6,7 +6,7 @@
 // Times are upper bounds: they include the 10 ms poll and the stdout channel.
 // With several rounds, each cell is the longest time seen.
 //
-// Run: npm run build && node dist/bench/workspace-coherence.js [--rounds N] [--kernel FILE]
+// Run: npm run build && node dist/bench/workspace-coherence.js [--rounds N] [--kernel FILE] [--name RESULTS]
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -176,7 +176,9 @@ async function measure(image: string, mode: Mode, kernel: string | undefined): P
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { kernel: { type: "string" }, rounds: { type: "string", default: "1" } } });
+  const { values } = parseArgs({
+    options: { kernel: { type: "string" }, rounds: { type: "string", default: "1" }, name: { type: "string", default: "workspace-coherence" } },
+  });
   const rounds = Number(values.rounds);
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-coherence-"));
   try {
@@ -219,8 +221,8 @@ async function main(): Promise<void> {
           `${cell(m, "growSize")} | ${cell(m, "growReopen")} | ${cell(m, "newFile")} | ${cell(m, "renameReopen")} |`,
       ),
     ];
-    writeResults("workspace-coherence", { machine: machineLine(), virtiofsd: virtiofsd?.version, outcomes }, lines.join("\n"));
-    say("wrote bench/results/workspace-coherence.md and .json");
+    writeResults(values.name as string, { machine: machineLine(), virtiofsd: virtiofsd?.version, outcomes }, lines.join("\n"));
+    say(`wrote bench/results/${values.name}.md and .json`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -129,7 +129,7 @@ async function bootOnce(opts: RunOptions): Promise<RunResult> {
     }
     progress(
       `shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}` +
-        (virtiofsd && shares.length ? ` (${virtiofsd.version}, ${virtiofsd.origin}; cache=${virtiofsSettings.cache})` : ""),
+        (virtiofsd && shares.length ? ` (${virtiofsd.version}, ${virtiofsd.origin === "host" ? "the host's" : "provisioned"}; cache=${virtiofsSettings.cache})` : ""),
     );
 
     const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
@@ -288,7 +288,7 @@ async function shareServer(wanted: ShareTransport | "auto", progress: (m: string
     const found = await resolveVirtiofsd({ cache: cacheRoot(), provision: true, progress });
     if (found) return found;
   } catch (e) {
-    if (wanted === "virtiofs" || (e instanceof A3sError && e.code === "EVIRTIOFSD")) throw e;
+    if (wanted === "virtiofs" || (e instanceof A3sError && e.code === "ECORRUPT")) throw e;
     progress(`virtiofsd: ${(e as Error).message.split("\n")[0]}; sharing over 9p instead`);
   }
   if (wanted === "virtiofs") {

@@ -58,7 +58,7 @@ export async function readManifest(dir: string): Promise<VirtiofsdManifest | und
   try {
     m = JSON.parse(raw) as VirtiofsdManifest;
   } catch {
-    throw new A3sError("EVIRTIOFSD", `${join(dir, MANIFEST)} is not valid JSON: the cached virtiofsd is damaged`, {
+    throw new A3sError("ECORRUPT", `${join(dir, MANIFEST)} is not valid JSON: the cached virtiofsd is damaged`, {
       subject: join(dir, MANIFEST),
       hint: "run: a3s-rootfs virtiofsd --fetch (it replaces a damaged bundle)",
     });
@@ -95,7 +95,7 @@ export async function verifyBundle(dir: string, m: VirtiofsdManifest): Promise<v
 
 function damaged(dir: string, path: string, why: string): A3sError {
   const file = join(dir, path);
-  return new A3sError("EVIRTIOFSD", `the cached virtiofsd file ${file} ${why}; it will not be run`, {
+  return new A3sError("ECORRUPT", `the cached virtiofsd file ${file} ${why}; it will not be run`, {
     subject: file,
     hint: "run: a3s-rootfs virtiofsd --fetch (it provisions a fresh copy and replaces the damaged one)",
   });
