@@ -35,6 +35,8 @@ export interface AptPackage {
 export class PrivateApt {
   private constructor(
     private readonly root: string,
+    /** For messages: "trixie (http://deb.debian.org/debian), ...". */
+    private readonly suites: string,
     private readonly options: readonly string[],
   ) {}
 
@@ -70,12 +72,23 @@ export class PrivateApt {
     ]
       .filter(([, v]) => v !== "")
       .flatMap(([k, v]) => ["-o", `${k}=${v}`]);
-    return new PrivateApt(root, options);
+    return new PrivateApt(root, sources.map((s) => `${s.suite} (${s.uri})`).join(", "), options);
   }
 
-  /** Downloads and verifies the suites' package lists. */
+  /**
+   * Downloads and verifies the suites' package lists. `--error-on=any`: by
+   * default apt-get update exits 0 when a list could not be fetched, and
+   * the failure would only show later as a package that does not exist.
+   */
   async update(): Promise<void> {
-    await runTool(requireTool("apt-get", "apt"), [...this.options, "-q", "update"]);
+    await runTool(requireTool("apt-get", "apt"), [...this.options, "-q", "--error-on=any", "update"]).catch((e: Error) => {
+      // apt's own "E:" lines say what failed; the command line is all temporary paths.
+      const why = e.message.split("\n").filter((l) => /^E: /.test(l)).map((l) => l.slice(3).trim()).join("; ") || e.message;
+      throw new A3sError("EAPT", `cannot read the package lists of ${this.suites}: ${why}`, {
+        hint: "check that deb.debian.org is reachable (a proxy for apt goes in /etc/apt/apt.conf.d)",
+        cause: e,
+      });
+    });
   }
 
   /** The candidate version of each package, with the SHA256 its signed index lists. */
@@ -89,10 +102,7 @@ export class PrivateApt {
       const sha256 = field("SHA256");
       const filename = field("Filename");
       if (!version || !sha256 || !filename) {
-        throw new A3sError("EAPT", `apt found no package ${name} in ${this.root}/sources.list`, {
-          subject: name,
-          hint: "check that deb.debian.org is reachable (a proxy goes in /etc/apt/apt.conf.d)",
-        });
+        throw new A3sError("EAPT", `apt found no package ${name} in ${this.suites}`, { subject: name });
       }
       out.push({ name, version, sha256, filename });
     }
