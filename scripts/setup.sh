@@ -9,6 +9,7 @@
 #   - the guest kernels, into the user's cache: Debian's generic kernel, and
 #     the microVM kernel built from Debian's linux-source (minutes, once per
 #     source version and config; later runs find it cached).
+#   - virtiofsd, where the host has none (Debian 13's, into the user's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -95,5 +96,8 @@ make -s -C guest >/dev/null
 # per version; then the microVM kernel, built once per source version and
 # config hash (minutes; `run` prefers it once it is there).
 node dist/src/cli/main.js kernel --fetch >/dev/null
+# virtiofsd for virtio-fs shares: the host's where packaged (Debian 13), else
+# Debian 13's, fetched with a private apt configuration into the cache (docs/boot.md).
+node dist/src/cli/main.js virtiofsd --fetch >/dev/null
 log "building the microVM kernel (minutes the first time; cached after)"
 node dist/src/cli/main.js kernel build >/dev/null

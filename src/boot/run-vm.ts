@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, copyFile, realpath, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, copyFile, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
@@ -16,8 +16,10 @@ import { hostTscKhz } from "./host-tsc.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
 import { resolveKernel } from "./resolve-kernel.js";
-import { qemuArgs, type VmShare, type VmSpec } from "./qemu-command.js";
-import { findVirtiofsd, startVirtiofsd } from "./virtiofsd.js";
+import { qemuArgs, type VmSpec } from "./qemu-command.js";
+import { startShares } from "./shares.js";
+import type { VirtiofsSettings } from "./virtiofsd.js";
+import { dieWithParent } from "./die-with-parent.js";
 
 export interface RunOptions {
   /** A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory built by a3s-rootfs. */
@@ -41,6 +43,8 @@ export interface RunOptions {
   readonly args?: readonly string[];
   readonly accel?: AcceleratorChoice;
   readonly transport?: ShareTransport | "auto";
+  /** How virtiofsd serves the shares (virtio-fs only); unset fields keep DEFAULT_VIRTIOFS_SETTINGS. */
+  readonly virtiofs?: Partial<VirtiofsSettings>;
   /** Where the agent's output goes live (besides being collected in the result). */
   readonly stdout?: Writable;
   readonly stderr?: Writable;
@@ -109,8 +113,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     const kernel = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: work, progress });
     const decision = await chooseAccelerator(opts.accel ?? "auto", qemu, kernel.kernelPath, cacheRoot());
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
-    const { transport, shares } = await startShares(opts, work, started);
-    progress(`shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}`);
+    const { transport, shares } = await startShares(opts, work, started.children, progress);
     const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
 
@@ -169,25 +172,6 @@ async function checkShareDirectories(opts: RunOptions): Promise<void> {
       throw new A3sError("EUSAGE", `the ${what} ${dir} is not a directory`, { subject: dir });
     }
   }
-}
-
-/** The transport (virtio-fs where a virtiofsd is installed, else 9p) and one share per directory, virtiofsd started for each. */
-async function startShares(opts: RunOptions, work: string, started: StartedProcesses): Promise<{ transport: ShareTransport; shares: VmShare[] }> {
-  const wanted = opts.transport ?? "auto";
-  const virtiofsd = wanted === "9p" ? undefined : await findVirtiofsd();
-  if (wanted === "virtiofs" && !virtiofsd) {
-    throw new A3sError("ETOOL", "virtiofsd is not installed", { hint: "apt-get install virtiofsd (Debian 13), or use --transport 9p" });
-  }
-  const transport: ShareTransport = virtiofsd ? "virtiofs" : "9p";
-  const shares: VmShare[] = [];
-  for (const [tag, dir, readOnly] of [["workspace", opts.workspace, false], ["skills", opts.skills, true]] as const) {
-    if (dir === undefined) continue;
-    const hostPath = await realpath(dir);
-    const socket = join(work, `${tag}.vfs.sock`);
-    if (virtiofsd) started.children.push(await startVirtiofsd(virtiofsd, hostPath, socket, readOnly));
-    shares.push({ tag, hostPath, readOnly, socket });
-  }
-  return { transport, shares };
 }
 
 /**
@@ -259,7 +243,9 @@ async function runVm(
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; exitMs: number; timedOut: boolean }> {
   guest.vmStarted();
   const t0 = performance.now();
-  const vm = spawn(qemu, args, { stdio: ["ignore", "ignore", "pipe"] });
+  // The VM dies with this process even when it is SIGKILLed (die-with-parent.ts).
+  const vmCommand = dieWithParent(qemu, args);
+  const vm = spawn(vmCommand.file, vmCommand.args, { stdio: ["ignore", "ignore", "pipe"] });
   started.children.push(vm);
   let stderr = "";
   vm.stderr?.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-8192)));

@@ -7,6 +7,7 @@ import { registerDemoCommand } from "./demo-command.js";
 import { registerInspectCommand } from "./inspect-command.js";
 import { registerKernelCommand } from "./kernel-command.js";
 import { registerRunCommand } from "./run-command.js";
+import { registerVirtiofsdCommand } from "./virtiofsd-command.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -37,5 +38,6 @@ registerRunCommand(program);
 registerInspectCommand(program);
 registerKernelCommand(program);
 registerCacheCommand(program);
+registerVirtiofsdCommand(program);
 
 await program.parseAsync(process.argv);
