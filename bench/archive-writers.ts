@@ -13,9 +13,9 @@ import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlink
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { writeArchiveFile } from "../src/outputs/compress.js";
-import { cpioProducer } from "../src/outputs/cpio.js";
-import { tarProducer } from "../src/outputs/tar.js";
+import { writeArchiveFile } from "../src/formats/archive/index.js";
+import { cpioProducer } from "../src/formats/newc/index.js";
+import { tarProducer } from "../src/formats/tar/index.js";
 import { RootfsTree } from "../src/tree/index.js";
 import { machineLine, median, writeResults } from "./stats.js";
 

@@ -10,7 +10,7 @@
 // runs /init from an initramfs, so /init leads to the native init.
 import { stat } from "node:fs/promises";
 import { RootfsBuilder, writeOutputs } from "../src/index.js";
-import { guestProgramPath } from "../src/layout/guest-programs.js";
+import { guestProgramPath } from "../src/programs/index.js";
 import { busyboxSource } from "../src/sources/busybox.js";
 import { debootstrapSource } from "../src/sources/debootstrap.js";
 import { bytesContent, type RootfsTree } from "../src/tree/index.js";

@@ -17,8 +17,8 @@ import { chooseAccelerator, type Accelerator } from "../src/boot/accelerator.js"
 import { padClearOfFirmwareTables, prepareBootMedia } from "../src/boot/boot-media.js";
 import { debianKernel } from "../src/boot/debian-kernel.js";
 import { runRootfs } from "../src/boot/run-vm.js";
-import { findVirtiofsd } from "../src/boot/virtiofsd.js";
-import { guestProgramPath } from "../src/layout/guest-programs.js";
+import { findHostVirtiofsd } from "../src/boot/virtiofsd.js";
+import { guestProgramPath } from "../src/programs/index.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
 import { buildBusyboxNative, buildDebianNative, buildScratchDemo } from "./boot-images.js";
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     };
     // The scratch image boots as runRootfs would boot it: with this kernel's
     // modules appended (9p here unless virtiofsd is installed).
-    const transport = (await findVirtiofsd()) ? "virtiofs" : "9p";
+    const transport = (await findHostVirtiofsd()) ? "virtiofs" : "9p";
     const media = await prepareBootMedia({ kind: "cpio", image: images.scratch, kernel, transport, workDir: work });
     const sizes = initramfsSizes(images.scratch, media.initrd, media.modules.length, transport);
     // The native images boot without prepareBootMedia, so they get its padding here (see boot-media.ts).

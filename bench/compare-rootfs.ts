@@ -16,7 +16,7 @@ import { chooseAccelerator } from "../src/boot/accelerator.js";
 import { debianKernel } from "../src/boot/debian-kernel.js";
 import { runRootfs } from "../src/boot/run-vm.js";
 import { RootfsBuilder } from "../src/index.js";
-import { guestProgramPath } from "../src/layout/guest-programs.js";
+import { guestProgramPath } from "../src/programs/index.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
 import { EPOCH } from "./boot-images.js";

@@ -9,12 +9,10 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createErofsWriter } from "../src/outputs/erofs.js";
-import { ext4Output } from "../src/outputs/ext4.js";
-import { ext4ImageSize } from "../src/outputs/image-size.js";
+import { createErofsWriter, ext4Output, squashfsOutput } from "../src/outputs/registry.js";
+import { ext4ImageSize } from "../src/formats/ext4/index.js";
 import type { OutputWriter } from "../src/outputs/output.js";
-import { squashfsOutput } from "../src/outputs/squashfs.js";
-import { readDirectoryTree } from "../src/sources/dir-reader.js";
+import { readDirectoryTree } from "../src/formats/dir/index.js";
 import { machineLine, median, timeRuns, writeResults } from "./stats.js";
 
 const RUNS = 3;

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ContentStore } from "../src/oci/content-store.js";
+import { ContentStore } from "../src/oci/store/content-store.js";
 import { ociLayoutSource } from "../src/sources/oci-layout-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { imageDifferences } from "../test/helpers/image-compare.js";

@@ -15,9 +15,9 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ContentStore } from "../src/oci/content-store.js";
+import { ContentStore } from "../src/oci/store/content-store.js";
 import type { RootfsTree } from "../src/tree/index.js";
-import { materialiseTree } from "../src/outputs/materialise.js";
+import { materialiseTree } from "../src/formats/dir/index.js";
 import { dockerRegistrySource } from "../src/sources/docker-registry-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { startRegistry } from "../test/helpers/registry.js";

@@ -15,6 +15,7 @@
  *   --signal-init SIG   after the report, send SIG to PID 1 (init forwards
  *                       SIGTERM/SIGINT/SIGHUP back: use with --wait-signal)
  *   --stderr TEXT       write TEXT and a newline to stderr after the report
+ *   --delay MS          sleep MS milliseconds before anything else
  *
  * Static, one file: make -C guest
  */
@@ -363,7 +364,7 @@ int main(int argc, char **argv)
 	int nwrites = 0, exit_code = -1, kill_sig = 0, n_orphans = -1, wait_sig = 0;
 	int init_sig = 0;
 	int spawned = 0, reaped = 0;
-	long sleep_for = 0;
+	long sleep_for = 0, delay = 0;
 	double orphan_ms = 0;
 	struct utsname u;
 	char cwd[4096], host[256], cap[32];
@@ -396,6 +397,8 @@ int main(int argc, char **argv)
 			sleep_for = number(o, v, 86400000L);
 		else if (!strcmp(o, "--stderr"))
 			stderr_text = v;
+		else if (!strcmp(o, "--delay"))
+			delay = number(o, v, 86400000L);
 		else {
 			fprintf(stderr, "a3s-probe: bad option: %s %s\n", o, v);
 			return 2;
@@ -408,6 +411,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	if (wait_sig)
 		sigprocmask(SIG_BLOCK, &set, NULL);
+	sleep_ms(delay);
 	if (n_orphans >= 0)
 		orphans(n_orphans, &spawned, &reaped, &orphan_ms);
 

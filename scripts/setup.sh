@@ -6,7 +6,10 @@
 #     on Debian 12, for `mke2fs -d` from a tarball);
 #   - npm packages (npm ci);
 #   - the build: TypeScript to dist/, the static guest programs to guest/build/;
-#   - the guest kernel (Debian's, into the user's cache).
+#   - the guest kernels, into the user's cache: Debian's generic kernel, and
+#     the microVM kernel built from Debian's linux-source (minutes, once per
+#     source version and config; later runs find it cached).
+#   - virtiofsd, where the host has none (Debian 13's, into the user's cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +22,12 @@ declare -A TOOLS=(
   [qemu-system-x86_64]=qemu-system-x86 [hyperfine]=hyperfine [modinfo]=kmod [setpriv]=util-linux
   [docker-registry]=docker-registry [skopeo]=skopeo [umoci]=umoci [htpasswd]=apache2-utils [openssl]=openssl
   [mmdebstrap]=mmdebstrap
+  # Building the microVM kernel (a3s-rootfs kernel build).
+  [make]=make [gcc]=gcc [flex]=flex [bison]=bison [bc]=bc [perl]=perl
 )
+# Headers the kernel's host tools build against: objtool (libelf), and the
+# certificate tools kbuild builds when a config asks for module signing (openssl).
+declare -A HEADERS=([/usr/include/libelf.h]=libelf-dev [/usr/include/openssl/ssl.h]=libssl-dev)
 TIME_BIN=/usr/bin/time
 
 missing=()
@@ -27,6 +35,9 @@ for tool in "${!TOOLS[@]}"; do
   PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 || missing+=("${TOOLS[$tool]}")
 done
 [ -x "$TIME_BIN" ] || missing+=(time)
+for header in "${!HEADERS[@]}"; do
+  [ -e "$header" ] || missing+=("${HEADERS[$header]}")
+done
 
 e2fs_ok() {
   local v
@@ -81,5 +92,12 @@ fi
 log "building"
 npm run --silent build
 make -s -C guest >/dev/null
-# The guest kernel: fetched once with apt-get download and cached per version.
+# The guest kernels: Debian's, fetched once with apt-get download and cached
+# per version; then the microVM kernel, built once per source version and
+# config hash (minutes; `run` prefers it once it is there).
 node dist/src/cli/main.js kernel --fetch >/dev/null
+# virtiofsd for virtio-fs shares: the host's where packaged (Debian 13), else
+# Debian 13's, fetched with a private apt configuration into the cache (docs/boot.md).
+node dist/src/cli/main.js virtiofsd --fetch >/dev/null
+log "building the microVM kernel (minutes the first time; cached after)"
+node dist/src/cli/main.js kernel build >/dev/null

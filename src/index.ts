@@ -1,21 +1,38 @@
-// The public API of a3s-rootfs.
+// The public API of a3s-rootfs, listed by name. docs/api.md documents every
+// name exported here with an example (test/api.test.ts checks that it does);
+// anything not listed is internal and may change without notice.
+
+// Errors
 export { A3sError, isA3sError } from "./errors.js";
-export * from "./tree/index.js";
-export * from "./layout/index.js";
-export * from "./agent/index.js";
-export { RootfsBuilder, type BuildResult, type FileInput } from "./build/rootfs-builder.js";
-export { sourceDateEpoch } from "./build/epoch.js";
-export type { RootfsSource, SourceContext } from "./sources/source.js";
-export { parseSourceSpec } from "./sources/parse-source.js";
-export { readDirectoryTree } from "./sources/dir-reader.js";
-export * from "./outputs/output.js";
-export { writeOutputs, parseOutputSpec } from "./outputs/write-outputs.js";
-export { readElfFile, readElfContent, type ElfInfo } from "./audit/elf.js";
-export { listEntries, type EntryListing } from "./audit/list-entries.js";
+
+// Building a rootfs
+export { RootfsBuilder, type BuildResult, type FileInput } from "./builder/rootfs-builder.js";
+export { findAgentBinary, type FindAgentOptions } from "./programs/find-agent-binary.js";
+export { guestProgramPath, type GuestProgram } from "./programs/guest-programs.js";
+export { parseSourceSpec, type SourceOptions } from "./sources/parse-source.js";
+export type { RootfsSource, SourceContext, SourceResult } from "./sources/source.js";
+export type { AgentDefaults } from "./layout/apply-guest-config.js";
+export { DEFAULT_LAYOUT, type GuestLayout } from "./layout/guest-layout.js";
+
+// The tree
+export { RootfsTree, type MetadataInit, type TreeEntry } from "./tree/rootfs-tree.js";
+export type { EntryKind, Inode } from "./tree/inode.js";
+export { bytesContent, readContent, type ContentRef } from "./tree/content.js";
+export { readDirectoryTree } from "./formats/dir/reader.js";
+
+// Writing outputs
+export { parseOutputSpec, writeOutputs } from "./outputs/write-outputs.js";
+export { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec } from "./outputs/output.js";
+
+// Booting
+export { runRootfs, type BootTimeline, type RunOptions, type RunResult } from "./boot/run-vm.js";
+export { debianKernel } from "./boot/debian-kernel.js";
+export type { KernelBundle } from "./boot/kernel-bundle.js";
+
+// Inspecting
+export { openInspectTarget, type InspectTarget } from "./audit/open-target.js";
 export { auditTree, type AuditOptions } from "./audit/audit.js";
 export type { AuditReport } from "./audit/audit-report.js";
 export { FINDING_SEVERITY, type Finding } from "./audit/findings.js";
-export { openInspectTarget } from "./audit/open-target.js";
-export { runRootfs, type RunOptions, type RunResult, type BootTimeline } from "./boot/run-vm.js";
-export { debianKernel } from "./boot/debian-kernel.js";
-export type { KernelBundle } from "./boot/kernel-bundle.js";
+export { listEntries, type EntryListing } from "./audit/list-entries.js";
+export { readElfFile, type ElfInfo } from "./formats/elf/elf.js";

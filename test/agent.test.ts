@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { chmodSync, copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { checkAgentBinary, findAgentBinary, isA3sError, readElfFile, RootfsBuilder } from "../src/index.js";
+import { findAgentBinary, isA3sError, readElfFile, RootfsBuilder } from "../src/index.js";
+import { checkAgentBinary } from "../src/programs/index.js";
 import { compileTestBinary } from "./helpers/static-binary.js";
 import { tempDir } from "./helpers/temp-dir.js";
 

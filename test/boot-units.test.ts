@@ -1,16 +1,19 @@
 // The boot path's pure parts, without starting a VM.
 import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { controlLinesInConsole, LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
 import { debianKernel } from "../src/boot/debian-kernel.js";
+import { tscKhzFromCpuinfo } from "../src/boot/host-tsc.js";
 import { detectBootImage } from "../src/boot/image-kind.js";
 import { modulesFor } from "../src/boot/kernel-bundle.js";
 import { parseModinfo } from "../src/boot/modinfo.js";
 import { moduleLoadOrder } from "../src/boot/module-closure.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
 import { isA3sError, RootfsBuilder } from "../src/index.js";
+import { findExecutable } from "../src/util/host-tool.js";
 import { compileTestBinary } from "./helpers/static-binary.js";
 import { tempDir } from "./helpers/temp-dir.js";
 
@@ -107,13 +110,21 @@ describe("kernel modules", () => {
     assert.throws(() => moduleLoadOrder(["virtio"], available, new Set()), (e) => isA3sError(e, "EMODULE") && /needs virtio_ring/.test(e.message));
   });
 
-  it("reads name and depends from a real module's .modinfo, and picks a feature's modules with their dependencies in load order", async () => {
+  it("reads name and depends from every module of the Debian kernel as kmod's modinfo does", async () => {
     const bundle = await debianKernel({ offline: true });
-    const erofs = bundle.modules.find((m) => m.name === "erofs");
-    assert.ok(erofs, "the cached Debian kernel has erofs as a module");
-    const info = parseModinfo(readFileSync(erofs.path), erofs.path);
-    assert.equal(info.name, "erofs");
-    assert.deepEqual([...info.depends], [...erofs.depends]);
+    const modinfo = findExecutable("modinfo");
+    assert.ok(modinfo, "modinfo (Debian package kmod) is installed");
+    assert.ok(bundle.modules.length > 10, "the cached Debian kernel has its modules");
+    for (const m of bundle.modules) {
+      const info = parseModinfo(readFileSync(m.path), m.path);
+      const field = (f: string): string => execFileSync(modinfo, ["-F", f, m.path], { encoding: "utf8" }).trim();
+      assert.equal(info.name, field("name"), m.path);
+      assert.deepEqual([...info.depends], field("depends").split(",").filter(Boolean), m.path);
+    }
+  });
+
+  it("picks a feature's modules with their dependencies in load order", async () => {
+    const bundle = await debianKernel({ offline: true });
     const picked = modulesFor(bundle, ["9pnet_virtio", "9p"]).map((m) => m.name);
     const position = (n: string) => picked.indexOf(n);
     assert.ok(position("virtio_ring") < position("virtio") && position("virtio") < position("9pnet_virtio"));
@@ -123,5 +134,27 @@ describe("kernel modules", () => {
 
   it("refuses a file that is not a kernel module", () => {
     assert.throws(() => parseModinfo(readFileSync(compileTestBinary()), "agent"), (e) => isA3sError(e, "EMODULE"));
+  });
+});
+
+describe("the host's TSC rate", () => {
+  it("is bogomips / 2 MHz where the TSC has a constant rate, and unknown otherwise ('cpu MHz' is not it)", () => {
+    const cpuinfo = "processor\t: 0\ncpu MHz\t\t: 1200.000\nflags\t\t: fpu tsc constant_tsc nonstop_tsc\nbogomips\t: 5199.99\n";
+    assert.equal(tscKhzFromCpuinfo(cpuinfo), 2599995);
+    assert.equal(tscKhzFromCpuinfo(cpuinfo.replace(" constant_tsc", "")), undefined);
+    assert.equal(tscKhzFromCpuinfo("cpu MHz\t\t: 2600.000\n"), undefined);
+  });
+
+  it("agrees with the kernel's own TSC calibration on this host, where dmesg can be read", (t) => {
+    const dmesg = spawnSync("dmesg", [], { encoding: "utf8" });
+    // The refined calibration, when the kernel logged one, is its last word on the rate.
+    const detected = [...(dmesg.stdout ?? "").matchAll(/tsc: (?:Refined TSC clocksource calibration: |Detected )([\d.]+) MHz/g)].at(-1);
+    const ours = tscKhzFromCpuinfo(readFileSync("/proc/cpuinfo", "utf8"));
+    if (!detected || ours === undefined) {
+      t.skip(detected ? "this CPU has no constant_tsc" : "the kernel log cannot be read here");
+      return;
+    }
+    const kernelKhz = Number(detected[1]) * 1000;
+    assert.ok(Math.abs(ours - kernelKhz) <= 10, `bogomips says ${ours} kHz, the kernel ${kernelKhz} kHz`);
   });
 });

@@ -68,14 +68,18 @@ describe("booting in a microvm", () => {
     assert.ok(r.timeline.initStartMs !== null && r.timeline.agentStartMs !== null && r.timeline.agentStartMs > r.timeline.initStartMs);
   });
 
-  it("erofs disk: the agent's exit status and stderr come back separately", async () => {
+  it("run (CLI) on an erofs disk with --user: the agent runs as that user, its status and stderr come back separately", async () => {
     const dir = tempDir();
     const image = await buildProbeImage(dir, "erofs", "rootfs.erofs");
-    const r = await boot({ image, args: ["--exit", "7", "--stderr", "a line on stderr"] });
-    assert.equal(r.exitCode, 7);
-    assert.equal(r.stderr, "a line on stderr\n");
-    assert.equal(report(r.stdout).root.writable, false);
-    assert.equal(r.setupError, null);
+    const r = runCli(["run", image, "--user", "1000:2000", "--json", "--", "--exit", "7", "--stderr", "a line on stderr"]);
+    assert.equal(r.status, 7, r.stderr);
+    const result = JSON.parse(r.stdout);
+    assert.equal(result.exitCode, 7);
+    assert.equal(result.stderr, "a line on stderr\n");
+    assert.equal(result.setupError, null);
+    const p = report(result.stdout);
+    assert.deepEqual([p.uid, p.gid], [1000, 2000]);
+    assert.equal(p.root.writable, false);
   });
 
   it("ext4 disk: --user drops to nobody and the orphans the agent leaves are reaped", async () => {

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, it } from "node:test";
 import { isA3sError } from "../src/errors.js";
-import { ContentStore, parseDigest } from "../src/oci/content-store.js";
+import { ContentStore, CorruptBlobError } from "../src/oci/store/content-store.js";
+import { parseDigest } from "../src/oci/digest.js";
 import { tempDir } from "./helpers/temp-dir.js";
 
 const sha = (b: Buffer): string => `sha256:${createHash("sha256").update(b).digest("hex")}`;
@@ -74,7 +75,7 @@ describe("content store", () => {
     writeFileSync(src, data);
     const script = `
       import { createReadStream } from "node:fs";
-      import { ContentStore } from ${JSON.stringify(new URL("../src/oci/content-store.js", import.meta.url).href)};
+      import { ContentStore } from ${JSON.stringify(new URL("../src/oci/store/content-store.js", import.meta.url).href)};
       await new ContentStore(process.argv[1]).put(process.argv[2], createReadStream(process.argv[3], { highWaterMark: 4096 }));
       process.stdout.write("ok");`;
     const run = promisify(execFile);
@@ -83,6 +84,50 @@ describe("content store", () => {
     const store2 = new ContentStore(join(root2, "store"));
     assert.deepEqual(readFileSync(store2.path(digest)), data);
     assert.deepEqual(readdirSync(join(store2.root, "tmp")), []);
+  });
+
+  it("hashes every read: a blob corrupted on disk fails at its end with ECACHE, is removed, and no reader sees a clean end", async () => {
+    const store = new ContentStore(tempDir());
+    const data = randomBytes(3 * 1024 * 1024 + 5);
+    const digest = sha(data);
+    const path = await store.put(digest, chunks(data, 65536));
+    const flipped = Buffer.from(data);
+    flipped[2_000_000] = (flipped[2_000_000] as number) ^ 1;
+    writeFileSync(path, flipped);
+    let seen = 0;
+    await assert.rejects(
+      (async () => {
+        for await (const c of store.open(digest)) seen += (c as Buffer).length;
+      })(),
+      (e: unknown) => e instanceof CorruptBlobError && isA3sError(e, "ECACHE") && e.removed && e.actual === sha(flipped) && e.message.includes(digest),
+    );
+    assert.ok(seen < data.length, "the last chunk was held back");
+    assert.equal(existsSync(path), false, "the bad blob was removed");
+
+    await store.put(digest, chunks(data));
+    assert.equal((await store.verify(digest)).size, data.length);
+    writeFileSync(path, data.subarray(0, 1000));
+    await assert.rejects(store.readBytes(digest), (e: unknown) => isA3sError(e, "ECACHE"));
+    await store.put(digest, chunks(data));
+    writeFileSync(path, flipped);
+    await assert.rejects(store.verify(digest, { remove: false }), (e: unknown) => e instanceof CorruptBlobError && !e.removed);
+    assert.equal(existsSync(path), true, "remove: false keeps it");
+  });
+
+  it("never replaces a published blob: a second writer gets no identity, and the first writer's identity still holds", async () => {
+    const store = new ContentStore(tempDir());
+    const data = randomBytes(100_000);
+    const digest = sha(data);
+    const first = await store.putVerified(digest, chunks(data));
+    const second = await store.putVerified(digest, chunks(data));
+    assert.ok(first.identity);
+    assert.equal(second.identity, undefined);
+    const stream = await store.openVerified(digest, first.identity);
+    let n = 0;
+    for await (const c of stream) n += (c as Buffer).length;
+    assert.equal(n, data.length);
+    writeFileSync(first.path, data);
+    await assert.rejects(store.openVerified(digest, first.identity), (e: unknown) => isA3sError(e, "ECONTENT") && /changed after it was verified/.test(e.message));
   });
 
   it("collects blobs not kept and stale temporaries, and lists the rest", async () => {

@@ -3,8 +3,8 @@ import { execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { createErofsWriter, erofsOutput } from "../src/outputs/erofs.js";
-import { mkfsErofsCapabilities } from "../src/outputs/image-tools.js";
+import { createErofsWriter, erofsOutput } from "../src/outputs/registry.js";
+import { mkfsErofsCapabilities } from "../src/formats/image/index.js";
 import { findExecutable } from "../src/util/host-tool.js";
 import { imageDifferences } from "./helpers/image-compare.js";
 import { readErofs } from "./helpers/image-readers.js";
@@ -19,14 +19,14 @@ describe("erofs output", { skip: (!isRoot && "the readers extract with owners, w
   it("writes every entry kind exactly (lz4hc), read back with fsck.erofs --extract and dump.erofs", async () => {
     const tree = imageSampleTree();
     const image = await buildImage(erofsOutput, tree, "rootfs.erofs");
-    assert.deepEqual(imageDifferences(readErofs(image), await expectedView(tree)), []);
+    assert.deepEqual(imageDifferences(await readErofs(image), await expectedView(tree)), []);
     assert.match(execFileSync("dump.erofs", ["-s", image], { encoding: "utf8" }), /Filesystem UUID:\s+[0-9a-f]{8}-[0-9a-f]{4}-8/);
   });
 
   it("writes the same tree uncompressed when asked, and the compressed image is smaller", async () => {
     const tree = imageSampleTree();
     const plain = await buildImage(createErofsWriter({ compression: "none" }), tree, "plain.erofs");
-    assert.deepEqual(imageDifferences(readErofs(plain), await expectedView(tree)), []);
+    assert.deepEqual(imageDifferences(await readErofs(plain), await expectedView(tree)), []);
     const packed = await buildImage(erofsOutput, tree, "packed.erofs");
     assert.ok(statSize(packed) < statSize(plain), `${statSize(packed)} < ${statSize(plain)}`);
   });
@@ -41,7 +41,7 @@ describe("erofs output", { skip: (!isRoot && "the readers extract with owners, w
     const r = buildAsNobody("erofs", "rootOwned");
     assert.deepEqual({ ok: r.ok, message: r.message }, { ok: true, message: undefined });
     assert.deepEqual(r.left, []);
-    assert.deepEqual(imageDifferences(readErofs(r.image), await expectedView(rootOwnedTree())), []);
+    assert.deepEqual(imageDifferences(await readErofs(r.image), await expectedView(rootOwnedTree())), []);
   });
 
   it("without root: mixed owners, devices and security xattrs are exact with tar input, else a clear error", async () => {
@@ -49,7 +49,7 @@ describe("erofs output", { skip: (!isRoot && "the readers extract with owners, w
     assert.deepEqual(r.left, []);
     if (caps?.tarInput) {
       assert.equal(r.ok, true, r.message);
-      assert.deepEqual(imageDifferences(readErofs(r.image), await expectedView(imageSampleTree())), []);
+      assert.deepEqual(imageDifferences(await readErofs(r.image), await expectedView(imageSampleTree())), []);
     } else {
       assert.equal(r.ok, false);
       assert.equal(r.code, "ETOOL");

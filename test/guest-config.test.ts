@@ -17,9 +17,9 @@ import {
 } from "../src/layout/guest-config.js";
 import { DEFAULT_LAYOUT } from "../src/layout/guest-layout.js";
 
-// The real parser: the guest init, run on the host in its --check-* modes.
-const INIT = fileURLToPath(new URL("../../guest/build/init", import.meta.url));
-const noInit = existsSync(INIT) ? false : `${INIT} is not built (make -C guest)`;
+// The real parser: the guest init's config.c, run on the host as guest/build/config-check.
+const CHECKER = fileURLToPath(new URL("../../guest/build/config-check", import.meta.url));
+const noChecker = existsSync(CHECKER) ? false : `${CHECKER} is not built (make -C guest)`;
 
 /** Values that break naive writers: spaces, newlines, escapes, quotes, '=', UTF-8 (incl. a 0xA0 byte). */
 const AWKWARD = [
@@ -37,23 +37,23 @@ const AWKWARD = [
   "--",
 ];
 
-interface InitResult {
+interface CheckResult {
   status: number;
   stdout: Buffer;
   stderr: string;
 }
 
-function runInit(args: string[]): Promise<InitResult> {
+function runChecker(args: string[]): Promise<CheckResult> {
   return new Promise((resolve, reject) => {
-    execFile(INIT, args, { encoding: "buffer" }, (err, stdout, stderr) => {
+    execFile(CHECKER, args, { encoding: "buffer" }, (err, stdout, stderr) => {
       const status = err ? (err as { code?: unknown }).code : 0;
-      if (typeof status !== "number") return reject(err ?? new Error("init did not run"));
+      if (typeof status !== "number") return reject(err ?? new Error("config-check did not run"));
       resolve({ status, stdout, stderr: stderr.toString() });
     });
   });
 }
 
-/** Undo the config escapes on bytes, as init does, and decode UTF-8. */
+/** Undo the config escapes on bytes, as the guest does, and decode UTF-8. */
 function unescapeValue(v: Buffer): string {
   const out: number[] = [];
   for (let i = 0; i < v.length; i++) {
@@ -69,12 +69,12 @@ function unescapeValue(v: Buffer): string {
     else if (e === "x") {
       out.push(parseInt(v.subarray(i + 1, i + 3).toString("latin1"), 16));
       i += 2;
-    } else assert.fail(`unexpected escape \\${e} in init's output`);
+    } else assert.fail(`unexpected escape \\${e} in config-check's output`);
   }
   return Buffer.from(out).toString("utf8");
 }
 
-/** init's normalized echo as [key, value] pairs, values unescaped. */
+/** config-check's normalized echo as [key, value] pairs, values unescaped. */
 function parseEcho(echo: Buffer): [string, string][] {
   const lines: Buffer[] = [];
   for (let start = 0; start < echo.length; ) {
@@ -97,7 +97,7 @@ function rejects(fn: () => unknown, code: string, message: RegExp): void {
   assert.throws(fn, (e: unknown) => isA3sError(e, code) && message.test(e.message));
 }
 
-describe("the guest config writer against the real init parser", { skip: noInit }, () => {
+describe("the guest config writer against the real guest parser", { skip: noChecker }, () => {
   let dir = "";
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), "a3s-guest-config-"));
@@ -106,17 +106,17 @@ describe("the guest config writer against the real init parser", { skip: noInit 
     await rm(dir, { recursive: true, force: true });
   });
 
-  async function checkConfig(files: [string, string][]): Promise<InitResult> {
+  async function checkConfig(files: [string, string][]): Promise<CheckResult> {
     const paths: string[] = [];
     for (const [name, text] of files) {
       const path = join(dir, name);
       await writeFile(path, text);
       paths.push(path);
     }
-    return runInit(["--check-config", ...paths]);
+    return runChecker(paths);
   }
 
-  it("renders a full config that init echoes back byte for byte", async () => {
+  it("renders a full config that the parser echoes back byte for byte", async () => {
     const cfg: GuestConfig = {
       agent: "/a3s/agent/my agent",
       args: AWKWARD,
@@ -210,7 +210,7 @@ describe("the guest config writer against the real init parser", { skip: noInit 
   it("refuses a drop-in that does not exist, so a wrong path cannot pass", async () => {
     const base = join(dir, "exists.conf");
     await writeFile(base, renderGuestConfig({}));
-    const r = await runInit(["--check-config", base, join(dir, "missing.conf")]);
+    const r = await runChecker([base, join(dir, "missing.conf")]);
     assert.equal(r.status, 125);
     assert.match(r.stderr, /missing\.conf: No such file or directory/);
   });
@@ -220,7 +220,7 @@ describe("the guest config writer against the real init parser", { skip: noInit 
     const tokens = [...AWKWARD.map((a) => kernelCmdlineArg("arg", a)), ...env.map((e) => kernelCmdlineArg("env", e))];
     for (const t of tokens) assert.match(t, /^a3s\.(arg|env)=[!#-~]*$/, `${t} is one quote-free printable token`);
     const line = ["console=ttyS0", "panic=-1", kernelCmdlineArg("user", "65534:65534"), ...tokens].join(" ");
-    const r = await runInit(["--check-cmdline", line]);
+    const r = await runChecker(["--cmdline", line]);
     assert.equal(r.status, 0, r.stderr);
     const echo = parseEcho(r.stdout);
     assert.deepEqual(valuesOf(echo, "arg"), AWKWARD);
@@ -229,12 +229,63 @@ describe("the guest config writer against the real init parser", { skip: noInit 
   });
 
   it("reads kernel-quoted tokens the way the protocol says", async () => {
-    const r = await runInit(["--check-cmdline", '"a3s.arg=hello world" a3s.arg="a b" a3s.debug -- a3s.arg=ignored']);
+    const r = await runChecker(["--cmdline", '"a3s.arg=hello world" a3s.arg="a b" a3s.debug -- a3s.arg=ignored']);
     assert.equal(r.status, 0, r.stderr);
     assert.deepEqual(parseEcho(r.stdout), [["arg", "hello world"], ["arg", "a b"], ["debug", "1"]]);
-    const unknown = await runInit(["--check-cmdline", "a3s.agnet=/x"]);
+    const unknown = await runChecker(["--cmdline", "a3s.agnet=/x"]);
     assert.equal(unknown.status, 125);
     assert.match(unknown.stderr, /unknown key "a3s\.agnet=\/x"/);
+  });
+});
+
+describe("config-check, the guest's parser on the host", { skip: noChecker }, () => {
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "a3s-config-check-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("accepts the documented example config and prints it in canonical form", async () => {
+    const example = fileURLToPath(new URL("../../guest/config.example", import.meta.url));
+    const r = await runChecker([example]);
+    assert.equal(r.status, 0, r.stderr);
+    const echo = parseEcho(r.stdout);
+    assert.deepEqual(valuesOf(echo, "arg"), ["--task", "fix the failing test\nthen run it"]);
+    assert.deepEqual(valuesOf(echo, "share"), ["workspace:/workspace:rw", "skills:/skills:ro,optional"]);
+    assert.equal(valuesOf(echo, "module").length, 11);
+    // Canonical form: no comments, and a second pass changes nothing.
+    const again = join(dir, "again.conf");
+    await writeFile(again, r.stdout);
+    assert.deepEqual((await runChecker([again])).stdout, r.stdout);
+  });
+
+  it("refuses files the guest would refuse, with the status the guest reports", async () => {
+    const cases: [string, string | Buffer, RegExp][] = [
+      ["nul.conf", Buffer.from("a3s-guest-config 1\nhostname=a\0b\n"), /nul\.conf: contains a NUL byte/],
+      ["big.conf", `a3s-guest-config 1\n${"# x\n".repeat(300_000)}`, /big\.conf: larger than 1 MiB/],
+      ["header.conf", "hostname=a\n", /header\.conf:1: not an a3s guest config/],
+      ["escape.conf", "a3s-guest-config 1\narg=a\\qb\n", /escape\.conf:2: arg: unknown escape/],
+      ["zero.conf", "a3s-guest-config 1\narg=\\x00\n", /zero\.conf:2: arg: \\x00 is not allowed/],
+      ["user.conf", "a3s-guest-config 1\nuser=nobody\n", /user\.conf:2: user: user must be UID:GID/],
+    ];
+    for (const [name, text, message] of cases) {
+      const path = join(dir, name);
+      await writeFile(path, text);
+      const r = await runChecker([path]);
+      assert.equal(r.status, 125, name);
+      assert.match(r.stderr, message, name);
+      assert.equal(r.stdout.length, 0, name);
+    }
+  });
+
+  it("answers a usage error with status 2, and the init refuses to run anywhere but as PID 1", async () => {
+    assert.equal((await runChecker([])).status, 2);
+    assert.equal((await runChecker(["--check-config", "x"])).status, 2);
+    const init = fileURLToPath(new URL("../../guest/build/init", import.meta.url));
+    const r = await new Promise<number>((resolve) => execFile(init, ["--check-config", "x"], (err) => resolve(err ? Number(err.code) : 0)));
+    assert.equal(r, 2);
   });
 });
 

@@ -2,13 +2,8 @@ import assert from "node:assert/strict";
 import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { createExt4Writer } from "../src/outputs/ext4.js";
-import {
-  mke2fsCapabilities,
-  mkfsErofsCapabilities,
-  mksquashfsCapabilities,
-  versionAtLeast,
-} from "../src/outputs/image-tools.js";
+import { createExt4Writer } from "../src/outputs/registry.js";
+import { mke2fsCapabilities, mkfsErofsCapabilities, mksquashfsCapabilities, versionAtLeast } from "../src/formats/image/index.js";
 import { bytesContent, RootfsTree } from "../src/tree/index.js";
 import { tempDir } from "./helpers/temp-dir.js";
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { isA3sError, readContent, RootfsBuilder, type RootfsTree } from "../src/index.js";
+import { renderGuestConfig } from "../src/layout/guest-config.js";
 import { compileTestBinary } from "./helpers/static-binary.js";
 
 async function text(tree: RootfsTree, path: string): Promise<string> {
@@ -127,5 +128,17 @@ describe("the scratch guest layout", () => {
         JSON.stringify(layout),
       );
     }
+  });
+
+  it("takes hostnames up to Linux's 64 bytes, in the layout and in the guest config alike", async () => {
+    const longest = "h".repeat(64);
+    const tree = await new RootfsBuilder().withAgentBinary(compileTestBinary()).withLayout({ hostname: longest }).buildTree();
+    assert.equal(await text(tree, "/etc/hostname"), `${longest}\n`);
+    assert.match(await text(tree, "/etc/a3s/guest.conf"), new RegExp(`^hostname=${longest}$`, "m"));
+    await assert.rejects(
+      new RootfsBuilder().withAgentBinary(compileTestBinary()).withLayout({ hostname: longest + "h" }).buildTree(),
+      (e) => isA3sError(e, "ELAYOUT") && /at most 64/.test(e.hint ?? ""),
+    );
+    assert.throws(() => renderGuestConfig({ hostname: longest + "h" }), (e) => isA3sError(e, "ECONFIG"));
   });
 });

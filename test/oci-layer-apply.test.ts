@@ -4,9 +4,10 @@ import { mkdirSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { isA3sError } from "../src/errors.js";
-import { ContentStore } from "../src/oci/content-store.js";
+import { ContentStore } from "../src/oci/store/content-store.js";
 import { parseImageConfig } from "../src/oci/image-config.js";
-import { imageToTree, type ResolvedImage } from "../src/oci/image.js";
+import { imageToTree } from "../src/oci/layers/image-to-tree.js";
+import type { ResolvedImage } from "../src/oci/image.js";
 import {
   DOCKER_LAYER_GZIP,
   DOCKER_LAYER_TAR,
@@ -15,9 +16,7 @@ import {
   OCI_LAYER_TAR,
   OCI_LAYER_ZSTD,
 } from "../src/oci/media-types.js";
-import { cpioOutput } from "../src/outputs/cpio.js";
-import { ext4Output } from "../src/outputs/ext4.js";
-import { tarOutput } from "../src/outputs/tar.js";
+import { cpioOutput, ext4Output, tarOutput } from "../src/outputs/registry.js";
 import { readContent, type RootfsTree } from "../src/tree/index.js";
 import { observeDirectory } from "./helpers/extracted-tree.js";
 import { imageDifferences } from "./helpers/image-compare.js";

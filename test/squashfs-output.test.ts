@@ -3,8 +3,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { mksquashfsCapabilities } from "../src/outputs/image-tools.js";
-import { createSquashfsWriter, squashfsOutput } from "../src/outputs/squashfs.js";
+import { mksquashfsCapabilities } from "../src/formats/image/index.js";
+import { createSquashfsWriter, squashfsOutput } from "../src/outputs/registry.js";
 import { findExecutable } from "../src/util/host-tool.js";
 import { imageDifferences } from "./helpers/image-compare.js";
 import { listSquashfs, readSquashfs } from "./helpers/image-readers.js";
@@ -95,7 +95,7 @@ describe("squashfs output", { skip: (!isRoot && "the readers extract with owners
     // directory appears (as a CLI does when another output fails).
     const tmp = tempDir("a3s-exit-");
     const out = join(tempDir("a3s-exit-out-"), "image.sqfs");
-    const writer = new URL("../src/outputs/squashfs.js", import.meta.url).href;
+    const writer = new URL("../src/outputs/registry.js", import.meta.url).href;
     const treeModule = new URL("../src/tree/index.js", import.meta.url).href;
     const child = `
       import { watch } from "node:fs";

@@ -1,15 +1,25 @@
 import { posix } from "node:path";
-import { contentSize, type EntryKind, type FileInode, type Inode, type RootfsTree } from "../tree/index.js";
+import {
+  contentSize,
+  readContentPrefixInto,
+  withContentBytes,
+  type EntryKind,
+  type FileInode,
+  type Inode,
+  type RootfsTree,
+  type TreeEntry,
+} from "../tree/index.js";
+import { forEachLimit } from "../util/concurrency.js";
 import { passwordProblems, type PasswordField } from "./accounts.js";
 import type { AuditGrade, AuditReport } from "./audit-report.js";
 import { checkBinary, initPath, type BinaryReport } from "./binary-check.js";
 import { decodeFileCapabilities } from "./capabilities.js";
-import { readContentPrefixInto, withContentBytes } from "./content-bytes.js";
 import { classifyExecutable, SHEBANG_MAX_BYTES, type ExecutableClass } from "./executables.js";
-import { countBySeverity, finding, sortFindings, type Finding, type FindingCode } from "./findings.js";
-import { readGuestFacts } from "./guest-facts.js";
+import { countBySeverity, finding, sortFindings, type Finding, type FindingCode, type Severity } from "./findings.js";
+import { readGuestFacts, type GuestFacts } from "./guest-facts.js";
 import { checkLayout } from "./layout-check.js";
 import { LibraryResolver } from "./library-resolver.js";
+import { mountShadow } from "./mount-shadow.js";
 import { packageManagerFor } from "./package-managers.js";
 import { findPrivateKey, KEY_SCAN_MAX_BYTES, KEY_SCAN_MIN_BYTES } from "./private-keys.js";
 import { BUSYBOX_SCAN_MAX_BYTES, busyboxShellApplets, SHELL_NAMES } from "./shells.js";
@@ -51,23 +61,94 @@ interface FileScan {
   readonly error?: string;
 }
 
+/** Adds a finding; each step of the audit reports through one. */
+type AddFinding = (code: FindingCode, path: string, message: string) => void;
+
+/** Counts and names from the walk itself, before anything is read. */
+interface Totals {
+  readonly byKind: Record<EntryKind, number>;
+  /** Every name of each inode, first name first. */
+  readonly namesOf: ReadonlyMap<Inode, string[]>;
+  /** Regular files by their first name. */
+  readonly files: readonly { path: string; inode: FileInode }[];
+  readonly bytes: number;
+  readonly largest: AuditReport["largest"];
+}
+
 /**
  * Audits a rootfs tree: size, attack surface (executables, setuid/setgid,
  * capabilities, world-writable entries, devices, shells, package managers),
  * whether its init and agent can start, the guest layout, and secrets left
- * in it. Reads are bounded (see content-bytes.ts): an ELF's headers, a
+ * in it. Reads are bounded (see tree/content-bytes.ts): an ELF's headers, a
  * script's first line, small files for the key scan, and BusyBox binaries
  * for their applet table; nothing is hashed.
+ *
+ * Each step below is one part of the report, in the order a reader checks
+ * them: what is there, who may do what, what is in the files, what can run
+ * a shell or install software, whether the guest can start, its layout, its
+ * accounts, and last the verdict over every finding.
  */
 export async function auditTree(tree: RootfsTree, opts: AuditOptions = {}): Promise<AuditReport> {
   const entries = tree.entries();
-  const notes = [...(opts.notes ?? [])];
   const findings: Finding[] = [];
-  const add = (code: FindingCode, path: string, message: string): void => {
-    findings.push(finding(code, path, message));
-  };
+  const add: AddFinding = (code, path, message) => void findings.push(finding(code, path, message));
 
-  // ---- totals and metadata (no reads) ---------------------------------------
+  const totals = countEntries(entries, opts.largest ?? 10);
+  const permissions = permissionFindings(entries, totals.namesOf, add);
+  if (opts.xattrsRead === false) {
+    add("xattrs-not-read", "/", "extended attributes could not be read from this target, so file capabilities are not reported");
+  }
+  const content = await scanContents(totals.files, opts.concurrency ?? 16, add);
+  const tools = await findShellsAndManagers(tree, entries, totals.namesOf, content.scans, add);
+  const startup = await checkInitAndAgent(tree, add);
+  const layout = layoutFindings(tree, startup.guest, add);
+  const passwordFields = await accountFindings(tree, add);
+
+  const sorted = sortFindings(findings);
+  const severityCounts = countBySeverity(sorted);
+  const grade = gradeOf(severityCounts);
+  const verdict = verdictLine(grade, sorted, {
+    executables: content.executables.length,
+    setuid: permissions.setuid.length,
+    setgid: permissions.setgid.length,
+    shells: tools.shells,
+    packageManagers: tools.packageManagers,
+  });
+  return {
+    target: opts.target ?? "rootfs",
+    format: opts.format ?? "tree",
+    bytes: totals.bytes,
+    entries: entries.length,
+    byKind: totals.byKind,
+    largest: totals.largest,
+    executables: content.executables,
+    executableCount: content.executables.length,
+    scripts: content.scripts,
+    sharedLibraries: content.sharedLibraries,
+    setuid: permissions.setuid,
+    setgid: permissions.setgid,
+    capabilities: permissions.capabilities,
+    worldWritable: permissions.worldWritable,
+    devices: permissions.devices,
+    shells: tools.shells,
+    packageManagers: tools.packageManagers,
+    init: startup.init,
+    agent: startup.agent,
+    agentPath: startup.guest.agentPath,
+    a3sGuest: startup.guest.configured,
+    layout,
+    privateKeys: content.privateKeys,
+    passwordFields,
+    findings: sorted,
+    severityCounts,
+    grade,
+    verdict,
+    notes: [...(opts.notes ?? []), ...content.notes],
+  };
+}
+
+/** Kinds, names per inode, regular files, content bytes and the largest files: the walk alone, no reads. */
+function countEntries(entries: readonly TreeEntry[], largestCount: number): Totals {
   const byKind: Record<EntryKind, number> = { file: 0, directory: 0, symlink: 0, char: 0, block: 0, fifo: 0, hardlink: 0 };
   const namesOf = new Map<Inode, string[]>();
   const files: { path: string; inode: FileInode }[] = [];
@@ -82,22 +163,30 @@ export async function auditTree(tree: RootfsTree, opts: AuditOptions = {}): Prom
       bytes += contentSize(e.inode.content);
     }
   }
+  const largest = files
+    .map((f) => ({ path: f.path, bytes: contentSize(f.inode.content) }))
+    .sort((a, b) => b.bytes - a.bytes || (a.path < b.path ? -1 : 1))
+    .slice(0, largestCount);
+  return { byKind, namesOf, files, bytes, largest };
+}
+
+/** Setuid and setgid files, world-writable entries, device nodes and file capabilities, from metadata alone. */
+function permissionFindings(
+  entries: readonly TreeEntry[],
+  namesOf: ReadonlyMap<Inode, string[]>,
+  add: AddFinding,
+): Pick<AuditReport, "setuid" | "setgid" | "worldWritable" | "devices" | "capabilities"> {
   const alsoNamed = (inode: Inode): string => {
     const names = namesOf.get(inode) ?? [];
     return names.length > 1 ? ` (also named ${names.slice(1, 4).join(", ")}${names.length > 4 ? ", ..." : ""})` : "";
   };
-  const largest = files
-    .map((f) => ({ path: f.path, bytes: contentSize(f.inode.content) }))
-    .sort((a, b) => b.bytes - a.bytes || (a.path < b.path ? -1 : 1))
-    .slice(0, opts.largest ?? 10);
-
-  const firsts = entries.filter((e) => e.kind !== "hardlink");
   const setuid: string[] = [];
   const setgid: string[] = [];
   const worldWritable: string[] = [];
   const devices: AuditReport["devices"][number][] = [];
   const capabilities: { path: string; capabilities: string }[] = [];
-  for (const e of firsts) {
+  for (const e of entries) {
+    if (e.kind === "hardlink") continue;
     const i = e.inode;
     const mode = i.mode;
     if (i.kind === "file" && mode & 0o4000) {
@@ -126,19 +215,29 @@ export async function auditTree(tree: RootfsTree, opts: AuditOptions = {}): Prom
     }
     const cap = i.kind === "file" ? i.xattrs.get("security.capability") : undefined;
     if (cap) {
-      const decoded = decodeFileCapabilities(cap);
-      const text = decoded?.text ?? `undecodable (${Buffer.from(cap).toString("hex")})`;
+      const text = decodeFileCapabilities(cap)?.text ?? `undecodable (${Buffer.from(cap).toString("hex")})`;
       capabilities.push({ path: e.path, capabilities: text });
       add("file-capability", e.path, `file capabilities ${text}${alsoNamed(i)}: gains these privileges when run`);
     }
   }
-  if (opts.xattrsRead === false) {
-    add("xattrs-not-read", "/", "extended attributes could not be read from this target, so file capabilities are not reported");
-  }
+  return { setuid, setgid, worldWritable, devices, capabilities };
+}
 
-  // ---- content scan (bounded reads) ------------------------------------------
+/** The bounded content scan of every regular file (see scanFile), and what it found. */
+async function scanContents(
+  files: readonly { path: string; inode: FileInode }[],
+  concurrency: number,
+  add: AddFinding,
+): Promise<{
+  scans: ReadonlyMap<FileInode, FileScan>;
+  executables: string[];
+  scripts: string[];
+  sharedLibraries: number;
+  privateKeys: { path: string; label: string }[];
+  notes: string[];
+}> {
   const scans = new Map<FileInode, FileScan>();
-  await forEachLimit(files, opts.concurrency ?? 16, async (f) => {
+  await forEachLimit(files, concurrency, async (f) => {
     const scan = await scanFile(f.path, f.inode);
     if (scan) scans.set(f.inode, scan);
   });
@@ -161,17 +260,24 @@ export async function auditTree(tree: RootfsTree, opts: AuditOptions = {}): Prom
       add("private-key", f.path, `contains a ${scan.privateKey}: anyone with the image has this key`);
     }
   }
-  if (unreadable.length > 0) {
-    notes.push(...unreadable.slice(0, 20).map((u) => `could not read ${u}`));
-    if (unreadable.length > 20) notes.push(`... and ${unreadable.length - 20} more unreadable files`);
-  }
+  const notes = unreadable.slice(0, 20).map((u) => `could not read ${u}`);
+  if (unreadable.length > 20) notes.push(`... and ${unreadable.length - 20} more unreadable files`);
+  return { scans, executables, scripts, sharedLibraries, privateKeys, notes };
+}
+
+/** Shells and package managers, found by name in bin and sbin directories (through links), and BusyBoxes with shell applets. */
+async function findShellsAndManagers(
+  tree: RootfsTree,
+  entries: readonly TreeEntry[],
+  namesOf: ReadonlyMap<Inode, string[]>,
+  scans: ReadonlyMap<FileInode, FileScan>,
+  add: AddFinding,
+): Promise<{ shells: string[]; packageManagers: string[] }> {
   const isRunnable = (inode: Inode | undefined): boolean => {
     if (inode?.kind !== "file" || (inode.mode & 0o111) === 0) return false;
     const k = scans.get(inode)?.exec?.kind;
     return k === "program" || k === "script";
   };
-
-  // ---- shells and package managers (by name, through links) -------------------
   const shells = new Set<string>();
   const managers = new Map<string, string>();
   const busyboxes = new Set<FileInode>();
@@ -191,19 +297,22 @@ export async function auditTree(tree: RootfsTree, opts: AuditOptions = {}): Prom
   for (const box of busyboxes) {
     const path = (namesOf.get(box) ?? [])[0] as string;
     const data = await withContentBytes(box.content, path, (src) => src.read(0, BUSYBOX_SCAN_MAX_BYTES)).catch(() => undefined);
-    const applets = data ? busyboxShellApplets(data) : [];
-    if (applets.length > 0) shells.add(path);
+    if (data && busyboxShellApplets(data).length > 0) shells.add(path);
   }
   const shellList = [...shells].sort();
-  if (shellList.length > 0) {
-    add("shell-present", shellList[0] as string, `a shell is present: ${listSome(shellList)}`);
-  }
+  if (shellList.length > 0) add("shell-present", shellList[0] as string, `a shell is present: ${listSome(shellList)}`);
   const packageManagers = [...managers.keys()].sort();
   for (const m of packageManagers) {
     add("package-manager-present", managers.get(m) as string, `package manager ${m} can install more software at run time`);
   }
+  return { shells: shellList, packageManagers };
+}
 
-  // ---- init and agent -------------------------------------------------------
+/** Whether the init and the configured agent are there and can start. */
+async function checkInitAndAgent(
+  tree: RootfsTree,
+  add: AddFinding,
+): Promise<{ guest: GuestFacts; init: BinaryReport | null; agent: BinaryReport | null }> {
   const guest = await readGuestFacts(tree);
   const resolver = new LibraryResolver(tree);
   const initAt = initPath(tree);
@@ -211,22 +320,38 @@ export async function auditTree(tree: RootfsTree, opts: AuditOptions = {}): Prom
   const agent = await checkBinary(tree, guest.agentPath, resolver);
   if (guest.configured && !init) add("init-missing", "/sbin/init", "no init at /sbin/init or /init: the kernel has nothing to run");
   if (guest.configured && !agent) add("agent-missing", guest.agentPath, `the configured agent ${guest.agentPath} is not in the rootfs`);
+  const shadow = guest.configured ? mountShadow(tree, guest.agentPath, guest.shares) : undefined;
+  if (shadow) {
+    const via = shadow.at === guest.agentPath ? "" : ` (it leads to ${shadow.at})`;
+    add(
+      "agent-hidden-by-mount",
+      guest.agentPath,
+      `the agent path ${guest.agentPath}${via} is under ${shadow.mount}, where init mounts ${shadow.what} at boot: ` +
+        `the agent in the image is hidden, and exec finds whatever the mount holds there instead`,
+    );
+  }
   for (const [role, report] of [["init", init], ["agent", agent]] as const) {
     if (report) checkStartable(role, report, add);
   }
+  return { guest, init, agent };
+}
 
-  // ---- layout -----------------------------------------------------------------
+/** The guest directories and /etc files an A3S guest needs (reported only as context for other rootfs). */
+function layoutFindings(tree: RootfsTree, guest: GuestFacts, add: AddFinding): AuditReport["layout"] {
   const layout = checkLayout(tree, guest);
-  if (guest.configured) {
-    for (const p of layout.guestDirectories.missing) {
-      add("guest-directory-missing", p, `${p} is missing or not a directory: on a read-only root it cannot be created at boot`);
-    }
-    for (const p of layout.etcFiles.missing) add("etc-file-missing", p, `${p} is missing: libc lookups that read it will fail`);
-  } else {
+  if (!guest.configured) {
     add("not-an-a3s-guest", "/etc/a3s/guest.conf", "no A3S guest config: init, agent and layout are reported for context, not required");
+    return layout;
   }
+  for (const p of layout.guestDirectories.missing) {
+    add("guest-directory-missing", p, `${p} is missing or not a directory: on a read-only root it cannot be created at boot`);
+  }
+  for (const p of layout.etcFiles.missing) add("etc-file-missing", p, `${p} is missing: libc lookups that read it will fail`);
+  return layout;
+}
 
-  // ---- accounts ---------------------------------------------------------------
+/** Accounts with an empty password or a password hash in /etc/shadow or /etc/passwd. */
+async function accountFindings(tree: RootfsTree, add: AddFinding): Promise<PasswordField[]> {
   const passwordFields: PasswordField[] = [];
   for (const [file, kind] of [["/etc/shadow", "shadow"], ["/etc/passwd", "passwd"]] as const) {
     const text = await readTreeText(tree, file).catch(() => undefined);
@@ -236,51 +361,12 @@ export async function auditTree(tree: RootfsTree, opts: AuditOptions = {}): Prom
     if (p.problem === "empty") add("empty-password", p.file, `account ${p.account} has an empty password field: it needs no password`);
     else add("password-hash", p.file, `account ${p.account} has a password hash, which anyone with the image can try to crack`);
   }
+  return passwordFields;
+}
 
-  // ---- verdict ------------------------------------------------------------------
-  const sorted = sortFindings(findings);
-  const severityCounts = countBySeverity(sorted);
-  const grade: AuditGrade =
-    severityCounts.critical > 0 ? "fail" : severityCounts.high > 0 ? "risky" : severityCounts.medium > 0 ? "review" : severityCounts.low > 0 ? "ok" : "clean";
-  const verdict = verdictLine(grade, sorted, {
-    executables: executables.length,
-    setuid: setuid.length,
-    setgid: setgid.length,
-    shells: shellList,
-    packageManagers,
-  });
-
-  return {
-    target: opts.target ?? "rootfs",
-    format: opts.format ?? "tree",
-    bytes,
-    entries: entries.length,
-    byKind,
-    largest,
-    executables,
-    executableCount: executables.length,
-    scripts,
-    sharedLibraries,
-    setuid,
-    setgid,
-    capabilities,
-    worldWritable,
-    devices,
-    shells: shellList,
-    packageManagers,
-    init,
-    agent,
-    agentPath: guest.agentPath,
-    a3sGuest: guest.configured,
-    layout,
-    privateKeys,
-    passwordFields,
-    findings: sorted,
-    severityCounts,
-    grade,
-    verdict,
-    notes,
-  };
+/** The grade is the worst severity found. */
+function gradeOf(counts: Record<Severity, number>): AuditGrade {
+  return counts.critical > 0 ? "fail" : counts.high > 0 ? "risky" : counts.medium > 0 ? "review" : counts.low > 0 ? "ok" : "clean";
 }
 
 /**
@@ -312,11 +398,7 @@ async function scanFile(path: string, inode: FileInode): Promise<FileScan | unde
 }
 
 /** Findings that say whether init or the agent can start. */
-function checkStartable(
-  role: "init" | "agent",
-  r: BinaryReport,
-  add: (code: FindingCode, path: string, message: string) => void,
-): void {
+function checkStartable(role: "init" | "agent", r: BinaryReport, add: AddFinding): void {
   const what = role === "init" ? "the init" : "the agent";
   if (!r.executable || r.kind === "other") {
     const why = !r.executable ? "has no execute bit" : r.malformed ? `is a malformed ELF file (${r.malformed})` : "is neither an ELF program nor a #! script";
@@ -368,13 +450,3 @@ function listSome(items: readonly string[], max = 3): string {
 function octal(mode: number): string {
   return "0" + mode.toString(8).padStart(3, "0");
 }
-
-/** Runs `fn` over `items` with at most `limit` at once. */
-async function forEachLimit<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-

@@ -1,5 +1,4 @@
-import type { RootfsTree } from "../tree/index.js";
-import { withContentBytes } from "./content-bytes.js";
+import { withContentBytes, type RootfsTree } from "../tree/index.js";
 import { classifyExecutable, SHEBANG_MAX_BYTES } from "./executables.js";
 import type { LibraryResolver, ResolvedLibrary } from "./library-resolver.js";
 import { lookupFile, safeResolve } from "./tree-files.js";

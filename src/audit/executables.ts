@@ -1,5 +1,6 @@
 import { isA3sError } from "../errors.js";
-import { parseElf, type ByteSource, type ElfInfo } from "./elf.js";
+import { isElf, parseElf, type ElfInfo } from "../formats/elf/index.js";
+import type { ByteSource } from "../tree/index.js";
 
 /**
  * What an executable-mode file is, from its first bytes: an ELF program, an
@@ -25,7 +26,7 @@ export const SHEBANG_MAX_BYTES = 256;
  * they are in a rootfs to be loaded, so they count as libraries.
  */
 export async function classifyExecutable(src: ByteSource, head: Buffer, subject: string): Promise<ExecutableClass> {
-  if (head.length >= 4 && head.readUInt32BE(0) === 0x7f454c46) {
+  if (isElf(head)) {
     let elf: ElfInfo | undefined;
     try {
       elf = await parseElf(src, subject);

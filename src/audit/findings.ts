@@ -25,6 +25,7 @@ export const FINDING_SEVERITY = {
   "init-not-executable": "critical",
   "agent-missing": "critical",
   "agent-not-executable": "critical",
+  "agent-hidden-by-mount": "critical",
   "interpreter-missing": "critical",
   "library-missing": "critical",
   // A way to gain privileges or to change what others run.

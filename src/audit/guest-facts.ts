@@ -10,6 +10,8 @@ export interface GuestFacts {
   readonly agentPath: string;
   /** Mount points of the shares the config names; undefined when it names none. */
   readonly sharePaths?: readonly string[];
+  /** The shares the config names, with their tags (empty when it names none). */
+  readonly shares: readonly { readonly tag: string; readonly path: string }[];
 }
 
 /**
@@ -22,13 +24,15 @@ export interface GuestFacts {
  */
 export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
   const main = await readTreeText(tree, GUEST_CONFIG_PATH);
-  if (main === undefined) return { configured: false, agentPath: DEFAULT_AGENT_PATH };
+  if (main === undefined) return { configured: false, agentPath: DEFAULT_AGENT_PATH, shares: [] };
   let agentPath = DEFAULT_AGENT_PATH;
   let sharePaths: string[] | undefined;
+  let shareList: { tag: string; path: string }[] = [];
   const apply = (text: string): void => {
     const lines = text.split("\n");
     if (lines[0] !== "a3s-guest-config 1") return;
     const shares: string[] = [];
+    const tagged: { tag: string; path: string }[] = [];
     for (const line of lines.slice(1)) {
       const eq = line.indexOf("=");
       if (line.startsWith("#") || eq < 0) continue;
@@ -37,11 +41,17 @@ export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
       if (value === undefined) continue;
       if (key === "agent" && value.startsWith("/")) agentPath = value;
       if (key === "share") {
-        const path = value.split(":")[1];
-        if (path?.startsWith("/")) shares.push(path);
+        const [tag, path] = value.split(":");
+        if (path?.startsWith("/")) {
+          shares.push(path);
+          tagged.push({ tag: tag ?? "", path });
+        }
       }
     }
-    if (shares.length > 0) sharePaths = shares;
+    if (shares.length > 0) {
+      sharePaths = shares;
+      shareList = tagged;
+    }
   };
   apply(main);
   const dropins = safeResolve(tree, GUEST_CONFIG_DROPIN_DIR)?.inode;
@@ -54,7 +64,7 @@ export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
       if (text !== undefined) apply(text);
     }
   }
-  return { configured: true, agentPath, ...(sharePaths ? { sharePaths } : {}) };
+  return { configured: true, agentPath, shares: shareList, ...(sharePaths ? { sharePaths } : {}) };
 }
 
 /** The config's escapes (`\\`, `\n`, `\t`, `\xHH`); undefined for a value init would refuse. */

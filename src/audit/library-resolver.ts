@@ -1,6 +1,6 @@
 import { posix } from "node:path";
 import type { FileInode, RootfsTree } from "../tree/index.js";
-import { readElfContent, type ElfInfo } from "./elf.js";
+import { readElfContent, type ElfInfo } from "../formats/elf/index.js";
 import { lookupFile, readTreeText, safeResolve } from "./tree-files.js";
 
 /**

@@ -2,14 +2,13 @@ import { existsSync } from "node:fs";
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { A3sError } from "../errors.js";
-import { sidecarPathFor } from "../outputs/metadata-sidecar.js";
-import { openArchiveTree } from "../sources/archive-reader.js";
-import { readDirectoryTree } from "../sources/dir-reader.js";
+import { detectFileFormat } from "../formats/detect.js";
+import { readDirectoryTree, readHostXattrs, sidecarPathFor } from "../formats/dir/index.js";
+import { openArchiveTree } from "../formats/open-archive.js";
+import { isImageFormat, readImageTree, type ImageFormat } from "../formats/read-image.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import type { SourceContext } from "../sources/source.js";
 import { DEFAULT_EPOCH, type RootfsTree } from "../tree/index.js";
-import { readHostXattrs } from "./host-xattrs.js";
-import { detectImageFormat, readImageTree, type ImageFormat } from "./image-targets.js";
 
 /** What `inspect` was pointed at, read into a tree. */
 export interface InspectTarget {
@@ -36,7 +35,7 @@ export interface OpenTargetOptions {
  * - a directory (with its on-disk xattrs, or its metadata sidecar when a
  *   non-root `dir` output wrote one);
  * - a tar or cpio archive, plain or gzip/zstd-compressed;
- * - an ext4, erofs or squashfs image (recognised by magic, see image-targets.ts);
+ * - an ext4, erofs or squashfs image (recognised by magic, see formats/detect.ts);
  * - anything else that contains ":" and is not an existing path, as a
  *   source spec (`oci:DIR[:REF]`, `docker://REF`...) through parseSourceSpec.
  */
@@ -65,8 +64,8 @@ export async function openInspectTarget(target: string, opts: OpenTargetOptions 
     return { tree, format: "dir", xattrsRead: xattrs !== undefined, notes, dispose: none };
   }
   if (!st.isFile()) throw new A3sError("EUSAGE", `${target} is neither a directory nor a file`, { subject: target });
-  const image = await detectImageFormat(target);
-  if (image) {
+  const image = await detectFileFormat(target);
+  if (isImageFormat(image)) {
     const read = await readImageTree(target, image, opts.privileged === undefined ? {} : { privileged: opts.privileged });
     return { tree: read.tree, format: image, xattrsRead: read.xattrsRead, notes: read.notes, dispose: () => read.dispose() };
   }

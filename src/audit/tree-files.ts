@@ -1,5 +1,4 @@
-import type { FileInode, Inode, RootfsTree } from "../tree/index.js";
-import { withContentBytes } from "./content-bytes.js";
+import { withContentBytes, type FileInode, type Inode, type RootfsTree } from "../tree/index.js";
 
 /**
  * The regular file a path names, following symlinks inside the tree (with

@@ -1,12 +1,12 @@
 import { createReadStream, createWriteStream } from "node:fs";
 import { appendFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
+import { finished, pipeline } from "node:stream/promises";
 import { A3sError } from "../errors.js";
 import { GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH, renderGuestConfig } from "../layout/guest-config.js";
-import { guestProgramPath } from "../layout/guest-programs.js";
-import { cpioStream } from "../outputs/cpio.js";
-import { readDirectoryTree } from "../sources/dir-reader.js";
+import { guestProgramPath } from "../programs/index.js";
+import { readDirectoryTree } from "../formats/dir/index.js";
+import { cpioStream } from "../formats/newc/index.js";
 import { RootfsTree, bytesContent } from "../tree/index.js";
 import type { BootImageKind } from "./image-kind.js";
 import { modulesFor, type KernelBundle, type KernelModule } from "./kernel-bundle.js";
@@ -67,10 +67,16 @@ export async function prepareBootMedia(opts: {
       packed.on("data", (b: Buffer) => (written += b.length));
       await pipeline(packed, out, { end: false });
     }
-    // The next archive must start on a 4-byte boundary; the kernel skips NUL padding between archives.
-    const pad = (4 - (written % 4)) % 4;
-    if (pad) out.write(Buffer.alloc(pad));
-    await pipeline(cpioStream(await moduleTree(modules, {}, true), { initramfsDevices: false }), out);
+    if (modules.length === 0) {
+      // A kernel with its drivers built in: the image boots as it is.
+      out.end();
+      await finished(out);
+    } else {
+      // The next archive must start on a 4-byte boundary; the kernel skips NUL padding between archives.
+      const pad = (4 - (written % 4)) % 4;
+      if (pad) out.write(Buffer.alloc(pad));
+      await pipeline(cpioStream(await moduleTree(modules, {}, true), { initramfsDevices: false }), out);
+    }
     await padClearOfFirmwareTables(initrd);
     return { initrd, modules };
   }

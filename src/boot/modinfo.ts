@@ -1,4 +1,5 @@
 import { A3sError } from "../errors.js";
+import { isElf } from "../formats/elf/index.js";
 
 /** What a kernel module says about itself in its .modinfo ELF section. */
 export interface ModuleInfo {
@@ -16,7 +17,7 @@ export interface ModuleInfo {
  */
 export function parseModinfo(ko: Buffer, subject: string): ModuleInfo {
   const bad = (why: string) => new A3sError("EMODULE", `${subject}: not a kernel module: ${why}`, { subject });
-  if (ko.length < 64 || ko.readUInt32BE(0) !== 0x7f454c46) throw bad("not ELF");
+  if (ko.length < 64 || !isElf(ko)) throw bad("not ELF");
   if (ko[4] !== 2 || ko[5] !== 1) throw bad("only 64-bit little-endian modules are supported");
   const u64 = (o: number): number => Number(ko.readBigUInt64LE(o));
   const shoff = u64(40);

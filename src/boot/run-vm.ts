@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, copyFile, realpath, stat } from "node:fs/promises";
+import { mkdtemp, readFile, rm, copyFile, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
@@ -12,10 +12,14 @@ import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./a
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
 import { GuestChannel } from "./guest-channels.js";
+import { hostTscKhz } from "./host-tsc.js";
+import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
 import { resolveKernel } from "./resolve-kernel.js";
-import { qemuArgs, type VmShare } from "./qemu-command.js";
-import { findVirtiofsd, startVirtiofsd } from "./virtiofsd.js";
+import { qemuArgs, type VmSpec } from "./qemu-command.js";
+import { startShares } from "./shares.js";
+import type { VirtiofsSettings } from "./virtiofsd.js";
+import { dieWithParent } from "./die-with-parent.js";
 
 export interface RunOptions {
   /** A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory built by a3s-rootfs. */
@@ -39,6 +43,8 @@ export interface RunOptions {
   readonly args?: readonly string[];
   readonly accel?: AcceleratorChoice;
   readonly transport?: ShareTransport | "auto";
+  /** How virtiofsd serves the shares (virtio-fs only); unset fields keep DEFAULT_VIRTIOFS_SETTINGS. */
+  readonly virtiofs?: Partial<VirtiofsSettings>;
   /** Where the agent's output goes live (besides being collected in the result). */
   readonly stdout?: Writable;
   readonly stderr?: Writable;
@@ -90,85 +96,35 @@ const MAX_COLLECTED = 16 << 20;
  * Boots a rootfs in a QEMU microvm, runs its agent and returns how it ended.
  * Everything started here (QEMU, virtiofsd) is killed and every temporary
  * file removed before this returns or throws, whatever happens.
+ *
+ * The steps: check the request, choose a kernel and an accelerator, start
+ * the shares, prepare the boot media, listen on the guest's channels, start
+ * QEMU, watch the timeout, and read how the agent ended.
  */
 export async function runRootfs(opts: RunOptions): Promise<RunResult> {
-  return bootOnce(opts);
-}
-
-async function bootOnce(opts: RunOptions): Promise<RunResult> {
   const progress = opts.progress ?? (() => {});
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const kind = await detectBootImage(opts.image);
-  for (const [what, dir] of [["workspace", opts.workspace], ["skills", opts.skills]] as const) {
-    if (dir !== undefined && !(await stat(dir).then((s) => s.isDirectory(), () => false))) {
-      throw new A3sError("EUSAGE", `the ${what} ${dir} is not a directory`, { subject: dir });
-    }
-  }
+  await requireInitramfsInit(kind, opts.image);
+  await checkShareDirectories(opts);
   const work = await mkdtemp(join(tmpdir(), "a3s-run-"));
-  const children: ChildProcess[] = [];
-  const channels: GuestChannel[] = [];
+  const started = new StartedProcesses();
   try {
     const kernel = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: work, progress });
     const decision = await chooseAccelerator(opts.accel ?? "auto", qemu, kernel.kernelPath, cacheRoot());
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
-
-    const wanted = opts.transport ?? "auto";
-    const virtiofsd = wanted === "9p" ? undefined : await findVirtiofsd();
-    if (wanted === "virtiofs" && !virtiofsd) {
-      throw new A3sError("ETOOL", "virtiofsd is not installed", { hint: "apt-get install virtiofsd (Debian 13), or use --transport 9p" });
-    }
-    const transport: ShareTransport = virtiofsd ? "virtiofs" : "9p";
-    const shares: VmShare[] = [];
-    for (const [tag, dir, readOnly] of [["workspace", opts.workspace, false], ["skills", opts.skills, true]] as const) {
-      if (dir === undefined) continue;
-      const hostPath = await realpath(dir);
-      const socket = join(work, `${tag}.vfs.sock`);
-      if (virtiofsd) children.push(await startVirtiofsd(virtiofsd, hostPath, socket, readOnly));
-      shares.push({ tag, hostPath, readOnly, socket });
-    }
-    progress(`shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}`);
-
+    const { transport, shares } = await startShares(opts, work, started.children, progress);
     const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
 
-    const collected = { stdout: [] as Buffer[], stderr: [] as Buffer[], sizes: { stdout: 0, stderr: 0 } };
-    const keep = (which: "stdout" | "stderr", chunk: Buffer): void => {
-      (which === "stdout" ? opts.stdout : opts.stderr)?.write(chunk);
-      if (collected.sizes[which] + chunk.length <= MAX_COLLECTED) {
-        collected[which].push(chunk);
-        collected.sizes[which] += chunk.length;
-      }
-    };
-    const events: ControlEvent[] = [];
-    let agentStartHostMs: number | null = null;
-    let started = 0;
-    // A timeout's SIGTERM is for the agent: if it fires while the guest is
-    // still booting, it is sent the moment the agent starts.
-    let termPending = false;
-    let agentStarted = false;
-    const splitter = new LineSplitter((line) => {
-      const ev = parseControlLine(line);
-      if (!ev) return;
-      events.push(ev);
-      if (ev.kind === "agent-start") {
-        agentStartHostMs = performance.now() - started;
-        agentStarted = true;
-        if (termPending) escalate();
-      }
-    });
-    const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
-    channels.push(await GuestChannel.listen(sockets.stdout, (b) => keep("stdout", b)));
-    channels.push(await GuestChannel.listen(sockets.stderr, (b) => keep("stderr", b)));
-    const control = await GuestChannel.listen(sockets.control, (b) => splitter.push(b));
-    channels.push(control);
-
+    const guest = new GuestOutput(opts);
+    const { sockets, control } = await listenToGuest(work, guest, started);
     const consoleLog = join(work, "console.log");
-    const cmdline = await kernelCommandLine(decision.accel, opts);
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline,
+      cmdline: await kernelCommandLine(decision.accel, opts),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB: opts.memoryMiB ?? 512,
@@ -177,99 +133,227 @@ async function bootOnce(opts: RunOptions): Promise<RunResult> {
       sockets,
       consoleLog,
     });
-
-    started = performance.now();
-    const vm = spawn(qemu, args, { stdio: ["ignore", "ignore", "pipe"] });
-    children.push(vm);
-    let qemuStderr = "";
-    vm.stderr?.on("data", (b: Buffer) => (qemuStderr = (qemuStderr + b.toString()).slice(-8192)));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      vm.on("exit", (code, signal) => resolve({ code, signal })),
-    );
-
-    let timedOut = false;
-    // The timeout's escalation: SIGTERM to the agent, SIGKILL after a grace
-    // period, then the VM itself. The grace periods count from when SIGTERM
-    // is really sent, which may be later than the timeout if the guest was
-    // still booting then; a guest that never starts its agent is killed a
-    // grace period after the timeout.
-    const timers: NodeJS.Timeout[] = [];
-    let bootDeadline: NodeJS.Timeout | undefined;
-    const escalate = (): void => {
-      if (bootDeadline) clearTimeout(bootDeadline);
-      control.write("signal TERM\n");
-      timers.push(setTimeout(() => control.write("signal KILL\n"), TERM_GRACE_MS));
-      timers.push(setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
-    };
-    if (opts.timeoutS !== undefined) {
-      timers.push(
-        setTimeout(() => {
-          timedOut = true;
-          progress(`timeout after ${opts.timeoutS} s: sending SIGTERM to the agent`);
-          if (agentStarted) return escalate();
-          termPending = true;
-          bootDeadline = setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS);
-          timers.push(bootDeadline);
-        }, opts.timeoutS * 1000),
-      );
-    }
-    const onAbort = (): void => {
-      vm.kill("SIGKILL");
-    };
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    const exit = await exited;
-    const vmExitMs = performance.now() - started;
-    timers.forEach(clearTimeout);
-    opts.signal?.removeEventListener("abort", onAbort);
-    if (opts.signal?.aborted) throw new A3sError("EABORTED", "the run was interrupted; the VM was stopped");
-
-    const consoleText = await readFile(consoleLog, "utf8").catch(() => "");
-    if (opts.consoleLog) await copyFile(consoleLog, opts.consoleLog).catch(() => {});
-    // Init reports early failures on the console, before the control channel exists.
-    for (const ev of controlLinesInConsole(consoleText)) if (!events.some((e) => e.kind === ev.kind)) events.push(ev);
-
-    const end = events.find((e) => e.kind === "agent-exit" || e.kind === "error");
-    const at = (k: ControlEvent["kind"]): number | null => {
-      const e = events.find((x) => x.kind === k);
-      return e && "ms" in e ? e.ms : null;
-    };
-    const timeline: BootTimeline = {
-      vmmStartMs: 0,
-      initStartMs: at("init-start"),
-      agentStartMs: at("agent-start"),
-      agentExitMs: at("agent-exit"),
-      vmExitMs: Math.round(vmExitMs),
-      agentStartHostMs: agentStartHostMs === null ? null : Math.round(agentStartHostMs),
-    };
-    if (!end) {
-      const tail = consoleText.replace(/\r/g, "").split("\n").slice(-15).join("\n");
-      throw new A3sError(
-        "EVM",
-        `the VM stopped without reporting how the agent ended (QEMU ${exit.signal ? `killed by ${exit.signal}` : `exit status ${exit.code}`})` +
-          `${qemuStderr.trim() ? `\nQEMU: ${qemuStderr.trim()}` : ""}\nlast console lines:\n${tail}`,
-        { hint: "run with --console-log FILE to keep the whole console log" },
-      );
-    }
-    const status = end.status;
-    const signal = end.kind === "agent-exit" && status > 128 && status < 128 + 65 ? signalName(status - 128) : null;
+    const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
+    const end = await readOutcome(guest, consoleLog, vm, opts);
     return {
-      exitCode: status,
-      signal,
-      stdout: Buffer.concat(collected.stdout).toString(),
-      stderr: Buffer.concat(collected.stderr).toString(),
+      exitCode: end.status,
+      signal: end.kind === "agent-exit" && end.status > 128 && end.status < 128 + 65 ? signalName(end.status - 128) : null,
+      stdout: guest.text("stdout"),
+      stderr: guest.text("stderr"),
       accel: decision.accel,
-      timeline,
-      timedOut,
+      timeline: timelineOf(guest, vm.exitMs),
+      timedOut: vm.timedOut,
       setupError: end.kind === "error" ? end.message : null,
       transport,
       kernel: kernel.origin,
     };
   } finally {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
-    await Promise.all(children.map((c) => (c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once("exit", r)) : undefined)));
-    channels.forEach((c) => c.close());
+    await started.stop();
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/** What runRootfs started: killed and closed when it ends, whatever happens. */
+class StartedProcesses {
+  readonly children: ChildProcess[] = [];
+  readonly channels: GuestChannel[] = [];
+
+  async stop(): Promise<void> {
+    const running = this.children.filter((c) => c.exitCode === null && c.signalCode === null);
+    for (const c of running) c.kill("SIGKILL");
+    await Promise.all(running.map((c) => new Promise((r) => c.once("exit", r))));
+    this.channels.forEach((c) => c.close());
+  }
+}
+
+async function checkShareDirectories(opts: RunOptions): Promise<void> {
+  for (const [what, dir] of [["workspace", opts.workspace], ["skills", opts.skills]] as const) {
+    if (dir !== undefined && !(await stat(dir).then((s) => s.isDirectory(), () => false))) {
+      throw new A3sError("EUSAGE", `the ${what} ${dir} is not a directory`, { subject: dir });
+    }
+  }
+}
+
+/**
+ * What the guest sends back during a run: the agent's stdout and stderr
+ * (passed on live, and kept up to MAX_COLLECTED each) and init's control
+ * events, with the host time the agent started.
+ */
+class GuestOutput {
+  readonly events: ControlEvent[] = [];
+  agentStartHostMs: number | null = null;
+  /** Called when init reports that the agent started. */
+  onAgentStart: () => void = () => undefined;
+  private vmStart = 0;
+  private readonly collected = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+  private readonly sizes = { stdout: 0, stderr: 0 };
+  readonly control = new LineSplitter((line) => this.controlLine(line));
+
+  constructor(private readonly live: Pick<RunOptions, "stdout" | "stderr">) {}
+
+  keep(which: "stdout" | "stderr", chunk: Buffer): void {
+    this.live[which]?.write(chunk);
+    if (this.sizes[which] + chunk.length <= MAX_COLLECTED) {
+      this.collected[which].push(chunk);
+      this.sizes[which] += chunk.length;
+    }
+  }
+
+  text(which: "stdout" | "stderr"): string {
+    return Buffer.concat(this.collected[which]).toString();
+  }
+
+  /** The origin of the host times: QEMU is started now. */
+  vmStarted(): void {
+    this.vmStart = performance.now();
+  }
+
+  private controlLine(line: string): void {
+    const ev = parseControlLine(line);
+    if (!ev) return;
+    this.events.push(ev);
+    if (ev.kind === "agent-start") {
+      this.agentStartHostMs = performance.now() - this.vmStart;
+      this.onAgentStart();
+    }
+  }
+}
+
+/** Listens on the guest's three channels (stdout, stderr, control) before QEMU connects to them. */
+async function listenToGuest(
+  work: string,
+  guest: GuestOutput,
+  started: StartedProcesses,
+): Promise<{ sockets: VmSpec["sockets"]; control: GuestChannel }> {
+  const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
+  started.channels.push(await GuestChannel.listen(sockets.stdout, (b) => guest.keep("stdout", b)));
+  started.channels.push(await GuestChannel.listen(sockets.stderr, (b) => guest.keep("stderr", b)));
+  const control = await GuestChannel.listen(sockets.control, (b) => guest.control.push(b));
+  started.channels.push(control);
+  return { sockets, control };
+}
+
+/** Runs QEMU until it exits, with the timeout and the caller's abort watching it. */
+async function runVm(
+  qemu: string,
+  args: readonly string[],
+  { guest, control, started }: { guest: GuestOutput; control: GuestChannel; started: StartedProcesses },
+  opts: RunOptions,
+  progress: (message: string) => void,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; exitMs: number; timedOut: boolean }> {
+  guest.vmStarted();
+  const t0 = performance.now();
+  // The VM dies with this process even when it is SIGKILLed (die-with-parent.ts).
+  const vmCommand = dieWithParent(qemu, args);
+  const vm = spawn(vmCommand.file, vmCommand.args, { stdio: ["ignore", "ignore", "pipe"] });
+  started.children.push(vm);
+  let stderr = "";
+  vm.stderr?.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-8192)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => vm.on("exit", (code, signal) => resolve({ code, signal })));
+  const timeout = new TimeoutWatch(opts.timeoutS, vm, control, progress);
+  guest.onAgentStart = () => timeout.agentStarted();
+  const onAbort = (): void => {
+    vm.kill("SIGKILL");
+  };
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  const exit = await exited;
+  const exitMs = performance.now() - t0;
+  timeout.clear();
+  opts.signal?.removeEventListener("abort", onAbort);
+  if (opts.signal?.aborted) throw new A3sError("EABORTED", "the run was interrupted; the VM was stopped");
+  return { ...exit, stderr, exitMs, timedOut: timeout.timedOut };
+}
+
+/**
+ * The timeout's escalation: SIGTERM to the agent, SIGKILL after a grace
+ * period, then the VM itself. The grace periods count from when SIGTERM is
+ * really sent, which may be later than the timeout if the guest was still
+ * booting then (the SIGTERM is for the agent, so it is sent the moment the
+ * agent starts); a guest that never starts its agent is killed a grace
+ * period after the timeout.
+ */
+class TimeoutWatch {
+  timedOut = false;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private termPending = false;
+  private agentRunning = false;
+  private bootDeadline: NodeJS.Timeout | undefined;
+
+  constructor(
+    timeoutS: number | undefined,
+    private readonly vm: ChildProcess,
+    private readonly control: GuestChannel,
+    progress: (message: string) => void,
+  ) {
+    if (timeoutS === undefined) return;
+    this.timers.push(
+      setTimeout(() => {
+        this.timedOut = true;
+        progress(`timeout after ${timeoutS} s: sending SIGTERM to the agent`);
+        if (this.agentRunning) return this.escalate();
+        this.termPending = true;
+        this.bootDeadline = setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS);
+        this.timers.push(this.bootDeadline);
+      }, timeoutS * 1000),
+    );
+  }
+
+  agentStarted(): void {
+    this.agentRunning = true;
+    if (this.termPending) this.escalate();
+  }
+
+  clear(): void {
+    this.timers.forEach(clearTimeout);
+  }
+
+  private escalate(): void {
+    if (this.bootDeadline) clearTimeout(this.bootDeadline);
+    this.control.write("signal TERM\n");
+    this.timers.push(setTimeout(() => this.control.write("signal KILL\n"), TERM_GRACE_MS));
+    this.timers.push(setTimeout(() => this.vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
+  }
+}
+
+/**
+ * How the agent ended (its exit, or init's setup error), from the control
+ * channel and, for failures before the channel existed, the console log;
+ * an error with the console's last lines when the VM stopped without saying.
+ */
+async function readOutcome(
+  guest: GuestOutput,
+  consoleLog: string,
+  vm: { code: number | null; signal: NodeJS.Signals | null; stderr: string },
+  opts: RunOptions,
+): Promise<Extract<ControlEvent, { kind: "agent-exit" | "error" }>> {
+  const consoleText = await readFile(consoleLog, "utf8").catch(() => "");
+  if (opts.consoleLog) await copyFile(consoleLog, opts.consoleLog).catch(() => {});
+  // Init reports early failures on the console, before the control channel exists.
+  for (const ev of controlLinesInConsole(consoleText)) if (!guest.events.some((e) => e.kind === ev.kind)) guest.events.push(ev);
+  const end = guest.events.find((e): e is Extract<ControlEvent, { kind: "agent-exit" | "error" }> => e.kind === "agent-exit" || e.kind === "error");
+  if (end) return end;
+  const tail = consoleText.replace(/\r/g, "").split("\n").slice(-15).join("\n");
+  throw new A3sError(
+    "EVM",
+    `the VM stopped without reporting how the agent ended (QEMU ${vm.signal ? `killed by ${vm.signal}` : `exit status ${vm.code}`})` +
+      `${vm.stderr.trim() ? `\nQEMU: ${vm.stderr.trim()}` : ""}\nlast console lines:\n${tail}`,
+    { hint: "run with --console-log FILE to keep the whole console log" },
+  );
+}
+
+function timelineOf(guest: GuestOutput, vmExitMs: number): BootTimeline {
+  const at = (k: ControlEvent["kind"]): number | null => {
+    const e = guest.events.find((x) => x.kind === k);
+    return e && "ms" in e ? e.ms : null;
+  };
+  return {
+    vmmStartMs: 0,
+    initStartMs: at("init-start"),
+    agentStartMs: at("agent-start"),
+    agentExitMs: at("agent-exit"),
+    vmExitMs: Math.round(vmExitMs),
+    agentStartHostMs: guest.agentStartHostMs === null ? null : Math.round(guest.agentStartHostMs),
+  };
 }
 
 function signalName(n: number): string | null {
@@ -289,7 +373,7 @@ export async function kernelCommandLine(
   const parts = ["console=ttyS0", "panic=-1", "quiet"];
   if (accel === "tcg") {
     // Under TCG the guest's TSC calibration can fail on a busy host and hang
-    // the boot; giving the host's frequency skips it.
+    // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.
     const khz = await hostTscKhz();
     if (khz) parts.push(`tsc_early_khz=${khz}`);
   }
@@ -307,10 +391,4 @@ export async function kernelCommandLine(
     });
   }
   return line;
-}
-
-async function hostTscKhz(): Promise<number | undefined> {
-  const info = await readFile("/proc/cpuinfo", "utf8").catch(() => "");
-  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(info)?.[1];
-  return mhz ? Math.round(Number(mhz) * 1000) : undefined;
 }

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
-import { findAgentBinary } from "../agent/index.js";
-import { RootfsBuilder } from "../build/rootfs-builder.js";
+import { RootfsBuilder } from "../builder/rootfs-builder.js";
+import { DEFAULT_LAYOUT } from "../layout/index.js";
+import { findAgentBinary } from "../programs/index.js";
 import { parseOutputSpec } from "../outputs/write-outputs.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import { action, collect, oneOf } from "./command-runner.js";
@@ -38,11 +39,11 @@ export function registerBuildCommand(program: Command): void {
     )
     .option("-o, --output <FORMAT:PATH>", "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs (repeatable; default dir:rootfs)", collect)
     .option("--agent <FILE>", "the agent binary (default: searched, see findAgentBinary)")
-    .option("--agent-path <GUESTPATH>", "where the agent goes in the guest", "/a3s/agent/a3s-box-code")
+    .option("--agent-path <GUESTPATH>", "where the agent goes in the guest", DEFAULT_LAYOUT.agentPath)
     .option("--allow-dynamic-agent", "accept a dynamically linked agent (its libraries must be in the rootfs)")
     .option("--dns <IP>", "nameserver for /etc/resolv.conf (repeatable; default 8.8.8.8 and 8.8.4.4)", collect)
     .option("--no-dns", "write /etc/resolv.conf with no nameserver")
-    .option("--hostname <NAME>", "the guest's hostname", "a3s-box")
+    .option("--hostname <NAME>", "the guest's hostname", DEFAULT_LAYOUT.hostname)
     .option("--init <FILE>", "use this static program as /sbin/init instead of the built-in A3S init")
     .option("--no-init", "leave the init out (for a kernel or VMM that brings its own)")
     .option("--agent-arg <ARG>", "an argument baked into the guest config for the agent (repeatable, in order)", collect)
@@ -78,8 +79,8 @@ export function registerBuildCommand(program: Command): void {
         if (!flags.json && process.stderr.isTTY) builder.onProgress((m) => process.stderr.write(`a3s-rootfs: ${m}\n`));
         builder
           .withLayout({
-            agentPath: flags.agentPath ?? "/a3s/agent/a3s-box-code",
-            hostname: flags.hostname ?? "a3s-box",
+            ...(flags.agentPath ? { agentPath: flags.agentPath } : {}),
+            ...(flags.hostname ? { hostname: flags.hostname } : {}),
             ...(flags.dns === false ? { dns: [] } : flags.dns ? { dns: flags.dns } : {}),
           });
         if (flags.init === false) builder.withInit(false);

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { A3sError } from "../errors.js";
-import { ContentStore } from "../oci/content-store.js";
-import { ImageRecords } from "../oci/image-records.js";
+import { ContentStore } from "../oci/store/content-store.js";
+import { ImageRecords } from "../oci/store/image-records.js";
 import { action } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 
@@ -18,7 +18,7 @@ interface GcFlags {
 }
 
 export function registerCacheCommand(program: Command): void {
-  const cache = program.command("cache").description("list and clean the image cache (blobs by digest in the user's cache directory)");
+  const cache = program.command("cache").description("list, verify and clean the image cache (blobs by digest in the user's cache directory)");
 
   cache
     .command("ls")
@@ -45,6 +45,37 @@ export function registerCacheCommand(program: Command): void {
         for (const i of images) {
           process.stdout.write(`  ${i.reference}  ${i.platform}  ${i.manifestDigest.slice(0, 19)}  ${humanBytes(i.bytes)}  last used ${i.lastUsed}\n`);
         }
+      }),
+    );
+
+  cache
+    .command("verify")
+    .description("hash every cached blob and remove each whose bytes do not match its digest; exit 1 if any did")
+    .option("--keep", "only report bad blobs, remove nothing")
+    .option("--json", "print one JSON object: {store, checked, bytes, bad: [{digest, path, problem, removed}]}")
+    .addHelpText(
+      "after",
+      "\nBuilds hash every blob they read, so a corrupt blob never reaches a rootfs; this checks the whole\n" +
+        "cache at once (after a disk error, say). A removed blob is fetched again by the next build that needs it.",
+    )
+    .action(
+      action(async (flags: { keep?: boolean; json?: boolean }) => {
+        const store = new ContentStore();
+        const result = await store.verifyAll({
+          remove: flags.keep !== true,
+          onBlob: (_digest, problem) => {
+            if (problem && !flags.json) process.stderr.write(`a3s-rootfs: bad: ${problem}\n`);
+          },
+        });
+        if (flags.json) process.stdout.write(JSON.stringify({ store: store.root, ...result }) + "\n");
+        else {
+          const removed = result.bad.filter((b) => b.removed).length;
+          process.stdout.write(
+            `${store.root}: checked ${result.checked} blobs, ${humanBytes(result.bytes)}: ` +
+              (result.bad.length === 0 ? "all match their digests\n" : `${result.bad.length} bad, ${removed} removed\n`),
+          );
+        }
+        return result.bad.length > 0 ? 1 : 0;
       }),
     );
 

@@ -7,6 +7,7 @@ import { registerDemoCommand } from "./demo-command.js";
 import { registerInspectCommand } from "./inspect-command.js";
 import { registerKernelCommand } from "./kernel-command.js";
 import { registerRunCommand } from "./run-command.js";
+import { registerVirtiofsdCommand } from "./virtiofsd-command.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -15,6 +16,8 @@ const program = new Command()
   .description("Build, inspect and boot minimal read-only MicroVM root filesystems for AI coding agents")
   .version(pkg.version)
   .showHelpAfterError()
+  // Options after a subcommand's name are that subcommand's: `kernel build --json` is build's --json.
+  .enablePositionalOptions()
   .configureOutput({ outputError: (s, write) => write(`a3s-rootfs: ${s}`) })
   .exitOverride((err) => {
     // Usage errors exit 2, like other Unix tools; --help and --version exit 0.
@@ -35,5 +38,6 @@ registerRunCommand(program);
 registerInspectCommand(program);
 registerKernelCommand(program);
 registerCacheCommand(program);
+registerVirtiofsdCommand(program);
 
 await program.parseAsync(process.argv);

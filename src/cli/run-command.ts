@@ -15,6 +15,7 @@ interface RunFlags {
   env?: string[];
   accel?: string;
   transport?: string;
+  virtiofsCache?: string;
   consoleLog?: string;
   json?: boolean;
   quiet?: boolean;
@@ -35,7 +36,7 @@ export function registerRunCommand(program: Command): void {
     .argument("[args...]", "arguments for the agent (after --), replacing the image's")
     .option("--workspace <DIR>", "host directory shared read-write at /workspace")
     .option("--skills <DIR>", "host directory shared read-only at /skills")
-    .option("--kernel <FILE>", "kernel image to boot (default: the Debian kernel of this host's release, fetched once)")
+    .option("--kernel <FILE|debian|microvm>", "kernel to boot: a file, `debian` (Debian's generic kernel) or `microvm` (the one `kernel build` made); default: the microVM kernel when built, else Debian's")
     .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree); not needed for built-in drivers")
     .option("--cpus <N>", "virtual CPUs", "1")
     .option("--memory <MiB>", "guest memory in MiB", "512")
@@ -43,10 +44,11 @@ export function registerRunCommand(program: Command): void {
     .option("--user <U>", "run the agent as root, nobody, UID or UID:GID (default: the image's)")
     .option("--env <K=V>", "add to the agent's environment (repeatable)", collect)
     .option("--accel <A>", "auto, kvm or tcg", "auto")
-    .option("--transport <T>", "shares over auto, virtiofs or 9p", "auto")
+    .option("--transport <T>", "shares over auto, virtiofs or 9p (auto: virtio-fs, provisioning virtiofsd if needed; 9p without it)", "auto")
+    .option("--virtiofs-cache <MODE>", "virtio-fs caching: auto (default), never, always or metadata; see docs/boot.md")
     .option("--console-log <FILE>", "keep the kernel and init console log")
     .option("-q, --quiet", "no progress lines on stderr")
-    .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, timeline} instead of streaming")
+    .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, transport, kernel, timeline} instead of streaming")
     .addHelpText(
       "after",
       "\nThe command exits with the agent's status (128+N when signal N killed it; 125, 126, 127 when init\n" +
@@ -75,6 +77,7 @@ export function registerRunCommand(program: Command): void {
             ...(flags.env ? { env: flags.env } : {}),
             accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
             transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
+            ...(flags.virtiofsCache ? { virtiofs: { cache: oneOf("--virtiofs-cache", flags.virtiofsCache, ["auto", "never", "always", "metadata"] as const) } } : {}),
             ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
             ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
             progress: quiet ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),

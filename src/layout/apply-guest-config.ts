@@ -10,6 +10,20 @@ export interface AgentSettings {
   readonly user?: string;
 }
 
+/**
+ * How the agent starts when the source knows (an image's Entrypoint, Cmd,
+ * Env, WorkingDir and User). Used when the build is not given an agent.
+ */
+export interface AgentDefaults {
+  /** Absolute path of the program inside the tree. */
+  readonly path?: string;
+  readonly args?: readonly string[];
+  readonly env?: readonly string[];
+  readonly cwd?: string;
+  /** "UID", "UID:GID", "root" or "nobody" (names other than these are resolved by the source). */
+  readonly user?: string;
+}
+
 /** Everything the config says about starting the agent. */
 export interface AgentLaunch extends AgentSettings {
   /** Absolute path of the agent in the guest. */

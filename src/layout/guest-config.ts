@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import type { GuestLayout } from "./guest-layout.js";
+import { HOSTNAME_MAX_BYTES, type GuestLayout } from "./guest-layout.js";
 
 /**
  * The host's writer of the guest config (docs/guest-protocol.md §3, §4): the
@@ -14,7 +14,6 @@ export const GUEST_CONFIG_DROPIN_DIR = "/etc/a3s/guest.conf.d";
 
 const CONFIG_HEADER = "a3s-guest-config 1";
 const CONFIG_MAX_BYTES = 1 << 20;
-const HOSTNAME_MAX_BYTES = 64;
 /** init's parse_id takes decimal ids below 2^32-1 ((uid_t)-1 means "unchanged" to the kernel). */
 const ID_MAX = 0xfffffffe;
 
@@ -57,8 +56,8 @@ const PATH_KEYS = new Set(["agent", "cwd", "stdin", "stdout", "stderr", "control
 
 /**
  * One config file's text: the header, then only the keys that are set, in
- * the order init prints them back (`init --check-config` echoes a rendered
- * config unchanged).
+ * the order the guest's parser prints them back (guest/build/config-check
+ * echoes a rendered config unchanged).
  */
 export function renderGuestConfig(cfg: GuestConfig): string {
   const lines = [CONFIG_HEADER];

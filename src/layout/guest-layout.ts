@@ -24,12 +24,16 @@ export interface GuestLayout {
 }
 
 export const DEFAULT_AGENT_PATH = "/a3s/agent/a3s-box-code";
+/** Linux's limit on a hostname (HOST_NAME_MAX, __NEW_UTS_LEN): sethostname(2) refuses a longer one, and init checks the same. */
+export const HOSTNAME_MAX_BYTES = 64;
+/** The guest's hostname unless one is given; the guest init uses the same default. */
+export const DEFAULT_HOSTNAME = "a3s-box";
 
 export const DEFAULT_LAYOUT: GuestLayout = {
   agentPath: DEFAULT_AGENT_PATH,
   workspacePath: "/workspace",
   skillsPath: "/skills",
-  hostname: "a3s-box",
+  hostname: DEFAULT_HOSTNAME,
   dns: ["8.8.8.8", "8.8.4.4"],
   extraDirectories: [],
   extraFiles: [],
@@ -61,6 +65,22 @@ export function layoutDirectories(layout: GuestLayout): { path: string; mode: nu
   return dirs;
 }
 
+/**
+ * What the guest init mounts at boot whatever the config says
+ * (docs/guest-protocol.md §10), each over a directory of the image: anything
+ * the image holds below one of these is hidden in the running guest. The
+ * shares the config names are mounted too, over their own paths.
+ */
+export const INIT_MOUNTS: readonly { readonly path: string; readonly what: string }[] = [
+  { path: "/dev", what: "devtmpfs" },
+  { path: "/proc", what: "proc" },
+  { path: "/sys", what: "sysfs" },
+  { path: "/tmp", what: "a tmpfs" },
+  { path: "/run", what: "a tmpfs" },
+  { path: "/var/tmp", what: "a tmpfs" },
+  { path: "/var/log", what: "a tmpfs" },
+];
+
 /** Fills defaults and checks every path and value before anything is built. */
 export function resolveLayout(overrides: Partial<GuestLayout> = {}): GuestLayout {
   const layout = { ...DEFAULT_LAYOUT, ...overrides };
@@ -70,9 +90,9 @@ export function resolveLayout(overrides: Partial<GuestLayout> = {}): GuestLayout
     skillsPath: normaliseRootfsPath(layout.skillsPath),
   };
   if (paths.agentPath === "/") throw new A3sError("ELAYOUT", "the agent path must name a file, not /");
-  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,62})$/.test(layout.hostname)) {
+  if (!/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(layout.hostname) || layout.hostname.length > HOSTNAME_MAX_BYTES) {
     throw new A3sError("ELAYOUT", `invalid hostname ${JSON.stringify(layout.hostname)}`, {
-      hint: "use letters, digits, '-' and '.', at most 63 characters",
+      hint: `use letters, digits, '-' and '.', at most ${HOSTNAME_MAX_BYTES} characters`,
     });
   }
   for (const ip of layout.dns) {

@@ -1,5 +1,5 @@
 import { isA3sError } from "../errors.js";
-import type { AgentDefaults } from "../sources/source.js";
+import type { AgentDefaults } from "../layout/index.js";
 import { normaliseRootfsPath, readContent, type RootfsTree } from "../tree/index.js";
 import type { OciImageConfig } from "./image-config.js";
 

@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import { parseDigest } from "./content-store.js";
+import { parseDigest } from "./digest.js";
 import { isObject, parseJsonObject } from "./json-document.js";
 
 /** The parts of an OCI image config (image-spec config.md) this project reads. */

@@ -1,15 +1,10 @@
-import { A3sError } from "../errors.js";
-import type { AgentDefaults } from "../sources/source.js";
-import { RootfsTree } from "../tree/index.js";
-import type { ContentStore } from "./content-store.js";
-import { agentDefaultsFromConfig } from "./image-agent.js";
 import type { OciImageConfig } from "./image-config.js";
-import { applyLayer } from "./layer-apply.js";
-import { limitError, resolveLayerLimits, type LayerLimits } from "./layer-limits.js";
-import { cacheLayer, type CachedLayer } from "./layer-cache.js";
 
-export type { OciImageConfig } from "./image-config.js";
-export type { LayerLimits } from "./layer-limits.js";
+/**
+ * The image model every place an image lives in (registry/, layout/,
+ * archive/) produces, and layers/ applies: go-containerregistry's v1.Image,
+ * narrowed to what a rootfs build reads.
+ */
 
 /** The platform an image was built for, as an OCI index and config name it. */
 export interface ImagePlatform {
@@ -32,7 +27,17 @@ export interface ImageLayer {
   readonly mediaType: string;
   /** The config's diff_id for this layer: the sha256 of the uncompressed tar. */
   readonly diffId: string;
+  /** Where the blob is read from, for messages: a file, an archive member, a registry address. */
+  readonly location: string;
   open(): Promise<NodeJS.ReadableStream>;
+  /**
+   * Hashes the blob where it is kept, fetching nothing, and throws when it
+   * does not match its digest: EDIGEST naming the file, or ECACHE when it
+   * was a cached copy, which is then removed (and fetched again on the next
+   * open). Used to find the cause when reading the layer failed halfway
+   * (a flipped byte in a gzip stream fails the decoder before the digest).
+   */
+  verify(): Promise<void>;
 }
 
 /** An image, resolved to one platform, that every image source produces. */
@@ -45,86 +50,4 @@ export interface ResolvedImage {
   /** Bottom layer first, as in the manifest. */
   readonly layers: readonly ImageLayer[];
   readonly platform: ImagePlatform;
-}
-
-export interface ImageToTreeContext {
-  /** SOURCE_DATE_EPOCH for directories the layers imply but do not list. */
-  readonly epoch: number;
-  /** Where uncompressed layers are cached by diff_id; the tree's file contents point into them. */
-  readonly store: ContentStore;
-  readonly progress: (message: string) => void;
-  readonly limits?: LayerLimits;
-}
-
-/**
- * Applies an image's layers, bottom first, to a fresh tree and derives the
- * agent's defaults from its config.
- *
- * Each layer is first made available uncompressed in the content store under
- * its diff_id (decompressed and hashed in one streaming pass, or found there
- * from an earlier build), then its tar is applied with OCI whiteout rules.
- * File contents are ranges of those cached tars, so memory does not grow with
- * the image and nothing is copied. Any error stops the whole image: the tree
- * is only returned when every layer applied.
- */
-export async function imageToTree(
-  image: ResolvedImage,
-  ctx: ImageToTreeContext,
-): Promise<{ tree: RootfsTree; agentDefaults: AgentDefaults; warnings: string[] }> {
-  const limits = resolveLayerLimits(ctx.limits);
-  const diffIds = image.config.rootfs.diff_ids;
-  if (diffIds.length !== image.layers.length) {
-    throw new A3sError(
-      "EIMAGE",
-      `${image.reference}: the manifest lists ${image.layers.length} layers but the config has ${diffIds.length} diff_ids`,
-      { subject: image.manifestDigest, hint: "the image is malformed; rebuild or re-push it" },
-    );
-  }
-  const tree = new RootfsTree({ epoch: ctx.epoch });
-  const labels = image.layers.map((l, i) => `${image.reference} layer ${i + 1}/${image.layers.length} ${shortDigest(l.digest)}`);
-  let imageBytes = 0;
-  let members = 0;
-  const cache = (i: number): Promise<CachedLayer> => {
-    const p = cacheLayer(image.layers[i] as ImageLayer, diffIds[i] as string, ctx.store, {
-      maxBytes: Math.min(limits.maxLayerBytes, limits.maxImageBytes - imageBytes),
-      subject: labels[i] as string,
-      progress: (m) => ctx.progress(`${labels[i]}: ${m}`),
-    });
-    // Awaited later; marked handled now so a failure while the previous layer
-    // is still being applied is not an unhandled rejection.
-    p.catch(() => undefined);
-    return p;
-  };
-  // The next layer is decompressed (in zlib's thread pool) while this one is
-  // applied (on the main thread): the two overlap instead of adding up.
-  let next: Promise<CachedLayer> | undefined = image.layers.length > 0 ? cache(0) : undefined;
-  try {
-    for (let i = 0; i < image.layers.length; i++) {
-      const cached = await (next as Promise<CachedLayer>);
-      next = undefined;
-      imageBytes += cached.size;
-      if (imageBytes > limits.maxImageBytes) {
-        throw limitError("the uncompressed image", "maxImageBytes", limits.maxImageBytes, image.reference);
-      }
-      if (i + 1 < image.layers.length) next = cache(i + 1);
-      const applied = await applyLayer(tree, cached, { subject: labels[i] as string, maxEntries: limits.maxEntries - members });
-      members += applied.members;
-      ctx.progress(
-        `${labels[i]}: applied ${applied.entries} entries` +
-          (applied.whiteouts > 0 ? `, ${applied.whiteouts} whiteouts removed ${applied.removed} names` : "") +
-          (cached.origin === "cache" ? " (cached)" : ""),
-      );
-    }
-  } finally {
-    // A failure stops the build; a decompression still running must finish
-    // (its temporary file is removed by the store) rather than be left dangling.
-    await next?.catch(() => undefined);
-  }
-  const { defaults: agentDefaults, warnings } = await agentDefaultsFromConfig(image.config, tree);
-  return { tree, agentDefaults, warnings };
-}
-
-function shortDigest(digest: string): string {
-  const colon = digest.indexOf(":");
-  return digest.slice(0, colon + 13);
 }

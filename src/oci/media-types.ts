@@ -7,8 +7,6 @@
 export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 export const OCI_CONFIG = "application/vnd.oci.image.config.v1+json";
-export const OCI_EMPTY = "application/vnd.oci.empty.v1+json";
-export const OCI_LAYOUT_HEADER = "application/vnd.oci.layout.header.v1+json";
 
 export const OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar";
 export const OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip";

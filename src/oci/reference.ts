@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import { parseDigest } from "./content-store.js";
+import { parseDigest } from "./digest.js";
 
 /** The registry a name without one refers to, as Docker users expect. */
 export const DOCKER_HUB = "docker.io";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
-import { rmSync } from "node:fs";
 import { rename, rm, lstat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { removeTreeNow } from "../util/remove-tree-now.js";
 
 /**
  * Temporary paths that exist right now. A signal handler removes them, so
@@ -17,7 +17,7 @@ function installSignalHandlers(): void {
   handlersInstalled = true;
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(sig, () => {
-      for (const p of pending) rmSync(p, { recursive: true, force: true });
+      for (const p of pending) removeTreeNow(p);
       // Re-raise so the exit status says which signal ended us.
       process.kill(process.pid, sig);
     });

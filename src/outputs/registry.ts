@@ -1,12 +1,94 @@
-import { cpioOutput } from "./cpio.js";
-import { dirOutput } from "./dir.js";
-import { erofsOutput } from "./erofs.js";
-import { ext4Output } from "./ext4.js";
-import type { OutputFormat, OutputWriter } from "./output.js";
-import { squashfsOutput } from "./squashfs.js";
-import { tarOutput } from "./tar.js";
+import { rm, writeFile } from "node:fs/promises";
+import type { RootfsTree } from "../tree/index.js";
+import { writeArchiveFile } from "../formats/archive/index.js";
+import { compressionForPath } from "../formats/compression/index.js";
+import { buildSidecar, materialiseTree, sidecarPathFor } from "../formats/dir/index.js";
+import { writeErofsImage, type ErofsWriterOptions } from "../formats/erofs/index.js";
+import { writeExt4Image } from "../formats/ext4/index.js";
+import type { ImageWriterOptions } from "../formats/image/index.js";
+import { cpioProducer } from "../formats/newc/index.js";
+import { writeSquashfsImage, type SquashfsWriterOptions } from "../formats/squashfs/index.js";
+import { tarProducer } from "../formats/tar/index.js";
+import { runningAsRoot } from "../util/running-as-root.js";
+import { writeAtomically } from "./atomic.js";
+import type { OutputContext, OutputFormat, OutputPaths, OutputWriter } from "./output.js";
 
-/** One writer per format; adding a format is one import and one line here. */
+/**
+ * The output of each format: what `-o FORMAT:PATH` writes. Each one hands
+ * the tree to its format's writer (src/formats) at the temporary path
+ * `writeOutputs` gives it; publishing is writeOutputs' job. Adding a format
+ * is one writer here and one line in OUTPUT_WRITERS.
+ */
+
+/**
+ * `dir`: the tree as a real directory. As root every entry is exact; as
+ * non-root what cannot be applied is recorded in the metadata sidecar
+ * PATH.a3s-metadata.json, itself published atomically beside PATH.
+ */
+export const dirOutput: OutputWriter = {
+  format: "dir",
+  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void> {
+    const privileged = runningAsRoot();
+    const { approximated } = await materialiseTree(tree, paths.tmp, { privileged });
+    const sidecar = sidecarPathFor(paths.final);
+    if (privileged) {
+      await rm(sidecar, { force: true });
+      return;
+    }
+    await writeAtomically(sidecar, (tmp) => writeFile(tmp, JSON.stringify(buildSidecar(tree, approximated)) + "\n"));
+    if (approximated.length > 0) {
+      ctx.warn(
+        `not running as root: ${approximated.length} entries (ownership, device nodes or security xattrs) ` +
+          `could not be applied on disk; their exact metadata is in ${sidecar}`,
+      );
+    }
+  },
+};
+
+/** `tar`: PATH ending in .gz/.tgz or .zst/.tzst is compressed. */
+export const tarOutput: OutputWriter = {
+  format: "tar",
+  async write(tree: RootfsTree, paths: OutputPaths): Promise<void> {
+    // The extension is read from the final name: the temporary one ends in random characters.
+    await writeArchiveFile(tarProducer(tree), paths.tmp, compressionForPath(paths.final));
+  },
+};
+
+/** `cpio`: a newc initramfs; .gz and .zst by extension. */
+export const cpioOutput: OutputWriter = {
+  format: "cpio",
+  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void> {
+    const withXattrs = tree.entries().filter((e) => e.kind !== "hardlink" && e.inode.xattrs.size > 0);
+    if (withXattrs.length > 0) {
+      ctx.warn(
+        `cpio (newc) cannot store extended attributes: ${withXattrs.length} entries lose theirs ` +
+          `(first: ${withXattrs[0]?.path}); use an erofs, squashfs or ext4 output to keep them`,
+      );
+    }
+    await writeArchiveFile(cpioProducer(tree), paths.tmp, compressionForPath(paths.final));
+  },
+};
+
+/** `ext4` with writer options (privileged, toolDirs); see formats/ext4/writer.ts. */
+export function createExt4Writer(opts: ImageWriterOptions = {}): OutputWriter {
+  return { format: "ext4", write: (tree, paths, ctx) => writeExt4Image(tree, paths.tmp, { ...opts, epoch: ctx.epoch }) };
+}
+
+/** `erofs` with writer options (compression, privileged, toolDirs); see formats/erofs/writer.ts. */
+export function createErofsWriter(opts: ErofsWriterOptions = {}): OutputWriter {
+  return { format: "erofs", write: (tree, paths, ctx) => writeErofsImage(tree, paths.tmp, { ...opts, epoch: ctx.epoch }) };
+}
+
+/** `squashfs` with writer options (compression, privileged, toolDirs); see formats/squashfs/writer.ts. */
+export function createSquashfsWriter(opts: SquashfsWriterOptions = {}): OutputWriter {
+  return { format: "squashfs", write: (tree, paths, ctx) => writeSquashfsImage(tree, paths.tmp, { ...opts, epoch: ctx.epoch }) };
+}
+
+export const ext4Output: OutputWriter = createExt4Writer();
+export const erofsOutput: OutputWriter = createErofsWriter();
+export const squashfsOutput: OutputWriter = createSquashfsWriter();
+
+/** One writer per format. */
 export const OUTPUT_WRITERS: Partial<Record<OutputFormat, OutputWriter>> = {
   dir: dirOutput,
   tar: tarOutput,

@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import { A3sError } from "../errors.js";
-import { readElfFile } from "../audit/elf.js";
+import { readElfFile } from "../formats/elf/index.js";
 import { RootfsTree } from "../tree/index.js";
 import { findExecutable, runTool } from "../util/host-tool.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { findExecutable, runTool } from "../util/host-tool.js";
-import { openArchiveTree } from "./archive-reader.js";
+import { runningAsRoot } from "../util/running-as-root.js";
+import { openArchiveTree } from "../formats/open-archive.js";
 import { installedPackages } from "./dpkg-status.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";
 import { trimTree, type TrimProfile } from "./trim.js";
@@ -81,7 +82,7 @@ async function bootstrap(
       if (o.mirror) args.push(o.mirror);
       await runTool("mmdebstrap", args, { env });
     } else {
-      if (process.getuid?.() !== 0) {
+      if (!runningAsRoot()) {
         throw new A3sError("EPERM", "debootstrap needs root; mmdebstrap can run without it", { hint: "apt-get install mmdebstrap" });
       }
       const root = join(work, "root");

@@ -1,5 +1,5 @@
 import { A3sError } from "../errors.js";
-import { openDockerArchive } from "../oci/docker-archive.js";
+import { openDockerArchive } from "../oci/archive/docker-archive.js";
 import { hostPlatform, parsePlatform } from "../oci/platform.js";
 import { loadImage, type ImageFileSourceOptions } from "./oci-layout-source.js";
 import type { RootfsSource } from "./source.js";

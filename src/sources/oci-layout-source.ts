@@ -1,8 +1,10 @@
 import { A3sError } from "../errors.js";
-import { ContentStore } from "../oci/content-store.js";
-import { ImageRecords } from "../oci/image-records.js";
-import { imageToTree, type LayerLimits, type ResolvedImage } from "../oci/image.js";
-import { chooseLayoutImage, directoryLayout, type LayoutChoice } from "../oci/oci-layout.js";
+import type { ResolvedImage } from "../oci/image.js";
+import { imageToTree } from "../oci/layers/image-to-tree.js";
+import type { LayerLimits } from "../oci/layers/layer-limits.js";
+import { chooseLayoutImage, directoryLayout, type LayoutChoice } from "../oci/layout/oci-layout.js";
+import { ContentStore } from "../oci/store/content-store.js";
+import { ImageRecords } from "../oci/store/image-records.js";
 import { formatPlatform, hostPlatform, parsePlatform } from "../oci/platform.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";
 
@@ -59,6 +61,7 @@ export async function loadImage(
     epoch: ctx.epoch,
     store,
     progress: ctx.progress,
+    warn: ctx.warn,
     ...(opts.limits ? { limits: opts.limits } : {}),
   });
   for (const w of built.warnings) ctx.warn(w);

@@ -1,3 +1,4 @@
+import type { AgentDefaults } from "../layout/index.js";
 import type { RootfsTree } from "../tree/index.js";
 
 export interface SourceContext {
@@ -6,20 +7,6 @@ export interface SourceContext {
   readonly warn: (message: string) => void;
   /** Progress for long work (downloads, unpacking); silent when not a TTY or with --json. */
   readonly progress: (message: string) => void;
-}
-
-/**
- * How the agent starts when the source knows (an image's Entrypoint, Cmd,
- * Env, WorkingDir and User). Used when the build is not given an agent.
- */
-export interface AgentDefaults {
-  /** Absolute path of the program inside the tree. */
-  readonly path?: string;
-  readonly args?: readonly string[];
-  readonly env?: readonly string[];
-  readonly cwd?: string;
-  /** "UID", "UID:GID", "root" or "nobody" (names other than these are resolved by the source). */
-  readonly user?: string;
 }
 
 export interface SourceResult {

@@ -1,6 +1,7 @@
-import { createReadStream } from "node:fs";
+import { closeSync, createReadStream, openSync } from "node:fs";
 import { Readable } from "node:stream";
 import { A3sError } from "../errors.js";
+import { identityDifference, identityOfFd, sameIdentity, type FileIdentity } from "../util/file-identity.js";
 
 /**
  * Where a regular file's bytes come from. The tree never holds file data it
@@ -16,6 +17,12 @@ export type ContentRef =
       readonly blobPath: string;
       readonly offset: number;
       readonly size: number;
+      /**
+       * The blob as it was when its digest was checked. Every open of the
+       * blob compares it with what it finds, so a blob swapped or rewritten
+       * after it was verified fails the read instead of reaching an output.
+       */
+      readonly verified?: FileIdentity;
     };
 
 export function contentSize(c: ContentRef): number {
@@ -38,8 +45,47 @@ export function openContent(c: ContentRef, subject: string): Readable {
   const source =
     c.type === "hostFile"
       ? createReadStream(c.path, { highWaterMark: 1 << 20 })
-      : createReadStream(c.blobPath, { start: c.offset, end: c.offset + c.size - 1, highWaterMark: 1 << 20 });
+      : createReadStream("", { fd: openContentFile(c, subject), start: c.offset, end: c.offset + c.size - 1, highWaterMark: 1 << 20 });
   return checkLength(source, expected, subject);
+}
+
+/**
+ * Opens the file behind a host-file or blob-range content and returns its
+ * descriptor. A blob range with a `verified` identity is refused unless the
+ * file is still the one whose digest was checked.
+ */
+export function openContentFile(content: Exclude<ContentRef, { type: "bytes" }>, subject: string): number {
+  const path = content.type === "hostFile" ? content.path : content.blobPath;
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new A3sError("ECONTENT", `cannot read the content of ${subject} from ${path}: ${(e as Error).message}`, { subject, cause: e });
+  }
+  if (content.type === "blobRange" && content.verified) {
+    try {
+      checkVerifiedFile(fd, content.verified, path, subject);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+  }
+  return fd;
+}
+
+/** Fails unless the open file `fd` is the one whose identity was taken when its digest was checked. */
+export function checkVerifiedFile(fd: number, verified: FileIdentity, path: string, subject: string): void {
+  checkVerifiedIdentity(identityOfFd(fd), verified, path, subject);
+}
+
+/** Fails unless `found` (the identity of an open file) is `verified`, the one taken when its digest was checked. */
+export function checkVerifiedIdentity(found: FileIdentity, verified: FileIdentity, path: string, subject: string): void {
+  if (sameIdentity(found, verified)) return;
+  throw new A3sError(
+    "ECONTENT",
+    `the content of ${subject} comes from ${path}, which changed after its digest was checked: ${identityDifference(verified, found)}`,
+    { subject, hint: "something else wrote to the cache during the build; build again (the blob is verified afresh)" },
+  );
 }
 
 function checkLength(source: Readable, expected: number, subject: string): Readable {

@@ -1,5 +1,6 @@
 import { A3sError } from "../errors.js";
 import { contentSize, type ContentRef } from "./content.js";
+import { DEFAULT_EPOCH } from "./epoch.js";
 import {
   PERMISSION_BITS,
   type DirectoryInode,
@@ -10,15 +11,34 @@ import {
 } from "./inode.js";
 import { joinRootfsPath, splitRootfsPath } from "./path.js";
 
-/** Symlinks followed in one lookup before it fails, as Linux's MAXSYMLINKS-style bound (ELOOP). */
+/**
+ * Symlinks followed in one lookup before it fails with ELOOP. This is the
+ * tree's own bound against link loops, not Linux's: the kernel stops after 40
+ * (MAXSYMLINKS in include/linux/namei.h), so a path that takes 41 to 255 hops
+ * resolves here while a build or an audit reads the tree, but not in the
+ * guest. The tests for hostile layers hold the tree to following 200 links.
+ */
 export const MAX_SYMLINK_HOPS = 255;
 
 /**
- * A fixed default for SOURCE_DATE_EPOCH: 2000-01-01T00:00:00Z. Any fixed value
- * makes builds reproducible; this one avoids the special meaning some tools
- * give to a zero mtime.
+ * Bounds every tree keeps, whatever filled it (a tar, a cpio, a directory,
+ * an image, layers): the same input could otherwise build a tree that no
+ * filesystem can hold, that exhausts memory, or (with symlinks grafting
+ * short names onto deep paths) nests deep enough to overflow a recursive
+ * walk or a path buffer downstream (deep-path denial of service).
  */
-export const DEFAULT_EPOCH = 946684800;
+export interface TreeLimits {
+  /** Most names in the tree, the root included (default 2,000,000): memory grows with each. */
+  readonly maxEntries?: number;
+  /** Most components in a path (default 1024; real rootfs stay under 30). */
+  readonly maxDepth?: number;
+}
+
+/** Linux's PATH_MAX, which counts the terminating NUL: a path has at most 4095 bytes. */
+export const PATH_MAX = 4096;
+/** Linux's NAME_MAX: the longest name of one directory entry, in bytes. */
+export const NAME_MAX = 255;
+export const DEFAULT_TREE_LIMITS: Required<TreeLimits> = { maxEntries: 2_000_000, maxDepth: 1024 };
 
 export interface MetadataInit {
   mode?: number;
@@ -70,9 +90,16 @@ export class RootfsTree {
   readonly root: DirectoryInode;
   /** mtime given to entries that do not state one (SOURCE_DATE_EPOCH). */
   readonly epoch: number;
+  readonly limits: Required<TreeLimits>;
+  /** Names in the tree, the root included, kept as entries are added and removed. */
+  private names = 1;
 
-  constructor(opts: { epoch?: number } = {}) {
+  constructor(opts: { epoch?: number; limits?: TreeLimits } = {}) {
     this.epoch = opts.epoch ?? DEFAULT_EPOCH;
+    this.limits = { ...DEFAULT_TREE_LIMITS, ...definedOnly(opts.limits ?? {}) };
+    for (const [key, value] of Object.entries(this.limits)) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new A3sError("EUSAGE", `tree limit ${key} must be a positive integer, not ${value}`);
+    }
     this.root = { kind: "directory", children: new Map(), ...this.metadata("directory", {}) };
   }
 
@@ -90,6 +117,9 @@ export class RootfsTree {
   addSymlink(path: string, target: string, meta: MetadataInit = {}): Inode {
     if (target === "" || target.includes("\0")) {
       throw new A3sError("EPATH", `invalid symlink target for ${path}: ${JSON.stringify(target)}`, { subject: path });
+    }
+    if (Buffer.byteLength(target) >= PATH_MAX) {
+      throw new A3sError("EPATH", `the symlink ${shortPath(path)} has a target of ${Buffer.byteLength(target)} bytes; Linux allows ${PATH_MAX - 1}`, { subject: path });
     }
     return this.place(path, { kind: "symlink", target, ...this.metadata("symlink", meta) });
   }
@@ -132,7 +162,11 @@ export class RootfsTree {
     if (name === undefined) throw new A3sError("EPERM", "the rootfs root cannot be removed", { subject: "/" });
     const parent = this.resolveParts(parts, true, false);
     if (!parent || parent.inode.kind !== "directory") return false;
-    return parent.inode.children.delete(name);
+    const gone = parent.inode.children.get(name);
+    if (!gone) return false;
+    parent.inode.children.delete(name);
+    this.names -= namesUnder(gone);
+    return true;
   }
 
   // ---- lookups ------------------------------------------------------------
@@ -156,52 +190,50 @@ export class RootfsTree {
    * so they are stable for a given tree whatever order it was built in.
    */
   entries(): TreeEntry[] {
+    // Iterative, with an explicit stack: a recursive walk's depth would be
+    // the tree's, and the tree's depth comes from untrusted input.
     const names = new Map<Inode, number>();
-    const countNames = (dir: DirectoryInode): void => {
-      for (const child of dir.children.values()) {
+    for (const dirs: DirectoryInode[] = [this.root]; dirs.length > 0; ) {
+      for (const child of (dirs.pop() as DirectoryInode).children.values()) {
         names.set(child, (names.get(child) ?? 0) + 1);
-        if (child.kind === "directory") countNames(child);
+        if (child.kind === "directory") dirs.push(child);
       }
-    };
-    countNames(this.root);
+    }
 
     const out: TreeEntry[] = [];
     const firstPath = new Map<Inode, { path: string; ino: number }>();
     let nextIno = 1;
-    const visit = (path: string, inode: Inode): void => {
+    // Pushed in reverse so they pop in sorted order: parents before children, depth first.
+    const stack: { path: string; inode: Inode }[] = [{ path: "/", inode: this.root }];
+    while (stack.length > 0) {
+      const { path, inode } = stack.pop() as { path: string; inode: Inode };
       const seen = firstPath.get(inode);
       if (seen) {
         out.push({ path, kind: "hardlink", inode, linkPath: seen.path, ino: seen.ino, nlink: names.get(inode) ?? 1 });
-        return;
+        continue;
       }
       const ino = nextIno++;
       firstPath.set(inode, { path, ino });
       if (inode.kind !== "directory") {
         out.push({ path, kind: inode.kind, inode, ino, nlink: names.get(inode) ?? 1 });
-        return;
+        continue;
       }
       const childNames = [...inode.children.keys()].sort();
       let subdirs = 0;
       for (const n of childNames) if (inode.children.get(n)?.kind === "directory") subdirs++;
       out.push({ path, kind: "directory", inode, ino, nlink: 2 + subdirs });
       const prefix = path === "/" ? "/" : path + "/";
-      for (const n of childNames) visit(prefix + n, inode.children.get(n) as Inode);
-    };
-    visit("/", this.root);
+      for (let i = childNames.length - 1; i >= 0; i--) {
+        const n = childNames[i] as string;
+        stack.push({ path: prefix + n, inode: inode.children.get(n) as Inode });
+      }
+    }
     return out;
   }
 
   /** Number of names (entries) in the tree, the root included. */
   get entryCount(): number {
-    let n = 1;
-    const count = (dir: DirectoryInode): void => {
-      for (const child of dir.children.values()) {
-        n++;
-        if (child.kind === "directory") count(child);
-      }
-    };
-    count(this.root);
-    return n;
+    return this.names;
   }
 
   /** Bytes of regular-file content, each inode counted once however many names it has. */
@@ -257,7 +289,7 @@ export class RootfsTree {
       copyMetadata(inode, this.root);
       return this.root;
     }
-    const parent = this.resolveParts(parts, true, true);
+    const parent = this.resolveParts(parts, true, true, path);
     if (!parent || parent.inode.kind !== "directory") {
       throw new A3sError("ENOTDIR", `cannot add ${path}: a parent is not a directory`, { subject: path });
     }
@@ -266,8 +298,48 @@ export class RootfsTree {
       copyMetadata(inode, existing);
       return existing;
     }
+    if (!existing) this.checkNewName(parent.parts, name, path);
     parent.inode.children.set(name, inode);
+    this.names += 1 - (existing ? namesUnder(existing) : 0);
     return inode;
+  }
+
+  /**
+   * The tree's limits, checked for a name about to be added under the
+   * directory at `parentParts` (its resolved path): NAME_MAX for the name,
+   * PATH_MAX and the depth bound for where it really lands (after every
+   * symlink in its parents), and the entry budget. `given` is the path as
+   * the input named it, for the message.
+   */
+  private checkNewName(parentParts: readonly string[], name: string, given: string): void {
+    const nameBytes = Buffer.byteLength(name);
+    if (nameBytes > NAME_MAX) {
+      throw new A3sError("EPATH", `cannot add ${shortPath(given)}: a name of ${nameBytes} bytes is longer than NAME_MAX (${NAME_MAX}), which no Linux filesystem can hold`, {
+        subject: given,
+        hint: "the input is malformed or hostile",
+      });
+    }
+    const depth = parentParts.length + 1;
+    if (depth > this.limits.maxDepth) {
+      throw new A3sError("ELIMIT", `cannot add ${shortPath(given)}: it lands ${depth} directories deep, deeper than the tree allows (maxDepth ${this.limits.maxDepth})`, {
+        subject: given,
+        hint: "the input nests directories deeper than any real rootfs (symlinks can graft short names onto deep paths)",
+      });
+    }
+    let bytes = nameBytes + 1;
+    for (const p of parentParts) bytes += Buffer.byteLength(p) + 1;
+    if (bytes >= PATH_MAX) {
+      throw new A3sError("EPATH", `cannot add ${shortPath(given)}: it resolves to a path of ${bytes} bytes, longer than PATH_MAX allows (${PATH_MAX - 1} bytes and the NUL)`, {
+        subject: given,
+        hint: "the input nests paths deeper than any Linux filesystem allows (symlinks can graft short names onto long paths)",
+      });
+    }
+    if (this.names >= this.limits.maxEntries) {
+      throw new A3sError("ELIMIT", `cannot add ${shortPath(given)}: the tree already has ${this.names} entries (maxEntries)`, {
+        subject: given,
+        hint: "a hostile input, or a very large trusted one: raise the entry limit",
+      });
+    }
   }
 
   /**
@@ -275,13 +347,14 @@ export class RootfsTree {
    * directories on the way are made (mkdir -p inside the tree). Returns
    * undefined when a component is missing (and not created).
    */
-  private resolveParts(parts: readonly string[], followFinal: boolean, create: boolean): Resolved | undefined {
+  private resolveParts(parts: readonly string[], followFinal: boolean, create: boolean, given = ""): Resolved | undefined {
     const stack: Inode[] = [this.root];
     const names: string[] = [];
-    const queue = [...parts];
+    // Components still to walk, the next one last: a symlink pushes its target's in front in one step.
+    const queue = [...parts].reverse();
     let hops = 0;
     while (queue.length > 0) {
-      const part = queue.shift() as string;
+      const part = queue.pop() as string;
       if (part === "" || part === ".") continue;
       if (part === "..") {
         // ".." at the root stays at the root, as in a chroot.
@@ -300,8 +373,10 @@ export class RootfsTree {
       let child = dir.children.get(part);
       if (!child) {
         if (!create) return undefined;
+        this.checkNewName(names, part, given);
         child = { kind: "directory", children: new Map(), ...this.metadata("directory", {}) };
         dir.children.set(part, child);
+        this.names++;
       }
       if (child.kind === "symlink" && (queue.length > 0 || followFinal)) {
         if (++hops > MAX_SYMLINK_HOPS) {
@@ -313,7 +388,8 @@ export class RootfsTree {
           stack.length = 1;
           names.length = 0;
         }
-        queue.unshift(...child.target.split("/"));
+        const target = child.target.split("/");
+        for (let i = target.length - 1; i >= 0; i--) queue.push(target[i] as string);
         continue;
       }
       names.push(part);
@@ -321,6 +397,28 @@ export class RootfsTree {
     }
     return { parts: names, inode: stack[stack.length - 1] as Inode };
   }
+}
+
+/** How many names an entry takes: itself, and for a directory everything under it (counted without recursion). */
+function namesUnder(inode: Inode): number {
+  let n = 1;
+  for (const dirs: Inode[] = [inode]; dirs.length > 0; ) {
+    const dir = dirs.pop() as Inode;
+    if (dir.kind !== "directory") continue;
+    n += dir.children.size;
+    for (const child of dir.children.values()) if (child.kind === "directory") dirs.push(child);
+  }
+  return n;
+}
+
+/** A path for a message: whole when short, else its start and end with its length (the error's subject has it whole). */
+function shortPath(path: string): string {
+  if (path.length <= 160) return path;
+  return `${path.slice(0, 80)}…${path.slice(-60)} (${Buffer.byteLength(path)} bytes)`;
+}
+
+function definedOnly(limits: TreeLimits): TreeLimits {
+  return Object.fromEntries(Object.entries(limits).filter(([, v]) => v !== undefined)) as TreeLimits;
 }
 
 function copyMetadata(from: Metadata, to: Metadata): void {

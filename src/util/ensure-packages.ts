@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { A3sError } from "../errors.js";
 import { findExecutable } from "./host-tool.js";
+import { runningAsRoot } from "./running-as-root.js";
 
 /** A command the program needs, and the Debian package that provides it. */
 export interface HostRequirement {
@@ -17,7 +18,7 @@ export function ensureHostPackages(reqs: readonly HostRequirement[], progress: (
   const missing = [...new Set(reqs.filter((r) => !findExecutable(r.command)).map((r) => r.debianPackage))];
   if (missing.length === 0) return;
   const command = `apt-get install -y ${missing.join(" ")}`;
-  if (process.getuid?.() !== 0 || !findExecutable("apt-get")) {
+  if (!runningAsRoot() || !findExecutable("apt-get")) {
     throw new A3sError("ETOOL", `missing Debian packages: ${missing.join(", ")}`, { hint: `as root: ${command}` });
   }
   progress(`installing ${missing.join(" ")} with apt-get`);

@@ -5,9 +5,7 @@
  *   node build-image-cli.js FORMAT SAMPLE OUTPUT
  */
 import { isA3sError } from "../../src/errors.js";
-import { ext4Output } from "../../src/outputs/ext4.js";
-import { erofsOutput } from "../../src/outputs/erofs.js";
-import { squashfsOutput } from "../../src/outputs/squashfs.js";
+import { erofsOutput, ext4Output, squashfsOutput } from "../../src/outputs/registry.js";
 import type { OutputWriter } from "../../src/outputs/output.js";
 import type { RootfsTree } from "../../src/tree/index.js";
 import { imageSampleTree, rootOwnedTree, unprivilegedSampleTree } from "./image-sample.js";

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { readErofsImage } from "../../src/formats/erofs/index.js";
 import { observeDirectory, readXattrs } from "./extracted-tree.js";
 import type { ObservedEntry } from "./image-sample.js";
 import { tempDir } from "./temp-dir.js";
@@ -9,7 +10,8 @@ import { tempDir } from "./temp-dir.js";
 /**
  * Independent readers: each turns an image back into path → metadata using
  * the format's own tools (debugfs, fsck.erofs/dump.erofs, unsquashfs), never
- * this project's writers. They run as root in the tests, so extraction keeps
+ * this project's writers (for erofs, see readErofs for the two fields the
+ * tools cannot show). They run as root in the tests, so extraction keeps
  * owners.
  */
 
@@ -121,70 +123,49 @@ export function e2fsck(image: string): { status: number; output: string } {
   return { status: r.status ?? -1, output: r.stdout + r.stderr };
 }
 
-// ---- erofs: fsck.erofs --extract, dump.erofs, and the on-disk inode ------
-
-const EROFS_XATTR_PREFIX: Record<number, string> = {
-  1: "user.",
-  2: "system.posix_acl_access",
-  3: "system.posix_acl_default",
-  4: "trusted.",
-  5: "lustre.",
-  6: "security.",
-};
+// ---- erofs: fsck.erofs --extract and dump.erofs ----------------------------
 
 /**
- * Mode and xattrs of one erofs inode, read from the image bytes. fsck.erofs
- * 1.5 drops setuid bits and xattrs on extraction and dump.erofs prints only
- * the low permission bits, so these two come from the on-disk inode
- * (erofs_inode_compact/extended and the xattr ibody, per the kernel's
- * erofs_fs.h).
+ * Reads an erofs image with erofs-utils: `fsck.erofs --extract` checks the
+ * whole image and gives names, kinds, contents, symlink targets and device
+ * numbers; `dump.erofs --path` gives each inode's NID (the hardlink
+ * identity), owner, mtime and permission bits.
+ *
+ * erofs-utils 1.5 (Debian 12) shows neither the setuid, setgid and sticky
+ * bits (dump.erofs prints "Access" masked to 0777, and fsck.erofs's chown
+ * after chmod clears them on extraction) nor xattrs (fsck.erofs does not
+ * extract them). Only for those two does this helper take the project's own
+ * erofs reader (src/formats/erofs), and it first checks that reader against
+ * dump.erofs on every field dump.erofs prints, for every inode: a reader that
+ * misplaces inodes or misreads their metadata fails here, not silently.
  */
-function erofsInodeDetails(img: Buffer, nid: number): { mode: number; xattrs: Record<string, string> } {
-  const sb = 1024;
-  const blkszbits = img.readUInt8(sb + 12);
-  const metaBlk = img.readUInt32LE(sb + 40);
-  const xattrBlk = img.readUInt32LE(sb + 44);
-  const off = metaBlk * 2 ** blkszbits + nid * 32;
-  const format = img.readUInt16LE(off);
-  const icount = img.readUInt16LE(off + 2);
-  const mode = img.readUInt16LE(off + 4);
-  const inodeSize = format & 1 ? 64 : 32;
-  const xattrs: Record<string, string> = {};
-  if (icount > 0) {
-    const body = off + inodeSize;
-    const end = body + 12 + 4 * (icount - 1);
-    const shared = img.readUInt8(body + 4);
-    const readEntry = (at: number): number => {
-      const nameLen = img.readUInt8(at);
-      const index = img.readUInt8(at + 1);
-      const valueSize = img.readUInt16LE(at + 2);
-      const name = (EROFS_XATTR_PREFIX[index] ?? `?${index}?`) + img.toString("latin1", at + 4, at + 4 + nameLen);
-      xattrs[name] = img.subarray(at + 4 + nameLen, at + 4 + nameLen + valueSize).toString("hex");
-      return Math.ceil((4 + nameLen + valueSize) / 4) * 4;
-    };
-    for (let s = 0; s < shared; s++) readEntry(xattrBlk * 2 ** blkszbits + img.readUInt32LE(body + 12 + 4 * s) * 4);
-    for (let at = body + 12 + 4 * shared; at < end; ) at += readEntry(at);
-  }
-  return { mode: mode & 0o7777, xattrs };
-}
-
-/** Reads an erofs image: extraction for names/kinds/content/devices, dump.erofs for nid/owner/mtime. */
-export function readErofs(image: string): Map<string, ObservedEntry> {
+export async function readErofs(image: string): Promise<Map<string, ObservedEntry>> {
   const dir = join(tempDir("a3s-erofs-read-"), "root");
   execFileSync("fsck.erofs", [`--extract=${dir}`, image], { stdio: ["ignore", "ignore", "pipe"] });
   const out = observeDirectory(dir, { xattrs: false });
-  const img = readFileSync(image);
-  for (const [path, o] of out) {
-    const info = execFileSync("dump.erofs", [`--path=${path}`, image], { encoding: "utf8", env: UTC });
-    const nid = Number(/NID: (\d+)/.exec(info)?.[1]);
-    o.identity = String(nid);
-    o.uid = Number(/Uid: (\d+)/.exec(info)?.[1]);
-    o.gid = Number(/Gid: (\d+)/.exec(info)?.[1]);
-    const stamp = /Timestamp: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)/.exec(info)?.[1] ?? "";
-    o.mtime = Date.parse(stamp.replace(" ", "T") + "Z") / 1000;
-    const details = erofsInodeDetails(img, nid);
-    o.mode = o.kind === "symlink" ? 0o777 : details.mode;
-    o.xattrs = details.xattrs;
+  const ours = await readErofsImage(image);
+  try {
+    for (const [path, o] of out) {
+      const info = execFileSync("dump.erofs", [`--path=${path}`, image], { encoding: "utf8", env: UTC });
+      const field = (re: RegExp): string => {
+        const m = re.exec(info);
+        if (!m) throw new Error(`dump.erofs --path=${path}: no ${re}`);
+        return m[1] as string;
+      };
+      o.identity = field(/NID: (\d+)/);
+      o.uid = Number(field(/Uid: (\d+)/));
+      o.gid = Number(field(/Gid: (\d+)/));
+      o.mtime = Date.parse(field(/Timestamp: (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)/).replace(" ", "T") + "Z") / 1000;
+      const permissions = parseInt(field(/Access: ([0-7]{4})\//), 8);
+      const inode = ours.tree.lookup(path, false);
+      if (!inode) throw new Error(`src/formats/erofs does not find ${path}, which fsck.erofs extracted`);
+      const agree = (inode.mode & 0o777) === permissions && inode.uid === o.uid && inode.gid === o.gid && inode.mtime === o.mtime;
+      if (!agree) throw new Error(`src/formats/erofs and dump.erofs disagree about ${path}: ${JSON.stringify(inode)} vs ${info}`);
+      o.mode = o.kind === "symlink" ? 0o777 : inode.mode;
+      o.xattrs = Object.fromEntries([...inode.xattrs].map(([k, v]) => [k, Buffer.from(v).toString("hex")]));
+    }
+  } finally {
+    await ours.dispose();
   }
   return out;
 }

@@ -3,9 +3,12 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
-import { ContentStore } from "../../src/oci/content-store.js";
+import { ContentStore } from "../../src/oci/store/content-store.js";
 import { parseImageConfig } from "../../src/oci/image-config.js";
-import { imageToTree, type ImageLayer, type LayerLimits, type ResolvedImage } from "../../src/oci/image.js";
+import { imageToTree } from "../../src/oci/layers/image-to-tree.js";
+import { checkBlob } from "../../src/oci/verified-blob.js";
+import type { ImageLayer, ResolvedImage } from "../../src/oci/image.js";
+import type { LayerLimits } from "../../src/oci/layers/layer-limits.js";
 import { OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD } from "../../src/oci/media-types.js";
 import { blobOf, makeImage, type ImageOptions, type TestImage, type TestLayer } from "./test-image.js";
 import { tempDir } from "./temp-dir.js";
@@ -34,7 +37,9 @@ export function resolvedImage(image: TestImage, reference = "test/image:latest")
     size: l.size,
     mediaType: l.mediaType,
     diffId: l.diffId,
+    location: `memory:${l.digest}`,
     open: async () => Readable.from([l.bytes]),
+    verify: async () => checkBlob(Readable.from([l.bytes]), { ...l, location: `memory:${l.digest}` }, reference),
   }));
   return {
     reference,

@@ -1,4 +1,4 @@
-import { encodePaxRecords } from "../../src/outputs/tar-header.js";
+import { encodePaxRecords } from "../../src/formats/tar/index.js";
 
 /**
  * Raw tar bytes for hostile-input tests: any name (no normalisation), any

@@ -6,7 +6,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { parseChallenges } from "../../src/oci/registry-auth.js";
+import { parseChallenges } from "../../src/oci/registry/auth.js";
 import type { TestBlob, TestImage } from "./test-image.js";
 
 /** Debian's docker-registry (distribution 2.8), started by a test on loopback. */

@@ -1,2 +1,0 @@
-export * from "./check-agent.js";
-export * from "./find-agent-binary.js";

@@ -1,0 +1,90 @@
+import { open, type FileHandle } from "node:fs/promises";
+import { A3sError, isA3sError } from "../../errors.js";
+import { identityOf, type FileIdentity } from "../../util/file-identity.js";
+
+/** Bytes read around each header: archive readers jump from header to header, skipping file data. */
+const WINDOW = 64 * 1024;
+
+/**
+ * An uncompressed archive on disk, read by position. Headers are read
+ * through a small window; member data is never read here, only located,
+ * because the tree refers to it as a range of this file.
+ */
+export class ArchiveFile {
+  private window = Buffer.alloc(0);
+  private windowStart = 0;
+
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+    readonly size: number,
+    /** How messages name the archive: the user's file, when `path` is a decompressed copy of it. */
+    readonly label: string,
+  ) {}
+
+  static async open(path: string, label = path): Promise<ArchiveFile> {
+    const handle = await open(path, "r").catch((e: Error) => {
+      throw new A3sError("ENOENT", `cannot open archive ${label}: ${e.message}`, { subject: label, cause: e });
+    });
+    const { size } = await handle.stat();
+    return new ArchiveFile(path, handle, size, label);
+  }
+
+  /** Exactly `length` bytes at `position`; a shorter file is a truncated archive. */
+  async read(position: number, length: number, what: string): Promise<Buffer> {
+    if (position + length > this.size) {
+      throw new A3sError("ECORRUPT", `${this.label} is truncated: ${what} at byte ${position} runs past the end`, {
+        subject: this.label,
+      });
+    }
+    const end = this.windowStart + this.window.length;
+    if (position < this.windowStart || position + length > end) {
+      const size = Math.min(Math.max(length, WINDOW), this.size - position);
+      const buf = Buffer.allocUnsafe(size);
+      let done = 0;
+      while (done < size) {
+        const { bytesRead } = await this.handle.read(buf, done, size - done, position + done);
+        if (bytesRead === 0) {
+          throw new A3sError("ECORRUPT", `${this.label} shrank while it was read`, { subject: this.label });
+        }
+        done += bytesRead;
+      }
+      this.window = buf;
+      this.windowStart = position;
+    }
+    const from = position - this.windowStart;
+    return this.window.subarray(from, from + length);
+  }
+
+  /** The identity of the open file (see util/file-identity.ts). */
+  async identity(): Promise<FileIdentity> {
+    return identityOf(await this.handle.stat({ bigint: true }));
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}
+
+export interface ArchiveLimits {
+  /** Most members one archive may have (default 2,000,000). */
+  readonly maxEntries?: number;
+}
+
+export const DEFAULT_MAX_ENTRIES = 2_000_000;
+/** Linux's PATH_MAX: no longer name or symlink target can exist on a Linux filesystem. */
+export const MAX_NAME_BYTES = 4096;
+/** Linux's XATTR_SIZE_MAX. */
+export const MAX_XATTR_VALUE = 65536;
+/** Largest PAX extended header or GNU long-name member read into memory. */
+export const MAX_META_MEMBER = 1 << 20;
+
+/** Adds the archive and member to an error from the tree (a bad path, a missing hardlink target), keeping its code. */
+export function inArchive(e: unknown, archive: string, member: string): unknown {
+  if (!isA3sError(e) || e.message.startsWith(archive)) return e;
+  return new A3sError(e.code, `${archive}: member ${JSON.stringify(member)}: ${e.message}`, {
+    subject: member,
+    ...(e.hint === undefined ? {} : { hint: e.hint }),
+    cause: e,
+  });
+}

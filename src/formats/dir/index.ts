@@ -1,0 +1,4 @@
+export { parseGetfattr, readHostXattrs } from "./host-xattrs.js";
+export { readDirectoryTree } from "./reader.js";
+export { applySidecar, buildSidecar, sidecarPathFor, type MetadataSidecar, type SidecarEntry } from "./sidecar.js";
+export { materialiseTree, type MaterialiseOptions, type MaterialiseReport } from "./writer.js";

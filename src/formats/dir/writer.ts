@@ -1,0 +1,254 @@
+import { chmod, copyFile, lchown, link, lutimes, mkdir, open, stat, symlink, utimes, type FileHandle } from "node:fs/promises";
+import { A3sError } from "../../errors.js";
+import { checkVerifiedIdentity, type ContentRef, type FileInode, type RootfsTree, type TreeEntry } from "../../tree/index.js";
+import { forEachLimit } from "../../util/concurrency.js";
+import { identityOf } from "../../util/file-identity.js";
+import { runTool } from "../../util/host-tool.js";
+
+export interface MaterialiseOptions {
+  /**
+   * Apply ownership, device nodes and privileged xattrs exactly. Needs root
+   * (CAP_CHOWN, CAP_MKNOD, CAP_SETFCAP). Without it those are skipped and
+   * reported, and the caller records them some other way.
+   */
+  readonly privileged: boolean;
+}
+
+export interface MaterialiseReport {
+  /** Entries whose metadata could not be applied on disk (ownership, device nodes, xattrs). */
+  readonly approximated: TreeEntry[];
+}
+
+/** xattr namespaces an unprivileged process may set on its own files. */
+const UNPRIVILEGED_XATTR = /^user\./;
+
+/**
+ * Entries written at once. Each entry costs several filesystem calls (open,
+ * write, close, chown, chmod, utimes), each a round trip through libuv's
+ * thread pool; one at a time, a rootfs of ten thousand entries spends most
+ * of its time waiting. A few in flight keep the pool (and the disk) busy.
+ */
+const CONCURRENCY = 16;
+
+/**
+ * Writes the tree under `target` (which must not exist). `target` is a fresh
+ * directory we own, and every path below it comes from the tree's own walk,
+ * whose names are single components with no "..", so nothing here can write
+ * outside `target`.
+ *
+ * Order: directories first (parents before children, so every later entry
+ * has its directory), then every other entry a few at a time, then
+ * hardlinks (their first name exists by then), and directory modes and
+ * times last.
+ */
+export async function materialiseTree(
+  tree: RootfsTree,
+  target: string,
+  opts: MaterialiseOptions,
+): Promise<MaterialiseReport> {
+  const entries = tree.entries();
+  const approximated = new Set<TreeEntry>();
+  await mkdir(target, { mode: 0o700 });
+  const host = (p: string): string => (p === "/" ? target : target + p);
+
+  // Owner-writable until the final pass, so children can be created even
+  // when the directory's own mode is read-only.
+  for (const e of entries) if (e.kind === "directory" && e.path !== "/") await mkdir(host(e.path), { mode: 0o700 });
+
+  const readers = new BlobReaders();
+  try {
+    await forEachLimit(
+      entries.filter((e) => e.kind !== "hardlink"),
+      CONCURRENCY,
+      async (e) => {
+        const p = host(e.path);
+        const inode = e.inode;
+        if (inode.kind === "file" && inode.content.type !== "hostFile") {
+          if (!(await writeRegularFile(e, inode, p, opts, readers))) approximated.add(e);
+          return;
+        }
+        if (!(await create(e, p, opts))) {
+          approximated.add(e);
+          return;
+        }
+        if (!(await applyMetadata(inode, p, opts, byPath(e, p)))) approximated.add(e);
+      },
+    );
+  } finally {
+    await readers.close();
+  }
+  // A hardlink's metadata belongs to its first name, written above.
+  for (const e of entries) if (e.kind === "hardlink") await link(host(e.linkPath as string), host(e.path));
+
+  // Directories last and deepest first: creating children changes a
+  // directory's mtime, and a read-only mode would stop those creations.
+  for (let i = entries.length - 1; i >= 0; i--) {
+    const e = entries[i] as TreeEntry;
+    if (e.kind !== "directory") continue;
+    const p = host(e.path);
+    await chmod(p, e.inode.mode);
+    await utimes(p, e.inode.mtime, e.inode.mtime);
+  }
+  // In walk order, so the report (and the sidecar made from it) does not depend on timing.
+  return { approximated: entries.filter((e) => approximated.has(e)) };
+}
+
+/** Creates one non-directory entry on disk; false when it cannot be made exactly (a device as non-root). */
+async function create(e: TreeEntry, p: string, opts: MaterialiseOptions): Promise<boolean> {
+  const inode = e.inode;
+  switch (e.kind) {
+    case "file":
+      if (inode.kind !== "file") break;
+      if (inode.content.type === "hostFile") {
+        await copyFile(inode.content.path, p);
+        const size = (await stat(p)).size;
+        if (size !== inode.content.size) {
+          throw new A3sError("ECONTENT", `${inode.content.path} changed size while the rootfs was being written`, {
+            subject: e.path,
+          });
+        }
+      }
+      break;
+    case "symlink":
+      if (inode.kind === "symlink") await symlink(inode.target, p);
+      break;
+    case "fifo":
+      await runTool("mkfifo", ["-m", "600", p]);
+      break;
+    case "char":
+    case "block":
+      if (inode.kind !== "char" && inode.kind !== "block") break;
+      if (!opts.privileged) return false;
+      await runTool("mknod", ["-m", "600", p, e.kind === "char" ? "c" : "b", String(inode.major), String(inode.minor)]);
+      break;
+  }
+  return true;
+}
+
+/**
+ * A file whose bytes are in memory or in a cached layer, written through one
+ * open handle: content, then its metadata through the same handle, without
+ * reopening the path and without a stream per file.
+ */
+async function writeRegularFile(e: TreeEntry, inode: FileInode, p: string, opts: MaterialiseOptions, readers: BlobReaders): Promise<boolean> {
+  const out = await open(p, "wx", 0o600);
+  try {
+    const c = inode.content;
+    if (c.type === "bytes") {
+      await writeAll(out, Buffer.from(c.data.buffer, c.data.byteOffset, c.data.byteLength), 0);
+    } else if (c.type === "blobRange") {
+      const source = await readers.get(c, e.path);
+      const buf = Buffer.allocUnsafe(Math.min(c.size, COPY_CHUNK));
+      for (let done = 0; done < c.size; ) {
+        const want = Math.min(buf.length, c.size - done);
+        const { bytesRead } = await source.read(buf, 0, want, c.offset + done);
+        if (bytesRead === 0) {
+          throw new A3sError("ECONTENT", `content of ${e.path} changed size: expected ${c.size} bytes, read ${done}`, { subject: e.path });
+        }
+        await writeAll(out, buf.subarray(0, bytesRead), done);
+        done += bytesRead;
+      }
+    }
+    return await applyMetadata(inode, p, opts, {
+      chown: (uid, gid) => out.chown(uid, gid),
+      chmod: (mode) => out.chmod(mode),
+      utimes: (t) => out.utimes(t, t),
+    });
+  } finally {
+    await out.close();
+  }
+}
+
+/** Writes all of `data` at `position`, however the kernel splits it. */
+async function writeAll(out: FileHandle, data: Buffer, position: number): Promise<void> {
+  for (let written = 0; written < data.length; ) {
+    const { bytesWritten } = await out.write(data, written, data.length - written, position + written);
+    written += bytesWritten;
+  }
+}
+
+/** Bytes copied per read from a cached layer into a file. */
+const COPY_CHUNK = 1 << 20;
+
+async function openVerified(ref: Extract<ContentRef, { type: "blobRange" }>, subject: string): Promise<FileHandle> {
+  const handle = await open(ref.blobPath, "r");
+  if (!ref.verified) return handle;
+  try {
+    checkVerifiedIdentity(identityOf(await handle.stat({ bigint: true })), ref.verified, ref.blobPath, subject);
+    return handle;
+  } catch (e) {
+    await handle.close();
+    throw e;
+  }
+}
+
+/** One read handle per cached blob for the whole write, instead of an open and a close per file. */
+class BlobReaders {
+  private readonly handles = new Map<string, Promise<FileHandle>>();
+
+  /** The open blob; checked once, when it is opened, against the identity its digest was verified with. */
+  get(ref: Extract<ContentRef, { type: "blobRange" }>, subject: string): Promise<FileHandle> {
+    let h = this.handles.get(ref.blobPath);
+    if (!h) {
+      h = openVerified(ref, subject);
+      this.handles.set(ref.blobPath, h);
+    }
+    return h;
+  }
+
+  async close(): Promise<void> {
+    for (const h of this.handles.values()) await (await h.catch(() => undefined))?.close();
+  }
+}
+
+/** How metadata reaches one entry: through an open handle, or by path without following a final symlink. */
+interface MetadataTarget {
+  chown(uid: number, gid: number): Promise<void>;
+  /** Absent where the mode is not set now (a symlink has none; a directory's comes last). */
+  chmod?(mode: number): Promise<void>;
+  /** Absent for a directory, whose time comes last. */
+  utimes?(mtime: number): Promise<void>;
+}
+
+/** The metadata steps of a non-directory entry created by path: lchown, chmod and lutimes. */
+function byPath(e: TreeEntry, p: string): MetadataTarget {
+  return {
+    chown: (uid, gid) => lchown(p, uid, gid),
+    ...(e.kind !== "symlink" && e.kind !== "directory" ? { chmod: (mode: number) => chmod(p, mode) } : {}),
+    ...(e.kind !== "directory" ? { utimes: (t: number) => lutimes(p, t, t) } : {}),
+  };
+}
+
+/**
+ * Owner, xattrs, mode and time of one entry, in that order: chown(2) clears
+ * setuid and setgid bits and file capabilities, so the xattrs and the mode
+ * come after it. False when not exact (not root: the owner, or an xattr
+ * outside user.*, could not be set).
+ */
+async function applyMetadata(inode: TreeEntry["inode"], p: string, opts: MaterialiseOptions, target: MetadataTarget): Promise<boolean> {
+  let exact = true;
+  if (!ownedAsWanted(inode)) {
+    if (opts.privileged) await target.chown(inode.uid, inode.gid);
+    else exact = false;
+  }
+  for (const [name, value] of inode.xattrs) {
+    if (!opts.privileged && !UNPRIVILEGED_XATTR.test(name)) {
+      exact = false;
+      continue;
+    }
+    await runTool("setfattr", ["-h", "-n", name, "-v", "0x" + Buffer.from(value).toString("hex"), p]);
+  }
+  await target.chmod?.(inode.mode);
+  await target.utimes?.(inode.mtime);
+  return exact;
+}
+
+/**
+ * Whether a name this process just created already has the inode's owner:
+ * everything here is created by us, in directories without the setgid bit
+ * (their modes come last), so it is ours. Most of a rootfs is root's, and
+ * skipping a chown that changes nothing saves a call per entry when root.
+ */
+function ownedAsWanted(inode: TreeEntry["inode"]): boolean {
+  return inode.uid === process.geteuid?.() && inode.gid === process.getegid?.();
+}

@@ -1,0 +1,118 @@
+import { createWriteStream } from "node:fs";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { A3sError } from "../../errors.js";
+import type { RootfsTree } from "../../tree/index.js";
+import { requireTool, runTool } from "../../util/host-tool.js";
+import { runningAsRoot } from "../../util/running-as-root.js";
+import { materialiseTree } from "../dir/index.js";
+import {
+  imageUuid,
+  listSome,
+  mkfsErofsCapabilities,
+  toolEnv,
+  treeFacts,
+  withScratchDir,
+  type ImageWriterOptions,
+  type TreeFacts,
+} from "../image/index.js";
+import { tarStream } from "../tar/index.js";
+
+/**
+ * erofs compression. "lz4hc" is the default: an agent rootfs is mostly one
+ * binary, lz4hc roughly halves it, and lz4 decompression is cheap enough to
+ * be invisible at boot. Compressed erofs needs CONFIG_EROFS_FS_ZIP in the
+ * guest kernel (Debian's kernels have it, with lz4); "none" is for kernels
+ * without it and is the fastest to build.
+ */
+export type ErofsCompression = "lz4hc" | "lz4" | "none";
+
+export interface ErofsWriterOptions extends ImageWriterOptions {
+  readonly compression?: ErofsCompression;
+}
+
+export interface ErofsImageOptions extends ErofsWriterOptions {
+  /** SOURCE_DATE_EPOCH: the image's build time, and the least mtime kept (see below). */
+  readonly epoch: number;
+}
+
+/**
+ * Writes `tree` as an erofs image at `path` with mkfs.erofs.
+ *
+ * How the tree gets in:
+ * - erofs-utils >= 1.7 (`--tar=f`): from this project's tar stream, exact for
+ *   every kind, mode, owner, mtime, hardlink, device and xattr, root or not.
+ * - older erofs-utils (Debian 12 has 1.5), as root: a staging directory
+ *   written exactly by materialiseTree (owners, devices, security xattrs).
+ * - older erofs-utils, not root: a staging directory plus `--all-root` or
+ *   `--force-uid/--force-gid` when every inode has one and the same owner;
+ *   device nodes, xattrs other than user.* or mixed owners cannot be
+ *   expressed, and that is an error naming erofs-utils 1.7.
+ *
+ * Times: mkfs.erofs either stamps one time on every inode (-T) or, with
+ * SOURCE_DATE_EPOCH, clamps mtimes newer than it and keeps the rest (and
+ * stores full inodes with their own mtime). SOURCE_DATE_EPOCH is therefore
+ * set to max(epoch, newest mtime in the tree): nothing is clamped, every
+ * mtime is kept, and the superblock's build time is that value.
+ * With a fixed UUID (imageUuid) the image is byte-identical for one tree.
+ * If the tree has no xattrs at all, xattrs are disabled (-x -1), so labels
+ * the host puts on staging files (security.selinux) cannot leak in.
+ */
+export async function writeErofsImage(tree: RootfsTree, path: string, opts: ErofsImageOptions): Promise<void> {
+  const mkfs = requireTool("mkfs.erofs", "erofs-utils", undefined, opts.toolDirs);
+  const caps = await mkfsErofsCapabilities(mkfs);
+  const compression = opts.compression ?? "lz4hc";
+  if (compression !== "none" && !caps.compressors.includes(compression)) {
+    throw new A3sError("ETOOL", `${mkfs} has no ${compression} compressor (it has: ${caps.compressors.join(", ") || "none"})`, {
+      subject: mkfs,
+      hint: `choose another erofs compression, or "none"`,
+    });
+  }
+  const privileged = opts.privileged ?? runningAsRoot();
+  const facts = treeFacts(tree);
+  const ownership = caps.tarInput || privileged ? [] : unprivilegedOwnership(facts, mkfs);
+
+  const args = [
+    "--quiet",
+    "-U",
+    imageUuid(tree, "erofs"),
+    ...(compression === "none" ? [] : [`-z${compression}`]),
+    ...(facts.hasXattrs ? [] : ["-x", "-1"]),
+    ...ownership,
+  ];
+  const env = toolEnv({ SOURCE_DATE_EPOCH: String(Math.max(opts.epoch, facts.newestMtime)) });
+
+  await withScratchDir("a3s-erofs-", async (scratch) => {
+    if (caps.tarInput) {
+      const tarball = join(scratch, "rootfs.tar");
+      await pipeline(tarStream(tree), createWriteStream(tarball));
+      await runTool(mkfs, ["--tar=f", ...args, path, tarball], { env });
+      return;
+    }
+    const staging = join(scratch, "root");
+    await materialiseTree(tree, staging, { privileged });
+    await runTool(mkfs, [...args, path, staging], { env });
+  });
+}
+
+/**
+ * The mkfs.erofs options that give every inode its owner when the staging
+ * directory cannot (not root, no tar input), or an error saying why that is
+ * impossible for this tree.
+ */
+function unprivilegedOwnership(facts: TreeFacts, mkfs: string): string[] {
+  const problems: string[] = [];
+  if (facts.devices.length > 0) problems.push(`device nodes: ${listSome(facts.devices)}`);
+  if (facts.privilegedXattrs.length > 0) problems.push(`xattrs other than user.*: ${listSome(facts.privilegedXattrs)}`);
+  if (facts.owners.size > 1) problems.push(`${facts.owners.size} different owners (${[...facts.owners].slice(0, 4).join(", ")})`);
+  if (problems.length > 0) {
+    throw new A3sError(
+      "ETOOL",
+      `${mkfs} cannot read a tarball (erofs-utils 1.7 or newer can) and this process is not root, so the erofs image ` +
+        `cannot hold the tree exactly: ${problems.join("; ")}`,
+      { subject: mkfs, hint: "install erofs-utils >= 1.7 (Debian 13), or build as root" },
+    );
+  }
+  const [uid, gid] = ([...facts.owners][0] ?? "0:0").split(":");
+  return uid === "0" && gid === "0" ? ["--all-root"] : [`--force-uid=${uid}`, `--force-gid=${gid}`];
+}

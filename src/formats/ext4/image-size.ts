@@ -1,0 +1,170 @@
+import { contentSize, type Inode, type RootfsTree } from "../../tree/index.js";
+
+/** ext4 geometry the ext4 writer formats with; the size estimate depends on it. */
+export const EXT4_BLOCK_SIZE = 4096;
+export const EXT4_INODE_SIZE = 256;
+/** Blocks per block group with 4 KiB blocks (one bitmap block covers 32768 blocks). */
+const BLOCKS_PER_GROUP = 32768;
+/** Inodes reserved by ext4 below the first usable one (s_first_ino = 11). */
+const RESERVED_INODES = 10;
+/** The longest run of blocks one extent maps. */
+const MAX_EXTENT_BLOCKS = 32768;
+/** Extents that fit in the inode itself; more need extent-tree blocks. */
+const INODE_EXTENTS = 4;
+/** Extent entries in one 4 KiB extent-tree block: (4096 - 12 header) / 12. */
+const EXTENTS_PER_BLOCK = 340;
+/** Symlink targets shorter than this live inside the inode ("fast" symlinks). */
+const FAST_SYMLINK_MAX = 59;
+/** Bytes a directory block can hold with metadata_csum (12-byte checksum tail). */
+const DIR_BLOCK_PAYLOAD = EXT4_BLOCK_SIZE - 12;
+/**
+ * In-inode xattr space: 256-byte inode - 128 base - 32 extra_isize - 4 magic.
+ * Bigger xattr sets go to one external block.
+ */
+const INODE_XATTR_SPACE = EXT4_INODE_SIZE - 128 - 32 - 4;
+/** lost+found, which mke2fs creates pre-sized to 16 KiB so e2fsck can use it without allocating. */
+const LOST_FOUND_BLOCKS = 4;
+
+/** Relative headroom on top of everything counted. */
+export const EXT4_HEADROOM = 0.1;
+/** Fixed slack for what the count cannot see (allocator alignment, flex_bg placement). */
+export const EXT4_SLACK_BLOCKS = 64;
+/** The smallest image written, whatever the tree. */
+export const EXT4_MIN_BLOCKS = 256;
+/** Spare inodes beyond the ones the tree needs. */
+const INODE_HEADROOM = 0.1;
+const MIN_SPARE_INODES = 16;
+
+export interface Ext4Size {
+  /** Filesystem size in 4 KiB blocks (what mke2fs gets). */
+  readonly blocks: number;
+  /** Inode count (mke2fs -N). */
+  readonly inodes: number;
+  readonly bytes: number;
+  /** How the blocks were counted, for reports and tests. */
+  readonly breakdown: {
+    readonly data: number;
+    readonly extentTree: number;
+    readonly directories: number;
+    readonly symlinks: number;
+    readonly xattrBlocks: number;
+    readonly inodeTables: number;
+    readonly groupMetadata: number;
+  };
+}
+
+/**
+ * The size of an ext4 image for a tree, counted from its content, never a
+ * fixed number.
+ *
+ *   data       = Σ over distinct regular-file inodes of ceil(size / 4096)
+ *   extentTree = Σ ceil(extents / 340) for files with more than 4 extents,
+ *                extents = ceil(blocks / 32768)
+ *   directories= Σ over directories of max(1, ceil(bytes / 4084)),
+ *                bytes = 24 ("." and "..") + Σ children (8 + name length rounded up to 4);
+ *                mke2fs fills directories linearly, so this is exact for it
+ *   symlinks   = one block per target of 60 bytes or more
+ *   xattrBlocks= one block per inode whose xattrs do not fit the 92 in-inode bytes
+ *                (each xattr: 16 + name rounded to 4 + value rounded to 4)
+ *   inodes     = (distinct inodes + 10 reserved + lost+found) × 1.1, at least +16
+ *   inodeTables= groups × ceil(inodes per group × 256 / 4096)
+ *   groupMeta  = 2 bitmap blocks per group + superblock and descriptor copies
+ *                (group 0 and the sparse_super backups 1, 3^k, 5^k, 7^k)
+ *   total      = (all of the above + 4 for lost+found) × 1.10 + 64, at least 256
+ *
+ * There is no journal (see ext4.ts), so nothing is counted for one. The
+ * headroom covers the allocator's placement; the image's free space is
+ * reported by the tests, not assumed.
+ */
+export function ext4ImageSize(tree: RootfsTree): Ext4Size {
+  let data = 0;
+  let extentTree = 0;
+  let directories = 0;
+  let symlinks = 0;
+  let xattrBlocks = 0;
+  let distinctInodes = 0;
+  const seen = new Set<Inode>();
+
+  for (const e of tree.entries()) {
+    const inode = e.inode;
+    if (seen.has(inode)) continue;
+    seen.add(inode);
+    distinctInodes++;
+    if (xattrBytes(inode) > INODE_XATTR_SPACE) xattrBlocks++;
+    switch (inode.kind) {
+      case "file": {
+        const blocks = Math.ceil(contentSize(inode.content) / EXT4_BLOCK_SIZE);
+        data += blocks;
+        const extents = Math.ceil(blocks / MAX_EXTENT_BLOCKS);
+        if (extents > INODE_EXTENTS) extentTree += Math.ceil(extents / EXTENTS_PER_BLOCK);
+        break;
+      }
+      case "directory": {
+        let bytes = 24;
+        for (const name of inode.children.keys()) bytes += 8 + roundUp(Buffer.byteLength(name), 4);
+        directories += Math.max(1, Math.ceil(bytes / DIR_BLOCK_PAYLOAD));
+        break;
+      }
+      case "symlink":
+        if (Buffer.byteLength(inode.target) > FAST_SYMLINK_MAX) symlinks++;
+        break;
+      default:
+        break;
+    }
+  }
+
+  const inodes = Math.ceil(
+    Math.max((distinctInodes + RESERVED_INODES + 1) * (1 + INODE_HEADROOM), distinctInodes + RESERVED_INODES + 1 + MIN_SPARE_INODES),
+  );
+  const content = data + extentTree + directories + symlinks + xattrBlocks + LOST_FOUND_BLOCKS;
+
+  // Group count depends on the total and the metadata on the group count:
+  // iterate to a fixed point (it settles in two or three rounds).
+  let blocks = Math.max(EXT4_MIN_BLOCKS, content);
+  let inodeTables = 0;
+  let groupMetadata = 0;
+  for (let round = 0; round < 8; round++) {
+    const groups = Math.max(1, Math.ceil(blocks / BLOCKS_PER_GROUP));
+    const inodesPerGroup = roundUp(Math.ceil(inodes / groups), EXT4_BLOCK_SIZE / EXT4_INODE_SIZE);
+    inodeTables = groups * Math.ceil((inodesPerGroup * EXT4_INODE_SIZE) / EXT4_BLOCK_SIZE);
+    const descriptorBlocks = Math.ceil((groups * 32) / EXT4_BLOCK_SIZE);
+    groupMetadata = 2 * groups + superblockCopies(groups) * (1 + descriptorBlocks);
+    const next = Math.max(
+      EXT4_MIN_BLOCKS,
+      Math.ceil((content + inodeTables + groupMetadata) * (1 + EXT4_HEADROOM)) + EXT4_SLACK_BLOCKS,
+    );
+    if (next === blocks) break;
+    blocks = next;
+  }
+  return {
+    blocks,
+    inodes,
+    bytes: blocks * EXT4_BLOCK_SIZE,
+    breakdown: { data, extentTree, directories, symlinks, xattrBlocks, inodeTables, groupMetadata },
+  };
+}
+
+/** Bytes an inode's xattrs take in ext4's entry format. */
+function xattrBytes(inode: Inode): number {
+  let total = 0;
+  for (const [name, value] of inode.xattrs) {
+    // The namespace prefix ("user.", "security."...) is stored as an index, not as text.
+    const suffix = name.slice(name.indexOf(".") + 1);
+    total += 16 + roundUp(Buffer.byteLength(suffix), 4) + roundUp(value.byteLength, 4);
+  }
+  return total;
+}
+
+/** Groups holding a superblock copy with sparse_super: 0, 1 and powers of 3, 5 and 7. */
+function superblockCopies(groups: number): number {
+  const holders = new Set<number>([0]);
+  if (groups > 1) holders.add(1);
+  for (const base of [3, 5, 7]) {
+    for (let g = base; g < groups; g *= base) holders.add(g);
+  }
+  return holders.size;
+}
+
+function roundUp(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
+}

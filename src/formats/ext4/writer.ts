@@ -1,0 +1,219 @@
+import { createWriteStream } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { A3sError, isA3sError } from "../../errors.js";
+import type { RootfsTree } from "../../tree/index.js";
+import { requireTool, runTool } from "../../util/host-tool.js";
+import { runningAsRoot } from "../../util/running-as-root.js";
+import { materialiseTree } from "../dir/index.js";
+import { imageUuid, mke2fsCapabilities, toolEnv, treeFacts, withScratchDir, type ImageWriterOptions, type TreeFacts } from "../image/index.js";
+import { tarStream } from "../tar/index.js";
+import { EXT4_BLOCK_SIZE, EXT4_INODE_SIZE, ext4ImageSize } from "./image-size.js";
+
+/**
+ * ext4 features, listed in full rather than taken from the host's
+ * mke2fs.conf, so every machine formats the same filesystem.
+ *
+ * No journal: the root is mounted read-only, so nothing is ever written that
+ * a journal would protect, and a journal costs at least 1024 blocks (4 MiB),
+ * close to half of a 10 MB rootfs. `-o ro` mounts work the same either way.
+ * No resize_inode either (the image is never grown online), no orphan_file
+ * (nothing is unlinked on a read-only fs). metadata_csum keeps corruption
+ * detectable; extra_isize and 256-byte inodes give nanosecond/2038-safe
+ * times and room for security.capability inside the inode.
+ */
+const EXT4_FEATURES = [
+  "none",
+  "ext_attr",
+  "dir_index",
+  "filetype",
+  "extent",
+  "flex_bg",
+  "sparse_super",
+  "large_file",
+  "huge_file",
+  "dir_nlink",
+  "extra_isize",
+  "metadata_csum",
+].join(",");
+
+/**
+ * The xattrs `mke2fs -d file.tar` copies itself. e2fsprogs' tar reader keeps
+ * only these and silently drops every other name (user.*, trusted.*,
+ * security.selinux...), so those are written afterwards with debugfs.
+ */
+const XATTRS_COPIED_FROM_TAR = new Set(["security.capability"]);
+
+export interface Ext4ImageOptions extends ImageWriterOptions {
+  /** SOURCE_DATE_EPOCH: every time mke2fs and debugfs would take from the clock. */
+  readonly epoch: number;
+}
+
+/**
+ * Writes `tree` as an ext4 image at `path`: `mke2fs -d` fed with this
+ * project's own tar stream.
+ *
+ * How each part of the tree gets into the image:
+ * - e2fsprogs >= 1.47.1 (tar input, libarchive at run time): everything from
+ *   the tar stream — kinds, modes incl. setuid/setgid/sticky, uid/gid
+ *   (32-bit), mtimes, hardlinks (one inode), device numbers, fifos, symlinks,
+ *   security.capability — with no root needed; other xattrs are added with
+ *   `debugfs -w ea_set`. atime and ctime are what the tar stream says (0 when
+ *   it records none); crtime is the epoch.
+ * - older e2fsprogs, as root: a staging directory written exactly by
+ *   materialiseTree, copied by `mke2fs -d DIR` (which keeps all of the above
+ *   and every xattr).
+ * - older e2fsprogs, not root: an error naming e2fsprogs >= 1.47.1.
+ *
+ * Reproducibility: the UUID and the directory hash seed derive from the tree
+ * (imageUuid), and E2FSPROGS_FAKE_TIME pins every time mke2fs and debugfs
+ * would take from the clock; with e2fsprogs 1.47.2 two builds of one tree are
+ * byte-identical (checked by the tests).
+ *
+ * mke2fs also creates /lost+found (root-owned, 0700), which e2fsck expects;
+ * it is the one entry in the image that is not in the tree, unless the tree
+ * has its own.
+ */
+export async function writeExt4Image(tree: RootfsTree, path: string, opts: Ext4ImageOptions): Promise<void> {
+  const mke2fs = requireTool("mke2fs", "e2fsprogs", undefined, opts.toolDirs);
+  const caps = await mke2fsCapabilities(mke2fs);
+  const privileged = opts.privileged ?? runningAsRoot();
+  const facts = treeFacts(tree);
+  if (!caps.tarInput && !privileged) {
+    throw new A3sError(
+      "ETOOL",
+      `mke2fs ${caps.version} cannot read a tarball (e2fsprogs 1.47.1 or newer can), and without root a staging ` +
+        `directory cannot hold the tree's owners and device nodes`,
+      { subject: mke2fs, hint: "install e2fsprogs >= 1.47.1 (Debian: apt-get install -t bookworm-backports e2fsprogs), or build as root" },
+    );
+  }
+  const debugfsFixups = caps.tarInput ? xattrFixups(facts) : [];
+  // Looked up before mke2fs runs, so a missing debugfs fails before any work.
+  const debugfs = debugfsFixups.length > 0 ? requireTool("debugfs", "e2fsprogs", undefined, opts.toolDirs) : undefined;
+
+  const size = ext4ImageSize(tree);
+  const uuid = imageUuid(tree, "ext4");
+  const root = tree.root;
+  const env = toolEnv({ E2FSPROGS_FAKE_TIME: String(opts.epoch) });
+  const args = [
+    "-q",
+    "-F",
+    "-t",
+    "ext4",
+    "-b",
+    String(EXT4_BLOCK_SIZE),
+    "-I",
+    String(EXT4_INODE_SIZE),
+    "-N",
+    String(size.inodes),
+    "-m",
+    "0",
+    "-O",
+    EXT4_FEATURES,
+    "-U",
+    uuid,
+    // root_owner covers a tar stream without a "./" entry; lazy_itable_init=0
+    // writes the inode tables out now, so the image is complete as a file.
+    "-E",
+    `hash_seed=${uuid},lazy_itable_init=0,root_owner=${root.uid}:${root.gid}`,
+  ];
+  const fsSize = `${(size.blocks * EXT4_BLOCK_SIZE) / 1024}k`;
+
+  await withScratchDir("a3s-ext4-", async (scratch) => {
+    try {
+      if (caps.tarInput && caps.tarFromStdin) {
+        await runTool(mke2fs, [...args, "-d", "-", path, fsSize], { env, input: tarStream(tree) });
+      } else if (caps.tarInput) {
+        const tarball = join(scratch, "rootfs.tar");
+        await pipeline(tarStream(tree), createWriteStream(tarball));
+        await runTool(mke2fs, [...args, "-d", tarball, path, fsSize], { env });
+      } else {
+        const staging = join(scratch, "root");
+        await materialiseTree(tree, staging, { privileged: true });
+        await runTool(mke2fs, [...args, "-d", staging, path, fsSize], { env });
+      }
+    } catch (e) {
+      throw explainMke2fsFailure(e, mke2fs, size.blocks);
+    }
+    if (debugfs) await applyXattrs(debugfs, path, debugfsFixups, scratch, env);
+  });
+}
+
+interface XattrFixup {
+  readonly path: string;
+  readonly name: string;
+  readonly value: Uint8Array;
+}
+
+/** xattrs the tar path does not carry, one per inode (the first name of a hardlinked file). */
+function xattrFixups(facts: TreeFacts): XattrFixup[] {
+  const out: XattrFixup[] = [];
+  for (const e of facts.entries) {
+    if (e.kind === "hardlink") continue;
+    for (const [name, value] of e.inode.xattrs) {
+      if (!XATTRS_COPIED_FROM_TAR.has(name)) out.push({ path: e.path, name, value });
+    }
+  }
+  return out;
+}
+
+/**
+ * Sets xattrs in the finished image with one `debugfs -w -f SCRIPT` run.
+ * Values go through files (`ea_set -f`), so any bytes are safe; paths are
+ * double-quoted with `"` doubled, as debugfs's parser reads them. A newline
+ * cannot be written in a script line, so such a name is refused rather than
+ * split into a second command.
+ */
+async function applyXattrs(
+  debugfs: string,
+  image: string,
+  fixups: readonly XattrFixup[],
+  scratch: string,
+  env: NodeJS.ProcessEnv,
+): Promise<void> {
+  const lines: string[] = [];
+  for (const [n, f] of fixups.entries()) {
+    if (/[\n\r]/.test(f.path) || /[\s"]/.test(f.name)) {
+      throw new A3sError("EPATH", `cannot set xattr ${JSON.stringify(f.name)} on ${JSON.stringify(f.path)} with debugfs`, {
+        subject: f.path,
+      });
+    }
+    const valueFile = join(scratch, `xattr-${n}`);
+    await writeFile(valueFile, f.value);
+    lines.push(`ea_set -f ${quote(valueFile)} ${quote(f.path)} ${f.name}`);
+  }
+  const script = join(scratch, "xattrs.debugfs");
+  await writeFile(script, lines.join("\n") + "\n");
+  const { stderr } = await runTool(debugfs, ["-w", "-f", script, image], { env });
+  // debugfs exits 0 even when a command fails; its complaints are the only signal.
+  const problems = stderr.split("\n").filter((l) => l.trim() !== "" && !/^debugfs \d/.test(l));
+  if (problems.length > 0) {
+    throw new A3sError("ETOOL", `debugfs could not set xattrs in the ext4 image: ${problems.slice(0, 5).join("; ")}`, {
+      subject: debugfs,
+    });
+  }
+}
+
+function quote(s: string): string {
+  return `"${s.replaceAll('"', '""')}"`;
+}
+
+function explainMke2fsFailure(e: unknown, mke2fs: string, blocks: number): unknown {
+  if (!isA3sError(e, "ETOOL")) return e;
+  if (/libarchive/.test(e.message)) {
+    return new A3sError("ETOOL", `mke2fs cannot read tarballs here: libarchive is not installed`, {
+      subject: mke2fs,
+      hint: "apt-get install libarchive13",
+      cause: e,
+    });
+  }
+  if (/No space left|Could not allocate|not enough space|too many/i.test(e.message)) {
+    return new A3sError(
+      "ETOOL",
+      `the computed ext4 size (${blocks} blocks of 4 KiB) was too small for this tree; this is a bug in the size estimate: ${e.message}`,
+      { subject: mke2fs, cause: e },
+    );
+  }
+  return e;
+}

@@ -1,0 +1,213 @@
+import { mkdtempSync } from "node:fs";
+import { chmod, readdir, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runTool } from "../../util/host-tool.js";
+import { removeTreeNow } from "../../util/remove-tree-now.js";
+
+/**
+ * What the three image writers share: which host tools are there and what
+ * they can do. Capabilities are read from each tool's own version and help
+ * text, never guessed from the distribution: Debian 12 with backports has a
+ * new e2fsprogs but an old erofs-utils, and CI may run anything newer.
+ */
+
+/** Options every image writer accepts. */
+export interface ImageWriterOptions {
+  /**
+   * Whether this process may chown, mknod and set security.* xattrs, so a
+   * staging directory can hold the tree exactly. Defaults to "running as root".
+   */
+  readonly privileged?: boolean;
+  /**
+   * Directories searched for the tools instead of $PATH and the sbin
+   * directories. Tests point it at an empty directory to see the
+   * missing-tool error.
+   */
+  readonly toolDirs?: readonly string[];
+}
+
+/** A dotted version compared numerically ("1.47.2" > "1.47.10" is false). */
+export function versionAtLeast(version: string, minimum: string): boolean {
+  const a = version.split(".").map((n) => parseInt(n, 10) || 0);
+  const b = minimum.split(".").map((n) => parseInt(n, 10) || 0);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = a[i] ?? 0;
+    const y = b[i] ?? 0;
+    if (x !== y) return x > y;
+  }
+  return true;
+}
+
+/**
+ * The environment a mkfs tool runs with: the caller's, minus the variables
+ * that silently change what the tools write. SOURCE_DATE_EPOCH in particular
+ * makes mksquashfs overwrite every file's mtime and makes mkfs.erofs clamp
+ * them, so a writer sets it only on purpose.
+ */
+export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, LC_ALL: "C" };
+  delete env.SOURCE_DATE_EPOCH;
+  delete env.E2FSPROGS_FAKE_TIME;
+  return { ...env, ...extra };
+}
+
+/** Output of a command that may exit non-zero just for printing its help. */
+async function toolText(file: string, args: readonly string[]): Promise<string> {
+  try {
+    const { stdout, stderr } = await runTool(file, args, { env: toolEnv() });
+    return stdout + stderr;
+  } catch (e) {
+    // Some tools print their usage and exit 1; the text is in the error.
+    return e instanceof Error ? e.message : String(e);
+  }
+}
+
+const cache = new Map<string, Promise<unknown>>();
+function cached<T>(key: string, probe: () => Promise<T>): Promise<T> {
+  let p = cache.get(key) as Promise<T> | undefined;
+  if (!p) {
+    p = probe();
+    cache.set(key, p);
+  }
+  return p;
+}
+
+export interface Mke2fsCapabilities {
+  readonly version: string;
+  /** `-d file.tar` (e2fsprogs 1.47.1, through a dlopen()ed libarchive). */
+  readonly tarInput: boolean;
+  /** `-d -` reads the tarball from standard input. */
+  readonly tarFromStdin: boolean;
+}
+
+export function mke2fsCapabilities(mke2fs: string): Promise<Mke2fsCapabilities> {
+  return cached(`mke2fs:${mke2fs}`, async () => {
+    const text = await toolText(mke2fs, ["-V"]);
+    const version = /mke2fs\s+(\d+(?:\.\d+)+)/.exec(text)?.[1] ?? "0";
+    return {
+      version,
+      tarInput: versionAtLeast(version, "1.47.1"),
+      // 1.47.2 documents "-" for stdin; for 1.47.1 a temporary file is the safe choice.
+      tarFromStdin: versionAtLeast(version, "1.47.2"),
+    };
+  });
+}
+
+export interface MkfsErofsCapabilities {
+  /** `--tar=f`: build straight from a tarball (erofs-utils 1.7). */
+  readonly tarInput: boolean;
+  readonly compressors: readonly string[];
+}
+
+export function mkfsErofsCapabilities(mkfsErofs: string): Promise<MkfsErofsCapabilities> {
+  return cached(`mkfs.erofs:${mkfsErofs}`, async () => {
+    const help = await toolText(mkfsErofs, ["--help"]);
+    const list = /Available compressors are:\s*([^\n]*)/.exec(help)?.[1] ?? "";
+    return {
+      tarInput: /--tar\b/.test(help),
+      compressors: list
+        .split(/[,\s]+/)
+        .map((s) => s.trim())
+        .filter(Boolean),
+    };
+  });
+}
+
+export interface MksquashfsCapabilities {
+  readonly version: string;
+  /**
+   * Reads a tarball on stdin AND honours -root-mode/-uid/-gid/-time for the
+   * root it makes up. 4.5.1 already has `-tar`, but there the root directory
+   * gets the build's wall-clock time and the caller's uid, so the image is
+   * neither exact nor reproducible: only 4.6 and later count.
+   */
+  readonly tarInput: boolean;
+  readonly compressors: readonly string[];
+}
+
+export function mksquashfsCapabilities(mksquashfs: string): Promise<MksquashfsCapabilities> {
+  return cached(`mksquashfs:${mksquashfs}`, async () => {
+    const versionText = await toolText(mksquashfs, ["-version"]);
+    const version = /version\s+(\d+(?:\.\d+)+)/.exec(versionText)?.[1] ?? "0";
+    const help = await toolText(mksquashfs, ["-help"]);
+    const block = /Compressors available:\n((?:\t{2,}\S[^\n]*\n)+)/.exec(help)?.[1] ?? "";
+    return {
+      version,
+      tarInput: /^-tar\b/m.test(help) && versionAtLeast(version, "4.6"),
+      compressors: block
+        .split("\n")
+        .map((l) => l.trim().split(/\s+/)[0] ?? "")
+        .filter(Boolean),
+    };
+  });
+}
+
+/**
+ * Runs `fn` with a fresh private directory under os.tmpdir() and removes it
+ * afterwards, whether `fn` succeeded or not: staging trees, tarballs and
+ * pseudo files never outlive the build.
+ */
+export async function withScratchDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  installSignalCleanup();
+  // Created and registered in one synchronous step: an exit can never fall
+  // between the two and leave an unregistered directory.
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  liveScratch.add(dir);
+  try {
+    return await fn(dir);
+  } finally {
+    await removeScratch(dir);
+    liveScratch.delete(dir);
+  }
+}
+
+/**
+ * Scratch directories that exist right now. Like the output temporaries in
+ * atomic.ts, they are removed when SIGINT/SIGTERM/SIGHUP ends the build, and
+ * also on process.exit() (a caller that exits on another output's error
+ * while this one is still running), so an interrupted mkfs leaves no staging
+ * copy of the rootfs in /tmp. Only SIGKILL can still leave one behind.
+ */
+const liveScratch = new Set<string>();
+let signalCleanupInstalled = false;
+
+function removeLiveScratch(): void {
+  // Best effort while exiting: a read-only staging directory of a non-root
+  // build may resist, and there is no time left to chmod it.
+  for (const dir of liveScratch) removeTreeNow(dir);
+  liveScratch.clear();
+}
+
+function installSignalCleanup(): void {
+  if (signalCleanupInstalled) return;
+  signalCleanupInstalled = true;
+  process.once("exit", removeLiveScratch);
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.once(sig, () => {
+      removeLiveScratch();
+      // Re-raise so the exit status says which signal ended us.
+      process.kill(process.pid, sig);
+    });
+  }
+}
+
+/**
+ * Removes a scratch tree. A staging tree keeps the rootfs's own modes, and a
+ * read-only directory (0555) stops a non-root rm; such directories are made
+ * writable first, which only ever touches our own scratch files.
+ */
+async function removeScratch(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } catch {
+    const open = async (d: string): Promise<void> => {
+      await chmod(d, 0o700).catch(() => undefined);
+      for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+        if (e.isDirectory()) await open(join(d, e.name));
+      }
+    };
+    await open(dir);
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,16 @@
+export {
+  mke2fsCapabilities,
+  mkfsErofsCapabilities,
+  mksquashfsCapabilities,
+  toolEnv,
+  versionAtLeast,
+  withScratchDir,
+  type ImageWriterOptions,
+  type Mke2fsCapabilities,
+  type MkfsErofsCapabilities,
+  type MksquashfsCapabilities,
+} from "./image-tools.js";
+export type { ImageTree } from "./image-tree.js";
+export { imageUuid } from "./image-uuid.js";
+export { makeScratchDir } from "./scratch-dir.js";
+export { listSome, treeFacts, type TreeFacts } from "./tree-facts.js";

@@ -1,0 +1,87 @@
+import { A3sError, isA3sError } from "../../errors.js";
+import { ArchiveFile } from "../../formats/archive/index.js";
+import { addTarMember, readTarMembers } from "../../formats/tar/index.js";
+import { checkVerifiedIdentity, type RootfsTree } from "../../tree/index.js";
+import type { FileIdentity } from "../../util/file-identity.js";
+import { checkLinkTarget, classifyLayerName } from "./layer-names.js";
+import { applyWhiteouts, type Whiteout } from "./layer-whiteout.js";
+
+export interface ApplyLayerOptions {
+  /** Names the layer in messages, e.g. "docker.io/library/debian:12 layer 2/3 sha256:…". */
+  readonly subject: string;
+  /** Tar members this layer may still have (the image's entry budget minus earlier layers). */
+  readonly maxEntries: number;
+}
+
+export interface AppliedLayer {
+  /** Members added to the tree. */
+  readonly entries: number;
+  /** Whiteout and opaque markers in the layer. */
+  readonly whiteouts: number;
+  /** Names of lower layers the whiteouts removed. */
+  readonly removed: number;
+  /** Members counted against the entry budget (extended headers excluded). */
+  readonly members: number;
+}
+
+/**
+ * Applies one uncompressed layer tar (in the content store) to the tree.
+ *
+ * Two passes over the tar's headers, never its data: the first checks every
+ * name and collects the whiteouts, which are then applied to the lower
+ * layers; the second adds the layer's entries. File contents become ranges
+ * of the cached tar. The tar is parsed strictly (see `readTarMembers`) and
+ * every entry goes through the tree's add* methods, which resolve each path
+ * afresh with chroot semantics: no resolution is cached across entries, so a
+ * directory replaced by a symlink halfway through a layer cannot redirect
+ * the entries after it anywhere but inside the tree, and the root can never
+ * become anything but a directory.
+ */
+export async function applyLayer(
+  tree: RootfsTree,
+  layer: { readonly path: string; readonly identity?: FileIdentity },
+  opts: ApplyLayerOptions,
+): Promise<AppliedLayer> {
+  const file = await ArchiveFile.open(layer.path, opts.subject);
+  try {
+    // The headers are read from the very file whose digest was checked.
+    if (layer.identity) checkVerifiedIdentity(await file.identity(), layer.identity, layer.path, opts.subject);
+    const whiteouts: Whiteout[] = [];
+    let members = 0;
+    for await (const m of readTarMembers(file, { maxEntries: opts.maxEntries })) {
+      members++;
+      const name = classifyLayerName(m.name, opts.subject);
+      if (name.kind === "whiteout" || name.kind === "opaque") whiteouts.push(name);
+      else if (name.kind === "entry" && m.kind === "hardlink") checkLinkTarget(m.linkName, m.name, opts.subject);
+    }
+    const removed = applyWhiteouts(tree, whiteouts);
+
+    let entries = 0;
+    for await (const m of readTarMembers(file, { maxEntries: opts.maxEntries })) {
+      const name = classifyLayerName(m.name, opts.subject);
+      if (name.kind !== "entry") continue;
+      const path = "/" + name.parts.join("/");
+      const linkName = m.kind === "hardlink" ? checkLinkTarget(m.linkName, m.name, opts.subject) : m.linkName;
+      // The tree checks where the entry really lands (after its parents'
+      // symlinks) against PATH_MAX, NAME_MAX and its depth and entry bounds.
+      addTarMember(tree, { ...m, name: path, linkName }, layer.path, opts.subject, layer.identity);
+      entries++;
+    }
+    return { entries, whiteouts: whiteouts.length, removed, members };
+  } catch (e) {
+    throw inLayer(e, layer.path, opts.subject);
+  } finally {
+    await file.close();
+  }
+}
+
+/** Names the layer (not the cache file) in an error that came from reading its tar. */
+function inLayer(e: unknown, archivePath: string, subject: string): unknown {
+  if (!isA3sError(e) || e.message.startsWith(subject)) return e;
+  const message = e.message.startsWith(archivePath) ? e.message.slice(archivePath.length + 2) : e.message;
+  return new A3sError(e.code, `${subject}: ${message}`, {
+    ...(e.subject === undefined || e.subject === archivePath ? { subject } : { subject: e.subject }),
+    ...(e.hint === undefined ? {} : { hint: e.hint }),
+    cause: e,
+  });
+}

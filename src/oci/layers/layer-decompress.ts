@@ -1,0 +1,101 @@
+import { A3sError } from "../../errors.js";
+import { decompress, supportedCompression } from "../../formats/compression/index.js";
+import { detectFormat } from "../../formats/detect.js";
+import { layerCompression, type LayerCompression } from "../media-types.js";
+
+/**
+ * Which decompressor a layer needs. The media type says what the producer
+ * meant; the first bytes say what it did. When they disagree the bytes win
+ * for gzip and zstd (a tool that labels a gzip layer as plain tar is common,
+ * and the diff_id check afterwards proves the result either way), while a
+ * layer declared compressed whose bytes are not is refused: its producer is
+ * broken, and guessing would hide it. xz, bzip2 and lz4 are named and refused.
+ */
+export function layerCompressionFor(mediaType: string, head: Uint8Array, subject: string): LayerCompression {
+  const declared = layerCompression(mediaType);
+  const found = detectFormat(Buffer.from(head.buffer, head.byteOffset, head.byteLength));
+  const compression = supportedCompression(found, subject);
+  if (compression !== "none") return compression;
+  if (declared === "gzip" || declared === "zstd") {
+    throw new A3sError("ECORRUPT", `${subject}: declared ${mediaType}, but its data is not ${declared}`, {
+      subject,
+      hint: "the image was written by a broken tool or was tampered with",
+    });
+  }
+  if (declared === undefined && found !== "tar") {
+    throw new A3sError("EUNSUPPORTED", `${subject}: media type ${mediaType} is not a layer type this tool knows, and its data is not a tar`, {
+      subject,
+      hint: "layers must be tar, tar+gzip or tar+zstd (OCI or Docker media types)",
+    });
+  }
+  return "none";
+}
+
+/**
+ * The uncompressed bytes of a layer blob, streamed through the one
+ * decompression stack (formats/compression): at most `maxBytes` come out
+ * before the stream fails with ELIMIT naming maxLayerBytes, and a truncated
+ * or corrupt stream fails with ECORRUPT. Errors of the source itself (a
+ * digest mismatch found at its end) pass through unchanged.
+ */
+export async function* decompressLayer(
+  source: AsyncIterable<Uint8Array>,
+  mediaType: string,
+  opts: { maxBytes: number; subject: string; onCompression?: (c: LayerCompression) => void },
+): AsyncGenerator<Uint8Array> {
+  const { head, rest } = await peek(source, 512);
+  const compression = layerCompressionFor(mediaType, head, opts.subject);
+  opts.onCompression?.(compression);
+  if (compression === "none") {
+    let total = 0;
+    for await (const chunk of rest) {
+      total += chunk.byteLength;
+      if (total > opts.maxBytes) throw tooLarge(opts.subject, opts.maxBytes);
+      yield chunk;
+    }
+    return;
+  }
+  yield* decompress(rest, compression, {
+    maxBytes: opts.maxBytes,
+    subject: opts.subject,
+    limitName: "maxLayerBytes",
+    limitHint: LIMIT_HINT,
+  });
+}
+
+const LIMIT_HINT = "a decompression bomb or a very large layer; if the image is trusted, raise maxLayerBytes";
+
+function tooLarge(subject: string, maxBytes: number): A3sError {
+  return new A3sError("ELIMIT", `${subject} decompresses to more than ${maxBytes} bytes (maxLayerBytes)`, { subject, hint: LIMIT_HINT });
+}
+
+/** The first `n` bytes of a stream (fewer if it is shorter), and the whole stream again, nothing lost. */
+async function peek(
+  source: AsyncIterable<Uint8Array>,
+  n: number,
+): Promise<{ head: Uint8Array; rest: AsyncIterable<Uint8Array> }> {
+  const it = source[Symbol.asyncIterator]();
+  const seen: Uint8Array[] = [];
+  let have = 0;
+  let done = false;
+  while (have < n) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    seen.push(r.value);
+    have += r.value.byteLength;
+  }
+  const head = Buffer.concat(seen).subarray(0, n);
+  async function* rest(): AsyncGenerator<Uint8Array> {
+    yield* seen;
+    if (done) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  return { head, rest: rest() };
+}

@@ -1,0 +1,152 @@
+import { PassThrough } from "node:stream";
+import type { Descriptor } from "../manifest.js";
+import type { ImageReference } from "../reference.js";
+import type { FileIdentity } from "../../util/file-identity.js";
+import type { FetchBlobOptions, RegistryClient } from "./client.js";
+
+/**
+ * The download scheduler of one image pull. The layers are applied in
+ * order, bottom first; meanwhile every layer whose blob is missing from the
+ * store downloads in the background, a few at a time (the client's
+ * concurrency). The first missing layer does not wait for its download to
+ * finish: its bytes stream into the applier as they arrive, so applying
+ * starts with the first bytes of the image instead of after the whole of it.
+ * A layer whose uncompressed tar is cached already is not downloaded at all.
+ */
+export class LayerDownloads {
+  /** Stops every download when the pull ends, whatever state it is in. */
+  private readonly abort = new AbortController();
+  private readonly downloads = new Map<number, Promise<{ path: string; identity: FileIdentity | undefined }>>();
+
+  constructor(
+    private readonly client: RegistryClient,
+    private readonly ref: ImageReference,
+    private readonly descriptors: readonly Descriptor[],
+    private readonly progress: (message: string) => void,
+  ) {}
+
+  /**
+   * Finds the layers that need their blob (neither the uncompressed tar,
+   * by diff_id, nor the blob itself is in the store) and starts downloading
+   * all but the first: that one streams when it is opened.
+   */
+  async start(diffIds: readonly string[]): Promise<void> {
+    const store = this.client.store;
+    const needed: number[] = [];
+    for (const [i, d] of this.descriptors.entries()) {
+      const diffId = diffIds[i];
+      const cached = diffId !== undefined && (await store.has(diffId));
+      if (!cached && !(await store.has(d.digest, d.size))) needed.push(i);
+    }
+    for (const i of needed.slice(1)) this.prefetch(i);
+  }
+
+  /**
+   * Layer i's blob: from the store once its download is done, or streamed
+   * as it downloads. A blob read from the store is hashed as it is read
+   * (ContentStore.open), so a copy corrupted on disk fails with ECACHE and
+   * is removed; the next open of the layer then downloads it again.
+   */
+  async open(i: number): Promise<NodeJS.ReadableStream> {
+    const d = this.descriptors[i]!;
+    const pending = this.downloads.get(i);
+    if (pending) {
+      this.downloads.delete(i);
+      const { identity } = await pending;
+      // Stored by this pull: hashed as it was written, read back unhashed from that very file.
+      if (identity) return this.client.store.openVerified(d.digest, identity);
+    } else if (!(await this.client.store.has(d.digest, d.size))) return this.stream(i);
+    return this.client.store.open(d.digest);
+  }
+
+  /** Hashes layer i's blob if the store has it (see ImageLayer.verify); nothing is downloaded. */
+  async verifyStored(i: number): Promise<void> {
+    const d = this.descriptors[i]!;
+    if (await this.client.store.has(d.digest)) await this.client.store.verify(d.digest);
+  }
+
+  /** Nothing partial is left running: downloads not needed any more stop and remove their temporaries. */
+  async close(): Promise<void> {
+    this.abort.abort();
+    await Promise.allSettled(this.downloads.values());
+  }
+
+  private prefetch(i: number): void {
+    if (this.downloads.has(i)) return;
+    const p = this.client.fetchBlobVerified(this.ref, this.descriptors[i]!, this.fetchOptions(i, this.abort.signal));
+    // Failures surface when the layer is opened; this only keeps an early
+    // failure of a later layer from being reported as unhandled.
+    p.catch(() => {});
+    this.downloads.set(i, p);
+  }
+
+  /**
+   * Layer i's bytes as they download. The stream ends only once the store
+   * has verified the whole blob; a bad digest reaches the reader as an
+   * error, never as a clean end.
+   */
+  private stream(i: number): NodeJS.ReadableStream {
+    const d = this.descriptors[i]!;
+    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    const mine = new AbortController();
+    this.abort.signal.addEventListener("abort", () => mine.abort(), { once: true });
+    // A consumer that stops reading (an error in the layer) must not leave the download waiting on it.
+    out.once("close", () => {
+      if (!out.writableFinished) mine.abort();
+    });
+    let fed = 0;
+    const feed = async (b: Buffer): Promise<void> => {
+      fed += b.length;
+      if (out.destroyed || out.write(b)) return;
+      await drained(out);
+    };
+    const p = this.client.fetchBlobVerified(this.ref, d, this.fetchOptions(i, mine.signal, feed));
+    p.then(
+      () => {
+        if (fed > 0 || d.size === 0) return out.end();
+        // Another build stored the blob first, so nothing came through us: read it from the store.
+        const stored = this.client.store.open(d.digest);
+        stored.once("error", (e) => out.destroy(e));
+        stored.pipe(out);
+      },
+      (e: unknown) => out.destroy(e as Error),
+    );
+    this.downloads.set(i, p);
+    return out;
+  }
+
+  private fetchOptions(i: number, signal: AbortSignal, onChunk?: (b: Buffer) => Promise<void>): FetchBlobOptions {
+    return { onProgress: layerProgress(this.progress, i, this.descriptors), signal, ...(onChunk ? { onChunk } : {}) };
+  }
+}
+
+/** Resolves when `out` can take more, or is closed. */
+function drained(out: PassThrough): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      out.off("drain", done);
+      out.off("close", done);
+      resolve();
+    };
+    out.on("drain", done);
+    out.on("close", done);
+  });
+}
+
+/** Per-layer download progress: a line when it starts, at each quarter, and when it is done. */
+function layerProgress(progress: (message: string) => void, i: number, all: readonly Descriptor[]): (received: number, total: number) => void {
+  const d = all[i]!;
+  const label = `layer ${i + 1}/${all.length} ${d.digest.slice(0, 19)}`;
+  let quarter = -1;
+  return (received, total) => {
+    const q = total > 0 ? Math.floor((received / total) * 4) : 4;
+    if (q === quarter) return;
+    quarter = q;
+    progress(q >= 4 ? `${label}: downloaded ${size(total)}` : `${label}: downloading ${size(received)} of ${size(total)} (${q * 25} %)`);
+  };
+}
+
+function size(bytes: number): string {
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1024 * 1024)).toFixed(1)} MiB`;
+}

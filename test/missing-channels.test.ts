@@ -1,0 +1,51 @@
+// A VM with fewer virtio console ports than the guest config names: init
+// must not wait for ports that cannot come, and the control lines must reach
+// the host on the console instead (docs/guest-protocol.md §6). Real boots
+// with Debian's kernel (its drivers are modules), where the ports appear only after init loaded
+// virtio_console, which is when init may wait for them at all.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { buildProbeImage } from "./helpers/boot.js";
+import { bootOwnQemu, type OwnQemuRun } from "./helpers/own-qemu.js";
+import { tempDir } from "./helpers/temp-dir.js";
+
+/** Guest ms from the last module init loaded (a3s.debug lines) to the agent's start. */
+function modulesToAgentMs(r: OwnQemuRun): number {
+  const loaded = [...r.console.matchAll(/a3s-init: \[([\d.]+) ms\] loaded module/g)].map((m) => Number(m[1]));
+  const start = r.events.find((e) => e.kind === "agent-start");
+  assert.ok(loaded.length > 0 && start && "ms" in start, r.console);
+  return start.ms - Math.max(...loaded);
+}
+
+function exitStatus(r: OwnQemuRun): number | undefined {
+  const end = r.events.find((e) => e.kind === "agent-exit");
+  return end?.kind === "agent-exit" ? end.status : undefined;
+}
+
+describe("a VM with fewer channels than the config names", () => {
+  it("only stdout: no wait for the stderr and control ports, control lines on the console", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "cpio", "rootfs.cpio");
+    const r = await bootOwnQemu({ image, dir, kernel: "debian", args: ["--exit", "5"], append: "a3s.debug=1", devices: { err: null, ctl: null } });
+    assert.match(r.console, /a3s-init: \/dev\/hvc1: .* \(using the console instead\)/);
+    assert.match(r.console, /a3s-init: \/dev\/hvc2: .* \(using the console instead\)/);
+    assert.equal(exitStatus(r), 5, r.console);
+    assert.equal(JSON.parse(r.stdout.trim()).probe, 1, "stdout still has its own channel");
+    // Once hvc0 is up, every port is known: hvc1 and hvc2 cannot come.
+    const ms = modulesToAgentMs(r);
+    assert.ok(ms < 500, `${ms} ms from the last module to the agent`);
+  });
+
+  it("a virtio-serial device with no port: one bounded wait, not one per channel", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "cpio", "rootfs.cpio");
+    const r = await bootOwnQemu({ image, dir, kernel: "debian", args: ["--exit", "6"], append: "a3s.debug=1", devices: { out: null, err: null, ctl: null } });
+    assert.equal(exitStatus(r), 6, r.console);
+    assert.match(r.console, /"probe":1/, "the agent's output went to the console");
+    // Nothing tells init that no port will come: it waits once, at most
+    // 1 s, for all three channels (an init that waited 2 s per channel
+    // took over 6 s here).
+    const ms = modulesToAgentMs(r);
+    assert.ok(ms < 2500, `${ms} ms from the last module to the agent`);
+  });
+});
