@@ -13,7 +13,7 @@ import {
   readVeritySuperblock,
   verifyVerityTree,
   verityTable,
-} from "../src/formats/verity.js";
+} from "../src/formats/verity/index.js";
 import { isA3sError } from "../src/errors.js";
 import { tempDir } from "./helpers/temp-dir.js";
 

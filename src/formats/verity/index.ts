@@ -1,0 +1,4 @@
+export { deriveVeritySalt, parseVeritySalt, VERITY_BLOCK, verityTable, type VerityInfo } from "./params.js";
+export { verifyVerityTree } from "./reader.js";
+export { readVeritySuperblock } from "./superblock.js";
+export { appendVerityTree } from "./writer.js";
