@@ -16,7 +16,7 @@
 
 const char *const config_key_names[K_COUNT] = {
 	"agent", "arg", "env", "cwd", "user", "groups", "hostname", "share",
-	"module", "root", "rootfstype", "rootflags", "stdin", "stdout",
+	"module", "root", "rootfstype", "rootflags", "rootverity", "stdin", "stdout",
 	"stderr", "control", "debug",
 };
 
@@ -27,6 +27,7 @@ static const char *const defaults[K_COUNT] = {
 	[K_ROOT] = "",
 	[K_ROOTFSTYPE] = "",
 	[K_ROOTFLAGS] = "",
+	[K_ROOTVERITY] = "",
 	[K_STDIN] = "/dev/null",
 	[K_STDOUT] = "/dev/hvc0",
 	[K_STDERR] = "/dev/hvc1",
@@ -40,7 +41,7 @@ static const char *const defaults[K_COUNT] = {
 #define ON_CMDLINE (KEY_BIT(K_AGENT) | KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | \
 	KEY_BIT(K_CWD) | KEY_BIT(K_USER) | KEY_BIT(K_GROUPS) | KEY_BIT(K_HOSTNAME) | \
 	KEY_BIT(K_SHARE) | KEY_BIT(K_ROOT) | KEY_BIT(K_ROOTFSTYPE) | \
-	KEY_BIT(K_ROOTFLAGS) | KEY_BIT(K_DEBUG))
+	KEY_BIT(K_ROOTFLAGS) | KEY_BIT(K_ROOTVERITY) | KEY_BIT(K_DEBUG))
 
 /*
  * Memory. The guest parses a config or two of a few hundred bytes and frees
@@ -166,6 +167,23 @@ int config_parse_uint(const char *s, const char **end, unsigned *out)
 	return 0;
 }
 
+/* A decimal block count, below 2^48 (far past any disk this guest mounts). */
+static int parse_blocks(const char *s, const char **end, unsigned long long *out)
+{
+	unsigned long long v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (unsigned)(*s - '0');
+		if (v >= (1ULL << 48))
+			return -1;
+	}
+	*end = s;
+	*out = v;
+	return 0;
+}
+
 /* share=TAG:PATH[:OPTS], OPTS a comma list of rw|ro|optional. */
 static const char *parse_share(struct config *c, char *val)
 {
@@ -237,6 +255,14 @@ static const char *set_key(struct config *c, enum key k, char *val)
 			return "hostname is longer than 64 bytes";
 		c->str[k] = val;
 		break;
+	case K_ROOTVERITY:
+		if (val[0]) {
+			struct verity_root v;
+			if ((why = config_parse_rootverity(val, &v)))
+				return why;
+		}
+		c->str[k] = val; /* may be empty: "none" */
+		break;
 	case K_ROOT: case K_ROOTFSTYPE: case K_ROOTFLAGS:
 		c->str[k] = val; /* may be empty: "none" */
 		break;
@@ -247,6 +273,43 @@ static const char *set_key(struct config *c, enum key k, char *val)
 		break;
 	}
 	c->seen |= KEY_BIT(k);
+	return NULL;
+}
+
+/* n hex digits and nothing else, copied into out (n + 1 bytes). */
+static const char *hex_field(const char *p, size_t n, char *out, size_t max)
+{
+	if (n == 0 || n > max || n % 2)
+		return "an even number of hex digits";
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')))
+			return "hex digits only";
+		out[i] = ch;
+	}
+	out[n] = 0;
+	return NULL;
+}
+
+const char *config_parse_rootverity(const char *val, struct verity_root *v)
+{
+	const char *c1 = strchr(val, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	const char *c3 = c2 ? strchr(c2 + 1, ':') : NULL;
+	const char *end;
+
+	memset(v, 0, sizeof *v);
+	if (!c3)
+		return "rootverity must be ROOTHASH:SALT:DATABLOCKS:HASHSTART";
+	if ((size_t)(c1 - val) != 64 || hex_field(val, 64, v->root_hash, 64))
+		return "rootverity: the root hash must be 64 hex digits (sha256)";
+	if (c2 - c1 - 1 == 1 && c1[1] == '-')
+		strcpy(v->salt, "-");
+	else if (hex_field(c1 + 1, (size_t)(c2 - c1 - 1), v->salt, 512))
+		return "rootverity: the salt must be hex (at most 256 bytes) or -";
+	if (parse_blocks(c2 + 1, &end, &v->data_blocks) || end != c3 || v->data_blocks == 0)
+		return "rootverity: DATABLOCKS must be a positive decimal number";
+	if (parse_blocks(c3 + 1, &end, &v->hash_start_block) || *end || v->hash_start_block <= v->data_blocks)
+		return "rootverity: HASHSTART must be a decimal block number past the data";
 	return NULL;
 }
 

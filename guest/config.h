@@ -29,7 +29,7 @@
 /* The keys, in the order of the table in docs/guest-protocol.md §3. */
 enum key {
 	K_AGENT, K_ARG, K_ENV, K_CWD, K_USER, K_GROUPS, K_HOSTNAME, K_SHARE,
-	K_MODULE, K_ROOT, K_ROOTFSTYPE, K_ROOTFLAGS, K_STDIN, K_STDOUT,
+	K_MODULE, K_ROOT, K_ROOTFSTYPE, K_ROOTFLAGS, K_ROOTVERITY, K_STDIN, K_STDOUT,
 	K_STDERR, K_CONTROL, K_DEBUG, K_COUNT
 };
 #define KEY_BIT(k) (1u << (k))
@@ -44,6 +44,16 @@ struct strvec {
 struct share {
 	char *tag, *path;
 	int ro, optional;
+};
+
+/* rootverity=ROOTHASH:SALT:DATABLOCKS:HASHSTART: the root disk's dm-verity
+ * parameters (sha256, 4 KiB blocks, the hash tree on the same disk starting
+ * at block HASHSTART; SALT "-" for none). */
+struct verity_root {
+	const char *device;      /* the root disk, from the root key */
+	char root_hash[65];
+	char salt[513];
+	unsigned long long data_blocks, hash_start_block;
 };
 
 struct config {
@@ -70,6 +80,9 @@ struct cmdline {
  * Every parse function returns 0, or -1 with a message for people in err
  * (CONFIG_ERR_MAX bytes) that names the file and line.
  */
+
+/* A rootverity value into v (its device left unset); NULL, or why it is invalid. */
+const char *config_parse_rootverity(const char *val, struct verity_root *v);
 
 /* One config file into c. A missing file is no error when missing_ok. */
 int config_parse_file(const char *path, struct config *c, int missing_ok, char *err);

@@ -47,6 +47,7 @@
 
 #include "channels.h"
 #include "config.h"
+#include "dm-verity.h"
 
 /* Exit statuses for failures of init itself (same meaning as in sh/docker). */
 #define EXIT_SETUP 125    /* bad config, failed mount, module, chdir, setuid */
@@ -411,6 +412,29 @@ static void switch_root(const char *dev, const char *type, const char *flags)
 		fatal(EXIT_SETUP, "switch root to %s: %s", dev, strerror(errno));
 }
 
+/*
+ * The device to mount as the root: the disk itself, or with rootverity a
+ * dm-verity device over it, so that every block the guest reads from the
+ * root is checked against the root hash the host gave (dm-verity.c).
+ */
+static const char *verified_root(const char *dev, const char *rootverity)
+{
+	static char node[64];
+	struct verity_root v;
+	char err[CONFIG_ERR_MAX];
+	const char *why;
+
+	if (!rootverity[0])
+		return dev;
+	if ((why = config_parse_rootverity(rootverity, &v)))
+		fatal(EXIT_SETUP, "%s", why); /* the parser checked it already */
+	v.device = dev;
+	if (dm_verity_open(&v, "a3s-root", node, sizeof node, err, sizeof err) != 0)
+		fatal(EXIT_SETUP, "verified root on %s: %s", dev, err);
+	dbg("root %s verified by dm-verity as %s (root hash %.16s...)", dev, node, v.root_hash);
+	return node;
+}
+
 static void make_root_readonly(void)
 {
 	/* Remounting the superblock read-only works for the initramfs (tmpfs
@@ -492,7 +516,8 @@ static void setup_machine(const char *t0)
 	emit(ONCE, "init-start %s", t0);
 
 	if (cfg.str[K_ROOT][0] && root_is_initramfs()) {
-		switch_root(cfg.str[K_ROOT], cfg.str[K_ROOTFSTYPE], cfg.str[K_ROOTFLAGS]);
+		switch_root(verified_root(cfg.str[K_ROOT], cfg.str[K_ROOTVERITY]), cfg.str[K_ROOTFSTYPE],
+			    cfg.str[K_ROOTFLAGS]);
 		load_config(); /* the root file system's own config */
 		load_modules(&cfg.modules);
 		setup_channels();

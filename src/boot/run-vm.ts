@@ -15,6 +15,7 @@ import { GuestChannel } from "./guest-channels.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
+import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, rootVerityValue, verityFailure, type VerityRoot } from "./verity-root.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmSpec } from "./qemu-command.js";
 import { startShares } from "./shares.js";
@@ -53,6 +54,13 @@ export interface RunOptions {
   readonly signal?: AbortSignal;
   /** Keep the kernel and init console log at this path. */
   readonly consoleLog?: string;
+  /**
+   * The dm-verity root hash the image must match (64 hex digits). An image
+   * built with --verity boots through dm-verity with or without it (its
+   * IMAGE.verity.json gives the hash then); with it, a different hash
+   * refuses to boot.
+   */
+  readonly rootHash?: string;
 }
 
 export interface BootTimeline {
@@ -84,6 +92,8 @@ export interface RunResult {
   readonly setupError: string | null;
   readonly transport: ShareTransport;
   readonly kernel: string;
+  /** The root hash the guest's root was verified against (dm-verity), and where it came from; null without verity. */
+  readonly rootVerity: { readonly rootHash: string; readonly source: VerityRoot["source"] } | null;
 }
 
 /** How long an agent has to exit after SIGTERM on timeout, and the VM after SIGKILL. */
@@ -105,6 +115,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   const progress = opts.progress ?? (() => {});
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const kind = await detectBootImage(opts.image);
+  const verity = await resolveVerityRoot(opts.image, kind, opts.rootHash);
   await requireInitramfsInit(kind, opts.image);
   await checkShareDirectories(opts);
   const work = await mkdtemp(join(tmpdir(), "a3s-run-"));
@@ -114,7 +125,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     const decision = await chooseAccelerator(opts.accel ?? "auto", qemu, kernel.kernelPath, cacheRoot());
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
     const { transport, shares } = await startShares(opts, work, started.children, progress);
-    const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
+    const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, verity: verity !== undefined, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
 
     const guest = new GuestOutput(opts);
@@ -124,7 +135,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, opts),
+      cmdline: await kernelCommandLine(decision.accel, { ...opts, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB: opts.memoryMiB ?? 512,
@@ -146,6 +157,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       setupError: end.kind === "error" ? end.message : null,
       transport,
       kernel: kernel.origin,
+      rootVerity: verity ? { rootHash: verity.rootHash, source: verity.source } : null,
     };
   } finally {
     await started.stop();
@@ -332,6 +344,10 @@ async function readOutcome(
   for (const ev of controlLinesInConsole(consoleText)) if (!guest.events.some((e) => e.kind === ev.kind)) guest.events.push(ev);
   const end = guest.events.find((e): e is Extract<ControlEvent, { kind: "agent-exit" | "error" }> => e.kind === "agent-exit" || e.kind === "error");
   if (end) return end;
+  const corrupt = verityFailure(consoleText);
+  if (corrupt) {
+    return { kind: "error", status: ROOT_VERIFICATION_FAILED, message: `the root filesystem failed verification (${corrupt}); the VM was stopped` };
+  }
   const tail = consoleText.replace(/\r/g, "").split("\n").slice(-15).join("\n");
   throw new A3sError(
     "EVM",
@@ -368,7 +384,7 @@ function signalName(n: number): string | null {
  */
 export async function kernelCommandLine(
   accel: Accelerator,
-  opts: Pick<RunOptions, "user" | "env" | "args"> = {},
+  opts: Pick<RunOptions, "user" | "env" | "args"> & { rootVerity?: string } = {},
 ): Promise<string> {
   const parts = ["console=ttyS0", "panic=-1", "quiet"];
   if (accel === "tcg") {
@@ -381,6 +397,9 @@ export async function kernelCommandLine(
     const u = parseUserSpec(opts.user);
     parts.push(kernelCmdlineArg("user", `${u.uid}:${u.gid}`));
   }
+  // The root hash reaches the guest here, beside what else the host decides
+  // per run; the guest opens its root through dm-verity with it.
+  if (opts.rootVerity) parts.push(kernelCmdlineArg("rootverity", opts.rootVerity));
   for (const e of opts.env ?? []) parts.push(kernelCmdlineArg("env", e));
   for (const a of opts.args ?? []) parts.push(kernelCmdlineArg("arg", a));
   const line = parts.join(" ");

@@ -41,6 +41,8 @@ export interface GuestConfig {
   root?: string;
   rootfstype?: string;
   rootflags?: string;
+  /** The root's dm-verity parameters, `ROOTHASH:SALT:DATABLOCKS:HASHSTART` (§3). */
+  rootverity?: string;
   debug?: boolean;
   stdin?: string;
   stdout?: string;
@@ -50,7 +52,7 @@ export interface GuestConfig {
 
 /** Keys init accepts as a3s.KEY=VALUE on the kernel command line (§4). */
 const CMDLINE_KEYS = new Set([
-  "agent", "arg", "env", "cwd", "user", "groups", "hostname", "share", "root", "rootfstype", "rootflags", "debug",
+  "agent", "arg", "env", "cwd", "user", "groups", "hostname", "share", "root", "rootfstype", "rootflags", "rootverity", "debug",
 ]);
 const PATH_KEYS = new Set(["agent", "cwd", "stdin", "stdout", "stderr", "control"]);
 
@@ -80,6 +82,7 @@ export function renderGuestConfig(cfg: GuestConfig): string {
   if (cfg.root !== undefined) put("root", cfg.root === "" ? "" : checkAbsolute("root", cfg.root));
   if (cfg.rootfstype !== undefined) put("rootfstype", cfg.rootfstype);
   if (cfg.rootflags !== undefined) put("rootflags", cfg.rootflags);
+  if (cfg.rootverity !== undefined) put("rootverity", cfg.rootverity);
   putPath("stdin", cfg.stdin);
   putPath("stdout", cfg.stdout);
   putPath("stderr", cfg.stderr);
