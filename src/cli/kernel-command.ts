@@ -9,7 +9,7 @@ export function registerKernelCommand(program: Command): void {
     .option("--fetch", "download it now if it is not cached")
     .option("--json", "print one JSON object")
     .action(
-      action(async (flags: { fetch?: boolean; json?: boolean }) => {
+      action(async (_ctx, flags: { fetch?: boolean; json?: boolean }) => {
         const pkg = await debianKernelPackage();
         const progress = flags.json ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
         const bundle = await debianKernel({ progress, offline: !flags.fetch }).catch((e: unknown) => {

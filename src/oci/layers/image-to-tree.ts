@@ -15,6 +15,8 @@ export interface ImageToTreeContext {
   readonly store: ContentStore;
   readonly progress: (message: string) => void;
   readonly limits?: LayerLimits;
+  /** Stops between layers (the build was cancelled). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -61,6 +63,7 @@ export async function imageToTree(
   let next: Promise<CachedLayer> | undefined = image.layers.length > 0 ? cache(0) : undefined;
   try {
     for (let i = 0; i < image.layers.length; i++) {
+      ctx.signal?.throwIfAborted();
       const cached = await (next as Promise<CachedLayer>);
       next = undefined;
       imageBytes += cached.size;
