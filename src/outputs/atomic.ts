@@ -89,16 +89,18 @@ export function withUserPaths(e: unknown, names: readonly OutputCompanion[]): un
   if (!(e instanceof Error) || names.length === 0) return e;
   const rewrite = (s: string): string => names.reduce((text, n) => text.split(n.tmp).join(n.final), s);
   const message = rewrite(e.message);
-  const errno = e as NodeJS.ErrnoException;
+  const errno = e as NodeJS.ErrnoException & { dest?: string };
   const path = typeof errno.path === "string" ? rewrite(errno.path) : undefined;
-  if (message === e.message && path === errno.path) return e;
+  const dest = typeof errno.dest === "string" ? rewrite(errno.dest) : undefined;
+  if (message === e.message && path === errno.path && dest === errno.dest) return e;
   if (e instanceof A3sError) {
     return new A3sError(e.code, message, { ...(e.subject ? { subject: rewrite(e.subject) } : {}), ...(e.hint ? { hint: e.hint } : {}), cause: e });
   }
-  const out: NodeJS.ErrnoException = new Error(message, { cause: e });
+  const out: NodeJS.ErrnoException & { dest?: string } = new Error(message, { cause: e });
   if (errno.code !== undefined) out.code = errno.code;
   if (errno.errno !== undefined) out.errno = errno.errno;
   if (errno.syscall !== undefined) out.syscall = errno.syscall;
   if (path !== undefined) out.path = path;
+  if (dest !== undefined) out.dest = dest;
   return out;
 }

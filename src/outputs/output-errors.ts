@@ -23,27 +23,29 @@ export async function explainOutputError(e: unknown, o: OutputErrorContext): Pro
   const errno = errnoOf(e);
   if (!errno) return e;
   const { code } = errno;
-  const inScratch = o.scratchDir !== undefined && (errno.path ?? "").startsWith(o.scratchDir);
+  const inScratch = o.scratchDir !== undefined && errno.paths.some((p) => p.startsWith(o.scratchDir + "/"));
+  const where = errno.paths.find((p) => !p.startsWith((o.scratchDir ?? "\0") + "/")) ?? errno.paths[0];
   const out = (why: string, hint: string): A3sError =>
     new A3sError(code, `cannot write the ${o.format} output ${o.path}: ${why}`, { subject: o.path, hint, cause: e });
   switch (code) {
     case "ENOSPC":
     case "EDQUOT": {
-      const where = inScratch ? (o.scratchDir as string) : dirname(o.path);
-      const free = await statfs(where).then((fs) => ` (${((fs.bavail * fs.bsize) / 1024 / 1024).toFixed(1)} MiB free)`, () => "");
+      const full = inScratch ? (o.scratchDir as string) : dirname(o.path);
+      // Its size, not what is free: the temporary is removed by now, so the free space says nothing.
+      const size = await statfs(full).then((fs) => ` (${((fs.blocks * fs.bsize) / 1024 / 1024).toFixed(1)} MiB in all)`, () => "");
       return inScratch
-        ? out(`no space left in the temporary directory ${where} while staging it${free}`, "free space there, or point TMPDIR at a larger filesystem")
-        : out(`no space left on the filesystem holding ${dirname(o.path)}${free}`, "free some space there, or write the output to another filesystem");
+        ? out(`no space left in the temporary directory ${full} while staging it${size}`, "free space there, or point TMPDIR at a larger filesystem")
+        : out(`no space left on the filesystem holding ${full}${size}`, "free some space there, or write the output to another filesystem");
     }
     case "EROFS":
       return out(`${inScratch ? `the temporary directory ${o.scratchDir}` : dirname(o.path)} is on a read-only filesystem`, "write to a writable filesystem");
     case "EACCES":
     case "EPERM":
-      return out(`permission denied${errno.path ? ` on ${errno.path}` : ""}`, "choose a place you can write to, or run as a user who may");
+      return out(`permission denied${where ? ` on ${where}` : ""}`, "choose a place you can write to, or run as a user who may");
     case "ENAMETOOLONG":
-      return out(`a name is too long for the filesystem${errno.path ? `: ${errno.path}` : ""}`, "use a shorter output path");
+      return out(`a name is too long for the filesystem${where ? `: ${where}` : ""}`, "use a shorter output path");
     case "ENOENT":
-      return out(`${errno.path ? `${dirname(errno.path)} ` : "its directory "}no longer exists (was it removed during the build?)`, "keep the directory while the build runs");
+      return out(`${where ? `${dirname(where)} ` : "its directory "}no longer exists (was it removed during the build?)`, "keep the directory while the build runs");
     default:
       return e;
   }
@@ -54,16 +56,17 @@ export async function explainOutputError(e: unknown, o: OutputErrorContext): Pro
  * words for one. An A3sError that already names its cause (any code but the
  * raw EWRITE and ETOOL) ends the search: it is explained.
  */
-function errnoOf(e: unknown): { code: string; path?: string } | undefined {
+function errnoOf(e: unknown): { code: string; paths: string[] } | undefined {
   for (let cur: unknown = e, depth = 0; cur instanceof Error && depth < 4; cur = cur.cause, depth++) {
     if (cur instanceof A3sError && !(cur instanceof ToolFailure) && cur.code !== "EWRITE" && cur.code !== "ETOOL") return undefined;
     if (cur instanceof ToolFailure) {
       const code = errnoFromWords(cur.stderr);
-      return code ? { code } : undefined;
+      return code ? { code, paths: [] } : undefined;
     }
-    const errno = cur as NodeJS.ErrnoException;
+    // copyfile(2)-like errors carry the source as `path` and the target as `dest`.
+    const errno = cur as NodeJS.ErrnoException & { dest?: string };
     if (typeof errno.code === "string" && typeof errno.syscall === "string") {
-      return { code: errno.code, ...(errno.path ? { path: errno.path } : {}) };
+      return { code: errno.code, paths: [errno.dest, errno.path].filter((p): p is string => typeof p === "string") };
     }
   }
   return undefined;

@@ -59,8 +59,7 @@ export async function checkOutputTargets(specs: readonly OutputSpec[], opts: Tar
   const targets: OutputTarget[] = [];
   for (const spec of specs) {
     const path = resolve(spec.path);
-    const parent = await realParent(path);
-    const real = path === "/" ? "/" : join(parent, basename(path));
+    const real = path === "/" ? "/" : join(await realPrefix(dirname(path)), basename(path));
     const reason = await protectedPathReason(real);
     if (reason) {
       throw new A3sError("EUSAGE", `refusing to write the ${spec.format} output ${spec.path}: ${reason}`, {
@@ -72,6 +71,7 @@ export async function checkOutputTargets(specs: readonly OutputSpec[], opts: Tar
   }
   checkNoOverlap(targets);
   for (const t of targets) {
+    await realParent(t.path);
     await checkDirectoryWritable(t);
     await checkReplaceable(t, opts);
   }
@@ -106,6 +106,18 @@ function checkName(spec: OutputSpec): void {
       hint: `drop the compression extension, or compress the image afterwards`,
     });
   }
+}
+
+/**
+ * `dir` with the symlinks of its existing part resolved, the missing rest
+ * appended as given: what two outputs are compared on before it is known
+ * whether their directories exist.
+ */
+async function realPrefix(dir: string): Promise<string> {
+  const found = await realpath(dir).catch(() => undefined);
+  if (found !== undefined) return found;
+  const up = dirname(dir);
+  return up === dir ? dir : join(await realPrefix(up), basename(dir));
 }
 
 /** The parent of `path` with its symlinks resolved; a missing parent is an error naming the user's path. */

@@ -13,16 +13,25 @@ const SYSTEM_DIRECTORIES = new Set([
   "/usr/bin", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libexec", "/usr/libx32", "/usr/local",
   "/usr/sbin", "/usr/share", "/usr/src", "/usr/local/bin", "/usr/local/lib", "/usr/local/sbin", "/usr/local/share",
   "/var/backups", "/var/cache", "/var/lib", "/var/local", "/var/lock", "/var/log", "/var/mail", "/var/opt",
-  "/var/run", "/var/spool", "/var/tmp", "/etc/a3s",
+  "/var/run", "/var/spool", "/var/tmp",
 ]);
 
-/** Kernel filesystems: nothing a build writes belongs anywhere inside them. */
-const PSEUDO_FILESYSTEMS = ["/proc", "/sys", "/dev"];
+/**
+ * Directories nothing a build writes belongs anywhere inside: the kernel's
+ * filesystems, and the ones holding the host's configuration, programs and
+ * libraries (`-o tar:/etc/passwd` would replace the host's passwd). Data
+ * directories (/var, /srv, /opt, /home, /usr/local, /usr/share...) may
+ * hold outputs, though not be one.
+ */
+const NOTHING_INSIDE = [
+  "/proc", "/sys", "/dev", "/etc", "/boot", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+  "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib32", "/usr/lib64", "/usr/libx32", "/usr/libexec", "/usr/include",
+];
 
 /**
  * Why `path` (absolute, its parent's symlinks resolved) may never be an
- * output, or undefined when it may: `/`, a system directory, anything under
- * /proc, /sys or /dev, the current directory or one of its ancestors, the
+ * output, or undefined when it may: `/`, a system directory, anything inside
+ * the system directories listed above, the current directory or one of its ancestors, the
  * user's home or one of its ancestors. Replacing the current directory or
  * home (`-o dir:.`, `-o dir:..`, `-o dir:~`) would delete the very project or
  * home the user is working in.
@@ -30,7 +39,9 @@ const PSEUDO_FILESYSTEMS = ["/proc", "/sys", "/dev"];
 export async function protectedPathReason(path: string): Promise<string | undefined> {
   if (path === "/") return "it is the root directory";
   if (SYSTEM_DIRECTORIES.has(path)) return "it is a system directory";
-  for (const fs of PSEUDO_FILESYSTEMS) if (path.startsWith(fs + sep)) return `it is inside ${fs}, a kernel filesystem`;
+  for (const dir of NOTHING_INSIDE) {
+    if (path.startsWith(dir + sep)) return `it is inside ${dir}, ${["/proc", "/sys", "/dev"].includes(dir) ? "a kernel filesystem" : "a system directory"}`;
+  }
   const cwd = await realpath(process.cwd()).catch(() => resolve(process.cwd()));
   if (path === cwd) return "it is the current directory";
   if (isAncestor(path, cwd)) return "it holds the current directory";
