@@ -168,4 +168,21 @@ describe("interrupted builds publish nothing, keep the previous output and leave
       assert.deepEqual(readdirSync(tmp), [], "the build's scratch directory is gone from TMPDIR");
     });
   }
+
+  it("dir + ext4 + erofs + squashfs in one build, SIGINT while squashfs stages: the earlier outputs stay published, squashfs's path is untouched, no staging copy is left", async () => {
+    const work = tempDir("a3s-interrupt-many-");
+    const cwd = join(work, "project");
+    const tmp = join(work, "tmp");
+    mkdirSync(cwd);
+    mkdirSync(tmp);
+    writeFileSync(join(cwd, "rootfs.sqfs"), "the previous squashfs\n");
+    const args = ["--agent", bigAgent, "-o", "dir:rootfs", "-o", "ext4:rootfs.ext4", "-o", "erofs:rootfs.erofs", "-o", "squashfs:rootfs.sqfs"];
+    const ready = (): boolean => findUnder(tmp, (p) => /\/squashfs-[^/]+\/root\/a3s\/agent\/a3s-box-code$/.test(p)) !== undefined;
+    const r = await interruptBuild(args, { cwd, tmp, ready, sig: "SIGINT" });
+    assert.deepEqual({ status: r.status, signal: r.signal }, { status: 130, signal: null }, r.stderr);
+    assert.equal(readFileSync(join(cwd, "rootfs.sqfs"), "utf8"), "the previous squashfs\n");
+    assert.deepEqual(readdirSync(cwd).sort(), ["rootfs", "rootfs.a3s-metadata.json", "rootfs.erofs", "rootfs.ext4", "rootfs.sqfs"]);
+    assert.ok(statSync(join(cwd, "rootfs.erofs")).size > 0 && existsSync(join(cwd, "rootfs", "sbin", "init")));
+    assert.deepEqual(readdirSync(tmp), [], "no staging copy (a3s-*/squashfs-*/root/...) is left in TMPDIR");
+  });
 });
