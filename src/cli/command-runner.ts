@@ -35,6 +35,10 @@ export function action<A extends unknown[]>(fn: (ctx: CommandContext, ...args: A
       const code = await fn({ signal: interruption.signal }, ...args);
       if (typeof code === "number") process.exitCode = code;
     } catch (e) {
+      // A terminal's Ctrl-C reaches the whole process group: a host tool may die of it and
+      // fail the action before this process's own SIGINT is dispatched. One turn of the event
+      // loop lets a signal already delivered arrive, so the failure is reported as what it is.
+      if (!interruption.received) await new Promise((resolve) => setImmediate(resolve));
       if (!interruption.received) process.exitCode = reportError(e);
       else if (process.env.A3S_DEBUG === "1") console.error(e);
     } finally {

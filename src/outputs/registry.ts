@@ -40,6 +40,8 @@ export const dirOutput: OutputWriter = {
       await writeFile(sidecarTmp, JSON.stringify(buildSidecar(tree, approximated, identity)) + "\n", { flag: "wx", signal: ctx.signal });
     } catch (e) {
       await rm(sidecarTmp, { force: true });
+      // A cancelled write rejects with an AbortError; the caller expects the signal's reason.
+      ctx.signal?.throwIfAborted();
       throw e;
     }
     if (approximated.length > 0) {

@@ -91,7 +91,11 @@ export async function writeErofsImage(tree: RootfsTree, path: string, opts: Erof
       let input: string;
       if (caps.tarInput) {
         input = join(scratch, "rootfs.tar");
-        await pipeline(tarStream(tree), createWriteStream(input), { signal });
+        // A cancelled pipeline rejects with an AbortError; the caller expects the signal's reason.
+        await pipeline(tarStream(tree), createWriteStream(input), { signal }).catch((e: unknown) => {
+          signal?.throwIfAborted();
+          throw e;
+        });
       } else {
         input = join(scratch, "root");
         await materialiseTree(tree, input, { privileged, signal });

@@ -140,7 +140,11 @@ export async function writeExt4Image(tree: RootfsTree, path: string, opts: Ext4I
           await runTool(mke2fs, [...args, "-d", "-", path, fsSize], { env, input: tarStream(tree), signal });
         } else if (caps.tarInput) {
           const tarball = join(scratch, "rootfs.tar");
-          await pipeline(tarStream(tree), createWriteStream(tarball), { signal });
+          // A cancelled pipeline rejects with an AbortError; the caller expects the signal's reason.
+          await pipeline(tarStream(tree), createWriteStream(tarball), { signal }).catch((e: unknown) => {
+            signal?.throwIfAborted();
+            throw e;
+          });
           await runTool(mke2fs, [...args, "-d", tarball, path, fsSize], { env, signal });
         } else {
           const staging = join(scratch, "root");
