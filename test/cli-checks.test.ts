@@ -37,7 +37,7 @@ describe("usage errors exit 2, before any work", () => {
     ["--dns with --no-dns", ["--dns", "1.1.1.1", "--no-dns"], /--dns and --no-dns contradict each other/],
     ["--agent-path over /etc/passwd", ["--agent-path", "/etc/passwd"], /the agent path \/etc\/passwd is a file the A3S layer writes itself/],
     ["--agent-path over /sbin/init", ["--agent-path", "/sbin/init"], /the agent path \/sbin\/init is a file the A3S layer writes itself/],
-    ["--agent-path under /proc", ["--agent-path", "/proc/agent"], /is under \/proc, where the guest mounts the kernel's proc filesystem at boot/],
+    ["--agent-path under /proc", ["--agent-path", "/proc/agent"], /is under \/proc, where the guest mounts proc at boot/],
     ["--agent-path under /workspace", ["--agent-path", "/workspace/bin/agent"], /is under \/workspace, where the guest mounts the workspace share/],
     ["--agent-path under /skills", ["--agent-path", "/skills/agent"], /is under \/skills, where the guest mounts the skills share/],
     ["--agent-path under /tmp", ["--agent-path", "/tmp/agent"], /is under \/tmp, where the guest mounts a tmpfs/],

@@ -251,10 +251,14 @@ describe("an output's errors name the user's path and the real cause", () => {
   });
 
   it("an entry name over the filesystem's limits inside a dir output is reported at the user's path", async () => {
-    const dir = tempDir("a3s-deep-");
+    // The tree holds paths up to PATH_MAX (tree-limits.test.ts), but on the
+    // host they sit below the output's own path: 16 levels of 250-byte names
+    // (4,016 bytes, legal in the tree) under a 200-byte directory name are
+    // over the host's PATH_MAX.
+    const dir = join(tempDir("a3s-deep-"), "d".repeat(200));
+    mkdirSync(dir);
     const tree = new RootfsTree();
-    // 20 levels of 250-byte names: over PATH_MAX (4096) long before the end.
-    const deep = "/" + Array.from({ length: 20 }, (_, i) => `${i}`.padEnd(250, "x")).join("/");
+    const deep = "/" + Array.from({ length: 16 }, (_, i) => `${i}`.padEnd(250, "x")).join("/");
     tree.addFile(deep + "/f", bytesContent("x"));
     const target = join(dir, "rootfs");
     await assert.rejects(writeOutputs(tree, [{ format: "dir", path: target }], { epoch: 0, warn: () => {} }), (e: Error) => {

@@ -40,14 +40,6 @@ export const DEFAULT_LAYOUT: GuestLayout = {
 };
 
 /**
- * Where the guest init mounts something at boot: the kernel filesystems and
- * the tmpfs that let "/" stay read-only. A file the image has under one of
- * these is hidden by the mount, so the agent must not live there (nor under
- * the workspace or skills shares, which the layout adds).
- */
-export const GUEST_MOUNT_POINTS: readonly string[] = ["/dev", "/proc", "/sys", "/tmp", "/run", "/var/tmp", "/var/log"];
-
-/**
  * Files the A3S layer writes itself: the init (and /init, its link), the
  * essential /etc files (essential-files.ts), and everything under /etc/a3s,
  * the guest config's directory (guest-config.ts). An agent path on one of
@@ -70,7 +62,7 @@ export const RESERVED_GUEST_DIRECTORY = "/etc/a3s";
  * undefined when none does.
  */
 export function mountHiding(path: string, layout: Pick<GuestLayout, "workspacePath" | "skillsPath">): string | undefined {
-  return [...GUEST_MOUNT_POINTS, layout.workspacePath, layout.skillsPath].find((m) => path === m || path.startsWith(m + "/"));
+  return [...INIT_MOUNTS.map((m) => m.path), layout.workspacePath, layout.skillsPath].find((m) => path === m || path.startsWith(m + "/"));
 }
 
 /**
@@ -163,9 +155,7 @@ function checkAgentPath(agentPath: string, layout: GuestLayout): void {
 function mountWhat(mount: string, layout: Pick<GuestLayout, "workspacePath" | "skillsPath">): string {
   if (mount === layout.workspacePath) return "the workspace share";
   if (mount === layout.skillsPath) return "the skills share";
-  if (mount === "/proc" || mount === "/sys") return `the kernel's ${mount.slice(1)} filesystem`;
-  if (mount === "/dev") return "devtmpfs";
-  return "a tmpfs";
+  return INIT_MOUNTS.find((m) => m.path === mount)?.what ?? "a filesystem";
 }
 
 function isIpAddress(s: string): boolean {
