@@ -25,7 +25,7 @@ export function registerCacheCommand(program: Command): void {
     .description("list cached images and what the blob store holds")
     .option("--json", "print one JSON object")
     .action(
-      action(async (flags: { json?: boolean }) => {
+      action(async (_ctx, flags: { json?: boolean }) => {
         const store = new ContentStore();
         const blobs = await store.list();
         const sizes = new Map(blobs.map((b) => [b.digest, b.size]));
@@ -59,10 +59,11 @@ export function registerCacheCommand(program: Command): void {
         "cache at once (after a disk error, say). A removed blob is fetched again by the next build that needs it.",
     )
     .action(
-      action(async (flags: { keep?: boolean; json?: boolean }) => {
+      action(async ({ signal }, flags: { keep?: boolean; json?: boolean }) => {
         const store = new ContentStore();
         const result = await store.verifyAll({
           remove: flags.keep !== true,
+          signal,
           onBlob: (_digest, problem) => {
             if (problem && !flags.json) process.stderr.write(`a3s-rootfs: bad: ${problem}\n`);
           },
@@ -86,7 +87,7 @@ export function registerCacheCommand(program: Command): void {
     .option("--all", "forget every image and delete every blob")
     .option("--json", "print one JSON object: {forgotten, removed, bytes}")
     .action(
-      action(async (flags: GcFlags) => {
+      action(async (_ctx, flags: GcFlags) => {
         const store = new ContentStore();
         const records = new ImageRecords();
         let days: number | undefined;

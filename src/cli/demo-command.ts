@@ -21,7 +21,7 @@ export function registerDemoCommand(program: Command): void {
     .option("--accel <A>", "auto, kvm or tcg", "auto")
     .option("--json", "print the build and run results as one JSON object")
     .action(
-      action(async (flags: { accel?: string; json?: boolean }) => {
+      action(async ({ signal }, flags: { accel?: string; json?: boolean }) => {
         const say = (m: string): void => {
           if (!flags.json) process.stderr.write(`a3s-rootfs: ${m}\n`);
         };
@@ -41,7 +41,7 @@ export function registerDemoCommand(program: Command): void {
             .withAgentBinary(guestProgramPath("probe"))
             .withAgentArgs(["--write", "/workspace/written-by-the-agent.txt"])
             .withOutput("cpio", image)
-            .build();
+            .build({ signal });
           say(`built the scratch rootfs: ${build.entries} entries, ${humanBytes(build.outputs[0]?.bytes ?? 0)} as cpio.gz`);
 
           const run = await runRootfs({
@@ -51,6 +51,7 @@ export function registerDemoCommand(program: Command): void {
             accel: flags.accel === "kvm" || flags.accel === "tcg" ? flags.accel : "auto",
             timeoutS: 120,
             progress: say,
+            signal,
           });
           if (flags.json) {
             const { tree: _tree, ...buildReport } = build;

@@ -30,9 +30,9 @@ export function registerInspectCommand(program: Command): void {
     .option("--list", "list every entry (kind, mode, owner, size, link, sha256) instead of auditing")
     .option("--fail-on <severity>", `exit with status ${FINDINGS_EXIT_STATUS} if a finding is this severe or worse (${SEVERITIES.join(", ")})`)
     .action(
-      action(async (target: string, flags: InspectFlags) => {
+      action(async ({ signal }, target: string, flags: InspectFlags) => {
         const failOn = oneOf("--fail-on", flags.failOn, SEVERITIES);
-        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine } });
+        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine, signal } });
         try {
           if (flags.list) {
             await printListing(target, opened, flags.json === true);

@@ -1,7 +1,8 @@
 import type { Command } from "commander";
-import { runRootfs, type RunResult } from "../boot/run-vm.js";
+import { runRootfs } from "../boot/run-vm.js";
 import { A3sError } from "../errors.js";
-import { action, collect, oneOf } from "./command-runner.js";
+import { checkAgentSettings } from "../layout/apply-guest-config.js";
+import { action, collect, oneOf, usage } from "./command-runner.js";
 
 interface RunFlags {
   workspace?: string;
@@ -55,41 +56,34 @@ export function registerRunCommand(program: Command): void {
         "could not start it), like docker run.\n\nExample:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'",
     )
     .action(
-      action(async (image: string, args: string[], flags: RunFlags) => {
-        const abort = new AbortController();
-        const onSigint = (): void => abort.abort();
-        process.once("SIGINT", onSigint);
-        process.once("SIGTERM", onSigint);
+      action(async ({ signal }, image: string, args: string[], flags: RunFlags) => {
+        // Every value typed on the command line is checked before the host is probed or a VM started.
+        usage(() => checkAgentSettings({ args, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
+        const options = {
+          cpus: positiveNumber("--cpus", flags.cpus) ?? 1,
+          memoryMiB: positiveNumber("--memory", flags.memory) ?? 512,
+          ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
+          accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
+          transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
+          ...(flags.virtiofsCache ? { virtiofs: { cache: oneOf("--virtiofs-cache", flags.virtiofsCache, ["auto", "never", "always", "metadata"] as const) } } : {}),
+        };
         const quiet = flags.quiet || flags.json;
-        let result: RunResult;
-        try {
-          result = await runRootfs({
-            image,
-            ...(args.length ? { args } : {}),
-            ...(flags.workspace ? { workspace: flags.workspace } : {}),
-            ...(flags.skills ? { skills: flags.skills } : {}),
-            ...(flags.kernel ? { kernel: flags.kernel } : {}),
-            ...(flags.modules ? { modules: flags.modules } : {}),
-            cpus: positiveNumber("--cpus", flags.cpus) ?? 1,
-            memoryMiB: positiveNumber("--memory", flags.memory) ?? 512,
-            ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
-            ...(flags.user ? { user: flags.user } : {}),
-            ...(flags.env ? { env: flags.env } : {}),
-            accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
-            transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
-            ...(flags.virtiofsCache ? { virtiofs: { cache: oneOf("--virtiofs-cache", flags.virtiofsCache, ["auto", "never", "always", "metadata"] as const) } } : {}),
-            ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
-            ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
-            progress: quiet ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),
-            signal: abort.signal,
-          });
-        } catch (e) {
-          if (abort.signal.aborted) return 130;
-          throw e;
-        } finally {
-          process.off("SIGINT", onSigint);
-          process.off("SIGTERM", onSigint);
-        }
+        // On SIGINT, SIGTERM or SIGHUP the signal stops the VM and its helpers, and the runner exits 128+N.
+        const result = await runRootfs({
+          image,
+          ...(args.length ? { args } : {}),
+          ...(flags.workspace ? { workspace: flags.workspace } : {}),
+          ...(flags.skills ? { skills: flags.skills } : {}),
+          ...(flags.kernel ? { kernel: flags.kernel } : {}),
+          ...(flags.modules ? { modules: flags.modules } : {}),
+          ...options,
+          ...(flags.user ? { user: flags.user } : {}),
+          ...(flags.env ? { env: flags.env } : {}),
+          ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
+          ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
+          progress: quiet ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),
+          signal,
+        });
         if (flags.json) {
           process.stdout.write(JSON.stringify(result) + "\n");
         } else if (result.setupError) {

@@ -18,7 +18,7 @@ export function registerVirtiofsdCommand(program: Command): void {
         "(signatures checked against debian-archive-keyring), never installed, and verified on every use.",
     )
     .action(
-      action(async (flags: { fetch?: boolean; json?: boolean }) => {
+      action(async (_ctx, flags: { fetch?: boolean; json?: boolean }) => {
         const progress = flags.json ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
         const cache = cacheRoot();
         let found: Virtiofsd | undefined = await findHostVirtiofsd(progress);

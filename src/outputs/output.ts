@@ -15,6 +15,20 @@ export interface OutputContext {
   readonly epoch: number;
   /** Reports something the user should know but that does not stop the build. */
   readonly warn: (message: string) => void;
+  /**
+   * Cancels the writing: the output being written is abandoned (its tools
+   * killed and awaited, its temporary and staging copies removed) and
+   * nothing more is published. An output already published stays.
+   */
+  readonly signal?: AbortSignal | undefined;
+  /** Where staging copies go: the build's scratch directory (default: os.tmpdir()). */
+  readonly scratchDir?: string | undefined;
+  /**
+   * Replace what a3s-rootfs did not write at an output's path (a non-empty
+   * directory, a file where a directory goes). Never the root, a system
+   * directory, the current directory, home or their ancestors.
+   */
+  readonly force?: boolean | undefined;
 }
 
 /** Where one output is written (`tmp`) and where it will be published (`final`). */
@@ -23,14 +37,20 @@ export interface OutputPaths {
   readonly final: string;
 }
 
+/** A file an output writes beside its artefact, published right after it (the dir output's sidecar). */
+export interface OutputCompanion {
+  readonly tmp: string;
+  readonly final: string;
+}
+
 /**
  * An output consumes a tree and writes one artefact at `paths.tmp`. It never
  * publishes: `writeOutputs` gives it a temporary path beside the final one and
- * renames it into place only on success.
+ * renames it into place only on success, then the companions it returns.
  */
 export interface OutputWriter {
   readonly format: OutputFormat;
-  write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void>;
+  write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<readonly OutputCompanion[] | void>;
 }
 
 /** What a build reports for each output it published. */

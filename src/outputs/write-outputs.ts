@@ -1,11 +1,12 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { resolve } from "node:path";
 import { A3sError } from "../errors.js";
 import type { RootfsTree } from "../tree/index.js";
 import { writeAtomically } from "./atomic.js";
-import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec } from "./output.js";
+import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec, type OutputWriter } from "./output.js";
+import { explainOutputError } from "./output-errors.js";
+import { checkOutputTargets, checkReplaceable } from "./output-target.js";
 import { OUTPUT_WRITERS } from "./registry.js";
 
 /** Parses `FORMAT:PATH` as given to `-o`. */
@@ -23,20 +24,36 @@ export function parseOutputSpec(spec: string): OutputSpec {
 
 /**
  * Writes each output in turn, each to a temporary path published by rename
- * only when it is complete. An output that fails leaves its path as it was.
+ * only when it is complete. Every path is checked first (checkOutputTargets:
+ * nothing a3s-rootfs did not write is replaced, no two outputs share a path),
+ * and again just before its rename. An output that fails, or is cancelled
+ * through `ctx.signal`, leaves its path as it was; outputs published before
+ * it stay published. Errors name the user's path and the cause.
  */
 export async function writeOutputs(
   tree: RootfsTree,
   specs: readonly OutputSpec[],
   ctx: OutputContext,
 ): Promise<OutputResult[]> {
-  const results: OutputResult[] = [];
   for (const spec of specs) {
-    const writer = OUTPUT_WRITERS[spec.format];
-    if (!writer) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
-    const final = resolve(spec.path);
-    await writeAtomically(final, (tmp) => writer.write(tree, { tmp, final }, ctx));
-    results.push(await describeOutput(spec.format, final, tree));
+    if (!OUTPUT_WRITERS[spec.format]) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
+  }
+  const force = { force: ctx.force ?? false };
+  const targets = await checkOutputTargets(specs, force);
+  const results: OutputResult[] = [];
+  for (const target of targets) {
+    ctx.signal?.throwIfAborted();
+    const writer = OUTPUT_WRITERS[target.format] as OutputWriter;
+    const final = target.path;
+    try {
+      await writeAtomically(final, (tmp) => writer.write(tree, { tmp, final }, ctx), {
+        signal: ctx.signal,
+        beforePublish: () => checkReplaceable(target, force),
+      });
+    } catch (e) {
+      throw await explainOutputError(e, { format: target.format, path: final, scratchDir: ctx.scratchDir });
+    }
+    results.push(await describeOutput(target.format, final, tree));
   }
   return results;
 }

@@ -7,6 +7,7 @@ import { requireTool, runTool } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
+  explainImageToolFailure,
   imageUuid,
   listSome,
   mkfsErofsCapabilities,
@@ -82,17 +83,32 @@ export async function writeErofsImage(tree: RootfsTree, path: string, opts: Erof
   ];
   const env = toolEnv({ SOURCE_DATE_EPOCH: String(Math.max(opts.epoch, facts.newestMtime)) });
 
-  await withScratchDir("a3s-erofs-", async (scratch) => {
-    if (caps.tarInput) {
-      const tarball = join(scratch, "rootfs.tar");
-      await pipeline(tarStream(tree), createWriteStream(tarball));
-      await runTool(mkfs, ["--tar=f", ...args, path, tarball], { env });
-      return;
-    }
-    const staging = join(scratch, "root");
-    await materialiseTree(tree, staging, { privileged });
-    await runTool(mkfs, [...args, path, staging], { env });
-  });
+  const signal = opts.signal;
+
+  await withScratchDir(
+    "erofs-",
+    async (scratch) => {
+      let input: string;
+      if (caps.tarInput) {
+        input = join(scratch, "rootfs.tar");
+        // A cancelled pipeline rejects with an AbortError; the caller expects the signal's reason.
+        await pipeline(tarStream(tree), createWriteStream(input), { signal }).catch((e: unknown) => {
+          signal?.throwIfAborted();
+          throw e;
+        });
+      } else {
+        input = join(scratch, "root");
+        await materialiseTree(tree, input, { privileged, signal });
+      }
+      const tarArg = caps.tarInput ? ["--tar=f"] : [];
+      try {
+        await runTool(mkfs, [...tarArg, ...args, path, input], { env, signal });
+      } catch (e) {
+        throw await explainImageToolFailure(e, { format: "erofs", path });
+      }
+    },
+    opts.scratchDir,
+  );
 }
 
 /**
