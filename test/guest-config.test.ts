@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { rootVerityValue } from "../src/boot/verity-root.js";
 import { isA3sError } from "../src/errors.js";
 import {
   defaultShares,
@@ -226,6 +227,25 @@ describe("the guest config writer against the real guest parser", { skip: noChec
     assert.deepEqual(valuesOf(echo, "arg"), AWKWARD);
     assert.deepEqual(valuesOf(echo, "env"), env);
     assert.deepEqual(valuesOf(echo, "user"), ["65534:65534"]);
+  });
+
+  it("takes the root's dm-verity parameters on the command line, as run writes them, and refuses malformed ones", async () => {
+    const value = rootVerityValue({ rootHash: "ab".repeat(32), salt: "", dataBlocks: 24, hashStartBlock: 25, source: "sidecar" });
+    assert.equal(value, `${"ab".repeat(32)}:-:24:25`);
+    const r = await runChecker(["--cmdline", kernelCmdlineArg("rootverity", value)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(parseEcho(r.stdout), [["rootverity", value]]);
+    for (const [bad, why] of [
+      [`${"ab".repeat(31)}:-:24:25`, /root hash must be 64 hex digits/],
+      [`${"ab".repeat(32)}:xyz:24:25`, /salt must be hex/],
+      [`${"ab".repeat(32)}:00:0:25`, /DATABLOCKS must be a positive/],
+      [`${"ab".repeat(32)}:00:24:24`, /HASHSTART must be a decimal block number past the data/],
+      [`${"ab".repeat(32)}:00:24`, /rootverity must be ROOTHASH:SALT:DATABLOCKS:HASHSTART/],
+    ] as const) {
+      const e = await runChecker(["--cmdline", kernelCmdlineArg("rootverity", bad)]);
+      assert.equal(e.status, 125, bad);
+      assert.match(e.stderr, why);
+    }
   });
 
   it("reads kernel-quoted tokens the way the protocol says", async () => {

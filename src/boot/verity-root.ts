@@ -46,7 +46,17 @@ export async function resolveVerityRoot(
     }
     return undefined;
   }
-  const tree = await findVerityTree(image, kind);
+  // The record beside the image, when there is one, says where the tree is
+  // and that there must be one: a change to the image's own size fields
+  // (which the tree covers, but only once verity is on) cannot turn it off.
+  const sidecar = await readVeritySidecar(image);
+  const tree = await findVerityTree(image, kind, sidecar?.hashOffset);
+  if (sidecar && (!tree || sidecar.dataBlocks !== tree.dataBlocks || sidecar.salt !== tree.salt)) {
+    throw new A3sError("EVERITY", `refusing to boot ${image}: it does not match its verity record ${veritySidecarPath(image)} (no hash tree where the record says, or another build's)`, {
+      subject: image,
+      hint: "rebuild the image, or give the root hash from the build report with --root-hash and remove the record",
+    });
+  }
   if (!tree) {
     if (wanted) {
       throw new A3sError("EVERITY", `${image} carries no dm-verity hash tree, so --root-hash cannot be checked`, {
@@ -55,13 +65,6 @@ export async function resolveVerityRoot(
       });
     }
     return undefined;
-  }
-  const sidecar = await readVeritySidecar(image);
-  if (sidecar && (sidecar.hashOffset !== tree.hashOffset || sidecar.dataBlocks !== tree.dataBlocks || sidecar.salt !== tree.salt)) {
-    throw new A3sError("EVERITY", `${veritySidecarPath(image)} does not describe ${image} (another build's record?)`, {
-      subject: image,
-      hint: "give the root hash from the build report with --root-hash, or rebuild",
-    });
   }
   if (wanted && sidecar && sidecar.rootHash !== wanted) {
     throw new A3sError("EVERITY", `refusing to boot ${image}: its recorded root hash ${sidecar.rootHash} is not the pinned ${wanted}`, {

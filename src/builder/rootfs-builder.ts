@@ -63,6 +63,7 @@ export class RootfsBuilder {
   private init: string | false | undefined;
   private allowDynamicInit = false;
   private force = false;
+  private verity: { salt?: Buffer } | undefined;
   private agentSettings: AgentSettings = {};
   private readonly files: { path: string; content: FileInput; meta: MetadataInit }[] = [];
   private readonly outputs: OutputSpec[] = [];
@@ -143,6 +144,18 @@ export class RootfsBuilder {
     return this;
   }
 
+  /**
+   * Appends a dm-verity hash tree to every erofs, squashfs and ext4 output,
+   * so `run` mounts the root through dm-verity and the kernel checks every
+   * block the guest reads. The root hash is in the build result
+   * (`outputs[].verity`) and in `PATH.verity.json`. The salt defaults to one
+   * derived from the tree, so the same build gives the same root hash.
+   */
+  withVerity(opts: { salt?: Buffer } = {}): this {
+    this.verity = opts;
+    return this;
+  }
+
   /** SOURCE_DATE_EPOCH for this build; default: the environment's, else a fixed epoch. */
   withEpoch(epoch: number): this {
     this.epoch = epoch;
@@ -187,7 +200,7 @@ export class RootfsBuilder {
       if (!this.agent && !source.agentDefaults?.path) {
         throw new A3sError("ENOAGENT", `no agent: the source ${this.source.spec} names none; call withAgentBinary(await findAgentBinary())`);
       }
-      const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force });
+      const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force, verity: this.verity });
       return {
         source: this.source.spec,
         entries: tree.entryCount,

@@ -1,8 +1,11 @@
 import type { Command } from "commander";
 import { RootfsBuilder } from "../builder/rootfs-builder.js";
+import { A3sError } from "../errors.js";
+import { parseVeritySalt } from "../formats/verity/index.js";
 import { checkAgentSettings } from "../layout/apply-guest-config.js";
 import { DEFAULT_LAYOUT, resolveLayout, type GuestLayout } from "../layout/index.js";
 import { checkOutputTargets } from "../outputs/output-target.js";
+import { VERITY_FORMATS } from "../outputs/verity-output.js";
 import { parseOutputSpec } from "../outputs/write-outputs.js";
 import { findAgentBinary } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
@@ -19,6 +22,8 @@ interface BuildFlags {
   init?: string | false;
   allowDynamicInit?: boolean;
   force?: boolean;
+  verity?: boolean;
+  veritySalt?: string;
   agentArg?: string[];
   agentArgs?: string;
   env?: string[];
@@ -62,7 +67,9 @@ export function registerBuildCommand(program: Command): void {
     .option("--creds <USER:PASSWORD>", "registries: credentials (default: ~/.docker/config.json and its credential helpers)")
     .option("--insecure", "registries: allow plain HTTP and unverified TLS to a registry that is not on loopback")
     .option("--force", "replace what a3s-rootfs did not write at an output path (a non-empty directory, a file where a directory goes); never /, system directories, the current directory or home")
-    .option("--json", "print one JSON object: {source, entries, outputs, durationMs}")
+    .option("--verity", "append a dm-verity hash tree (sha256, 4 KiB blocks) to erofs, squashfs and ext4 outputs; run then verifies every block the guest reads")
+    .option("--verity-salt <HEX>", "the verity salt, hex (or - for none); default: derived from the tree, so the same build gives the same root hash")
+    .option("--json", "print one JSON object: {source, entries, outputs: [{format, path, bytes, sha256, verity?}], durationMs}")
     .addHelpText(
       "after",
       "\nExamples:\n  a3s-rootfs build --agent ./a3s-box-code -o cpio:rootfs.cpio.gz -o erofs:rootfs.erofs\n" +
@@ -85,6 +92,11 @@ export function registerBuildCommand(program: Command): void {
           }),
         );
         const outputs = (flags.output ?? ["dir:rootfs"]).map((spec) => parseOutputSpec(spec));
+        if (flags.veritySalt !== undefined && !flags.verity) throw new A3sError("EUSAGE", "--verity-salt needs --verity");
+        const veritySalt = flags.veritySalt === undefined ? undefined : usage(() => parseVeritySalt(flags.veritySalt as string));
+        if (flags.verity && !outputs.some((o) => VERITY_FORMATS.includes(o.format))) {
+          throw new A3sError("EUSAGE", "--verity needs an erofs, squashfs or ext4 output (-o erofs:PATH ...): the hash tree is appended to a block-device image");
+        }
         const layout: Partial<GuestLayout> = {
           ...(flags.agentPath ? { agentPath: flags.agentPath } : {}),
           ...(flags.hostname ? { hostname: flags.hostname } : {}),
@@ -106,6 +118,7 @@ export function registerBuildCommand(program: Command): void {
         if (flags.env) builder.withAgentEnv(flags.env);
         if (flags.user) builder.withAgentUser(flags.user);
         for (const o of outputs) builder.withOutput(o.format, o.path);
+        if (flags.verity) builder.withVerity(veritySalt ? { salt: veritySalt } : {});
         const result = await builder.build({ signal });
         if (flags.json) {
           const { tree: _tree, ...report } = result;
@@ -116,6 +129,7 @@ export function registerBuildCommand(program: Command): void {
         for (const o of result.outputs) {
           const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
           process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}\n`);
+          if (o.verity) process.stdout.write(`           verity root hash ${o.verity.rootHash} (hash tree at byte ${o.verity.hashOffset}; ${o.path}.verity.json)\n`);
         }
       }),
   );

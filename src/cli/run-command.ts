@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { runRootfs } from "../boot/run-vm.js";
+import { ROOT_VERIFICATION_FAILED } from "../boot/verity-root.js";
 import { A3sError } from "../errors.js";
 import { checkAgentSettings } from "../layout/apply-guest-config.js";
 import { action, collect, oneOf, usage } from "./command-runner.js";
@@ -18,6 +19,7 @@ interface RunFlags {
   transport?: string;
   virtiofsCache?: string;
   consoleLog?: string;
+  rootHash?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -48,12 +50,13 @@ export function registerRunCommand(program: Command): void {
     .option("--transport <T>", "shares over auto, virtiofs or 9p (auto: virtio-fs, provisioning virtiofsd if needed; 9p without it)", "auto")
     .option("--virtiofs-cache <MODE>", "virtio-fs caching: auto (default), never, always or metadata; see docs/boot.md")
     .option("--console-log <FILE>", "keep the kernel and init console log")
+    .option("--root-hash <HEX>", "an image built with --verity must have this dm-verity root hash (else the boot is refused or stops)")
     .option("-q, --quiet", "no progress lines on stderr")
     .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, transport, kernel, timeline} instead of streaming")
     .addHelpText(
       "after",
       "\nThe command exits with the agent's status (128+N when signal N killed it; 125, 126, 127 when init\n" +
-        "could not start it), like docker run.\n\nExample:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'",
+        "could not start it; 123 when the root filesystem failed dm-verity verification), like docker run.\n\nExample:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'",
     )
     .action(
       action(async ({ signal }, image: string, args: string[], flags: RunFlags) => {
@@ -80,12 +83,15 @@ export function registerRunCommand(program: Command): void {
           ...(flags.user ? { user: flags.user } : {}),
           ...(flags.env ? { env: flags.env } : {}),
           ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
+          ...(flags.rootHash ? { rootHash: flags.rootHash } : {}),
           ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
           progress: quiet ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),
           signal,
         });
         if (flags.json) {
           process.stdout.write(JSON.stringify(result) + "\n");
+        } else if (result.exitCode === ROOT_VERIFICATION_FAILED && result.setupError) {
+          process.stderr.write(`a3s-rootfs: ${result.setupError} (status ${ROOT_VERIFICATION_FAILED})\n`);
         } else if (result.setupError) {
           process.stderr.write(`a3s-rootfs: the agent could not start (status ${result.exitCode}): ${result.setupError}\n`);
         } else if (result.timedOut) {

@@ -1,3 +1,4 @@
+import type { VerityInfo } from "../formats/verity/index.js";
 import type { RootfsTree } from "../tree/index.js";
 
 /** Every format `-o FORMAT:PATH` accepts. */
@@ -29,6 +30,11 @@ export interface OutputContext {
    * directory, the current directory, home or their ancestors.
    */
   readonly force?: boolean | undefined;
+  /**
+   * Append a dm-verity hash tree to every erofs, squashfs and ext4 output
+   * (verity-output.ts), with the salt given or one derived from the tree.
+   */
+  readonly verity?: { readonly salt?: Buffer | undefined } | undefined;
 }
 
 /** Where one output is written (`tmp`) and where it will be published (`final`). */
@@ -61,4 +67,6 @@ export interface OutputResult {
   readonly bytes: number;
   /** SHA-256 of the file; null for `dir`, which is not one file. */
   readonly sha256: string | null;
+  /** The dm-verity hash tree appended to the image, when the build asked for one. */
+  readonly verity?: VerityInfo;
 }

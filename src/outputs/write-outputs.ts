@@ -8,6 +8,7 @@ import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResul
 import { explainOutputError } from "./output-errors.js";
 import { checkOutputTargets, checkReplaceable } from "./output-target.js";
 import { OUTPUT_WRITERS } from "./registry.js";
+import { addVerityTree, removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
 
 /** Parses `FORMAT:PATH` as given to `-o`. */
 export function parseOutputSpec(spec: string): OutputSpec {
@@ -45,15 +46,30 @@ export async function writeOutputs(
     ctx.signal?.throwIfAborted();
     const writer = OUTPUT_WRITERS[target.format] as OutputWriter;
     const final = target.path;
+    const withVerity = ctx.verity !== undefined && VERITY_FORMATS.includes(target.format);
+    let verity: Awaited<ReturnType<typeof addVerityTree>> | undefined;
     try {
-      await writeAtomically(final, (tmp) => writer.write(tree, { tmp, final }, ctx), {
-        signal: ctx.signal,
-        beforePublish: () => checkReplaceable(target, force),
-      });
+      await writeAtomically(
+        final,
+        async (tmp) => {
+          const companions = (await writer.write(tree, { tmp, final }, ctx)) ?? [];
+          if (!withVerity || !ctx.verity) return companions;
+          verity = await addVerityTree(tree, target.format, { tmp, final }, ctx.verity, ctx.signal);
+          return [...companions, verity.companion];
+        },
+        { signal: ctx.signal, beforePublish: () => checkReplaceable(target, force) },
+      );
     } catch (e) {
       throw await explainOutputError(e, { format: target.format, path: final, scratchDir: ctx.scratchDir });
     }
-    results.push(await describeOutput(target.format, final, tree));
+    // A record a previous --verity build left beside this path would describe another image.
+    if (!verity && VERITY_FORMATS.includes(target.format)) await removeStaleVerityRecord(final);
+    if (verity) {
+      // The verity pass read the whole image already: its digest is the file's.
+      results.push({ format: target.format, path: final, bytes: (await stat(final)).size, sha256: verity.fileSha256, verity: verity.info });
+    } else {
+      results.push(await describeOutput(target.format, final, tree));
+    }
   }
   return results;
 }

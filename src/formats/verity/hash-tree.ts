@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
 import { VERITY_BLOCK } from "./params.js";
 
@@ -10,8 +10,17 @@ export const DIGEST = 32;
 /** How much of the image is read per system call. */
 const READ_CHUNK = 1 << 20;
 
-/** The salted hash of every 4 KiB data block of `file`, front to back, in one read. */
-export async function hashDataBlocks(file: FileHandle, dataBlocks: number, salt: Buffer, signal?: AbortSignal): Promise<Buffer> {
+/**
+ * The salted hash of every 4 KiB data block of `file`, front to back, in one
+ * read; `whole`, when given, also sees every byte read (a digest of the file).
+ */
+export async function hashDataBlocks(
+  file: FileHandle,
+  dataBlocks: number,
+  salt: Buffer,
+  signal?: AbortSignal,
+  whole?: Hash,
+): Promise<Buffer> {
   const hashes = Buffer.alloc(dataBlocks * DIGEST);
   const chunk = Buffer.alloc(READ_CHUNK);
   let block = 0;
@@ -26,6 +35,7 @@ export async function hashDataBlocks(file: FileHandle, dataBlocks: number, salt:
     }
     // The last block may be short only if the file is: pad it with zeros, as the kernel's device would read them.
     if (got < want) chunk.fill(0, got, want);
+    whole?.update(chunk.subarray(0, want));
     for (let off = 0; off < want; off += VERITY_BLOCK, block++) {
       saltedHash(salt, chunk.subarray(off, off + VERITY_BLOCK)).copy(hashes, block * DIGEST);
     }

@@ -39,14 +39,17 @@ export async function filesystemBytes(path: string, kind: VerityImageKind): Prom
 }
 
 /**
- * The appended verity superblock of an image, found right after its
- * filesystem, or null when the image carries no hash tree.
+ * The appended verity superblock of an image, or null when there is none
+ * where it should be: at `knownOffset` (from the build's record, which a
+ * change to the image's own size fields cannot move), else right after the
+ * filesystem its superblock describes.
  */
 export async function findVerityTree(
   path: string,
   kind: VerityImageKind,
+  knownOffset?: number,
 ): Promise<{ dataBlocks: number; salt: string; algorithm: string; hashOffset: number } | null> {
-  const hashOffset = Math.ceil((await filesystemBytes(path, kind)) / VERITY_BLOCK) * VERITY_BLOCK;
+  const hashOffset = knownOffset ?? Math.ceil((await filesystemBytes(path, kind)) / VERITY_BLOCK) * VERITY_BLOCK;
   const sb = await readVeritySuperblock(path, hashOffset);
   // A superblock whose data does not end where it sits is not the one this image was built with.
   return sb && sb.dataBlocks * VERITY_BLOCK === hashOffset ? sb : null;
