@@ -4,7 +4,7 @@ import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/ind
 import { applyGuestConfig, type AgentLaunch, type AgentSettings } from "../layout/apply-guest-config.js";
 import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
 import { writeOutputs } from "../outputs/write-outputs.js";
-import { checkAgentBinary, guestProgramPath } from "../programs/index.js";
+import { checkAgentBinary, readGuestProgram } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import type { RootfsSource, SourceResult } from "../sources/source.js";
 import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
@@ -148,7 +148,8 @@ export class RootfsBuilder {
     const epoch = this.epoch ?? sourceDateEpoch();
     const layout = resolveLayout(this.layout);
     const agent = this.agent ? await this.agentContent(this.agent.path, this.agent.allowDynamic) : undefined;
-    const init = this.init === false ? undefined : await hostFileContent(this.init ?? guestProgramPath("init"));
+    // The built-in init goes in as the bytes that were checked against its checksum, not as a path read again later.
+    const init = this.init === false ? undefined : this.init ? await hostFileContent(this.init) : bytesContent(readGuestProgram("init"));
     const progress = (m: string): void => this.progress(m);
     const source = await this.source.load({ epoch, warn: this.warn, progress });
     const tree = source.tree;

@@ -1,0 +1,4 @@
+export * from "./check-host.js";
+export * from "./fix-host.js";
+export * from "./host-system.js";
+export * from "./requirements.js";
