@@ -44,14 +44,15 @@ const A3S_STEPS: Readonly<Record<string, FixStep>> = {
  * programs, then what a3s-rootfs provisions into the cache (virtiofsd, the
  * kernels), which needs the packages.
  */
-export function planFixes(report: HostReport): FixStep[] {
+export function planFixes(report: Pick<HostReport, "checks">, opts: { hasAptSource?: (suite: string) => boolean } = {}): FixStep[] {
+  const sourceConfigured = opts.hasAptSource ?? hasAptSource;
   const fixes = report.checks.filter((c) => c.status !== "ok" && c.fix !== null).map((c) => c.fix as HostFix);
   const fromRelease = unique(fixes.flatMap((f) => (f.kind === "apt" && !f.suite ? [f.debianPackage] : [])));
   const fromSuite = new Map<string, string[]>();
   for (const f of fixes) if (f.kind === "apt" && f.suite) fromSuite.set(f.suite, unique([...(fromSuite.get(f.suite) ?? []), f.debianPackage]));
 
   const steps: FixStep[] = [];
-  if (fromSuite.has("bookworm-backports") && !hasAptSource("bookworm-backports")) {
+  if (fromSuite.has("bookworm-backports") && !sourceConfigured("bookworm-backports")) {
     steps.push({ action: { kind: "apt-source", suite: "bookworm-backports" }, command: `echo '${BACKPORTS_LINE}' > ${BACKPORTS_LIST}`, root: true });
   }
   if (fromRelease.length > 0 || fromSuite.size > 0) steps.push({ action: { kind: "apt-update" }, command: "apt-get update", root: true });

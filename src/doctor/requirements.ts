@@ -36,14 +36,25 @@ export interface ToolRequirement {
    * warning saying what they cannot do (a3s-rootfs works around them where
    * it can, so they do not fail the check).
    */
-  readonly minimum?: { readonly version: string; readonly why: string };
+  readonly minimum?: {
+    readonly version: string;
+    readonly why: string;
+    /** Only a process that is not root misses what the newer version does (root writes a staging directory instead). */
+    readonly rootWorksAround?: boolean;
+  };
   /** On Debian 12 a new enough version comes from bookworm-backports. */
   readonly backports?: boolean;
 }
 
 export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
   // build and inspect
-  { command: "mkfs.erofs", debianPackage: "erofs-utils", groups: { build: "required" }, neededBy: "build -o erofs:" },
+  {
+    command: "mkfs.erofs",
+    debianPackage: "erofs-utils",
+    groups: { build: "required" },
+    neededBy: "build -o erofs:",
+    minimum: { version: "1.7", why: "without --tar, erofs images of trees with owners, devices or security xattrs need root", rootWorksAround: true },
+  },
   { command: "fsck.erofs", debianPackage: "erofs-utils", groups: { build: "required" }, neededBy: "inspect of erofs images", versionArgs: ["-V"] },
   {
     command: "mke2fs",
@@ -63,7 +74,14 @@ export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
     neededBy: "build -o ext4: (mke2fs -d reads the tarball with it)",
   },
   { command: "debugfs", debianPackage: "e2fsprogs", groups: { build: "required" }, neededBy: "build -o ext4:, inspect of ext4", versionArgs: ["-V"] },
-  { command: "mksquashfs", debianPackage: "squashfs-tools", groups: { build: "required" }, neededBy: "build -o squashfs:", versionArgs: ["-version"] },
+  {
+    command: "mksquashfs",
+    debianPackage: "squashfs-tools",
+    groups: { build: "required" },
+    neededBy: "build -o squashfs:",
+    versionArgs: ["-version"],
+    minimum: { version: "4.6", why: "without an exact -tar, squashfs images of trees with security xattrs need root", rootWorksAround: true },
+  },
   { command: "unsquashfs", debianPackage: "squashfs-tools", groups: { build: "required" }, neededBy: "inspect of squashfs", versionArgs: ["-version"] },
   { command: "zstd", debianPackage: "zstd", groups: { build: "required", tests: "required" }, neededBy: "build -o cpio:*.zst", versionArgs: ["--version"] },
   { command: "getfattr", debianPackage: "attr", groups: { build: "optional", tests: "required" }, neededBy: "inspect of a directory (its xattrs)", versionArgs: ["--version"] },
@@ -81,6 +99,14 @@ export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
     backports: true,
   },
   { command: "setpriv", debianPackage: "util-linux", groups: { run: "required" }, neededBy: "run (helpers die with a3s-rootfs)", versionArgs: ["--version"] },
+  {
+    // virtiofsd --fetch checks the signatures of Debian 13's archive with it.
+    command: "/usr/share/keyrings/debian-archive-keyring.gpg",
+    name: "debian-archive-keyring",
+    debianPackage: "debian-archive-keyring",
+    groups: { run: "optional" },
+    neededBy: "virtiofsd --fetch (where the host has no virtiofsd)",
+  },
   { command: "apt-get", debianPackage: "apt", groups: { run: "required" }, neededBy: "kernel --fetch, virtiofsd --fetch", versionArgs: ["--version"] },
   { command: "dpkg-deb", debianPackage: "dpkg", groups: { run: "required" }, neededBy: "kernel --fetch, virtiofsd --fetch", versionArgs: ["--version"] },
   // tests and benchmarks
