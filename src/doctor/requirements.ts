@@ -123,7 +123,8 @@ export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
   { command: "/usr/lib/x86_64-linux-gnu/libc.a", name: "libc.a", debianPackage: "libc6-dev", groups: { tests: "required", "kernel-build": "required" }, neededBy: "static test agents, kernel host tools" },
   // kernel build
   { command: "make", debianPackage: "make", groups: { "kernel-build": "required", "guest-build": "required" }, neededBy: "kernel build, make -C guest", versionArgs: ["--version"] },
-  { command: "gcc", debianPackage: "gcc", groups: { "kernel-build": "required" }, neededBy: "kernel build", versionArgs: ["--version"] },
+  // musl-gcc is a wrapper around gcc, and musl-tools does not depend on it.
+  { command: "gcc", debianPackage: "gcc", groups: { "kernel-build": "required", "guest-build": "required" }, neededBy: "kernel build, make -C guest", versionArgs: ["--version"] },
   { command: "ld", debianPackage: "binutils", groups: { "kernel-build": "required" }, neededBy: "kernel build", versionArgs: ["--version"] },
   { command: "flex", debianPackage: "flex", groups: { "kernel-build": "required" }, neededBy: "kernel build", versionArgs: ["--version"] },
   { command: "bison", debianPackage: "bison", groups: { "kernel-build": "required" }, neededBy: "kernel build", versionArgs: ["--version"] },
