@@ -3,7 +3,7 @@ import { chmod, copyFile, mkdir, mkdtemp, realpath, rename, rm, stat, writeFile 
 import { basename, join } from "node:path";
 import { readElfFile } from "../formats/elf/index.js";
 import { A3sError } from "../errors.js";
-import { requireTool, runTool } from "../util/host-tool.js";
+import { DOCTOR_HINT, requireTool, runTool } from "../util/host-tool.js";
 import { PrivateApt, type AptPackage, type AptSuiteSource } from "./private-apt.js";
 import {
   bundleCommand,
@@ -45,7 +45,7 @@ export async function provisionVirtiofsd(cache: string, progress: (m: string) =>
   if (!(await stat(keyring).then((s) => s.isFile(), () => false))) {
     throw new A3sError("ETOOL", `${keyring} is missing, so Debian's archive signatures cannot be checked`, {
       subject: keyring,
-      hint: "apt-get install debian-archive-keyring",
+      hint: `apt-get install debian-archive-keyring   (${DOCTOR_HINT})`,
     });
   }
   const arch = (await runTool(requireTool("dpkg", "dpkg"), ["--print-architecture"])).stdout.trim();

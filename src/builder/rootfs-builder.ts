@@ -7,7 +7,7 @@ import { applyGuestConfig, checkAgentSettings, type AgentLaunch, type AgentSetti
 import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
 import { checkOutputTargets } from "../outputs/output-target.js";
 import { writeOutputs } from "../outputs/write-outputs.js";
-import { checkGuestProgram, guestProgramPath, type GuestProgramRole } from "../programs/index.js";
+import { checkGuestProgram, readGuestProgram, type GuestProgramRole } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import type { RootfsSource, SourceResult } from "../sources/source.js";
 import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
@@ -221,7 +221,8 @@ export class RootfsBuilder {
       this.init === false
         ? undefined
         : this.init === undefined
-          ? await hostFileContent(guestProgramPath("init"))
+          ? // The built-in init goes in as the bytes that were checked against its checksum, not as a path read again later.
+            bytesContent(readGuestProgram("init"))
           : await guestProgram(this.init, "init", this.allowDynamicInit);
     return { layout, agent, init };
   }

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runRootfs } from "../boot/run-vm.js";
 import { RootfsBuilder } from "../builder/rootfs-builder.js";
+import { ensureHostRequirements } from "../doctor/index.js";
 import { guestProgramPath } from "../programs/index.js";
-import { ensureHostPackages } from "../util/ensure-packages.js";
 import { action } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 
@@ -25,7 +25,8 @@ export function registerDemoCommand(program: Command): void {
         const say = (m: string): void => {
           if (!flags.json) process.stderr.write(`a3s-rootfs: ${m}\n`);
         };
-        ensureHostPackages([{ command: "qemu-system-x86_64", debianPackage: "qemu-system-x86" }], say);
+        // What `doctor --fix` would install for runs, when something is missing (QEMU on a fresh machine).
+        await ensureHostRequirements(["run"], say);
         const work = await mkdtemp(join(tmpdir(), "a3s-demo-"));
         try {
           const workspace = join(work, "workspace");

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
-import { findExecutable, runTool } from "../util/host-tool.js";
+import { DOCTOR_HINT, findExecutable, runTool } from "../util/host-tool.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { openArchiveTree } from "../formats/open-archive.js";
 import { installedPackages } from "./dpkg-status.js";
@@ -43,7 +43,7 @@ export function debootstrapSource(rest: string, opts: DebootstrapOptions = {}): 
     async load(ctx: SourceContext): Promise<SourceResult> {
       const arch = (await runTool("dpkg", ["--print-architecture"])).stdout.trim();
       const tool = findExecutable("mmdebstrap") ? "mmdebstrap" : findExecutable("debootstrap") ? "debootstrap" : undefined;
-      if (!tool) throw new A3sError("ETOOL", "neither mmdebstrap nor debootstrap is installed", { hint: "apt-get install mmdebstrap" });
+      if (!tool) throw new A3sError("ETOOL", "neither mmdebstrap nor debootstrap is installed", { hint: `apt-get install mmdebstrap   (${DOCTOR_HINT})` });
       const key = createHash("sha256").update(JSON.stringify({ suite, mirror, include, arch, tool, v: 1 })).digest("hex").slice(0, 16);
       const dir = join(cacheRoot(), "debootstrap");
       const tarball = join(dir, `${suite}-${arch}-${key}.tar`);

@@ -3,6 +3,12 @@ import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { A3sError } from "../errors.js";
 
+/**
+ * Said beside every "install this" hint: `a3s-rootfs doctor` lists every host
+ * requirement with its Debian package, and `--fix` installs what is missing.
+ */
+export const DOCTOR_HINT = "a3s-rootfs doctor checks every host requirement, doctor --fix installs them";
+
 /** Directories searched besides $PATH: mkfs tools live in sbin, which a non-root PATH often lacks. */
 const EXTRA_DIRS = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
 
@@ -25,14 +31,14 @@ export function findExecutable(name: string, dirs?: readonly string[]): string |
   return undefined;
 }
 
-/** Like `findExecutable`, but a missing tool is an error that names the Debian package to install. */
+/** Like `findExecutable`, but a missing tool is an error that names the Debian package to install, and the doctor. */
 export function requireTool(name: string, debianPackage: string, minimum?: string, dirs?: readonly string[]): string {
   const found = findExecutable(name, dirs);
   if (found) return found;
   throw new A3sError(
     "ETOOL",
     `${name} is not installed; it comes with the Debian package ${debianPackage}${minimum ? ` (${minimum} or newer)` : ""}`,
-    { subject: name, hint: `apt-get install ${debianPackage}` },
+    { subject: name, hint: `apt-get install ${debianPackage}   (${DOCTOR_HINT})` },
   );
 }
 

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree } from "../../tree/index.js";
-import { requireTool, runTool } from "../../util/host-tool.js";
+import { DOCTOR_HINT, requireTool, runTool } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
@@ -126,7 +126,7 @@ function unprivilegedOwnership(facts: TreeFacts, mkfs: string): string[] {
       "ETOOL",
       `${mkfs} cannot read a tarball (erofs-utils 1.7 or newer can) and this process is not root, so the erofs image ` +
         `cannot hold the tree exactly: ${problems.join("; ")}`,
-      { subject: mkfs, hint: "install erofs-utils >= 1.7 (Debian 13), or build as root" },
+      { subject: mkfs, hint: `install erofs-utils >= 1.7 (Debian 13), or build as root   (${DOCTOR_HINT})` },
     );
   }
   const [uid, gid] = ([...facts.owners][0] ?? "0:0").split(":");

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree } from "../../tree/index.js";
-import { requireTool, runTool, ToolFailure } from "../../util/host-tool.js";
+import { DOCTOR_HINT, requireTool, runTool, ToolFailure } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
@@ -96,7 +96,7 @@ export async function writeExt4Image(tree: RootfsTree, path: string, opts: Ext4I
       "ETOOL",
       `mke2fs ${caps.version} cannot read a tarball (e2fsprogs 1.47.1 or newer can), and without root a staging ` +
         `directory cannot hold the tree's owners and device nodes`,
-      { subject: mke2fs, hint: "install e2fsprogs >= 1.47.1 (Debian: apt-get install -t bookworm-backports e2fsprogs), or build as root" },
+      { subject: mke2fs, hint: `install e2fsprogs >= 1.47.1 (Debian 12: apt-get install -t bookworm-backports e2fsprogs), or build as root   (${DOCTOR_HINT})` },
     );
   }
   const debugfsFixups = caps.tarInput ? xattrFixups(facts) : [];
@@ -234,7 +234,7 @@ async function explainMke2fsFailure(e: unknown, o: { mke2fs: string; path: strin
   if (/libarchive/.test(e.stderr)) {
     return new A3sError("ETOOL", `mke2fs cannot read tarballs here: libarchive is not installed`, {
       subject: o.mke2fs,
-      hint: "apt-get install libarchive13",
+      hint: `apt-get install libarchive13   (${DOCTOR_HINT})`,
       cause: e,
     });
   }

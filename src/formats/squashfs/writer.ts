@@ -2,7 +2,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree, TreeEntry } from "../../tree/index.js";
-import { requireTool, runTool } from "../../util/host-tool.js";
+import { DOCTOR_HINT, requireTool, runTool } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
@@ -112,7 +112,7 @@ export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: S
       "ETOOL",
       `${mksquashfs} ${caps.version} cannot read a tarball exactly (squashfs-tools 4.6 or newer can) and this process ` +
         `is not root, so xattrs other than user.* cannot be written: ${listSome(facts.privilegedXattrs)}`,
-      { subject: mksquashfs, hint: "install squashfs-tools >= 4.6 (Debian 13), or build as root" },
+      { subject: mksquashfs, hint: `install squashfs-tools >= 4.6 (Debian 13), or build as root   (${DOCTOR_HINT})` },
     );
   }
   await withScratchDir(
