@@ -117,6 +117,7 @@ export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
   { command: "openssl", debianPackage: "openssl", groups: { tests: "required" }, neededBy: "tests (registry TLS)", versionArgs: ["version"] },
   { command: "hyperfine", debianPackage: "hyperfine", groups: { tests: "required" }, neededBy: "benchmarks", versionArgs: ["--version"] },
   { command: "/usr/bin/time", name: "time", debianPackage: "time", groups: { tests: "required" }, neededBy: "benchmarks (peak memory)" },
+  { command: "veritysetup", debianPackage: "cryptsetup-bin", groups: { tests: "required" }, neededBy: "tests (the independent check of build --verity's hash tree)", versionArgs: ["--version"] },
   { command: "cpio", debianPackage: "cpio", groups: { tests: "required" }, neededBy: "tests, benchmarks (GNU cpio beside ours)", versionArgs: ["--version"] },
   { command: "modinfo", debianPackage: "kmod", groups: { tests: "required" }, neededBy: "tests (module metadata beside ours)", versionArgs: ["--version"] },
   { command: "cc", debianPackage: "gcc", groups: { tests: "required" }, neededBy: "tests (test agents)", versionArgs: ["--version"] },
