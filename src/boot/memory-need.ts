@@ -149,26 +149,33 @@ async function elfSpan(head: Buffer, headBytes: number, fh: Awaited<ReturnType<t
  * decompressed on the way, a plain one may hold several archives one after
  * another with NUL padding between them, as the kernel accepts.
  */
-export async function initramfsFootprint(path: string, from = 0): Promise<InitramfsFootprint> {
+export async function initramfsFootprint(path: string, from = 0, limitBytes = Number.MAX_SAFE_INTEGER): Promise<InitramfsFootprint> {
   const size = (await stat(path)).size;
   if (from >= size) return { pages: 0, entries: 0 };
   const format = from === 0 ? await detectFileFormat(path) : "newc";
   const raw = createReadStream(path, { start: from, highWaterMark: 1 << 20 });
   const bytes =
     format === "gzip" || format === "zstd"
-      ? decompress(raw, format, { maxBytes: 64 * 1024 * MIB, subject: path })
+      ? decompress(raw, format, { maxBytes: limitBytes, subject: path })
       : (raw as AsyncIterable<Uint8Array>);
-  return countNewc(bytes, path);
+  const counted = { pages: 0, entries: 0 };
+  try {
+    await countNewc(bytes, path, counted);
+  } catch (e) {
+    // Past the limit (more than the guest's RAM: it cannot fit) there is no
+    // need to read on, nor to decompress a bomb to its end.
+    if (!(e instanceof A3sError && e.code === "ELIMIT")) throw e;
+    counted.pages = Math.max(counted.pages, Math.ceil(limitBytes / PAGE) + 1);
+  }
+  return counted;
 }
 
-async function countNewc(source: AsyncIterable<Uint8Array>, path: string): Promise<InitramfsFootprint> {
+async function countNewc(source: AsyncIterable<Uint8Array>, path: string, counted: { pages: number; entries: number }): Promise<void> {
   const input = new ByteStream(source);
-  let pages = 0;
-  let entries = 0;
   for (;;) {
     // NUL padding between archives (and after the last): skip to the next magic.
     const first = await input.peekNonZero();
-    if (first === undefined) return { pages, entries };
+    if (first === undefined) return;
     const header = await input.take(110);
     if (!header || !header.toString("latin1", 0, 5).startsWith("07070")) {
       throw new A3sError("ECORRUPT", `${path}: not a newc cpio archive where a header was expected`, { subject: path });
@@ -181,8 +188,8 @@ async function countNewc(source: AsyncIterable<Uint8Array>, path: string): Promi
     await input.skip(pad4(110 + nameSize));
     const isTrailer = name?.toString("latin1", 0, nameSize - 1) === "TRAILER!!!";
     if (!isTrailer) {
-      entries++;
-      if ((mode & 0o170000) === 0o100000) pages += Math.ceil(fileSize / PAGE);
+      counted.entries++;
+      if ((mode & 0o170000) === 0o100000) counted.pages += Math.ceil(fileSize / PAGE);
     }
     await input.skip(fileSize + pad4(fileSize));
   }

@@ -13,8 +13,8 @@ import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEven
 import { dieWithParent } from "./die-with-parent.js";
 import { GuestChannel } from "./guest-channels.js";
 import { hostTscKhz } from "./host-tsc.js";
-import { detectBootImage, type BootImageKind } from "./image-kind.js";
-import { checkGuestMemory, initramfsFootprint, kernelSpanMiB, memoryNeed, type MemoryNeed } from "./memory-need.js";
+import { detectBootImage } from "./image-kind.js";
+import { checkGuestMemory, initramfsFootprint, kernelSpanMiB, memoryNeed, type InitramfsFootprint, type MemoryNeed } from "./memory-need.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmShare, type VmSpec } from "./qemu-command.js";
 import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
@@ -89,6 +89,7 @@ export interface RunResult {
   readonly kernel: string;
 }
 
+const DEFAULT_MEMORY_MIB = 512;
 /** How long an agent has to exit after SIGTERM on timeout, and the VM after SIGKILL. */
 const TERM_GRACE_MS = 10_000;
 const KILL_GRACE_MS = 5_000;
@@ -115,6 +116,12 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const kind = await detectBootImage(opts.image);
   await checkShareDirectories(opts);
+  // What a cpio image unpacks to is read now, while the kernel, the shares
+  // and the boot media are made ready: a large compressed image takes a
+  // fraction of a second to read through (memory-need.ts).
+  const memoryMiB = opts.memoryMiB ?? DEFAULT_MEMORY_MIB;
+  const imageFootprint = kind === "cpio" ? initramfsFootprint(opts.image, 0, memoryMiB * 2 ** 20) : undefined;
+  imageFootprint?.catch(() => undefined); // awaited below; a failure before that is not unhandled
   const swept = await sweepDeadRunDirectories();
   if (swept.length) progress(`removed ${swept.length} run director${swept.length === 1 ? "y" : "ies"} left by runs that were killed`);
   const work = await createRunDirectory();
@@ -127,8 +134,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     progress(`shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}`);
     const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
-    const memoryMiB = opts.memoryMiB ?? 512;
-    checkGuestMemory(memoryMiB, await bootMemoryNeed(kind, opts.image, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
+    checkGuestMemory(memoryMiB, await bootMemoryNeed(opts.image, imageFootprint, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
 
     const guest = new GuestOutput(opts);
     const { sockets, control } = await listenToGuest(work, guest, started);
@@ -181,15 +187,20 @@ class StartedProcesses {
 
 /**
  * The memory this boot needs (memory-need.ts): the kernel's span, the initrd
- * as booted, and what it unpacks to. A cpio image is read through (its
- * headers only; a compressed one is decompressed on the way) and the module
- * archive appended after it counted on its own; a disk image's initrd is
- * only the init and its config.
+ * as booted, and what it unpacks to. A cpio image's own footprint
+ * (`imageFootprint`, read through its headers) and the module archive
+ * appended after it are counted apart; a rootfs directory was packed into
+ * the initrd, and a disk image's initrd is only the init and its config.
  */
-async function bootMemoryNeed(kind: BootImageKind, image: string, kernelPath: string, initrd: string): Promise<MemoryNeed> {
+async function bootMemoryNeed(
+  image: string,
+  imageFootprint: Promise<InitramfsFootprint> | undefined,
+  kernelPath: string,
+  initrd: string,
+): Promise<MemoryNeed> {
   let unpacked;
-  if (kind === "cpio") {
-    const own = await initramfsFootprint(image);
+  if (imageFootprint) {
+    const own = await imageFootprint;
     const appended = await initramfsFootprint(initrd, (await stat(image)).size);
     unpacked = { pages: own.pages + appended.pages, entries: own.entries + appended.entries };
   } else {
