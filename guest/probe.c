@@ -356,6 +356,20 @@ static long number(const char *opt, const char *s, long max)
 	return v;
 }
 
+/* Is lo up? IFF_UP (bit 0) of /sys/class/net/lo/flags, which reads "0x9" when it is. */
+static int loopback_up(void)
+{
+	char buf[32] = "";
+	FILE *f = fopen("/sys/class/net/lo/flags", "r");
+
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof buf, f))
+		buf[0] = '\0';
+	fclose(f);
+	return (strtoul(buf, NULL, 16) & 1) != 0;
+}
+
 int main(int argc, char **argv)
 {
 	double start = boottime_ms();
@@ -429,6 +443,7 @@ int main(int argc, char **argv)
 	jstr(u.machine);
 	fputs(",\"hostname\":", stdout);
 	jstr(host);
+	printf(",\"loopback_up\":%s", loopback_up() ? "true" : "false");
 	printf(",\"pid\":%d,\"ppid\":%d,\"uid\":%d,\"gid\":%d,\"euid\":%d,\"egid\":%d,\"groups\":[",
 	       (int)getpid(), (int)getppid(), (int)getuid(), (int)getgid(),
 	       (int)geteuid(), (int)getegid());

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, copyFile, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm, copyFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
@@ -11,16 +10,18 @@ import { requireTool } from "../util/host-tool.js";
 import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./accelerator.js";
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
+import { dieWithParent } from "./die-with-parent.js";
 import { GuestChannel } from "./guest-channels.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
+import { checkGuestMemory, initramfsFootprint, kernelSpanMiB, memoryNeed, type InitramfsFootprint, type MemoryNeed } from "./memory-need.js";
 import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, rootVerityValue, verityFailure, type VerityRoot } from "./verity-root.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmSpec } from "./qemu-command.js";
+import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
 import { startShares } from "./shares.js";
 import type { VirtiofsSettings } from "./virtiofsd.js";
-import { dieWithParent } from "./die-with-parent.js";
 
 export interface RunOptions {
   /** A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory built by a3s-rootfs. */
@@ -33,8 +34,14 @@ export interface RunOptions {
   /** Host directory shared read-only as /skills. */
   readonly skills?: string;
   readonly cpus?: number;
+  /** Guest memory (default 512); one too small for the image is refused before QEMU starts (memory-need.ts). */
   readonly memoryMiB?: number;
-  /** Seconds until the agent is sent SIGTERM (then SIGKILL after a grace period). */
+  /**
+   * Seconds the agent may run, counted from its start (init's agent-start
+   * line), not from the VM's: then SIGTERM, SIGKILL after a grace period.
+   * A guest that has not started its agent BOOT_LIMIT_MS after QEMU started
+   * is stopped and the run fails.
+   */
   readonly timeoutS?: number;
   /** "root", "nobody", "UID" or "UID:GID"; default: the image's config. */
   readonly user?: string;
@@ -96,9 +103,16 @@ export interface RunResult {
   readonly rootVerity: { readonly rootHash: string; readonly source: VerityRoot["source"] } | null;
 }
 
+const DEFAULT_MEMORY_MIB = 512;
 /** How long an agent has to exit after SIGTERM on timeout, and the VM after SIGKILL. */
 const TERM_GRACE_MS = 10_000;
 const KILL_GRACE_MS = 5_000;
+/**
+ * With --timeout, how long the guest may take from QEMU's start to its
+ * agent's: far beyond any boot measured (under 15 s with Debian's kernel
+ * under TCG on a loaded 2-core host), so it only ends boots that hang.
+ */
+const BOOT_LIMIT_MS = 120_000;
 /** Output kept in the result (the live streams get everything). */
 const MAX_COLLECTED = 16 << 20;
 
@@ -118,7 +132,15 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   const verity = await resolveVerityRoot(opts.image, kind, opts.rootHash);
   await requireInitramfsInit(kind, opts.image);
   await checkShareDirectories(opts);
-  const work = await mkdtemp(join(tmpdir(), "a3s-run-"));
+  // What a cpio image unpacks to is read now, while the kernel, the shares
+  // and the boot media are made ready: a large compressed image takes a
+  // fraction of a second to read through (memory-need.ts).
+  const memoryMiB = opts.memoryMiB ?? DEFAULT_MEMORY_MIB;
+  const imageFootprint = kind === "cpio" ? initramfsFootprint(opts.image, 0, memoryMiB * 2 ** 20) : undefined;
+  imageFootprint?.catch(() => undefined); // awaited below; a failure before that is not unhandled
+  const swept = await sweepDeadRunDirectories();
+  if (swept.length) progress(`removed ${swept.length} run director${swept.length === 1 ? "y" : "ies"} left by runs that were killed`);
+  const work = await createRunDirectory();
   const started = new StartedProcesses();
   try {
     const kernel = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: work, progress });
@@ -127,6 +149,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     const { transport, shares } = await startShares(opts, work, started.children, progress);
     const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, verity: verity !== undefined, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
+    checkGuestMemory(memoryMiB, await bootMemoryNeed(opts.image, imageFootprint, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
 
     const guest = new GuestOutput(opts);
     const { sockets, control } = await listenToGuest(work, guest, started);
@@ -138,7 +161,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       cmdline: await kernelCommandLine(decision.accel, { ...opts, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
-      memoryMiB: opts.memoryMiB ?? 512,
+      memoryMiB,
       transport,
       shares,
       sockets,
@@ -176,6 +199,30 @@ class StartedProcesses {
     await Promise.all(running.map((c) => new Promise((r) => c.once("exit", r))));
     this.channels.forEach((c) => c.close());
   }
+}
+
+/**
+ * The memory this boot needs (memory-need.ts): the kernel's span, the initrd
+ * as booted, and what it unpacks to. A cpio image's own footprint
+ * (`imageFootprint`, read through its headers) and the module archive
+ * appended after it are counted apart; a rootfs directory was packed into
+ * the initrd, and a disk image's initrd is only the init and its config.
+ */
+async function bootMemoryNeed(
+  image: string,
+  imageFootprint: Promise<InitramfsFootprint> | undefined,
+  kernelPath: string,
+  initrd: string,
+): Promise<MemoryNeed> {
+  let unpacked;
+  if (imageFootprint) {
+    const own = await imageFootprint;
+    const appended = await initramfsFootprint(initrd, (await stat(image)).size);
+    unpacked = { pages: own.pages + appended.pages, entries: own.entries + appended.entries };
+  } else {
+    unpacked = await initramfsFootprint(initrd);
+  }
+  return memoryNeed(await kernelSpanMiB(kernelPath), (await stat(initrd)).size, unpacked);
 }
 
 async function checkShareDirectories(opts: RunOptions): Promise<void> {
@@ -252,7 +299,7 @@ async function runVm(
   { guest, control, started }: { guest: GuestOutput; control: GuestChannel; started: StartedProcesses },
   opts: RunOptions,
   progress: (message: string) => void,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; exitMs: number; timedOut: boolean }> {
+): Promise<VmEnd> {
   guest.vmStarted();
   const t0 = performance.now();
   // The VM dies with this process even when it is SIGKILLed (die-with-parent.ts).
@@ -273,57 +320,71 @@ async function runVm(
   timeout.clear();
   opts.signal?.removeEventListener("abort", onAbort);
   if (opts.signal?.aborted) throw new A3sError("EABORTED", "the run was interrupted; the VM was stopped");
-  return { ...exit, stderr, exitMs, timedOut: timeout.timedOut };
+  return { ...exit, stderr, exitMs, timedOut: timeout.timedOut, bootExpired: timeout.bootExpired };
+}
+
+/** How QEMU ended, and whether the timeout or the boot limit ended it. */
+interface VmEnd {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stderr: string;
+  readonly exitMs: number;
+  readonly timedOut: boolean;
+  readonly bootExpired: boolean;
 }
 
 /**
- * The timeout's escalation: SIGTERM to the agent, SIGKILL after a grace
- * period, then the VM itself. The grace periods count from when SIGTERM is
- * really sent, which may be later than the timeout if the guest was still
- * booting then (the SIGTERM is for the agent, so it is sent the moment the
- * agent starts); a guest that never starts its agent is killed a grace
- * period after the timeout.
+ * `--timeout`: the agent gets `timeoutS` seconds from its start, the moment
+ * the host reads init's agent-start line; then SIGTERM through the control
+ * channel, SIGKILL TERM_GRACE_MS later, and the VM is killed KILL_GRACE_MS
+ * after that. The boot does not count against it: under TCG a slow boot
+ * alone could otherwise use up a short timeout before the agent ran at all.
+ * Instead, a guest that has not started its agent BOOT_LIMIT_MS after QEMU
+ * started is stopped (the kernel or init hung) and the run fails saying so.
+ * Without a timeout nothing is limited.
  */
 class TimeoutWatch {
+  /** The agent's time ran out. */
   timedOut = false;
+  /** The guest never started its agent. */
+  bootExpired = false;
   private readonly timers: NodeJS.Timeout[] = [];
-  private termPending = false;
-  private agentRunning = false;
-  private bootDeadline: NodeJS.Timeout | undefined;
+  private bootLimit: NodeJS.Timeout | undefined;
+  private agentSeen = false;
 
   constructor(
-    timeoutS: number | undefined,
+    private readonly timeoutS: number | undefined,
     private readonly vm: ChildProcess,
     private readonly control: GuestChannel,
-    progress: (message: string) => void,
+    private readonly progress: (message: string) => void,
   ) {
     if (timeoutS === undefined) return;
+    this.bootLimit = setTimeout(() => {
+      this.bootExpired = true;
+      progress(`the guest has not started its agent ${BOOT_LIMIT_MS / 1000} s after the VM started: stopping the VM`);
+      vm.kill("SIGKILL");
+    }, BOOT_LIMIT_MS);
+    this.timers.push(this.bootLimit);
+  }
+
+  agentStarted(): void {
+    if (this.timeoutS === undefined || this.agentSeen) return;
+    this.agentSeen = true;
+    clearTimeout(this.bootLimit);
+    const timeoutS = this.timeoutS;
     this.timers.push(
       setTimeout(() => {
         this.timedOut = true;
-        progress(`timeout after ${timeoutS} s: sending SIGTERM to the agent`);
-        if (this.agentRunning) return this.escalate();
-        this.termPending = true;
-        this.bootDeadline = setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS);
-        this.timers.push(this.bootDeadline);
+        this.progress(`timeout: the agent has run ${timeoutS} s; sending it SIGTERM`);
+        this.control.write("signal TERM\n");
+        this.timers.push(setTimeout(() => this.control.write("signal KILL\n"), TERM_GRACE_MS));
+        this.timers.push(setTimeout(() => this.vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
       }, timeoutS * 1000),
     );
   }
 
-  agentStarted(): void {
-    this.agentRunning = true;
-    if (this.termPending) this.escalate();
-  }
-
   clear(): void {
     this.timers.forEach(clearTimeout);
-  }
-
-  private escalate(): void {
-    if (this.bootDeadline) clearTimeout(this.bootDeadline);
-    this.control.write("signal TERM\n");
-    this.timers.push(setTimeout(() => this.control.write("signal KILL\n"), TERM_GRACE_MS));
-    this.timers.push(setTimeout(() => this.vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
   }
 }
 
@@ -335,7 +396,7 @@ class TimeoutWatch {
 async function readOutcome(
   guest: GuestOutput,
   consoleLog: string,
-  vm: { code: number | null; signal: NodeJS.Signals | null; stderr: string },
+  vm: VmEnd,
   opts: RunOptions,
 ): Promise<Extract<ControlEvent, { kind: "agent-exit" | "error" }>> {
   const consoleText = await readFile(consoleLog, "utf8").catch(() => "");
@@ -349,6 +410,11 @@ async function readOutcome(
     return { kind: "error", status: ROOT_VERIFICATION_FAILED, message: `the root filesystem failed verification (${corrupt}); the VM was stopped` };
   }
   const tail = consoleText.replace(/\r/g, "").split("\n").slice(-15).join("\n");
+  if (vm.bootExpired) {
+    throw new A3sError("EVM", `the guest did not start its agent within ${BOOT_LIMIT_MS / 1000} s of the VM starting; the VM was stopped\nlast console lines:\n${tail}`, {
+      hint: "the kernel or init hung: run with --console-log FILE to keep the whole console log (--timeout counts from the agent's start)",
+    });
+  }
   throw new A3sError(
     "EVM",
     `the VM stopped without reporting how the agent ended (QEMU ${vm.signal ? `killed by ${vm.signal}` : `exit status ${vm.code}`})` +
@@ -386,12 +452,30 @@ export async function kernelCommandLine(
   accel: Accelerator,
   opts: Pick<RunOptions, "user" | "env" | "args"> & { rootVerity?: string } = {},
 ): Promise<string> {
-  const parts = ["console=ttyS0", "panic=-1", "quiet"];
+  // noreplace-smp: a kernel that finds one CPU rewrites every LOCK prefix in
+  // its text to a NOP-like prefix, one text_poke each (a page-table switch
+  // and a TLB flush apiece). Under TCG each such flush also drops QEMU's
+  // translated-code caches: about 100 ms of the microVM kernel's boot, more
+  // of Debian's. Keeping the prefixes costs a uniprocessor guest nothing
+  // measurable (single-vCPU TCG runs them as plain instructions).
+  const parts = ["console=ttyS0", "panic=-1", "quiet", "noreplace-smp"];
   if (accel === "tcg") {
     // Under TCG the guest's TSC calibration can fail on a busy host and hang
     // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.
     const khz = await hostTscKhz();
     if (khz) parts.push(`tsc_early_khz=${khz}`);
+    // tsc=reliable: TCG's guest TSC is the host's TSC (constant rate, never
+    // stopping), but the guest sees a CPU (qemu64) that does not say so, so
+    // Linux checks it against a watchdog clock. On QEMU's microvm the only
+    // other clock is refined-jiffies, which advances on timer ticks, and
+    // ticks arrive late or not at all while the host is busy or the guest
+    // calibrates its APIC timer. Seen here: "Marking clocksource 'tsc-early'
+    // as unstable because the skew is too large ... over watchdog
+    // 'refined-jiffies'", then the guest ran on 4 ms jiffies for the rest of
+    // the boot. The watchdog is the less reliable of the two clocks here;
+    // tsc=reliable turns it off for the TSC, as Linux itself does on
+    // hardware whose CPUID reports a constant, non-stop TSC.
+    parts.push("tsc=reliable");
   }
   if (opts.user !== undefined) {
     const u = parseUserSpec(opts.user);
