@@ -26,10 +26,28 @@ export interface VmSpec {
 }
 
 /**
+ * The names of the guest's channels: init finds each virtio-serial port by
+ * its name, as /dev/virtio-ports/NAME (docs/guest-protocol.md §6).
+ */
+export const GUEST_PORT_NAMES = { stdout: "a3s.stdout", stderr: "a3s.stderr", control: "a3s.control" } as const;
+
+/**
+ * One channel: a virtio-serial port named `name` whose host end connects
+ * to the Unix socket `path`. A `virtserialport`, not a `virtconsole`: QEMU
+ * throttles a serial port whose host end cannot take more (the guest's
+ * writes then wait), while it drops what a console port's host end cannot
+ * take at once (hw/char/virtio-console.c throttles only non-console ports).
+ */
+function channelArgs(id: string, name: string, path: string): string[] {
+  return ["-chardev", `socket,id=${id},path=${qemuOptionValue(path)}`, "-device", `virtserialport,chardev=${id},name=${name}`];
+}
+
+/**
  * QEMU's argv for one guest on the `microvm` machine: no firmware tables
  * beyond what the kernel needs, virtio-mmio devices only (microvm has no
- * PCI), the kernel console on the serial port, three virtio consoles for the
- * agent's stdout, stderr and the control channel (docs/guest-protocol.md §6).
+ * PCI), the kernel console on the serial port, three named virtio-serial
+ * ports for the agent's stdout, stderr and the control channel
+ * (docs/guest-protocol.md §6).
  */
 export function qemuArgs(spec: VmSpec): string[] {
   const q = qemuOptionValue;
@@ -45,9 +63,9 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-append", spec.cmdline,
     "-serial", `file:${q(spec.consoleLog)}`,
     "-device", "virtio-serial-device",
-    "-chardev", `socket,id=out,path=${q(spec.sockets.stdout)}`, "-device", "virtconsole,chardev=out",
-    "-chardev", `socket,id=err,path=${q(spec.sockets.stderr)}`, "-device", "virtconsole,chardev=err",
-    "-chardev", `socket,id=ctl,path=${q(spec.sockets.control)}`, "-device", "virtconsole,chardev=ctl",
+    ...channelArgs("out", GUEST_PORT_NAMES.stdout, spec.sockets.stdout),
+    ...channelArgs("err", GUEST_PORT_NAMES.stderr, spec.sockets.stderr),
+    ...channelArgs("ctl", GUEST_PORT_NAMES.control, spec.sockets.control),
   ];
   if (spec.transport === "virtiofs") {
     // vhost-user needs the guest's memory shared with virtiofsd.

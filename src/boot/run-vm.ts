@@ -12,6 +12,7 @@ import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./a
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
 import { GuestChannel } from "./guest-channels.js";
+import { GuestConversation, type JobRequest } from "./guest-conversation.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
@@ -64,6 +65,8 @@ export interface BootTimeline {
   readonly vmExitMs: number;
   /** Host clock: when the host learnt the agent had started, ms after QEMU was started. */
   readonly agentStartHostMs: number | null;
+  /** Host clock: when the host wrote the job (docs/guest-protocol.md §8), ms after QEMU was started. */
+  readonly jobSentMs: number | null;
 }
 
 export interface RunResult {
@@ -116,12 +119,13 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
 
     const guest = new GuestOutput(opts);
     const { sockets, control } = await listenToGuest(work, guest, started);
+    guest.converse(new GuestConversation(control, jobRequest(opts, shares)));
     const consoleLog = join(work, "console.log");
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, opts),
+      cmdline: await kernelCommandLine(decision.accel, { job: true }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB: opts.memoryMiB ?? 512,
@@ -201,18 +205,40 @@ class GuestOutput {
   /** Called when init reports that the agent started. */
   onAgentStart: () => void = () => undefined;
   private vmStart = 0;
+  private conversation: GuestConversation | undefined;
   private readonly collected = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
   private readonly sizes = { stdout: 0, stderr: 0 };
   readonly control = new LineSplitter((line) => this.controlLine(line));
 
   constructor(private readonly live: Pick<RunOptions, "stdout" | "stderr">) {}
 
-  keep(which: "stdout" | "stderr", chunk: Buffer): void {
-    this.live[which]?.write(chunk);
+  /** The host's half of the control channel: the job, and the power-off once all output is in. */
+  converse(conversation: GuestConversation): void {
+    this.conversation = conversation;
+  }
+
+  /** Host ms after QEMU started when the job was written, or null. */
+  jobSentMs(): number | null {
+    const at = this.conversation?.jobSentAt ?? null;
+    return at === null ? null : at - this.vmStart;
+  }
+
+  /** Passes a chunk on; while the live stream is full, a promise that holds the channel until it drains. */
+  keep(which: "stdout" | "stderr", chunk: Buffer): Promise<void> | undefined {
+    this.conversation?.output(which, chunk.length);
     if (this.sizes[which] + chunk.length <= MAX_COLLECTED) {
       this.collected[which].push(chunk);
       this.sizes[which] += chunk.length;
     }
+    const live = this.live[which];
+    if (!live || live.write(chunk)) return undefined;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        live.off("drain", done).off("close", done).off("error", done);
+        resolve();
+      };
+      live.on("drain", done).on("close", done).on("error", done);
+    });
   }
 
   text(which: "stdout" | "stderr"): string {
@@ -228,6 +254,7 @@ class GuestOutput {
     const ev = parseControlLine(line);
     if (!ev) return;
     this.events.push(ev);
+    this.conversation?.event(ev);
     if (ev.kind === "agent-start") {
       this.agentStartHostMs = performance.now() - this.vmStart;
       this.onAgentStart();
@@ -345,6 +372,10 @@ async function readOutcome(
   // Init reports early failures on the console, before the control channel exists.
   for (const ev of controlLinesInConsole(consoleText)) if (!guest.events.some((e) => e.kind === ev.kind)) guest.events.push(ev);
   const end = guest.events.find((e): e is Extract<ControlEvent, { kind: "agent-exit" | "error" }> => e.kind === "agent-exit" || e.kind === "error");
+  if (end?.kind === "error" && /unknown key "a3s\.job=1"/.test(end.message)) {
+    // An init from before guest protocol 2 cannot wait for its job.
+    return { ...end, message: `${end.message} (the image's init is older than guest protocol 2: rebuild the image with this a3s-rootfs)` };
+  }
   if (end) return end;
   const tail = consoleText.replace(/\r/g, "").split("\n").slice(-15).join("\n");
   throw new A3sError(
@@ -367,6 +398,25 @@ function timelineOf(guest: GuestOutput, vmExitMs: number): BootTimeline {
     agentExitMs: at("agent-exit"),
     vmExitMs: Math.round(vmExitMs),
     agentStartHostMs: guest.agentStartHostMs === null ? null : Math.round(guest.agentStartHostMs),
+    jobSentMs: roundOrNull(guest.jobSentMs()),
+  };
+}
+
+function roundOrNull(ms: number | null): number | null {
+  return ms === null ? null : Math.round(ms);
+}
+
+/**
+ * The run's job: its arguments, environment and user (each only when the
+ * run sets it: the image's config keeps the rest) and the tags of the
+ * shares this host provides.
+ */
+function jobRequest(opts: RunOptions, shares: readonly VmShare[]): JobRequest {
+  return {
+    ...(opts.args?.length ? { args: [...opts.args] } : {}),
+    ...(opts.env?.length ? { env: [...opts.env] } : {}),
+    ...(opts.user !== undefined ? { user: parseUserSpec(opts.user) } : {}),
+    providedShares: shares.map((s) => s.tag),
   };
 }
 
@@ -377,14 +427,17 @@ function signalName(n: number): string | null {
 
 /**
  * The kernel command line: kernel and init messages on the serial console,
- * a panic ends the VM at once, and the run's overrides of the image's config
- * as a3s.* parameters (docs/guest-protocol.md §4).
+ * a panic ends the VM at once, and a3s.* parameters (docs/guest-protocol.md
+ * §4): `a3s.job=1` for a run of this host, whose job comes on the control
+ * channel; overrides of the image's config for other callers.
  */
 export async function kernelCommandLine(
   accel: Accelerator,
-  opts: Pick<RunOptions, "user" | "env" | "args"> = {},
+  opts: Pick<RunOptions, "user" | "env" | "args"> & { job?: boolean } = {},
 ): Promise<string> {
   const parts = ["console=ttyS0", "panic=-1", "quiet"];
+  // init waits at the ready point for its job on the control channel (§8)
+  if (opts.job) parts.push(kernelCmdlineArg("job", "1"));
   if (accel === "tcg") {
     // Under TCG the guest's TSC calibration can fail on a busy host and hang
     // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.
