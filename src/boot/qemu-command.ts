@@ -11,6 +11,7 @@ export interface VmShare {
 }
 
 export interface VmSpec {
+  /** The kernel, its initramfs and command line; a restore (start: "incoming") loads none. */
   readonly kernelPath: string;
   readonly initrd: string;
   readonly disk?: string;
@@ -23,6 +24,22 @@ export interface VmSpec {
   /** Unix sockets this process listens on; QEMU connects to each as a client. */
   readonly sockets: { readonly stdout: string; readonly stderr: string; readonly control: string };
   readonly consoleLog: string;
+  /**
+   * Guest RAM in a file instead of anonymous memory (or a memfd for
+   * virtio-fs): a snapshot's template writes its RAM to the file (share),
+   * a restore maps the template's file privately (copy-on-write: every
+   * restore shares the pages it does not write) or a copy of it shared
+   * with virtiofsd.
+   */
+  readonly memoryFile?: { readonly path: string; readonly share: boolean; readonly readOnly: boolean };
+  /** A Unix socket this process listens on, for QEMU's machine protocol (QMP). */
+  readonly qmpSocket?: string;
+  /**
+   * "boot" (the default) runs the kernel; "paused" (-S) waits for QMP's
+   * `cont`; "incoming" (-incoming defer) waits for a machine state to
+   * restore, and loads no kernel: what runs is in the restored RAM.
+   */
+  readonly start?: "boot" | "paused" | "incoming";
 }
 
 /**
@@ -51,26 +68,36 @@ function channelArgs(id: string, name: string, path: string): string[] {
  */
 export function qemuArgs(spec: VmSpec): string[] {
   const q = qemuOptionValue;
-  const machine = microvmMachine(spec.transport === "virtiofs" ? ["memory-backend=mem"] : []);
+  const start = spec.start ?? "boot";
+  const machine = microvmMachine(spec.transport === "virtiofs" || spec.memoryFile ? ["memory-backend=mem"] : []);
   const args = [
     "-M", machine,
     ...(spec.accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg"]),
     "-smp", String(spec.cpus),
     "-m", `${spec.memoryMiB}M`,
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-kernel", spec.kernelPath,
-    "-initrd", spec.initrd,
-    "-append", spec.cmdline,
+    ...(start === "incoming" ? [] : ["-kernel", spec.kernelPath, "-initrd", spec.initrd, "-append", spec.cmdline]),
     "-serial", `file:${q(spec.consoleLog)}`,
+    // Entropy from the host: the guest's random generator is seeded as it
+    // boots (a kernel with virtio-rng built in), so getrandom() never waits
+    // for entropy the guest gathers itself, slowly under TCG.
+    "-device", "virtio-rng-device",
     "-device", "virtio-serial-device",
     ...channelArgs("out", GUEST_PORT_NAMES.stdout, spec.sockets.stdout),
     ...channelArgs("err", GUEST_PORT_NAMES.stderr, spec.sockets.stderr),
     ...channelArgs("ctl", GUEST_PORT_NAMES.control, spec.sockets.control),
   ];
-  if (spec.transport === "virtiofs") {
+  if (spec.memoryFile) {
+    const f = spec.memoryFile;
+    // readonly=on,rom=off: a private, writable mapping of a file opened read-only (QEMU's VM templating).
+    args.push("-object", `memory-backend-file,id=mem,size=${spec.memoryMiB}M,mem-path=${q(f.path)},share=${f.share ? "on" : "off"}${f.readOnly ? ",readonly=on,rom=off" : ""}`);
+  } else if (spec.transport === "virtiofs") {
     // vhost-user needs the guest's memory shared with virtiofsd.
     args.push("-object", `memory-backend-memfd,id=mem,size=${spec.memoryMiB}M,share=on`);
   }
+  if (spec.qmpSocket) args.push("-chardev", `socket,id=qmp,path=${q(spec.qmpSocket)}`, "-mon", "chardev=qmp,mode=control");
+  if (start === "paused") args.push("-S");
+  if (start === "incoming") args.push("-incoming", "defer");
   if (spec.disk) {
     args.push("-drive", `id=root,file=${q(spec.disk)},format=raw,if=none,readonly=on`, "-device", "virtio-blk-device,drive=root");
   }

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
-import { A3sError } from "../errors.js";
-import { kernelCmdlineArg, parseUserSpec } from "../layout/guest-config.js";
+import { A3sError, isA3sError } from "../errors.js";
+import { parseUserSpec } from "../layout/guest-config.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool } from "../util/host-tool.js";
 import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./accelerator.js";
@@ -13,16 +13,36 @@ import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
 import { GuestChannel } from "./guest-channels.js";
 import { GuestConversation, type JobRequest } from "./guest-conversation.js";
+import { fileSha256 } from "./file-digest.js";
 import { hostTscKhz } from "./host-tsc.js";
+import { QmpClient } from "./qmp.js";
+import { prepareRestore, resumeRestored } from "./restore-machine.js";
+import { checkSnapshotMatches, OpenSnapshot, type SnapshotExpectations, type SnapshotManifest } from "./snapshot-manifest.js";
+import { discardWarmTemplate, warmTemplate } from "./warm-templates.js";
+import { kernelCommandLine } from "./kernel-cmdline.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmShare, type VmSpec } from "./qemu-command.js";
 import { findVirtiofsd, startVirtiofsd } from "./virtiofsd.js";
 
+export { kernelCommandLine } from "./kernel-cmdline.js";
+
 export interface RunOptions {
-  /** A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory built by a3s-rootfs. */
-  readonly image: string;
+  /**
+   * A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory
+   * built by a3s-rootfs. With `snapshot` it may be left out; given, it must
+   * be the snapshot's image.
+   */
+  readonly image?: string;
+  /**
+   * Restore this snapshot (a directory `makeSnapshot` wrote) instead of
+   * booting: its machine runs the job at once. The image, kernel and machine
+   * options given must be the snapshot's; left out, the snapshot's apply.
+   */
+  readonly snapshot?: string;
+  /** Restore the cached template for this image, kernel and machine, made on first use (docs/boot.md, "Snapshots"). */
+  readonly warm?: boolean;
   /** A kernel image to boot instead of the Debian kernel; `modules` is its modules directory, if it needs any. */
   readonly kernel?: string;
   readonly modules?: string;
@@ -67,6 +87,8 @@ export interface BootTimeline {
   readonly agentStartHostMs: number | null;
   /** Host clock: when the host wrote the job (docs/guest-protocol.md §8), ms after QEMU was started. */
   readonly jobSentMs: number | null;
+  /** Host clock: a restore (--snapshot, --warm): when the machine was restored and resumed, ms after QEMU was started; null for a boot. */
+  readonly restoreMs: number | null;
 }
 
 export interface RunResult {
@@ -103,8 +125,11 @@ const MAX_COLLECTED = 16 << 20;
 export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   const progress = opts.progress ?? (() => {});
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
-  const kind = await detectBootImage(opts.image);
-  await requireInitramfsInit(kind, opts.image);
+  if (opts.snapshot !== undefined || opts.warm) return runRestored(opts, qemu, progress);
+  if (opts.image === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE to boot (or a snapshot to restore)");
+  const image = opts.image;
+  const kind = await detectBootImage(image);
+  await requireInitramfsInit(kind, image);
   await checkShareDirectories(opts);
   const work = await mkdtemp(join(tmpdir(), "a3s-run-"));
   const started = new StartedProcesses();
@@ -114,12 +139,12 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
     const { transport, shares } = await startShares(opts, work, started);
     progress(`shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}`);
-    const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
+    const media = await prepareBootMedia({ kind, image, kernel, transport, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
 
     const guest = new GuestOutput(opts);
     const { sockets, control } = await listenToGuest(work, guest, started);
-    guest.converse(new GuestConversation(control, jobRequest(opts, shares)));
+    guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag))));
     const consoleLog = join(work, "console.log");
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
@@ -136,28 +161,127 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     });
     const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
-    return {
-      exitCode: end.status,
-      signal: end.kind === "agent-exit" && end.status > 128 && end.status < 128 + 65 ? signalName(end.status - 128) : null,
-      stdout: guest.text("stdout"),
-      stderr: guest.text("stderr"),
-      accel: decision.accel,
-      timeline: timelineOf(guest, vm.exitMs),
-      timedOut: vm.timedOut,
-      setupError: end.kind === "error" ? end.message : null,
-      transport,
-      kernel: kernel.origin,
-    };
+    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin });
   } finally {
     await started.stop();
     await rm(work, { recursive: true, force: true });
   }
 }
 
+/**
+ * A run from a snapshot (`snapshot`, or the cached template with `warm`):
+ * the snapshot is checked against what the run asks for, its machine is
+ * started with `-incoming defer`, restored and resumed, and the job is sent
+ * at once (its init is waiting for it). The rest is as in a boot.
+ */
+async function runRestored(opts: RunOptions, qemu: string, progress: (message: string) => void): Promise<RunResult> {
+  if (opts.snapshot !== undefined && opts.warm) throw new A3sError("EUSAGE", "--snapshot and --warm exclude each other: --warm uses a snapshot of its own");
+  await checkShareDirectories(opts);
+  const path = opts.snapshot ?? (await warmTemplateFor(opts, progress)).path;
+  const snapshot = await OpenSnapshot.open(path);
+  const work = await mkdtemp(join(tmpdir(), "a3s-run-"));
+  const started = new StartedProcesses();
+  try {
+    checkSnapshotMatches(snapshot, await snapshotExpectations(opts, snapshot.manifest));
+    const m = snapshot.manifest;
+    progress(`snapshot: ${path} (${m.image.kind} ${m.image.path}, ${m.kernel.origin}; ${m.machine.accel}, ${m.machine.cpus} CPU, ${m.machine.memoryMiB} MiB, shares over ${m.machine.transport})`);
+    const plan = await prepareRestore(snapshot, { workspace: opts.workspace, skills: opts.skills, work, children: started.children });
+    const guest = new GuestOutput(opts);
+    const { sockets, control } = await listenToGuest(work, guest, started);
+    const conversation = new GuestConversation(control, jobRequest(opts, plan.providedShares));
+    guest.converse(conversation);
+    const qmpSocket = join(work, "qmp.sock");
+    const qmp = await QmpClient.listen(qmpSocket);
+    started.channels.push(qmp);
+    const consoleLog = join(work, "console.log");
+    const args = qemuArgs({ ...plan.spec, sockets, consoleLog, qmpSocket });
+    const vm = await runVm(qemu, args, { guest, control, started }, opts, progress, async () => {
+      try {
+        await resumeRestored(qmp, snapshot, opts.signal);
+      } catch (e) {
+        // A template QEMU cannot read any more is made again by the next run.
+        if (opts.warm && isA3sError(e, "ESNAPSHOT")) await discardWarmTemplate(path);
+        throw e;
+      }
+      await plan.mapped();
+      guest.restored();
+      conversation.sendJob();
+    });
+    const end = await readOutcome(guest, consoleLog, vm, opts);
+    return resultOf(end, guest, vm, { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin });
+  } finally {
+    await started.stop();
+    snapshot.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function warmTemplateFor(opts: RunOptions, progress: (message: string) => void): Promise<{ path: string }> {
+  if (opts.image === undefined) throw new A3sError("EUSAGE", "--warm needs the IMAGE whose template to use");
+  return warmTemplate({
+    image: opts.image,
+    kernel: opts.kernel,
+    modules: opts.modules,
+    cpus: opts.cpus ?? 1,
+    memoryMiB: opts.memoryMiB ?? 512,
+    accel: opts.accel ?? "auto",
+    transport: opts.transport ?? "auto",
+    progress,
+    signal: opts.signal,
+  });
+}
+
+/**
+ * What the run asks of a snapshot: only what it states (a snapshot's own
+ * options apply to the rest), and always, under TCG, this host's TSC rate.
+ */
+async function snapshotExpectations(opts: RunOptions, m: SnapshotManifest): Promise<SnapshotExpectations> {
+  const memo = join(cacheRoot(), "digests");
+  let kernel: SnapshotExpectations["kernel"];
+  if (opts.kernel !== undefined) {
+    const scratch = await mkdtemp(join(tmpdir(), "a3s-kernel-"));
+    try {
+      const k = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: scratch });
+      kernel = { origin: k.origin, path: k.kernelPath, sha256: (await fileSha256(k.kernelPath, memo)).sha256 };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+  return {
+    ...(opts.image !== undefined ? { imageSha256: (await fileSha256(opts.image, memo)).sha256, imagePath: opts.image } : {}),
+    ...(kernel ? { kernel } : {}),
+    ...(opts.accel !== undefined && opts.accel !== "auto" ? { accel: opts.accel } : {}),
+    ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
+    ...(opts.memoryMiB !== undefined ? { memoryMiB: opts.memoryMiB } : {}),
+    ...(opts.transport !== undefined && opts.transport !== "auto" ? { transport: opts.transport } : {}),
+    ...(m.machine.accel === "tcg" ? { tscKhz: (await hostTscKhz()) ?? null } : {}),
+  };
+}
+
+function resultOf(
+  end: Extract<ControlEvent, { kind: "agent-exit" | "error" }>,
+  guest: GuestOutput,
+  vm: { exitMs: number; timedOut: boolean },
+  machine: { accel: Accelerator; transport: ShareTransport; kernel: string },
+): RunResult {
+  return {
+    exitCode: end.status,
+    signal: end.kind === "agent-exit" && end.status > 128 && end.status < 128 + 65 ? signalName(end.status - 128) : null,
+    stdout: guest.text("stdout"),
+    stderr: guest.text("stderr"),
+    accel: machine.accel,
+    timeline: timelineOf(guest, vm.exitMs),
+    timedOut: vm.timedOut,
+    setupError: end.kind === "error" ? end.message : null,
+    transport: machine.transport,
+    kernel: machine.kernel,
+  };
+}
+
 /** What runRootfs started: killed and closed when it ends, whatever happens. */
 class StartedProcesses {
   readonly children: ChildProcess[] = [];
-  readonly channels: GuestChannel[] = [];
+  readonly channels: { close(): void }[] = [];
 
   async stop(): Promise<void> {
     const running = this.children.filter((c) => c.exitCode === null && c.signalCode === null);
@@ -215,6 +339,17 @@ class GuestOutput {
   /** The host's half of the control channel: the job, and the power-off once all output is in. */
   converse(conversation: GuestConversation): void {
     this.conversation = conversation;
+  }
+
+  private restoredAt: number | null = null;
+
+  /** A restore: the machine runs again (its init waits for the job). */
+  restored(): void {
+    this.restoredAt = performance.now();
+  }
+
+  restoredMs(): number | null {
+    return this.restoredAt === null ? null : this.restoredAt - this.vmStart;
   }
 
   /** Host ms after QEMU started when the job was written, or null. */
@@ -283,6 +418,7 @@ async function runVm(
   { guest, control, started }: { guest: GuestOutput; control: GuestChannel; started: StartedProcesses },
   opts: RunOptions,
   progress: (message: string) => void,
+  afterSpawn?: () => Promise<void>,
 ): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; exitMs: number; timedOut: boolean }> {
   guest.vmStarted();
   const t0 = performance.now();
@@ -297,11 +433,18 @@ async function runVm(
     vm.kill("SIGKILL");
   };
   opts.signal?.addEventListener("abort", onAbort, { once: true });
+  // A restore's steps once QEMU runs (restore-machine.ts); if one fails, the VM goes.
+  let afterSpawnError: unknown;
+  afterSpawn?.().catch((e: unknown) => {
+    afterSpawnError = e;
+    vm.kill("SIGKILL");
+  });
   const exit = await exited;
   const exitMs = performance.now() - t0;
   timeout.clear();
   opts.signal?.removeEventListener("abort", onAbort);
   if (opts.signal?.aborted) throw new A3sError("EABORTED", "the run was interrupted; the VM was stopped");
+  if (afterSpawnError !== undefined) throw afterSpawnError;
   return { ...exit, stderr, exitMs, timedOut: timeout.timedOut };
 }
 
@@ -399,6 +542,7 @@ function timelineOf(guest: GuestOutput, vmExitMs: number): BootTimeline {
     vmExitMs: Math.round(vmExitMs),
     agentStartHostMs: guest.agentStartHostMs === null ? null : Math.round(guest.agentStartHostMs),
     jobSentMs: roundOrNull(guest.jobSentMs()),
+    restoreMs: roundOrNull(guest.restoredMs()),
   };
 }
 
@@ -411,51 +555,16 @@ function roundOrNull(ms: number | null): number | null {
  * run sets it: the image's config keeps the rest) and the tags of the
  * shares this host provides.
  */
-function jobRequest(opts: RunOptions, shares: readonly VmShare[]): JobRequest {
+function jobRequest(opts: RunOptions, providedShares: readonly string[]): JobRequest {
   return {
     ...(opts.args?.length ? { args: [...opts.args] } : {}),
     ...(opts.env?.length ? { env: [...opts.env] } : {}),
     ...(opts.user !== undefined ? { user: parseUserSpec(opts.user) } : {}),
-    providedShares: shares.map((s) => s.tag),
+    providedShares: [...providedShares],
   };
 }
 
 function signalName(n: number): string | null {
   const entry = Object.entries(osConstants.signals).find(([, v]) => v === n);
   return entry ? entry[0] : `SIG${n}`;
-}
-
-/**
- * The kernel command line: kernel and init messages on the serial console,
- * a panic ends the VM at once, and a3s.* parameters (docs/guest-protocol.md
- * §4): `a3s.job=1` for a run of this host, whose job comes on the control
- * channel; overrides of the image's config for other callers.
- */
-export async function kernelCommandLine(
-  accel: Accelerator,
-  opts: Pick<RunOptions, "user" | "env" | "args"> & { job?: boolean } = {},
-): Promise<string> {
-  const parts = ["console=ttyS0", "panic=-1", "quiet"];
-  // init waits at the ready point for its job on the control channel (§8)
-  if (opts.job) parts.push(kernelCmdlineArg("job", "1"));
-  if (accel === "tcg") {
-    // Under TCG the guest's TSC calibration can fail on a busy host and hang
-    // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.
-    const khz = await hostTscKhz();
-    if (khz) parts.push(`tsc_early_khz=${khz}`);
-  }
-  if (opts.user !== undefined) {
-    const u = parseUserSpec(opts.user);
-    parts.push(kernelCmdlineArg("user", `${u.uid}:${u.gid}`));
-  }
-  for (const e of opts.env ?? []) parts.push(kernelCmdlineArg("env", e));
-  for (const a of opts.args ?? []) parts.push(kernelCmdlineArg("arg", a));
-  const line = parts.join(" ");
-  // x86's COMMAND_LINE_SIZE: a longer line is cut by the kernel, silently.
-  if (line.length > 2047) {
-    throw new A3sError("EUSAGE", `the kernel command line would be ${line.length} bytes, over the 2047 the kernel accepts`, {
-      hint: "bake long arguments and environment into the image with a3s-rootfs build --agent-args/--env",
-    });
-  }
-  return line;
 }

@@ -7,6 +7,7 @@ import { registerDemoCommand } from "./demo-command.js";
 import { registerInspectCommand } from "./inspect-command.js";
 import { registerKernelCommand } from "./kernel-command.js";
 import { registerRunCommand } from "./run-command.js";
+import { registerSnapshotCommand } from "./snapshot-command.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
 
@@ -34,6 +35,7 @@ for (const stream of [process.stdout, process.stderr]) {
 registerDemoCommand(program);
 registerBuildCommand(program);
 registerRunCommand(program);
+registerSnapshotCommand(program);
 registerInspectCommand(program);
 registerKernelCommand(program);
 registerCacheCommand(program);
