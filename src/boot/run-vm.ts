@@ -75,6 +75,12 @@ export interface RunOptions {
 export interface BootTimeline {
   /** Host clock: the origin, when QEMU was started. Always 0. */
   readonly vmmStartMs: number;
+  /**
+   * Host clock: ms the host spent before it started QEMU: the kernel, the
+   * boot media, the shares; for a restore, checking the snapshot (and
+   * copying its memory for virtio-fs); with --warm, making a missing template.
+   */
+  readonly hostSetupMs: number;
   /** Guest clock (ms since the kernel started): init began. */
   readonly initStartMs: number | null;
   /** Guest clock: the agent's execve succeeded. */
@@ -123,9 +129,10 @@ const MAX_COLLECTED = 16 << 20;
  * QEMU, watch the timeout, and read how the agent ended.
  */
 export async function runRootfs(opts: RunOptions): Promise<RunResult> {
+  const guest = new GuestOutput(opts);
   const progress = opts.progress ?? (() => {});
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
-  if (opts.snapshot !== undefined || opts.warm) return runRestored(opts, qemu, progress);
+  if (opts.snapshot !== undefined || opts.warm) return runRestored(opts, qemu, guest, progress);
   if (opts.image === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE to boot (or a snapshot to restore)");
   const image = opts.image;
   const kind = await detectBootImage(image);
@@ -142,7 +149,6 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     const media = await prepareBootMedia({ kind, image, kernel, transport, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
 
-    const guest = new GuestOutput(opts);
     const { sockets, control } = await listenToGuest(work, guest, started);
     guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag))));
     const consoleLog = join(work, "console.log");
@@ -174,7 +180,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
  * started with `-incoming defer`, restored and resumed, and the job is sent
  * at once (its init is waiting for it). The rest is as in a boot.
  */
-async function runRestored(opts: RunOptions, qemu: string, progress: (message: string) => void): Promise<RunResult> {
+async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, progress: (message: string) => void): Promise<RunResult> {
   if (opts.snapshot !== undefined && opts.warm) throw new A3sError("EUSAGE", "--snapshot and --warm exclude each other: --warm uses a snapshot of its own");
   await checkShareDirectories(opts);
   const path = opts.snapshot ?? (await warmTemplateFor(opts, progress)).path;
@@ -186,7 +192,6 @@ async function runRestored(opts: RunOptions, qemu: string, progress: (message: s
     const m = snapshot.manifest;
     progress(`snapshot: ${path} (${m.image.kind} ${m.image.path}, ${m.kernel.origin}; ${m.machine.accel}, ${m.machine.cpus} CPU, ${m.machine.memoryMiB} MiB, shares over ${m.machine.transport})`);
     const plan = await prepareRestore(snapshot, { workspace: opts.workspace, skills: opts.skills, work, children: started.children });
-    const guest = new GuestOutput(opts);
     const { sockets, control } = await listenToGuest(work, guest, started);
     const conversation = new GuestConversation(control, jobRequest(opts, plan.providedShares));
     guest.converse(conversation);
@@ -334,7 +339,15 @@ class GuestOutput {
   private readonly sizes = { stdout: 0, stderr: 0 };
   readonly control = new LineSplitter((line) => this.controlLine(line));
 
+  /** performance.now() when the run began (before the kernel, media, shares or snapshot were prepared). */
+  private readonly runStart = performance.now();
+
   constructor(private readonly live: Pick<RunOptions, "stdout" | "stderr">) {}
+
+  /** Host ms from the run's start to QEMU's. */
+  setupMs(): number {
+    return this.vmStart - this.runStart;
+  }
 
   /** The host's half of the control channel: the job, and the power-off once all output is in. */
   converse(conversation: GuestConversation): void {
@@ -536,6 +549,7 @@ function timelineOf(guest: GuestOutput, vmExitMs: number): BootTimeline {
   };
   return {
     vmmStartMs: 0,
+    hostSetupMs: Math.round(guest.setupMs()),
     initStartMs: at("init-start"),
     agentStartMs: at("agent-start"),
     agentExitMs: at("agent-exit"),
