@@ -379,7 +379,8 @@ class GuestOutput {
       this.sizes[which] += chunk.length;
     }
     const live = this.live[which];
-    if (!live || live.write(chunk)) return undefined;
+    // A stream that is gone (a reader that stopped, `| head`) takes nothing more, and holds nothing.
+    if (!live || live.destroyed || live.writableEnded || live.write(chunk) || live.destroyed) return undefined;
     return new Promise<void>((resolve) => {
       const done = (): void => {
         live.off("drain", done).off("close", done).off("error", done);
