@@ -26,6 +26,8 @@ export { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResul
 
 // Booting
 export { runRootfs, type BootTimeline, type RunOptions, type RunResult } from "./boot/run-vm.js";
+export { makeSnapshot, type SnapshotOptions, type SnapshotResult } from "./boot/make-snapshot.js";
+export type { SnapshotManifest } from "./boot/snapshot-manifest.js";
 export { debianKernel } from "./boot/debian-kernel.js";
 export type { KernelBundle } from "./boot/kernel-bundle.js";
 

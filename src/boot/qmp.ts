@@ -18,6 +18,9 @@ const MAX_LINE = 1 << 20;
  * has to be waited for.
  *
  * Commands are sent one at a time, in order; QMP answers them in order.
+ * Events are not queued for later listeners: wait for an event
+ * (waitForEvent) before sending the command that causes it, since the event
+ * can arrive in the same read as the command's answer.
  */
 export class QmpClient {
   private socket: Socket | undefined;

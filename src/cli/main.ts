@@ -8,6 +8,7 @@ import { registerDoctorCommand } from "./doctor-command.js";
 import { registerInspectCommand } from "./inspect-command.js";
 import { registerKernelCommand } from "./kernel-command.js";
 import { registerRunCommand } from "./run-command.js";
+import { registerSnapshotCommand } from "./snapshot-command.js";
 import { registerVirtiofsdCommand } from "./virtiofsd-command.js";
 
 const program = new Command()
@@ -35,6 +36,7 @@ for (const stream of [process.stdout, process.stderr]) {
 registerDemoCommand(program);
 registerBuildCommand(program);
 registerRunCommand(program);
+registerSnapshotCommand(program);
 registerInspectCommand(program);
 registerKernelCommand(program);
 registerCacheCommand(program);

@@ -6,6 +6,8 @@ import { checkAgentSettings } from "../layout/apply-guest-config.js";
 import { action, collect, oneOf, usage } from "./command-runner.js";
 
 interface RunFlags {
+  snapshot?: string;
+  warm?: boolean;
   workspace?: string;
   skills?: string;
   kernel?: string;
@@ -35,14 +37,16 @@ export function registerRunCommand(program: Command): void {
   program
     .command("run")
     .description("boot a rootfs in a QEMU microvm, run its agent, and exit with the agent's status")
-    .argument("<image>", "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, or a rootfs directory")
+    .argument("[image]", "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, or a rootfs directory")
     .argument("[args...]", "arguments for the agent (after --), replacing the image's")
+    .option("--snapshot <DIR>", "restore this snapshot (made by `a3s-rootfs snapshot`) instead of booting; IMAGE may be left out")
+    .option("--warm", "restore this image's template from the cache, made on first use, instead of booting")
     .option("--workspace <DIR>", "host directory shared read-write at /workspace")
     .option("--skills <DIR>", "host directory shared read-only at /skills")
     .option("--kernel <FILE|debian|microvm>", "kernel to boot: a file, `debian` (Debian's generic kernel) or `microvm` (the one `kernel build` made); default: the microVM kernel when built, else Debian's")
     .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree); not needed for built-in drivers")
-    .option("--cpus <N>", "virtual CPUs", "1")
-    .option("--memory <MiB>", "guest memory in MiB", "512")
+    .option("--cpus <N>", "virtual CPUs (default: 1, or the snapshot's)")
+    .option("--memory <MiB>", "guest memory in MiB (default: 512, or the snapshot's)")
     .option("--timeout <S>", "seconds before the agent gets SIGTERM (then SIGKILL after 10 s)")
     .option("--user <U>", "run the agent as root, nobody, UID or UID:GID (default: the image's)")
     .option("--env <K=V>", "add to the agent's environment (repeatable)", collect)
@@ -56,15 +60,22 @@ export function registerRunCommand(program: Command): void {
     .addHelpText(
       "after",
       "\nThe command exits with the agent's status (128+N when signal N killed it; 125, 126, 127 when init\n" +
-        "could not start it; 123 when the root filesystem failed dm-verity verification), like docker run.\n\nExample:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'",
+        "could not start it; 123 when the root filesystem failed dm-verity verification), like docker run.\n\nWith --snapshot or --warm the machine is restored where its init waits for a job, and the\n" +
+        "run's arguments, environment, user and shares are sent to it: no boot. A snapshot made for another\n" +
+        "image, kernel or machine is refused.\n\nExamples:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'\n" +
+        "  a3s-rootfs run rootfs.cpio.gz --warm --workspace . -- --task 'fix the tests'\n" +
+        "  a3s-rootfs snapshot rootfs.cpio.gz -o agent.snap && a3s-rootfs run --snapshot agent.snap -- --task x",
     )
     .action(
-      action(async ({ signal }, image: string, args: string[], flags: RunFlags) => {
+      action(async ({ signal }, imageArg: string | undefined, argsArg: string[], flags: RunFlags) => {
+        const { image, args } = splitOperands(imageArg, argsArg, flags.snapshot !== undefined);
+        if (image === undefined && flags.snapshot === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE (or --snapshot DIR)");
         // Every value typed on the command line is checked before the host is probed or a VM started.
         usage(() => checkAgentSettings({ args, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
+        // --cpus and --memory are left out when not given: a snapshot brings its own.
         const options = {
-          cpus: positiveNumber("--cpus", flags.cpus) ?? 1,
-          memoryMiB: positiveNumber("--memory", flags.memory) ?? 512,
+          ...(flags.cpus !== undefined ? { cpus: positiveNumber("--cpus", flags.cpus) as number } : {}),
+          ...(flags.memory !== undefined ? { memoryMiB: positiveNumber("--memory", flags.memory) as number } : {}),
           ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
           accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
           transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
@@ -73,7 +84,9 @@ export function registerRunCommand(program: Command): void {
         const quiet = flags.quiet || flags.json;
         // On SIGINT, SIGTERM or SIGHUP the signal stops the VM and its helpers, and the runner exits 128+N.
         const result = await runRootfs({
-          image,
+          ...(image !== undefined ? { image } : {}),
+          ...(flags.snapshot !== undefined ? { snapshot: flags.snapshot } : {}),
+          ...(flags.warm ? { warm: true } : {}),
           ...(args.length ? { args } : {}),
           ...(flags.workspace ? { workspace: flags.workspace } : {}),
           ...(flags.skills ? { skills: flags.skills } : {}),
@@ -100,4 +113,17 @@ export function registerRunCommand(program: Command): void {
         return result.exitCode;
       }),
     );
+}
+
+/**
+ * IMAGE and the agent's arguments. With --snapshot the image is optional:
+ * `run --snapshot DIR -- --task x` has none, so a first operand counts as
+ * the image only when it came before `--`.
+ */
+function splitOperands(image: string | undefined, args: string[], snapshot: boolean): { image: string | undefined; args: string[] } {
+  if (!snapshot || image === undefined) return { image, args };
+  const all = [image, ...args];
+  const dd = process.argv.indexOf("--");
+  const afterDashes = dd >= 0 ? process.argv.length - dd - 1 : 0;
+  return all.length > afterDashes ? { image: all[0], args: all.slice(1) } : { image: undefined, args: all };
 }
