@@ -66,7 +66,7 @@ describe("QEMU command line", () => {
     assert.match(a, /^-M microvm,pit=off,pic=off -accel tcg -smp 2 -m 256M -nodefaults/);
     assert.match(
       a,
-      /-device virtio-serial-device -chardev socket,id=out,path=\/w\/out\.sock -device virtserialport,chardev=out,name=a3s\.stdout -chardev socket,id=err,path=\/w\/err\.sock -device virtserialport,chardev=err,name=a3s\.stderr -chardev socket,id=ctl,path=\/w\/ctl\.sock -device virtserialport,chardev=ctl,name=a3s\.control /,
+      /-device virtio-serial-device,max_ports=4 -chardev socket,id=out,path=\/w\/out\.sock -device virtserialport,chardev=out,name=a3s\.stdout -chardev socket,id=err,path=\/w\/err\.sock -device virtserialport,chardev=err,name=a3s\.stderr -chardev socket,id=ctl,path=\/w\/ctl\.sock -device virtserialport,chardev=ctl,name=a3s\.control /,
     );
     assert.doesNotMatch(a, /virtconsole/);
     assert.match(a, /-fsdev local,id=fs0,path=\/home\/me\/my,,project,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=workspace/);
