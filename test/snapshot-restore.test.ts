@@ -4,7 +4,7 @@
 // does (status, stdout, shares), refuse a snapshot of another image or
 // kernel, and leave nothing behind when it is stopped.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { after, before, describe, it } from "node:test";
@@ -101,6 +101,19 @@ describe("snapshots: one machine saved where init waits, restored again and agai
     await assert.rejects(restore({ memoryMiB: 512 }), (e: unknown) => isA3sError(e, "ESNAPSHOT") && /--memory 256, not 512/.test(e.message));
     // The right image is accepted.
     assert.equal((await restore({ image, args: ["--exit", "0"] })).exitCode, 0);
+  });
+
+  it("snapshot -o replaces only a snapshot: a project directory or a file there is refused and kept", async () => {
+    const project = join(tempDir(), "project");
+    mkdirSync(project);
+    writeFileSync(join(project, "main.c"), "int main;\n");
+    const notes = join(tempDir(), "notes.txt");
+    writeFileSync(notes, "mine\n");
+    for (const output of [project, notes]) {
+      await assert.rejects(makeSnapshot({ image, output, memoryMiB: 256 }), (e: unknown) => isA3sError(e, "EEXIST") && e.message.includes(output));
+    }
+    assert.equal(readFileSync(join(project, "main.c"), "utf8"), "int main;\n");
+    assert.equal(readFileSync(notes, "utf8"), "mine\n");
   });
 
   it("a restore stopped while its agent runs leaves no process and no file behind", async () => {

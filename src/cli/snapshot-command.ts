@@ -28,7 +28,7 @@ export function registerSnapshotCommand(program: Command): void {
     .command("snapshot")
     .description("boot an image to the point where init waits for its job, and save the machine there for run --snapshot")
     .argument("<image>", "a cpio initramfs (.cpio/.gz/.zst), or an ext4, erofs or squashfs image")
-    .requiredOption("-o, --output <DIR>", "the snapshot directory to write (replaced whole if it exists)")
+    .requiredOption("-o, --output <DIR>", "the snapshot directory to write (an existing one is replaced only if it is a snapshot a3s-rootfs wrote)")
     .option("--kernel <FILE|debian|microvm>", "kernel to boot, as for run")
     .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree)")
     .option("--cpus <N>", "virtual CPUs", "1")
