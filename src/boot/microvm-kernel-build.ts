@@ -87,14 +87,7 @@ export async function buildMicrovmKernel(opts: BuildKernelOptions = {}): Promise
   const cached = await readMicrovmKernel(finalDir);
   if (cached) return { kernel: cached, cached: true, durationMs: Math.round(performance.now() - started) };
   checkBuildTools();
-  await mkdir(kernelsDir, { recursive: true });
-  const fs = await statfs(kernelsDir);
-  if (fs.bavail * fs.bsize < FREE_BYTES_NEEDED) {
-    throw new A3sError("ESPACE", `building the kernel needs about 4 GiB free in ${kernelsDir}; there are ${Math.floor((fs.bavail * fs.bsize) / 1024 ** 2)} MiB`, {
-      subject: kernelsDir,
-      hint: "free some space, or point A3S_CACHE_DIR at a larger disk",
-    });
-  }
+  await requireFreeSpace(kernelsDir);
   const deb = await fetchLinuxSource(pkg, join(kernelsDir, "sources"), { progress, ...(opts.signal ? { signal: opts.signal } : {}) });
 
   await removeAbandonedBuilds(kernelsDir);
@@ -124,33 +117,7 @@ export async function buildMicrovmKernel(opts: BuildKernelOptions = {}): Promise
     const config = await readFile(join(obj, ".config"), "utf8");
     requireConfig(merged, config, "after building");
 
-    const vmlinux = await readFile(join(obj, "vmlinux"));
-    const entry = pvhEntryPoint(vmlinux);
-    if (entry === undefined) {
-      throw new A3sError("EKERNEL", "the built vmlinux has no PVH entry note, so QEMU cannot boot it", { hint: "keep CONFIG_PVH=y in kernel/config" });
-    }
-    const release = (await readFile(join(obj, "include", "config", "kernel.release"), "utf8")).trim();
-    const staged = join(work, "kernel");
-    await mkdir(staged);
-    await copyFile(join(obj, "vmlinux"), join(staged, "vmlinux"));
-    await writeFile(join(staged, "config"), config);
-    await copyFile(mergedFile, join(staged, "fragments.config"));
-    const manifest: MicrovmKernelManifest = {
-      format: 1,
-      release,
-      sourcePackage: pkg.name,
-      sourceVersion: pkg.version,
-      configHash: hash,
-      fragments: merged.fragments,
-      bytes: vmlinux.length,
-      sha256: createHash("sha256").update(vmlinux).digest("hex"),
-      pvhEntry: `0x${entry.toString(16)}`,
-      compiler: await compilerVersion(),
-      buildSteps: steps,
-      durationMs: Math.round(performance.now() - started),
-      builtAt: new Date().toISOString(),
-    };
-    await writeFile(join(staged, "kernel.json"), JSON.stringify(manifest, null, 2) + "\n");
+    const staged = await stageKernel({ work, obj, config, mergedFile, merged, hash, pkg, steps, started });
     // One rename publishes it; a concurrent build that finished first already
     // put the same kernel there, and that one is kept.
     await rename(staged, finalDir).catch((e: NodeJS.ErrnoException) => {
@@ -170,6 +137,67 @@ export async function buildMicrovmKernel(opts: BuildKernelOptions = {}): Promise
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+
+/** Makes sure the cache's disk has room for a kernel build (its object tree is several GiB). */
+async function requireFreeSpace(kernelsDir: string): Promise<void> {
+  await mkdir(kernelsDir, { recursive: true });
+  const fs = await statfs(kernelsDir);
+  if (fs.bavail * fs.bsize < FREE_BYTES_NEEDED) {
+    throw new A3sError("ESPACE", `building the kernel needs about 4 GiB free in ${kernelsDir}; there are ${Math.floor((fs.bavail * fs.bsize) / 1024 ** 2)} MiB`, {
+      subject: kernelsDir,
+      hint: "free some space, or point A3S_CACHE_DIR at a larger disk",
+    });
+  }
+}
+
+/**
+ * The built kernel as it will sit in the cache, staged in `work/kernel`:
+ * vmlinux (checked for its PVH entry note), the config it was built with,
+ * the merged fragments, and kernel.json describing them. Returns the
+ * staged directory.
+ */
+async function stageKernel(b: {
+  work: string;
+  obj: string;
+  config: string;
+  mergedFile: string;
+  merged: Awaited<ReturnType<typeof loadKernelConfig>>;
+  hash: string;
+  pkg: Awaited<ReturnType<typeof linuxSourcePackage>>;
+  steps: number;
+  started: number;
+}): Promise<string> {
+  const { work, obj, config, mergedFile, merged, hash, pkg, steps, started } = b;
+  const vmlinux = await readFile(join(obj, "vmlinux"));
+  const entry = pvhEntryPoint(vmlinux);
+  if (entry === undefined) {
+    throw new A3sError("EKERNEL", "the built vmlinux has no PVH entry note, so QEMU cannot boot it", { hint: "keep CONFIG_PVH=y in kernel/config" });
+  }
+  const release = (await readFile(join(obj, "include", "config", "kernel.release"), "utf8")).trim();
+  const staged = join(work, "kernel");
+  await mkdir(staged);
+  await copyFile(join(obj, "vmlinux"), join(staged, "vmlinux"));
+  await writeFile(join(staged, "config"), config);
+  await copyFile(mergedFile, join(staged, "fragments.config"));
+  const manifest: MicrovmKernelManifest = {
+    format: 1,
+    release,
+    sourcePackage: pkg.name,
+    sourceVersion: pkg.version,
+    configHash: hash,
+    fragments: merged.fragments,
+    bytes: vmlinux.length,
+    sha256: createHash("sha256").update(vmlinux).digest("hex"),
+    pvhEntry: `0x${entry.toString(16)}`,
+    compiler: await compilerVersion(),
+    buildSteps: steps,
+    durationMs: Math.round(performance.now() - started),
+    builtAt: new Date().toISOString(),
+  };
+  await writeFile(join(staged, "kernel.json"), JSON.stringify(manifest, null, 2) + "\n");
+  return staged;
 }
 
 /**
