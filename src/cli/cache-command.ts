@@ -81,10 +81,10 @@ export function registerCacheCommand(program: Command): void {
 
   cache
     .command("gc")
-    .description("delete cached blobs that no remembered image needs")
+    .description("delete cached blobs that no remembered image needs and no running a3s-rootfs process uses")
     .option("--older-than <DAYS>", "first forget images not used for this many days")
     .option("--all", "forget every image and delete every blob")
-    .option("--json", "print one JSON object: {forgotten, removed, bytes}")
+    .option("--json", "print one JSON object: {forgotten, removed, bytes, inUse}")
     .action(
       action(async (flags: GcFlags) => {
         const store = new ContentStore();
@@ -111,12 +111,14 @@ export function registerCacheCommand(program: Command): void {
         if (!flags.all) {
           for (const b of await store.list()) if (now - b.mtimeMs < IN_USE_GRACE_MS) keep.add(b.digest);
         }
-        const { removed, bytes } = await store.gc(keep, now);
+        // Blobs a running build, run or inspect uses are kept (the store's use records), --all included.
+        const { removed, bytes, inUse } = await store.gc(keep, now);
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ forgotten, removed, bytes }) + "\n");
+          process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse }) + "\n");
           return;
         }
-        process.stdout.write(`forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}\n`);
+        const kept = inUse > 0 ? `; kept ${inUse} in use by running processes` : "";
+        process.stdout.write(`forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}${kept}\n`);
       }),
     );
 }
