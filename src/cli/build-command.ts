@@ -5,6 +5,7 @@ import { findAgentBinary } from "../programs/index.js";
 import { parseOutputSpec } from "../outputs/write-outputs.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import { action, collect, oneOf } from "./command-runner.js";
+import { withRegistryFlags } from "./output-flags.js";
 import { humanBytes } from "./format.js";
 
 interface BuildFlags {
@@ -25,6 +26,7 @@ interface BuildFlags {
   platform?: string;
   creds?: string;
   insecure?: boolean;
+  layerCompression?: string;
   json?: boolean;
 }
 
@@ -37,7 +39,12 @@ export function registerBuildCommand(program: Command): void {
       "where the tree comes from: scratch, busybox[:FILE], debootstrap:SUITE[:MIRROR], docker://REF, oci:DIR[:REF], docker-archive:FILE[:REF]",
       "scratch",
     )
-    .option("-o, --output <FORMAT:PATH>", "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs (repeatable; default dir:rootfs)", collect)
+    .option(
+      "-o, --output <FORMAT:PATH>",
+      "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs, oci (oci:DIR[:TAG]); push with docker://REF (an OCI image) " +
+        "or erofs|ext4|squashfs|cpio:docker://REF (a boot image artifact) (repeatable; default dir:rootfs)",
+      collect,
+    )
     .option("--agent <FILE>", "the agent binary (default: searched, see findAgentBinary)")
     .option("--agent-path <GUESTPATH>", "where the agent goes in the guest", DEFAULT_LAYOUT.agentPath)
     .option("--allow-dynamic-agent", "accept a dynamically linked agent (its libraries must be in the rootfs)")
@@ -56,6 +63,7 @@ export function registerBuildCommand(program: Command): void {
     .option("--platform <OS/ARCH[/VARIANT]>", "images: the platform to pick from a multi-platform image (default: the host's)")
     .option("--creds <USER:PASSWORD>", "registries: credentials (default: ~/.docker/config.json and its credential helpers)")
     .option("--insecure", "registries: allow plain HTTP and unverified TLS to a registry that is not on loopback")
+    .option("--layer-compression <C>", "oci:DIR and docker://REF outputs: the layer as gzip (default), zstd or none; a pushed cpio too")
     .option("--json", "print one JSON object: {source, entries, outputs, durationMs}")
     .addHelpText(
       "after",
@@ -89,9 +97,9 @@ export function registerBuildCommand(program: Command): void {
         if (agentArgs.length) builder.withAgentArgs(agentArgs);
         if (flags.env) builder.withAgentEnv(flags.env);
         if (flags.user) builder.withAgentUser(flags.user);
+        const compression = oneOf("--layer-compression", flags.layerCompression, ["gzip", "zstd", "none"] as const);
         for (const spec of flags.output ?? ["dir:rootfs"]) {
-          const o = parseOutputSpec(spec);
-          builder.withOutput(o.format, o.path);
+          builder.withOutput(withRegistryFlags(parseOutputSpec(spec), { compression, creds: flags.creds, insecure: flags.insecure }));
         }
         const result = await builder.build();
         if (flags.json) {
@@ -102,7 +110,8 @@ export function registerBuildCommand(program: Command): void {
         process.stdout.write(`built ${result.source} rootfs: ${result.entries} entries in ${result.durationMs} ms\n`);
         for (const o of result.outputs) {
           const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
-          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}\n`);
+          const digest = o.digest ? `  ${o.reference ? "pushed " : ""}manifest ${o.digest}` : "";
+          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}${digest}\n`);
         }
       }),
     );

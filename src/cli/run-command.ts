@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { runRootfs, type RunResult } from "../boot/run-vm.js";
 import { A3sError } from "../errors.js";
+import { resolveBootTarget } from "./boot-reference.js";
 import { action, collect, oneOf } from "./command-runner.js";
 
 interface RunFlags {
@@ -16,6 +17,9 @@ interface RunFlags {
   accel?: string;
   transport?: string;
   consoleLog?: string;
+  creds?: string;
+  insecure?: boolean;
+  platform?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -31,7 +35,11 @@ export function registerRunCommand(program: Command): void {
   program
     .command("run")
     .description("boot a rootfs in a QEMU microvm, run its agent, and exit with the agent's status")
-    .argument("<image>", "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, or a rootfs directory")
+    .argument(
+      "<image>",
+      "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, a rootfs directory, or docker://REF " +
+        "(an a3s boot image is pulled and booted; a container image is built into a temporary erofs first)",
+    )
     .argument("[args...]", "arguments for the agent (after --), replacing the image's")
     .option("--workspace <DIR>", "host directory shared read-write at /workspace")
     .option("--skills <DIR>", "host directory shared read-only at /skills")
@@ -45,6 +53,9 @@ export function registerRunCommand(program: Command): void {
     .option("--accel <A>", "auto, kvm or tcg", "auto")
     .option("--transport <T>", "shares over auto, virtiofs or 9p", "auto")
     .option("--console-log <FILE>", "keep the kernel and init console log")
+    .option("--creds <USER:PASSWORD>", "docker://REF: registry credentials (default: ~/.docker/config.json and its credential helpers)")
+    .option("--insecure", "docker://REF: allow plain HTTP and unverified TLS to a registry that is not on loopback")
+    .option("--platform <OS/ARCH[/VARIANT]>", "docker://REF: the platform the image must be for (default: the host's)")
     .option("-q, --quiet", "no progress lines on stderr")
     .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, timeline} instead of streaming")
     .addHelpText(
@@ -59,10 +70,20 @@ export function registerRunCommand(program: Command): void {
         process.once("SIGINT", onSigint);
         process.once("SIGTERM", onSigint);
         const quiet = flags.quiet || flags.json;
+        const progress = quiet ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
         let result: RunResult;
+        let target: Awaited<ReturnType<typeof resolveBootTarget>> | undefined;
         try {
+          target = await resolveBootTarget(image, {
+            ...(flags.creds ? { creds: flags.creds } : {}),
+            ...(flags.insecure ? { insecure: true } : {}),
+            ...(flags.platform ? { platform: flags.platform } : {}),
+            progress,
+            warn: (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`),
+            signal: abort.signal,
+          });
           result = await runRootfs({
-            image,
+            image: target.path,
             ...(args.length ? { args } : {}),
             ...(flags.workspace ? { workspace: flags.workspace } : {}),
             ...(flags.skills ? { skills: flags.skills } : {}),
@@ -77,7 +98,7 @@ export function registerRunCommand(program: Command): void {
             transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
             ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
             ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
-            progress: quiet ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),
+            progress,
             signal: abort.signal,
           });
         } catch (e) {
@@ -86,6 +107,7 @@ export function registerRunCommand(program: Command): void {
         } finally {
           process.off("SIGINT", onSigint);
           process.off("SIGTERM", onSigint);
+          await target?.dispose();
         }
         if (flags.json) {
           process.stdout.write(JSON.stringify(result) + "\n");

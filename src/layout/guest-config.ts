@@ -12,7 +12,9 @@ export const GUEST_CONFIG_PATH = "/etc/a3s/guest.conf";
 /** Drop-ins, read after GUEST_CONFIG_PATH in byte order of their names. */
 export const GUEST_CONFIG_DROPIN_DIR = "/etc/a3s/guest.conf.d";
 
-const CONFIG_HEADER = "a3s-guest-config 1";
+/** The version of the guest config (docs/guest-protocol.md §13): images say which one they carry. */
+export const GUEST_CONFIG_VERSION = 1;
+const CONFIG_HEADER = `a3s-guest-config ${GUEST_CONFIG_VERSION}`;
 const CONFIG_MAX_BYTES = 1 << 20;
 /** init's parse_id takes decimal ids below 2^32-1 ((uid_t)-1 means "unchanged" to the kernel). */
 const ID_MAX = 0xfffffffe;

@@ -6,10 +6,14 @@ import { A3sError } from "../errors.js";
 import type { RootfsTree } from "../tree/index.js";
 import { writeAtomically } from "./atomic.js";
 import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec } from "./output.js";
+import { createOciLayoutWriter, describeLayoutOutput, parseOciLayoutSpec } from "./oci-layout-output.js";
 import { OUTPUT_WRITERS } from "./registry.js";
+import { parseRegistryOutputSpec, pushOutput } from "./registry-output.js";
 
-/** Parses `FORMAT:PATH` as given to `-o`. */
+/** Parses `FORMAT:PATH` as given to `-o`; also `oci:DIR[:TAG]`, `docker://REF` and `FORMAT:docker://REF`. */
 export function parseOutputSpec(spec: string): OutputSpec {
+  const distribution = parseRegistryOutputSpec(spec) ?? parseOciLayoutSpec(spec);
+  if (distribution) return distribution;
   const colon = spec.indexOf(":");
   const format = colon > 0 ? spec.slice(0, colon) : "";
   const path = colon > 0 ? spec.slice(colon + 1) : "";
@@ -32,11 +36,16 @@ export async function writeOutputs(
 ): Promise<OutputResult[]> {
   const results: OutputResult[] = [];
   for (const spec of specs) {
-    const writer = OUTPUT_WRITERS[spec.format];
+    // Pushed outputs are written in a scratch directory and sent (registry-output.ts).
+    if (spec.push) {
+      results.push(await pushOutput(tree, spec, ctx));
+      continue;
+    }
+    const writer = spec.format === "oci" ? createOciLayoutWriter(spec) : OUTPUT_WRITERS[spec.format];
     if (!writer) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
     const final = resolve(spec.path);
     await writeAtomically(final, (tmp) => writer.write(tree, { tmp, final }, ctx));
-    results.push(await describeOutput(spec.format, final, tree));
+    results.push(spec.format === "oci" ? await describeLayoutOutput(final) : await describeOutput(spec.format, final, tree));
   }
   return results;
 }
