@@ -169,22 +169,28 @@ export async function startFaultProxy(upstream: string, faults: Faults = {}, lis
     });
     const cutUpload = isUpload && f.cutUploads && f.cutUploads.times > 0 && (f.cutUploads.method === undefined || f.cutUploads.method === req.method);
     if (cutUpload) {
-      f.cutUploads!.times--;
       const limit = f.cutUploads!.afterBytes;
       let sent = 0;
+      let cut = false;
       req.on("data", (c: Buffer) => {
-        if (sent >= limit) return;
-        const part = c.subarray(0, limit - sent);
-        sent += part.length;
-        up.write(part);
-        if (sent >= limit) {
-          // The registry has taken part of the body; both connections drop, as when a network fails mid-upload.
-          record(499);
-          setTimeout(() => {
-            up.destroy();
-            req.socket.destroy();
-          }, 50);
+        if (cut) return;
+        if (sent + c.length < limit || f.cutUploads!.times <= 0) {
+          sent += c.length;
+          up.write(c);
+          return;
         }
+        // The registry has taken part of the body; both connections drop, as when a network fails mid-upload.
+        cut = true;
+        f.cutUploads!.times--;
+        up.write(c.subarray(0, limit - sent));
+        record(499);
+        setTimeout(() => {
+          up.destroy();
+          req.socket.destroy();
+        }, 50);
+      });
+      req.on("end", () => {
+        if (!cut) up.end();
       });
       return;
     }
