@@ -1,12 +1,23 @@
-// Boots one initramfs in QEMU microvm for the boot benchmarks and times it
-// from the host: when QEMU was spawned, when the probe's first JSON bytes
-// arrived (on the serial console for rootfs booting their own init, on the
-// agent's stdout channel for the A3S init), and when QEMU exited. The
-// native-init rootfs (BusyBox init, systemd) speak no A3S control protocol,
-// so runRootfs cannot boot them; this spawns QEMU itself with the same
-// argv (qemuArgs) that runRootfs uses, so the VM is the same in every case.
+// Boots one image in QEMU microvm for the boot benchmarks and times it on
+// one clock, the host's:
+//   - from QEMU's own trace (-trace, timestamped by QEMU as it happens, so a
+//     busy Node event loop does not shift them): QEMU ready (its first fw_cfg
+//     access), kernel entry (the firmware selecting fw_cfg's kernel_entry to
+//     jump to it), and, for the A3S init, the moment each control line left
+//     the guest (init-start, agent-start);
+//   - from this process: when the probe's first bytes arrived (on the serial
+//     console for rootfs booting their own init, on the agent's stdout channel
+//     for the A3S init), and when QEMU exited;
+//   - QEMU's CPU time (all threads, /proc/PID/task/*/schedstat) when the
+//     probe's bytes arrived: what the boot costs in work, which a loaded host
+//     does not inflate the way it inflates the wall-clock times.
+// The guest's own clock is not used for the split: under TCG it stands still
+// while the kernel calibrates its APIC timer without ticks (about 100 ms).
+// The native-init rootfs (BusyBox init, systemd) speak no A3S control
+// protocol, so runRootfs cannot boot them; this spawns QEMU itself with the
+// argv runRootfs uses (qemuArgs), so the VM is the same in every case.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Accelerator } from "../src/boot/accelerator.js";
@@ -18,6 +29,8 @@ import { requireTool } from "../src/util/host-tool.js";
 export interface ConsoleBootOptions {
   readonly kernelPath: string;
   readonly initrd: string;
+  /** A root disk image (the A3S init's disk mode). */
+  readonly disk?: string;
   readonly cmdline: string;
   readonly accel: Accelerator;
   readonly memoryMiB: number;
@@ -36,10 +49,23 @@ export interface ConsoleBoot {
   readonly hostAgentStartMs: number;
   /** Guest: CLOCK_BOOTTIME when the probe started (its `uptime_ms`). */
   readonly guestAgentStartMs: number;
-  /** A3S init only: the control lines' guest times and when agent-start reached the host. */
+  /** QEMU's trace, ms after spawning it: QEMU ready, the kernel entered. */
+  readonly qemuReadyMs: number | null;
+  readonly kernelEntryMs: number | null;
+  /** A3S init only, QEMU's trace: the init-start and agent-start lines left the guest. */
   readonly initStartMs: number | null;
-  readonly agentExecMs: number | null;
-  readonly hostControlAgentStartMs: number | null;
+  readonly agentStartMs: number | null;
+  /**
+   * A3S init only, the guest's clock as the lines carry it: init's first
+   * instruction (init-start carries that time, though init writes the line
+   * only once its channels are open, after loading any kernel modules) and
+   * the agent's execve. Their difference is init's own time; the clock is
+   * steady by then (the TSC), unlike during the kernel's early boot.
+   */
+  readonly guestInitMs: number | null;
+  readonly guestExecMs: number | null;
+  /** QEMU's CPU time (all threads) when the probe's bytes arrived. */
+  readonly cpuAtProbeMs: number | null;
   /** Host: QEMU spawned → QEMU exited (or was killed after the grace period). */
   readonly vmExitMs: number;
   readonly poweredOff: boolean;
@@ -51,16 +77,18 @@ export interface ConsoleBoot {
 const PROBE_START = /\{"probe":1,"uptime_ms":([\d.]+),/;
 /** Console text kept for error messages and for finding the probe's line; the probe's line is near the end. */
 const KEEP_CONSOLE = 64 << 10;
+/** The virtio console port of the control channel: the third virtconsole in qemuArgs (stdout 0, stderr 1). */
+const CONTROL_PORT = 2;
 
 export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot> {
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
   const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
   let started = 0;
-  let probe: { hostMs: number; guestMs: number } | undefined;
-  let controlAgentStart: number | null = null;
-  let initStart: number | null = null;
-  let agentExec: number | null = null;
+  let startedWall = 0;
+  let pid = 0;
+  let probe: { hostMs: number; guestMs: number; cpuMs: number | null } | undefined;
+  const controlLines: { kind: string; bytes: number; ms: number | null }[] = [];
   let consoleText = "";
   let stdoutText = "";
   let onProbe: () => void = () => {};
@@ -68,17 +96,13 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
     if (probe) return;
     const m = PROBE_START.exec(text);
     if (m) {
-      probe = { hostMs: performance.now() - started, guestMs: Number(m[1]) };
+      probe = { hostMs: performance.now() - started, guestMs: Number(m[1]), cpuMs: qemuCpuMs(pid) };
       onProbe();
     }
   };
   const control = new LineSplitter((line) => {
     const ev = parseControlLine(line);
-    if (ev?.kind === "init-start") initStart = ev.ms;
-    if (ev?.kind === "agent-start") {
-      agentExec = ev.ms;
-      controlAgentStart = performance.now() - started;
-    }
+    controlLines.push({ kind: ev?.kind ?? "other", bytes: Buffer.byteLength(line) + 1, ms: ev && "ms" in ev ? ev.ms : null });
   });
   const channels = [
     await listenChannel(sockets.stdout, (b) => {
@@ -93,6 +117,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
     const args = qemuArgs({
       kernelPath: o.kernelPath,
       initrd: o.initrd,
+      ...(o.disk ? { disk: o.disk } : {}),
       cmdline: o.cmdline,
       accel: o.accel,
       cpus: 1,
@@ -108,10 +133,13 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       const m = args.indexOf("-M");
       args[m + 1] = `${args[m + 1]},${o.machineOptions}`;
     }
+    args.push("-trace", "fw_cfg_select", "-trace", "virtio_console_flush_buf", "-msg", "timestamp=on");
     started = performance.now();
+    startedWall = performance.timeOrigin + started;
     const vm = spawn(qemu, args, { stdio: ["ignore", "pipe", "pipe"] });
+    pid = vm.pid ?? 0;
     let qemuStderr = "";
-    vm.stderr.on("data", (b: Buffer) => (qemuStderr = (qemuStderr + b.toString()).slice(-4096)));
+    vm.stderr.on("data", (b: Buffer) => (qemuStderr += b.toString()));
     vm.stdout.on("data", (b: Buffer) => {
       consoleText = (consoleText + b.toString("latin1")).slice(-KEEP_CONSOLE);
       if (o.probeOn === "console") seeProbe(consoleText);
@@ -141,17 +169,23 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
     timers.forEach(clearTimeout);
     // What QEMU wrote to a channel just before it exited may still be unread: wait for each channel's end.
     await Promise.all(channels.map((c) => c.drained()));
-    const seen = probe as { hostMs: number; guestMs: number } | undefined;
+    const seen = probe as { hostMs: number; guestMs: number; cpuMs: number | null } | undefined;
+    const trace = readTrace(qemuStderr, startedWall);
     if (!seen) {
       const tail = consoleText.replace(/\r/g, "").split("\n").slice(-25).join("\n");
-      throw new Error(`the probe never reported (QEMU ran ${Math.round(vmExitMs)} ms, ${exitStatus})\nQEMU: ${qemuStderr.trim()}\nconsole:\n${tail}`);
+      const messages = qemuStderr.split("\n").filter((l) => !/^\d+@[\d.]+:/.test(l)).join("\n").trim();
+      throw new Error(`the probe never reported (QEMU ran ${Math.round(vmExitMs)} ms, ${exitStatus})\nQEMU: ${messages}\nconsole:\n${tail}`);
     }
     return {
       hostAgentStartMs: seen.hostMs,
       guestAgentStartMs: seen.guestMs,
-      initStartMs: initStart,
-      agentExecMs: agentExec,
-      hostControlAgentStartMs: controlAgentStart,
+      qemuReadyMs: trace.qemuReadyMs,
+      kernelEntryMs: trace.kernelEntryMs,
+      initStartMs: lineLeftGuest(controlLines, trace.controlFlushes, "init-start"),
+      agentStartMs: lineLeftGuest(controlLines, trace.controlFlushes, "agent-start"),
+      guestInitMs: controlLines.find((l) => l.kind === "init-start")?.ms ?? null,
+      guestExecMs: controlLines.find((l) => l.kind === "agent-start")?.ms ?? null,
+      cpuAtProbeMs: seen.cpuMs,
       vmExitMs,
       poweredOff,
       consoleTail: consoleText.replace(/\r/g, "").slice(-2048),
@@ -159,6 +193,50 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
   } finally {
     channels.forEach((c) => c.server.close());
     rmSync(work, { recursive: true, force: true });
+  }
+}
+
+/** QEMU's trace lines (`PID@SECONDS.MICROS:event args`), as ms after `startWall`. */
+function readTrace(stderr: string, startWall: number): { qemuReadyMs: number | null; kernelEntryMs: number | null; controlFlushes: { ms: number; bytes: number }[] } {
+  let qemuReadyMs: number | null = null;
+  let kernelEntryMs: number | null = null;
+  const controlFlushes: { ms: number; bytes: number }[] = [];
+  for (const m of stderr.matchAll(/^\d+@(\d+\.\d+):(\S+) (.*)$/gm)) {
+    const ms = Number(m[1]) * 1000 - startWall;
+    if (m[2] === "fw_cfg_select") {
+      qemuReadyMs ??= ms;
+      if ((m[3] as string).includes("'kernel_entry'")) kernelEntryMs ??= ms;
+    } else if (m[2] === "virtio_console_flush_buf") {
+      const f = /port (\d+), in_len (\d+)/.exec(m[3] as string);
+      if (f && Number(f[1]) === CONTROL_PORT) controlFlushes.push({ ms, bytes: Number(f[2]) });
+    }
+  }
+  return { qemuReadyMs, kernelEntryMs, controlFlushes };
+}
+
+/** When the control line `kind` left the guest: the flush on the control port that carried its last byte. */
+function lineLeftGuest(lines: readonly { kind: string; bytes: number }[], flushes: readonly { ms: number; bytes: number }[], kind: string): number | null {
+  let end = 0;
+  for (const l of lines) {
+    end += l.bytes;
+    if (l.kind !== kind) continue;
+    let carried = 0;
+    for (const f of flushes) {
+      carried += f.bytes;
+      if (carried >= end) return f.ms;
+    }
+    return null;
+  }
+  return null;
+}
+
+/** QEMU's CPU time so far, all threads (schedstat: ns on the CPU), or null once it has gone. */
+function qemuCpuMs(pid: number): number | null {
+  try {
+    const tasks = readdirSync(`/proc/${pid}/task`);
+    return tasks.reduce((sum, t) => sum + Number(readFileSync(`/proc/${pid}/task/${t}/schedstat`, "utf8").split(" ")[0]), 0) / 1e6;
+  } catch {
+    return null;
   }
 }
 

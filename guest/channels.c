@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -92,6 +93,72 @@ static int is_hvc(const char *path)
 	return !strncmp(path, "/dev/hvc", 8);
 }
 
+#define NAMED_PORTS "/dev/virtio-ports/"
+
+/*
+ * Named ports: /dev/virtio-ports/NAME, the path udev gives a virtio-serial
+ * port the VMM named (QEMU: -device virtserialport,name=NAME). There is no
+ * udev in the guest, so init makes the links itself, from the name the
+ * kernel lists in /sys/class/virtio-ports/vportNpM/name. The port's number
+ * depends on the order of the VMM's devices; its name does not. A name
+ * with '/' or a leading '.' is not linked.
+ */
+static void link_named_ports(void)
+{
+	DIR *d = opendir("/sys/class/virtio-ports");
+	struct dirent *e;
+
+	if (!d)
+		return;
+	if (mkdir(NAMED_PORTS, 0755) != 0 && errno != EEXIST) {
+		closedir(d);
+		return;
+	}
+	while ((e = readdir(d))) {
+		char path[300], name[128], link[300], target[300];
+		ssize_t n;
+		int fd;
+
+		if (strncmp(e->d_name, "vport", 5) || strlen(e->d_name) > 40)
+			continue;
+		snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			continue; /* no name (yet) */
+		n = read(fd, name, sizeof name - 1);
+		close(fd);
+		while (n > 0 && name[n - 1] == '\n')
+			n--;
+		if (n <= 0 || name[0] == '.' || memchr(name, '/', (size_t)n))
+			continue;
+		name[n] = '\0';
+		snprintf(link, sizeof link, NAMED_PORTS "%s", name);
+		snprintf(target, sizeof target, "../%s", e->d_name);
+		if (symlink(target, link) != 0 && errno != EEXIST)
+			say("%s: %s", link, strerror(errno));
+	}
+	closedir(d);
+}
+
+/* Ports the kernel lists, and how many of them have a name yet. */
+static void count_ports(int *ports, int *named)
+{
+	DIR *d = opendir("/sys/class/virtio-ports");
+	struct dirent *e;
+	char path[300];
+
+	*ports = *named = 0;
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		if (strncmp(e->d_name, "vport", 5) || strlen(e->d_name) > 40)
+			continue;
+		(*ports)++;
+		snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
+		*named += access(path, F_OK) == 0;
+	}
+	closedir(d);
+}
+
 /*
  * Can the virtio console port at path still appear? A kernel worker sets
  * ports up after the virtio_console driver binds: the device announces all
@@ -102,14 +169,28 @@ static int is_hvc(const char *path)
  * in /sys/class/virtio-ports: an hvc beyond their number cannot come.
  * Only a device that announces no console port at all leaves nothing to
  * tell: PORT_WAIT_MS bounds that case, once per boot.
+ *
+ * A port's name comes in a message of its own, after the device has
+ * announced every port (QEMU answers each port's "ready" with its name),
+ * and the kernel creates the port's name file only then. So a named port
+ * may still come while a listed port has no name yet, or, after a module
+ * load, while no port is listed; once every listed port has its name, a
+ * name not among them will not come.
  */
 static int port_may_come(const char *path, int ports_pending, int hvc_up)
 {
 	char sys[80];
 	const char *end;
 	unsigned k;
+	int ports, named;
 
-	if (!ports_pending || !count_entries("/sys/bus/virtio/drivers/virtio_console", "virtio"))
+	if (!count_entries("/sys/bus/virtio/drivers/virtio_console", "virtio"))
+		return 0;
+	if (!strncmp(path, NAMED_PORTS, sizeof NAMED_PORTS - 1)) {
+		count_ports(&ports, &named);
+		return named < ports || (ports == 0 && ports_pending);
+	}
+	if (!ports_pending)
 		return 0;
 	if (is_hvc(path) && !config_parse_uint(path + 8, &end, &k) && !*end)
 		return !hvc_up || k < (unsigned)count_entries("/sys/class/virtio-ports", "vport");
@@ -120,6 +201,7 @@ static int port_may_come(const char *path, int ports_pending, int hvc_up)
 	return 0;
 }
 
+/* A tty (an hvc console) is put in raw mode; a virtio-serial port is not a tty. */
 static int open_one(const char *path, int flags)
 {
 	struct termios t;
@@ -144,6 +226,7 @@ void open_channels(int n, const char *const paths[], const int flags[], int fds[
 	for (int round = 0;; round++) {
 		int waiting = 0;
 
+		link_named_ports();
 		for (int i = 0; i < n; i++) {
 			if (round > 0 && fds[i] >= 0)
 				continue;
@@ -232,6 +315,13 @@ void control_flush(void)
 			fall_back(n < 0 ? strerror(errno) : "closed");
 		}
 	}
+}
+
+void control_detach(void)
+{
+	if (ctl_fd >= 0)
+		close(ctl_fd);
+	ctl_fd = -1;
 }
 
 void control_attach(int fd)

@@ -41,6 +41,9 @@ void emit(enum line_kind kind, const char *fmt, ...) __attribute__((format(print
 /* Send control lines to fd (non-blocking), or to the console if fd < 0;
  * lines still queued for the previous channel go to the new one. */
 void control_attach(int fd);
+/* Close the channel but keep what is queued, for the next control_attach
+ * (lines emitted in between go to the console). */
+void control_detach(void);
 int control_fd(void);
 /* Bytes waiting for the host; control_flush() writes what it takes now. */
 int control_pending(void);

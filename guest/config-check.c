@@ -6,6 +6,8 @@
  *                                   name); no command line, no defaults
  *   config-check --cmdline STRING   the a3s.* overrides of a kernel command
  *                                   line
+ *   config-check --job FILE         FILE as a job (the text before the
+ *                                   "end" line, docs/guest-protocol.md §8)
  *
  * Prints the result in the canonical form (the header, then one line per
  * value, keys in the order of the table in docs/guest-protocol.md §3,
@@ -51,7 +53,7 @@ static void print_value(const char *key, const char *v)
 /* c in the canonical form: only the keys given, one line per value. */
 static int print_config(const struct config *c)
 {
-	puts(CONFIG_MAGIC " " CONFIG_VERSION);
+	printf("%s %s\n", CONFIG_MAGIC, config_version_of(c));
 	for (int k = 0; k < K_COUNT; k++) {
 		const char *name = config_key_names[k];
 
@@ -95,11 +97,24 @@ int main(int argc, char **argv)
 			goto bad;
 		return print_config(&cmd.overrides);
 	}
+	if (argc == 3 && !strcmp(argv[1], "--job")) {
+		int e = 0;
+		char *text = config_read_file(argv[2], CONFIG_MAX, &e);
+
+		if (!text) {
+			snprintf(err, sizeof err, "%s: %s", argv[2], strerror(e));
+			goto bad;
+		}
+		if (config_parse_text("job", text, SRC_JOB, &c, err))
+			goto bad;
+		return print_config(&c);
+	}
 	if (argc < 2 || argv[1][0] == '-') {
 		fprintf(stderr, "usage: %s FILE [DROPIN...]\n"
 			"       %s --cmdline STRING\n"
+			"       %s --job FILE\n"
 			"Checks an A3S guest config as the guest init reads it "
-			"(docs/guest-protocol.md).\n", argv[0], argv[0]);
+			"(docs/guest-protocol.md).\n", argv[0], argv[0], argv[0]);
 		return 2;
 	}
 	/* Every file must exist, so that a wrong path cannot pass a test. */

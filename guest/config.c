@@ -16,8 +16,8 @@
 
 const char *const config_key_names[K_COUNT] = {
 	"agent", "arg", "env", "cwd", "user", "groups", "hostname", "share",
-	"module", "root", "rootfstype", "rootflags", "stdin", "stdout",
-	"stderr", "control", "debug",
+	"module", "root", "rootfstype", "rootflags", "rootverity", "stdin", "stdout",
+	"stderr", "control", "debug", "job", "shares", "entropy", "clock",
 };
 
 static const char *const defaults[K_COUNT] = {
@@ -27,11 +27,13 @@ static const char *const defaults[K_COUNT] = {
 	[K_ROOT] = "",
 	[K_ROOTFSTYPE] = "",
 	[K_ROOTFLAGS] = "",
+	[K_ROOTVERITY] = "",
 	[K_STDIN] = "/dev/null",
-	[K_STDOUT] = "/dev/hvc0",
-	[K_STDERR] = "/dev/hvc1",
-	[K_CONTROL] = "/dev/hvc2",
+	[K_STDOUT] = "/dev/virtio-ports/a3s.stdout",
+	[K_STDERR] = "/dev/virtio-ports/a3s.stderr",
+	[K_CONTROL] = "/dev/virtio-ports/a3s.control",
 	[K_DEBUG] = "0",
+	[K_JOB] = "0",
 };
 
 /* Keys that may appear more than once in a file. */
@@ -40,7 +42,26 @@ static const char *const defaults[K_COUNT] = {
 #define ON_CMDLINE (KEY_BIT(K_AGENT) | KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | \
 	KEY_BIT(K_CWD) | KEY_BIT(K_USER) | KEY_BIT(K_GROUPS) | KEY_BIT(K_HOSTNAME) | \
 	KEY_BIT(K_SHARE) | KEY_BIT(K_ROOT) | KEY_BIT(K_ROOTFSTYPE) | \
-	KEY_BIT(K_ROOTFLAGS) | KEY_BIT(K_DEBUG))
+	KEY_BIT(K_ROOTFLAGS) | KEY_BIT(K_ROOTVERITY) | KEY_BIT(K_DEBUG) | KEY_BIT(K_JOB))
+/*
+ * Keys a job may set: what the agent runs and how, its shares, and the
+ * per-run state of a machine that may be one of many restored from one
+ * snapshot (entropy, clock). Not the boot's own keys: the modules are
+ * loaded, the root mounted and the channels open before a job comes.
+ */
+#define IN_JOB (KEY_BIT(K_AGENT) | KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | \
+	KEY_BIT(K_CWD) | KEY_BIT(K_USER) | KEY_BIT(K_GROUPS) | KEY_BIT(K_HOSTNAME) | \
+	KEY_BIT(K_SHARE) | KEY_BIT(K_DEBUG) | KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | \
+	KEY_BIT(K_CLOCK))
+/* shares, entropy and clock belong to one run: baked into an image or
+ * written on the kernel command line (which every process can read in
+ * /proc/cmdline), every machine restored from a snapshot would share them. */
+#define JOB_ONLY (KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | KEY_BIT(K_CLOCK))
+#define IN_FILE (((1u << K_COUNT) - 1) & ~JOB_ONLY)
+
+/* Bytes of entropy a job may carry (hex: twice as many digits). */
+#define ENTROPY_MIN 16
+#define ENTROPY_MAX 512
 
 /*
  * Memory. The guest parses a config or two of a few hundred bytes and frees
@@ -166,6 +187,23 @@ int config_parse_uint(const char *s, const char **end, unsigned *out)
 	return 0;
 }
 
+/* A decimal block count, below 2^48 (far past any disk this guest mounts). */
+static int parse_blocks(const char *s, const char **end, unsigned long long *out)
+{
+	unsigned long long v = 0;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (unsigned)(*s - '0');
+		if (v >= (1ULL << 48))
+			return -1;
+	}
+	*end = s;
+	*out = v;
+	return 0;
+}
+
 /* share=TAG:PATH[:OPTS], OPTS a comma list of rw|ro|optional. */
 static const char *parse_share(struct config *c, char *val)
 {
@@ -228,14 +266,50 @@ static const char *set_key(struct config *c, enum key k, char *val)
 			return why;
 		break;
 	case K_DEBUG:
+	case K_JOB:
 		if (strcmp(val, "0") && strcmp(val, "1"))
-			return "debug must be 0 or 1";
+			return k == K_JOB ? "job must be 0 or 1" : "debug must be 0 or 1";
 		c->str[k] = val;
 		break;
+	case K_SHARES:
+		/* TAG,TAG,... or empty: the tags the host provides */
+		for (const char *p = val; *p; p++)
+			if (*p == ':' || (*p == ',' && (p == val || p[1] == ',' || !p[1])))
+				return "shares must be TAG,TAG,... (no ':', no empty tag) or empty";
+		c->str[k] = val;
+		break;
+	case K_ENTROPY: {
+		size_t n = strlen(val);
+		if (n % 2 || n < 2 * ENTROPY_MIN || n > 2 * ENTROPY_MAX ||
+		    strspn(val, "0123456789abcdefABCDEF") != n)
+			return "entropy must be 16 to 512 bytes in hex";
+		c->str[k] = val;
+		break;
+	}
+	case K_CLOCK: {
+		const char *frac;
+		unsigned sec;
+		size_t nfrac;
+		/* seconds since the Unix epoch, optionally with up to 9 decimals */
+		if (config_parse_uint(val, &end, &sec) ||
+		    (*end && (*end != '.' || (nfrac = strspn(frac = end + 1, "0123456789")) < 1 ||
+			      nfrac > 9 || frac[nfrac])))
+			return "clock must be SECONDS[.FRACTION] since 1970 (up to 9 decimals)";
+		c->str[k] = val;
+		break;
+	}
 	case K_HOSTNAME:
 		if (strlen(val) > 64)
 			return "hostname is longer than 64 bytes";
 		c->str[k] = val;
+		break;
+	case K_ROOTVERITY:
+		if (val[0]) {
+			struct verity_root v;
+			if ((why = config_parse_rootverity(val, &v)))
+				return why;
+		}
+		c->str[k] = val; /* may be empty: "none" */
 		break;
 	case K_ROOT: case K_ROOTFSTYPE: case K_ROOTFLAGS:
 		c->str[k] = val; /* may be empty: "none" */
@@ -247,6 +321,43 @@ static const char *set_key(struct config *c, enum key k, char *val)
 		break;
 	}
 	c->seen |= KEY_BIT(k);
+	return NULL;
+}
+
+/* n hex digits and nothing else, copied into out (n + 1 bytes). */
+static const char *hex_field(const char *p, size_t n, char *out, size_t max)
+{
+	if (n == 0 || n > max || n % 2)
+		return "an even number of hex digits";
+	for (size_t i = 0; i < n; i++) {
+		char ch = p[i];
+		if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')))
+			return "hex digits only";
+		out[i] = ch;
+	}
+	out[n] = 0;
+	return NULL;
+}
+
+const char *config_parse_rootverity(const char *val, struct verity_root *v)
+{
+	const char *c1 = strchr(val, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+	const char *c3 = c2 ? strchr(c2 + 1, ':') : NULL;
+	const char *end;
+
+	memset(v, 0, sizeof *v);
+	if (!c3)
+		return "rootverity must be ROOTHASH:SALT:DATABLOCKS:HASHSTART";
+	if ((size_t)(c1 - val) != 64 || hex_field(val, 64, v->root_hash, 64))
+		return "rootverity: the root hash must be 64 hex digits (sha256)";
+	if (c2 - c1 - 1 == 1 && c1[1] == '-')
+		strcpy(v->salt, "-");
+	else if (hex_field(c1 + 1, (size_t)(c2 - c1 - 1), v->salt, 512))
+		return "rootverity: the salt must be hex (at most 256 bytes) or -";
+	if (parse_blocks(c2 + 1, &end, &v->data_blocks) || end != c3 || v->data_blocks == 0)
+		return "rootverity: DATABLOCKS must be a positive decimal number";
+	if (parse_blocks(c3 + 1, &end, &v->hash_start_block) || *end || v->hash_start_block <= v->data_blocks)
+		return "rootverity: HASHSTART must be a decimal block number past the data";
 	return NULL;
 }
 
@@ -300,28 +411,97 @@ char *config_read_file(const char *path, size_t max, int *err)
 	return buf;
 }
 
-/* The first line: the magic and the one version this parser reads. */
-static int check_header(const char *path, const char *line, char *err)
+/* The first line: the magic and a version this parser reads (1 or 2). */
+static int check_header(const char *name, const char *line, int *version, char *err)
 {
 	size_t m = strlen(CONFIG_MAGIC);
 
 	if (strncmp(line, CONFIG_MAGIC " ", m + 1)) {
 		snprintf(err, CONFIG_ERR_MAX, "%s:1: not an a3s guest config (the first "
-			 "line must be \"" CONFIG_MAGIC " " CONFIG_VERSION "\")", path);
+			 "line must be \"" CONFIG_MAGIC " " CONFIG_VERSION "\")", name);
 		return -1;
 	}
-	if (strcmp(line + m + 1, CONFIG_VERSION)) {
+	line += m + 1;
+	if (strcmp(line, "1") && strcmp(line, "2")) {
 		snprintf(err, CONFIG_ERR_MAX, "%s:1: unsupported config version \"%.40s\" "
-			 "(this init reads version " CONFIG_VERSION ")", path, line + m + 1);
+			 "(this init reads versions 1 to " CONFIG_VERSION ")", name, line);
 		return -1;
+	}
+	*version = line[0] - '0';
+	return 0;
+}
+
+static unsigned keys_of(enum config_source source)
+{
+	return source == SRC_JOB ? IN_JOB : source == SRC_CMDLINE ? ON_CMDLINE : IN_FILE;
+}
+
+int config_parse_text(const char *name, char *text, enum config_source source,
+		      struct config *c, char *err)
+{
+	int lineno = 0, version = 0;
+	char *line, *next;
+
+	for (line = text; line; line = next) {
+		char *eq;
+		const char *why;
+		int k;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		if (++lineno == 1) {
+			if (check_header(name, line, &version, err))
+				return -1;
+			continue;
+		}
+		if (line[0] == '\0' || line[0] == '#')
+			continue;
+		eq = strchr(line, '=');
+		if (!eq) {
+			snprintf(err, CONFIG_ERR_MAX, "%s:%d: expected KEY=VALUE", name, lineno);
+			return -1;
+		}
+		k = find_key(line, (size_t)(eq - line));
+		if (k < 0) {
+			snprintf(err, CONFIG_ERR_MAX, "%s:%d: unknown key \"%.*s\"", name, lineno,
+				 (int)(eq - line) > 60 ? 60 : (int)(eq - line), line);
+			return -1;
+		}
+		if (!(keys_of(source) & KEY_BIT(k))) {
+			snprintf(err, CONFIG_ERR_MAX, "%s:%d: key \"%s\" cannot be set %s", name,
+				 lineno, config_key_names[k], source == SRC_JOB ?
+				 "by a job (it belongs to the boot)" :
+				 "in a config file (it belongs to one job: docs/guest-protocol.md §8)");
+			return -1;
+		}
+		if (version < 2 && (KEYS_V2 & KEY_BIT(k))) {
+			snprintf(err, CONFIG_ERR_MAX, "%s:%d: key \"%s\" needs version 2 "
+				 "(the first line \"" CONFIG_MAGIC " 2\")", name, lineno,
+				 config_key_names[k]);
+			return -1;
+		}
+		if ((c->seen & KEY_BIT(k)) && !(REPEATABLE & KEY_BIT(k))) {
+			snprintf(err, CONFIG_ERR_MAX, "%s:%d: key \"%s\" given twice", name,
+				 lineno, config_key_names[k]);
+			return -1;
+		}
+		why = unescape(eq + 1);
+		if (!why)
+			why = set_key(c, (enum key)k, eq + 1);
+		if (why) {
+			snprintf(err, CONFIG_ERR_MAX, "%s:%d: %s: %s", name, lineno,
+				 config_key_names[k], why);
+			return -1;
+		}
 	}
 	return 0;
 }
 
 int config_parse_file(const char *path, struct config *c, int missing_ok, char *err)
 {
-	int e = 0, lineno = 0;
-	char *buf = config_read_file(path, CONFIG_MAX, &e), *line, *next;
+	int e = 0;
+	char *buf = config_read_file(path, CONFIG_MAX, &e);
 
 	if (!buf) {
 		if (e == ENOENT && missing_ok)
@@ -331,47 +511,13 @@ int config_parse_file(const char *path, struct config *c, int missing_ok, char *
 			 e == EINVAL ? "contains a NUL byte" : strerror(e));
 		return -1;
 	}
-	for (line = buf; line; line = next) {
-		char *eq;
-		const char *why;
-		int k;
+	/* buf stays allocated: the config points into it */
+	return config_parse_text(path, buf, SRC_FILE, c, err);
+}
 
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		if (++lineno == 1) {
-			if (check_header(path, line, err))
-				return -1;
-			continue;
-		}
-		if (line[0] == '\0' || line[0] == '#')
-			continue;
-		eq = strchr(line, '=');
-		if (!eq) {
-			snprintf(err, CONFIG_ERR_MAX, "%s:%d: expected KEY=VALUE", path, lineno);
-			return -1;
-		}
-		k = find_key(line, (size_t)(eq - line));
-		if (k < 0) {
-			snprintf(err, CONFIG_ERR_MAX, "%s:%d: unknown key \"%.*s\"", path, lineno,
-				 (int)(eq - line) > 60 ? 60 : (int)(eq - line), line);
-			return -1;
-		}
-		if ((c->seen & KEY_BIT(k)) && !(REPEATABLE & KEY_BIT(k))) {
-			snprintf(err, CONFIG_ERR_MAX, "%s:%d: key \"%s\" given twice", path,
-				 lineno, config_key_names[k]);
-			return -1;
-		}
-		why = unescape(eq + 1);
-		if (!why)
-			why = set_key(c, (enum key)k, eq + 1);
-		if (why) {
-			snprintf(err, CONFIG_ERR_MAX, "%s:%d: %s: %s", path, lineno,
-				 config_key_names[k], why);
-			return -1;
-		}
-	}
-	return 0; /* buf stays allocated: the config points into it */
+const char *config_version_of(const struct config *c)
+{
+	return c->seen & KEYS_V2 ? "2" : "1";
 }
 
 /*
@@ -512,8 +658,13 @@ int config_parse_cmdline(char *line, struct cmdline *out, char *err)
 			continue;
 		eq = strchr(tok, '=');
 		k = find_key(tok + 4, eq ? (size_t)(eq - tok - 4) : strlen(tok + 4));
-		if (k < 0 || !(ON_CMDLINE & KEY_BIT(k))) {
+		if (k < 0) {
 			snprintf(err, CONFIG_ERR_MAX, "kernel command line: unknown key \"%.60s\"", tok);
+			return -1;
+		}
+		if (!(ON_CMDLINE & KEY_BIT(k))) {
+			snprintf(err, CONFIG_ERR_MAX, "kernel command line: \"%.60s\": key \"%s\" "
+				 "cannot be set on the kernel command line", tok, config_key_names[k]);
 			return -1;
 		}
 		/* bare "a3s.debug" means a3s.debug=1 */

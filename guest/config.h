@@ -21,7 +21,7 @@
 #define CONFIG_PATH "/etc/a3s/guest.conf"
 #define CONFIG_DROPIN_DIR "/etc/a3s/guest.conf.d"
 #define CONFIG_MAGIC "a3s-guest-config"
-#define CONFIG_VERSION "1"
+#define CONFIG_VERSION "2"       /* the newest version this parser reads */
 #define CONFIG_MAX (1 << 20)     /* bytes per file */
 #define CONFIG_ERR_MAX 600       /* size of the err buffers below */
 #define CMDLINE_MAX_TOKENS 256
@@ -29,10 +29,20 @@
 /* The keys, in the order of the table in docs/guest-protocol.md §3. */
 enum key {
 	K_AGENT, K_ARG, K_ENV, K_CWD, K_USER, K_GROUPS, K_HOSTNAME, K_SHARE,
-	K_MODULE, K_ROOT, K_ROOTFSTYPE, K_ROOTFLAGS, K_STDIN, K_STDOUT,
-	K_STDERR, K_CONTROL, K_DEBUG, K_COUNT
+	K_MODULE, K_ROOT, K_ROOTFSTYPE, K_ROOTFLAGS, K_ROOTVERITY, K_STDIN, K_STDOUT,
+	K_STDERR, K_CONTROL, K_DEBUG, K_JOB, K_SHARES, K_ENTROPY, K_CLOCK, K_COUNT
 };
 #define KEY_BIT(k) (1u << (k))
+
+/* Keys added by version 2: a file that uses one must say version 2. */
+#define KEYS_V2 (KEY_BIT(K_JOB) | KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | KEY_BIT(K_CLOCK))
+
+/* Where a text comes from, and so which keys it may set (config.c). */
+enum config_source {
+	SRC_FILE,    /* guest.conf and its drop-ins */
+	SRC_CMDLINE, /* a3s.KEY=VALUE on the kernel command line */
+	SRC_JOB,     /* the job the host sends on the control channel (§8) */
+};
 
 extern const char *const config_key_names[K_COUNT];
 
@@ -44,6 +54,16 @@ struct strvec {
 struct share {
 	char *tag, *path;
 	int ro, optional;
+};
+
+/* rootverity=ROOTHASH:SALT:DATABLOCKS:HASHSTART: the root disk's dm-verity
+ * parameters (sha256, 4 KiB blocks, the hash tree on the same disk starting
+ * at block HASHSTART; SALT "-" for none). */
+struct verity_root {
+	const char *device;      /* the root disk, from the root key */
+	char root_hash[65];
+	char salt[513];
+	unsigned long long data_blocks, hash_start_block;
 };
 
 struct config {
@@ -71,8 +91,17 @@ struct cmdline {
  * (CONFIG_ERR_MAX bytes) that names the file and line.
  */
 
+/* A rootverity value into v (its device left unset); NULL, or why it is invalid. */
+const char *config_parse_rootverity(const char *val, struct verity_root *v);
+
 /* One config file into c. A missing file is no error when missing_ok. */
 int config_parse_file(const char *path, struct config *c, int missing_ok, char *err);
+/* A config text (modified in place; it must outlive c) from `source`,
+ * named `name` in messages, into c. */
+int config_parse_text(const char *name, char *text, enum config_source source,
+		      struct config *c, char *err);
+/* The lowest version whose keys c uses: "1" or "2". */
+const char *config_version_of(const struct config *c);
 /* One drop-in (it must exist), laid over c. */
 int config_parse_dropin(const char *path, struct config *c, char *err);
 /* Every *.conf in dir, in byte order of the names, laid over c in turn. */

@@ -11,9 +11,14 @@
  *
  *   setup_machine()  what does not depend on the job: /dev /proc /sys, the
  *                    config, kernel modules, channels, the disk root, / made
- *                    read-only, tmpfs, hostname, loopback
- *   run_job()        the shares, the agent (argv, env, cwd, user), its
- *                    supervision, the report and the power-off
+ *                    read-only, tmpfs, loopback
+ *   wait_for_job()   with job=1 (a3s.job=1): "a3s ready", then the job from
+ *                    the host on the control channel, laid over the config.
+ *                    This is the point where a VM is snapshotted: nothing of
+ *                    the job, no share and no per-run state exists yet.
+ *   run_job()        the machine's own identity (entropy, clock, hostname),
+ *                    the shares, the agent (argv, env, cwd, user), its
+ *                    supervision, its output, the report and the power-off
  *
  * Nothing waits for what cannot come: with built-in drivers init loads no
  * module and never sleeps before it starts the agent.
@@ -43,10 +48,13 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "channels.h"
 #include "config.h"
+#include "dm-verity.h"
+#include "pump.h"
 
 /* Exit statuses for failures of init itself (same meaning as in sh/docker). */
 #define EXIT_SETUP 125    /* bad config, failed mount, module, chdir, setuid */
@@ -57,10 +65,13 @@
 #define KILL_WAIT_MS 2000  /* at most, for leftover processes to die */
 #define CTL_DRAIN_MS 10000 /* at most, for the host to take the last lines */
 
-/* Not in musl's headers (they come from linux/magic.h and linux/module.h). */
+/* Not in musl's headers (they come from linux/magic.h, linux/module.h and
+ * linux/random.h). */
 #define RAMFS_MAGIC 0x858458f6
 #define TMPFS_MAGIC 0x01021994
 #define MODULE_INIT_COMPRESSED_FILE 4
+#define RNDADDENTROPY _IOW('R', 0x03, int[2])
+#define RNDRESEEDCRNG _IO('R', 0x07)
 
 static struct config cfg;      /* the effective config */
 static struct cmdline cmdline; /* the kernel command line */
@@ -68,6 +79,7 @@ static int loaded_modules;     /* init loaded a module in this boot */
 static int in_fd = -1, out_fd = -1, err_fd = -1; /* the agent's; -1 = console */
 static int sig_fd = -1;        /* signalfd: SIGCHLD and the forwarded signals */
 static pid_t agent_pid;
+static int job_mode;           /* job=1: the job comes from the host (§8) */
 
 static void fatal(int status, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 2, 3)));
@@ -78,15 +90,15 @@ static void fatal(int status, const char *fmt, ...)
  * SIGKILL every process but init and reap them, so that nothing writes to
  * the shares after the sync that follows. The wait is bounded: a process
  * in uninterruptible sleep (e.g. on a share whose host side hangs) cannot
- * die until the kernel lets it.
+ * die until the kernel lets it. Returns 1 when none is left.
  */
-static void kill_leftovers(void)
+static int kill_leftovers(void)
 {
 	long long end = now_us() + KILL_WAIT_MS * 1000LL;
 	int st;
 
 	if (kill(-1, SIGKILL) != 0)
-		return; /* ESRCH: there are none */
+		return 1; /* ESRCH: there are none */
 	for (;;) {
 		struct pollfd p = { sig_fd, POLLIN, 0 };
 		struct signalfd_siginfo si;
@@ -96,12 +108,12 @@ static void kill_leftovers(void)
 		while ((pid = waitpid(-1, &st, WNOHANG)) > 0)
 			dbg("reaped %d", (int)pid);
 		if (pid < 0 && errno == ECHILD)
-			return;
+			return 1;
 		left = (end - now_us()) / 1000;
 		if (left <= 0 || sig_fd < 0) {
 			say("processes still alive %d ms after SIGKILL; powering off anyway",
 			    KILL_WAIT_MS);
-			return;
+			return 0;
 		}
 		/* Woken by SIGCHLD; other signals are no longer forwarded. */
 		if (poll(&p, 1, (int)left) > 0 && read(sig_fd, &si, sizeof si) <= 0)
@@ -144,7 +156,8 @@ static void fatal(int status, const char *fmt, ...)
 	/* An early error (bad config, missing module) may come before the
 	 * control channel was opened: try the configured or default device. */
 	if (control_fd() < 0) {
-		const char *path = cfg.str[K_CONTROL] ? cfg.str[K_CONTROL] : "/dev/hvc2";
+		const char *path = cfg.str[K_CONTROL] ? cfg.str[K_CONTROL] :
+				   "/dev/virtio-ports/a3s.control";
 		const int flags = O_RDWR | O_NONBLOCK;
 		int fd;
 
@@ -226,11 +239,18 @@ static void open_console(void)
  * longer runs /sbin/modprobe (as root, from the image) whenever something
  * asks for a missing driver, e.g. mount -t virtiofs without the module.
  * The modules init was given are the only ones there will be. A kernel
- * without module support has no such file and nothing to turn off.
+ * without module support has no such file and nothing to turn off; it
+ * answers finit_module with ENOSYS (a module kernel, with EBADF for fd -1),
+ * which is asked first: a sysctl lookup is a kernel path run for nothing
+ * there, about 1.4 ms under TCG.
  */
 static void no_autoload(void)
 {
-	int fd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC);
+	int fd;
+
+	if (syscall(SYS_finit_module, -1, "", 0) != 0 && errno == ENOSYS)
+		return;
+	fd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC);
 
 	if (fd < 0 && errno == ENOENT)
 		return;
@@ -333,7 +353,7 @@ static void load_modules(const struct strvec *mods)
 
 /* ---- setup: channels -------------------------------------------------- */
 
-/* The agent's stdio and the control channel (virtio consoles, else the
+/* The agent's stdio and the control channel (virtio-serial ports, else the
  * console). Opened again after a switch to the disk root. */
 static void setup_channels(void)
 {
@@ -342,17 +362,23 @@ static void setup_channels(void)
 	static const int flags[4] = { O_RDWR | O_NONBLOCK, O_RDONLY, O_WRONLY, O_WRONLY };
 	int fds[4], *agent_fds[4] = { NULL, &in_fd, &out_fd, &err_fd };
 
+	/* Opened again (after a switch to the disk root): a virtio-serial port
+	 * takes one opener at a time, so the old ones are closed first. Queued
+	 * control lines stay queued for the new channel. */
+	control_detach();
+	for (int i = 1; i < 4; i++) {
+		if (*agent_fds[i] >= 0)
+			close(*agent_fds[i]);
+		*agent_fds[i] = -1;
+	}
 	open_channels(4, paths, flags, fds, loaded_modules);
 	/* Only init (root) may write control lines: a non-root agent must not
 	 * be able to forge its own exit report. */
 	if (fds[0] >= 0 && fchmod(fds[0], 0600) != 0)
 		say("chmod %s: %s", paths[0], strerror(errno));
 	control_attach(fds[0]);
-	for (int i = 1; i < 4; i++) {
-		if (*agent_fds[i] >= 0)
-			close(*agent_fds[i]);
+	for (int i = 1; i < 4; i++)
 		*agent_fds[i] = fds[i];
-	}
 	if (in_fd < 0 && (in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
 		fatal(EXIT_SETUP, "open /dev/null: %s", strerror(errno));
 	dbg("channels open");
@@ -411,6 +437,29 @@ static void switch_root(const char *dev, const char *type, const char *flags)
 		fatal(EXIT_SETUP, "switch root to %s: %s", dev, strerror(errno));
 }
 
+/*
+ * The device to mount as the root: the disk itself, or with rootverity a
+ * dm-verity device over it, so that every block the guest reads from the
+ * root is checked against the root hash the host gave (dm-verity.c).
+ */
+static const char *verified_root(const char *dev, const char *rootverity)
+{
+	static char node[64];
+	struct verity_root v;
+	char err[CONFIG_ERR_MAX];
+	const char *why;
+
+	if (!rootverity[0])
+		return dev;
+	if ((why = config_parse_rootverity(rootverity, &v)))
+		fatal(EXIT_SETUP, "%s", why); /* the parser checked it already */
+	v.device = dev;
+	if (dm_verity_open(&v, "a3s-root", node, sizeof node, err, sizeof err) != 0)
+		fatal(EXIT_SETUP, "verified root on %s: %s", dev, err);
+	dbg("root %s verified by dm-verity as %s (root hash %.16s...)", dev, node, v.root_hash);
+	return node;
+}
+
 static void make_root_readonly(void)
 {
 	/* Remounting the superblock read-only works for the initramfs (tmpfs
@@ -448,12 +497,25 @@ static void mount_tmpfs(void)
 			say("symlink %s: %s", links[i][1], strerror(errno));
 }
 
-/* Not fatal: an agent without networking is still an agent. The kernel
- * gives lo 127.0.0.1/8 and ::1 when it comes up. */
+/*
+ * Not fatal: an agent without networking is still an agent. The kernel
+ * gives lo 127.0.0.1/8 and ::1 when it comes up.
+ *
+ * Done the cheapest way, since under TCG every kernel path run for the
+ * first time is translated first (about 2 ms less than an AF_INET socket,
+ * a SIOCGIFFLAGS and a close, measured):
+ * - an AF_UNIX socket: the interface ioctls reach dev_ioctl from any
+ *   socket, and a UNIX socket costs less to make than a UDP one;
+ * - one SIOCSIFFLAGS with IFF_UP: the flags that come from the caller are
+ *   only the settable ones, the rest (IFF_LOOPBACK, IFF_RUNNING) the kernel
+ *   keeps, so there is nothing to read first;
+ * - the socket is kept (close-on-exec, so the agent never sees it): PID 1
+ *   never exits, and closing would run the socket teardown code for nothing.
+ */
 static void loopback_up(void)
 {
 	struct ifreq ifr;
-	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	if (fd < 0) {
 		say("loopback: socket: %s", strerror(errno));
@@ -461,14 +523,9 @@ static void loopback_up(void)
 	}
 	memset(&ifr, 0, sizeof ifr);
 	strcpy(ifr.ifr_name, "lo");
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
-		say("loopback: SIOCGIFFLAGS: %s", strerror(errno));
-	} else {
-		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-		if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
-			say("loopback: SIOCSIFFLAGS: %s", strerror(errno));
-	}
-	close(fd);
+	ifr.ifr_flags = IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+		say("loopback: SIOCSIFFLAGS: %s", strerror(errno));
 	dbg("loopback up");
 }
 
@@ -492,7 +549,8 @@ static void setup_machine(const char *t0)
 	emit(ONCE, "init-start %s", t0);
 
 	if (cfg.str[K_ROOT][0] && root_is_initramfs()) {
-		switch_root(cfg.str[K_ROOT], cfg.str[K_ROOTFSTYPE], cfg.str[K_ROOTFLAGS]);
+		switch_root(verified_root(cfg.str[K_ROOT], cfg.str[K_ROOTVERITY]), cfg.str[K_ROOTFSTYPE],
+			    cfg.str[K_ROOTFLAGS]);
 		load_config(); /* the root file system's own config */
 		load_modules(&cfg.modules);
 		setup_channels();
@@ -501,12 +559,30 @@ static void setup_machine(const char *t0)
 
 	make_root_readonly();
 	mount_tmpfs();
-	if (sethostname(cfg.str[K_HOSTNAME], strlen(cfg.str[K_HOSTNAME])) != 0)
-		say("sethostname: %s", strerror(errno));
 	loopback_up();
 }
 
 /* ---- the job: shares and the agent ------------------------------------ */
+
+/*
+ * Does the host provide tag? Without a "shares" key (from a job) it is
+ * known only by trying to mount it; with one, only the tags it lists are
+ * provided: a VM restored from a snapshot has the devices of every share
+ * its template had, the ones this job does not use included.
+ */
+static int share_provided(const char *tag)
+{
+	const char *list = cfg.str[K_SHARES];
+	size_t n = strlen(tag);
+
+	if (!list)
+		return 1;
+	for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
+		if (strcspn(p, ",") == n && !strncmp(p, tag, n))
+			return 1;
+	}
+	return 0;
+}
 
 /*
  * Mount one share by tag: virtio-fs first, then virtio-9p. A tag the host
@@ -518,6 +594,14 @@ static void mount_share(const struct share *s)
 {
 	unsigned long flags = MS_NOSUID | MS_NODEV | (s->ro ? MS_RDONLY : 0);
 	int e1, e2;
+
+	if (!share_provided(s->tag)) {
+		if (!s->optional)
+			fatal(EXIT_SETUP, "share %s on %s: the host does not provide it (its job "
+			      "lists shares=%s)", s->tag, s->path, cfg.str[K_SHARES]);
+		dbg("share %s: not provided by the host (job), skipped", s->tag);
+		return;
+	}
 
 	if (mount(s->tag, s->path, "virtiofs", flags, NULL) == 0) {
 		dbg("share %s on %s: virtiofs %s", s->tag, s->path, s->ro ? "ro" : "rw");
@@ -543,7 +627,8 @@ static void mount_share(const struct share *s)
 struct agent_exec {
 	char **argv, **envp;
 	sigset_t mask;
-	int step, err; /* filled in by the child when a step fails */
+	int out, err;  /* its stdout and stderr */
+	int step, errn; /* filled in by the child when a step fails */
 };
 
 enum { STEP_CHDIR, STEP_SETGROUPS, STEP_SETGID, STEP_SETUID, STEP_EXECVE };
@@ -552,7 +637,7 @@ enum { STEP_CHDIR, STEP_SETGROUPS, STEP_SETGID, STEP_SETUID, STEP_EXECVE };
  * The agent's process, before execve. It shares init's memory (CLONE_VM)
  * while init waits (CLONE_VFORK), so it only makes system calls, raw ones
  * for the ids (libc's set*id would synchronize threads that do not exist),
- * and reports a failed step by writing it into a->step and a->err.
+ * and reports a failed step by writing it into a->step and a->errn.
  */
 static int agent_child(void *arg)
 {
@@ -561,8 +646,8 @@ static int agent_child(void *arg)
 	sigprocmask(SIG_SETMASK, &a->mask, NULL);
 	setsid(); /* no controlling terminal */
 	dup2(in_fd, 0);
-	dup2(out_fd >= 0 ? out_fd : 2, 1);
-	dup2(err_fd >= 0 ? err_fd : 2, 2);
+	dup2(a->out, 1);
+	dup2(a->err, 2);
 	if (chdir(cfg.str[K_CWD]) != 0)
 		a->step = STEP_CHDIR;
 	else if (syscall(SYS_setgroups, cfg.ngroups, cfg.groups) != 0)
@@ -575,21 +660,22 @@ static int agent_child(void *arg)
 		execve(a->argv[0], a->argv, a->envp);
 		a->step = STEP_EXECVE;
 	}
-	a->err = errno;
+	a->errn = errno;
 	_exit(EXIT_SETUP);
 }
 
 /*
- * Start the agent: a new session with its own stdio, then groups, gid,
- * uid (in that order), then execve. clone(CLONE_VM | CLONE_VFORK) rather
- * than fork: no page tables to copy and no copy-on-write faults after, and
- * init resumes exactly when execve has succeeded or a step has failed.
+ * Start the agent with stdout and stderr on out and err: a new session,
+ * then groups, gid, uid (in that order), then execve.
+ * clone(CLONE_VM | CLONE_VFORK) rather than fork: no page tables to copy
+ * and no copy-on-write faults after, and init resumes exactly when execve
+ * has succeeded or a step has failed.
  */
-static void start_agent(const sigset_t *mask)
+static void start_agent(const sigset_t *mask, int out, int err)
 {
 	static const char *const steps[] = { "chdir", "setgroups", "setgid", "setuid", "execve" };
 	static char stack[16384] __attribute__((aligned(16)));
-	struct agent_exec a = { .step = -1, .mask = *mask };
+	struct agent_exec a = { .step = -1, .mask = *mask, .out = out, .err = err };
 	struct strvec argv = { 0 }, envp = { 0 };
 	int has_path = 0, st;
 	char t[32];
@@ -618,12 +704,12 @@ static void start_agent(const sigset_t *mask)
 	agent_pid = 0;
 	if (a.step < STEP_EXECVE)
 		fatal(EXIT_SETUP, "agent: %s %s: %s", steps[a.step],
-		      a.step == STEP_CHDIR ? cfg.str[K_CWD] : "", strerror(a.err));
-	if (a.err == ENOENT || a.err == ENOTDIR)
+		      a.step == STEP_CHDIR ? cfg.str[K_CWD] : "", strerror(a.errn));
+	if (a.errn == ENOENT || a.errn == ENOTDIR)
 		fatal(EXIT_NOTFOUND, "agent %s: %s", a.argv[0],
 		      access(a.argv[0], F_OK) == 0 ?
 		      "its ELF interpreter (dynamic loader) is missing" : "not found");
-	fatal(EXIT_NOEXEC, "agent %s: cannot execute: %s", a.argv[0], strerror(a.err));
+	fatal(EXIT_NOEXEC, "agent %s: cannot execute: %s", a.argv[0], strerror(a.errn));
 }
 
 static int signal_number(const char *s)
@@ -655,7 +741,26 @@ static void forward(int sig, const char *from)
 		say("forward signal %d: %s", sig, strerror(errno));
 }
 
-/* One line of host input on the control channel: "signal SIG". */
+/* ---- control input (docs/guest-protocol.md §8) ------------------------- */
+
+/*
+ * What the host writes on the control channel: while init waits for a job,
+ * the job's text, up to a line "end"; after it, one command per line.
+ */
+static struct {
+	char line[256];
+	size_t len;
+	int poweroff; /* the host said "poweroff" */
+} ctl_in;
+
+static struct {
+	int collecting; /* init is reading a job */
+	int complete;   /* the "end" line came */
+	char *text;
+	size_t len, cap, line_start;
+} job;
+
+/* One line of host input: "signal SIG" or "poweroff". */
 static void control_line(char *line)
 {
 	size_t n = strlen(line);
@@ -664,28 +769,190 @@ static void control_line(char *line)
 		line[n - 1] = '\0';
 	if (!strncmp(line, "signal ", 7) && signal_number(line + 7) > 0)
 		forward(signal_number(line + 7), "control");
+	else if (!strcmp(line, "poweroff"))
+		ctl_in.poweroff = 1;
 	else if (line[0])
 		say("control input ignored: \"%.60s\"", line);
 }
 
-/* Read what the host wrote; 0 when the input has ended or broken. */
-static int read_control(char *line, size_t *len, size_t max)
+/* One byte of a job. The job is the text before a line "end". */
+static void job_byte(char c)
 {
-	char c[64];
+	if (job.len + 2 > job.cap) {
+		if (job.cap >= CONFIG_MAX)
+			fatal(EXIT_SETUP, "job: larger than 1 MiB");
+		job.cap = job.cap ? 2 * job.cap : 4096;
+		job.text = config_realloc(job.text, job.cap);
+	}
+	job.text[job.len++] = c;
+	if (c != '\n')
+		return;
+	if (job.len - job.line_start == 4 && !memcmp(job.text + job.line_start, "end", 3)) {
+		job.text[job.line_start] = '\0';
+		job.collecting = 0;
+		job.complete = 1;
+		return;
+	}
+	job.line_start = job.len;
+}
+
+/* Read what the host wrote; 0 when the input has ended or broken. */
+static int read_control(void)
+{
+	char c[4096];
 	ssize_t n = read(control_fd(), c, sizeof c);
 
 	if (n < 0)
 		return errno == EINTR || errno == EAGAIN;
 	for (ssize_t i = 0; i < n; i++) {
-		if (c[i] == '\n') {
-			line[*len] = '\0';
-			control_line(line);
-			*len = 0;
-		} else if (*len < max - 1) {
-			line[(*len)++] = c[i];
+		if (job.collecting) {
+			job_byte(c[i]);
+		} else if (c[i] == '\n') {
+			ctl_in.line[ctl_in.len] = '\0';
+			control_line(ctl_in.line);
+			ctl_in.len = 0;
+		} else if (ctl_in.len < sizeof ctl_in.line - 1) {
+			ctl_in.line[ctl_in.len++] = c[i];
 		}
 	}
 	return n > 0;
+}
+
+/*
+ * Wait on the signalfd and the control channel (input, and output while
+ * control lines are queued) until `done` says so, for at most timeout_ms
+ * (-1: no limit). Returns 0 when done, 1 on timeout, 2 when the host hung
+ * up, or the number of a signal that reached init (SIGTERM, SIGINT,
+ * SIGHUP), which a caller that is not supervising the agent stops on.
+ */
+static int wait_control(int (*done)(void), int timeout_ms)
+{
+	long long end = now_us() + timeout_ms * 1000LL;
+
+	while (!done()) {
+		struct pollfd pf[2] = { { sig_fd, POLLIN, 0 }, { control_fd(), POLLIN, 0 } };
+		struct signalfd_siginfo si;
+		long long left = (end - now_us()) / 1000;
+
+		if (timeout_ms >= 0 && left <= 0)
+			return 1;
+		if (pf[1].fd < 0)
+			return 2;
+		if (control_pending())
+			pf[1].events |= POLLOUT;
+		if (poll(pf, 2, timeout_ms < 0 ? -1 : (int)left) < 0) {
+			if (errno != EINTR)
+				fatal(EXIT_SETUP, "poll: %s", strerror(errno));
+			continue;
+		}
+		if ((pf[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == sizeof si &&
+		    si.ssi_signo != SIGCHLD)
+			return (int)si.ssi_signo;
+		while (waitpid(-1, NULL, WNOHANG) > 0)
+			; /* orphans of an agent that is gone */
+		if (pf[1].revents & POLLOUT)
+			control_flush();
+		if (pf[1].revents & POLLIN) {
+			if (!read_control()) {
+				control_hangup();
+				return 2;
+			}
+		} else if (pf[1].revents & (POLLHUP | POLLERR)) {
+			control_hangup();
+			return 2;
+		}
+	}
+	return 0;
+}
+
+static int job_complete(void)
+{
+	return job.complete;
+}
+
+/*
+ * With job=1 the machine is set up and waits for its job: "a3s ready",
+ * then the job's text on the control channel, laid over the config like a
+ * drop-in (docs/guest-protocol.md §8). A VM is snapshotted at this point;
+ * every machine restored from it reads its own job here.
+ */
+static void wait_for_job(void)
+{
+	char t[32], err[CONFIG_ERR_MAX];
+	struct config j;
+	int r;
+
+	if (control_fd() < 0)
+		fatal(EXIT_SETUP, "job=1, but there is no control channel to read a job from");
+	job.collecting = 1;
+	emit(ONCE, "ready %s", ms(t));
+	r = wait_control(job_complete, -1);
+	if (r == 2)
+		fatal(EXIT_SETUP, "the host hung up before it sent a job");
+	if (r > 2)
+		fatal(EXIT_SETUP, "signal %d before a job came", r);
+	memset(&j, 0, sizeof j);
+	if (config_parse_text("job", job.text, SRC_JOB, &j, err))
+		fatal(EXIT_SETUP, "%s", err);
+	config_overlay(&cfg, &j);
+	debug = !strcmp(cfg.str[K_DEBUG], "1");
+	dbg("job read (%zu bytes)", job.len);
+}
+
+/* ---- the job ----------------------------------------------------------- */
+
+static int hex_digit(char c)
+{
+	return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
+/*
+ * The machine's own random state: the host's bytes are added to the
+ * kernel's input pool and credited (RNDADDENTROPY), then the CRNG is
+ * reseeded from it at once (RNDRESEEDCRNG): on Linux 5.18 and later,
+ * adding entropy to an initialised CRNG does not reseed it by itself. Two
+ * machines restored from one snapshot start with the same random state;
+ * this is what makes them differ before the agent draws a byte. The bytes
+ * are wiped from init's memory after.
+ */
+static void reseed(char *hex)
+{
+	struct { int count, size; unsigned char buf[512]; } pool;
+	size_t n = strlen(hex) / 2;
+	int fd;
+
+	for (size_t i = 0; i < n; i++)
+		pool.buf[i] = (unsigned char)(hex_digit(hex[2 * i]) << 4 | hex_digit(hex[2 * i + 1]));
+	pool.count = (int)(8 * n);
+	pool.size = (int)n;
+	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0)
+		fatal(EXIT_SETUP, "reseeding the kernel's random generator: %s", strerror(errno));
+	close(fd);
+	explicit_bzero(&pool, sizeof pool);
+	explicit_bzero(hex, 2 * n);
+	dbg("random generator reseeded with %zu bytes from the host", n);
+}
+
+/* The wall clock, from the host: a restored machine's clock is the
+ * snapshot's. "SECONDS[.FRACTION]", checked by the config parser. */
+static void set_clock(const char *v)
+{
+	struct timespec ts = { 0, 0 };
+	const char *end;
+	unsigned sec;
+	long scale = 100000000;
+
+	if (config_parse_uint(v, &end, &sec) != 0)
+		return;
+	ts.tv_sec = (time_t)sec;
+	if (*end == '.')
+		for (end++; *end && scale > 0; end++, scale /= 10)
+			ts.tv_nsec += (*end - '0') * scale;
+	if (clock_settime(CLOCK_REALTIME, &ts) != 0)
+		say("setting the clock: %s", strerror(errno));
+	else
+		dbg("clock set to %s", v);
 }
 
 static int decode_status(int st)
@@ -699,24 +966,26 @@ static int decode_status(int st)
 
 /*
  * Wait for the agent: reap every child (orphans reparent to PID 1),
- * forward signals, read control input, write queued control lines as the
- * host takes them. Nothing here blocks but poll. Returns the agent's
- * status and, in exit_ms, when it was reaped.
+ * forward signals, read control input, carry the agent's output, write
+ * queued control lines as the host takes them. Nothing here blocks but
+ * poll. Returns the agent's status and, in exit_ms, when it was reaped.
  */
-static int supervise(char exit_ms[32])
+static int supervise(char exit_ms[32], struct pump out[2])
 {
-	char line[256];
-	size_t len = 0;
 	int input = control_fd() >= 0;
 
 	for (;;) {
-		struct pollfd pf[2] = { { sig_fd, POLLIN, 0 }, { control_fd(), 0, 0 } };
+		struct pollfd pf[4] = { { sig_fd, POLLIN, 0 }, { control_fd(), 0, 0 } };
 		struct signalfd_siginfo si;
 		int st;
 		pid_t pid;
 
 		pf[1].events = (short)((input ? POLLIN : 0) | (control_pending() ? POLLOUT : 0));
-		if (poll(pf, pf[1].fd >= 0 && pf[1].events ? 2 : 1, -1) < 0) {
+		if (!pf[1].events)
+			pf[1].fd = -1;
+		pump_poll(&out[0], &pf[2]);
+		pump_poll(&out[1], &pf[3]);
+		if (poll(pf, 4, -1) < 0) {
 			if (errno != EINTR)
 				fatal(EXIT_SETUP, "poll: %s", strerror(errno));
 			continue;
@@ -724,6 +993,8 @@ static int supervise(char exit_ms[32])
 		if ((pf[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == sizeof si &&
 		    si.ssi_signo != SIGCHLD)
 			forward((int)si.ssi_signo, "signal");
+		pump_step(&out[0], pf[2].revents);
+		pump_step(&out[1], pf[3].revents);
 		/* Reap on every wakeup: SIGCHLD coalesces. */
 		while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
 			if (pid == agent_pid) {
@@ -736,7 +1007,7 @@ static int supervise(char exit_ms[32])
 		if (pf[1].revents & POLLOUT)
 			control_flush();
 		if (input && (pf[1].revents & POLLIN))
-			input = control_fd() >= 0 && read_control(line, &len, sizeof line);
+			input = control_fd() >= 0 && read_control();
 		else if (pf[1].revents & (POLLHUP | POLLERR)) {
 			input = 0; /* the host is gone: nothing to read or write */
 			control_hangup();
@@ -745,23 +1016,79 @@ static int supervise(char exit_ms[32])
 }
 
 /*
- * The shares, the agent, and the end: leftovers killed and reaped, sync,
- * then the status, so that once the host reads it the guest's writes to
- * the shares are flushed. The time reported is when the agent was reaped.
+ * The rest of the agent's output, once every process that could write it
+ * is gone: to the end of each pipe, as fast as the host takes it. When a
+ * process could not be killed (stuck in the kernel), it may hold a pipe
+ * open: then only what is in the pipes now is carried.
+ */
+static void finish_output(struct pump out[2], int all_gone)
+{
+	if (!all_gone)
+		for (int i = 0; i < 2; i++)
+			pump_last(&out[i]);
+	while (!pump_done(&out[0]) || !pump_done(&out[1])) {
+		struct pollfd pf[3] = { { sig_fd, POLLIN, 0 } };
+		struct signalfd_siginfo si;
+
+		pump_poll(&out[0], &pf[1]);
+		pump_poll(&out[1], &pf[2]);
+		if (poll(pf, 3, -1) < 0) {
+			if (errno != EINTR)
+				fatal(EXIT_SETUP, "poll: %s", strerror(errno));
+			continue;
+		}
+		if ((pf[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == sizeof si &&
+		    si.ssi_signo != SIGCHLD) {
+			say("signal %d: the rest of the agent's output is dropped", (int)si.ssi_signo);
+			return;
+		}
+		pump_step(&out[0], pf[1].revents);
+		pump_step(&out[1], pf[2].revents);
+	}
+}
+
+static int poweroff_asked(void)
+{
+	return ctl_in.poweroff;
+}
+
+/*
+ * The machine's identity for this job, the shares, the agent and its
+ * output, and the end: leftovers killed and reaped, sync, then the status
+ * with the byte counts of the agent's output, so that once the host reads
+ * it the guest's writes to the shares are flushed and the host knows how
+ * much output to wait for. The time reported is when the agent was reaped.
+ * With a job, init then waits for the host's "poweroff": until then the
+ * VM holds what the host has not yet read of the output.
  */
 static void __attribute__((noreturn)) run_job(const sigset_t *agent_mask)
 {
+	static struct pump out[2];
 	char t[32];
-	int status;
+	int status, ends[2];
 
+	if (cfg.str[K_ENTROPY])
+		reseed(cfg.str[K_ENTROPY]);
+	if (cfg.str[K_CLOCK])
+		set_clock(cfg.str[K_CLOCK]);
+	if (sethostname(cfg.str[K_HOSTNAME], strlen(cfg.str[K_HOSTNAME])) != 0)
+		say("sethostname: %s", strerror(errno));
 	for (size_t i = 0; i < cfg.nshares; i++)
 		mount_share(&cfg.shares[i]);
-	start_agent(agent_mask);
-	status = supervise(t);
-	kill_leftovers();
+	pump_start(&out[0], "stdout", out_fd, &ends[0]);
+	pump_start(&out[1], "stderr", err_fd, &ends[1]);
+	start_agent(agent_mask, ends[0] >= 0 ? ends[0] : out_fd >= 0 ? out_fd : 2,
+		    ends[1] >= 0 ? ends[1] : err_fd >= 0 ? err_fd : 2);
+	for (int i = 0; i < 2; i++)
+		if (ends[i] >= 0)
+			close(ends[i]); /* the agent has its own: the pipe ends with it */
+	status = supervise(t, out);
+	finish_output(out, kill_leftovers());
 	sync();
-	emit(ONCE, "agent-exit %s %d", t, status);
+	emit(ONCE, "agent-exit %s %d %llu %llu", t, status, out[0].sent, out[1].sent);
 	dbg("agent exited with status %d; powering off", status);
+	if (job_mode && wait_control(poweroff_asked, -1) > 2)
+		dbg("a signal came before the host's poweroff");
 	power_off();
 }
 
@@ -794,5 +1121,8 @@ int main(int argc, char **argv)
 	setup_machine(t0);
 	if (sig_fd < 0)
 		fatal(EXIT_SETUP, "signalfd: %s", strerror(errno));
+	job_mode = !strcmp(cfg.str[K_JOB], "1");
+	if (job_mode)
+		wait_for_job();
 	run_job(&oldmask);
 }

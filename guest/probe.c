@@ -16,6 +16,15 @@
  *                       SIGTERM/SIGINT/SIGHUP back: use with --wait-signal)
  *   --stderr TEXT       write TEXT and a newline to stderr after the report
  *   --delay MS          sleep MS milliseconds before anything else
+ *   --random N          add N bytes from getrandom(2) to the report, in hex
+ *                       ("random"), to tell guests' random states apart
+ *   --output-bytes N    after the report, write N bytes of a fixed
+ *                       pseudo-random stream to stdout (xorshift32 from
+ *                       seed 0x2545f491, each 32-bit word little-endian),
+ *                       so the host can check that every byte arrived
+ *
+ * The report always has "realtime_ms", the guest's wall clock (ms since
+ * the Unix epoch), to check that a restored guest's clock is current.
  *
  * Static, one file: make -C guest
  */
@@ -24,9 +33,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -35,6 +46,7 @@
 
 #define MAX_WRITES 8
 #define MAX_ORPHANS 64
+#define MAX_RANDOM 256
 
 extern char **environ;
 
@@ -326,6 +338,56 @@ static void orphans(int n, int *spawned, int *reaped, double *wait_ms)
 	}
 }
 
+/* n bytes of xorshift32 from a fixed seed: the host computes the same. */
+static int output_bytes(long long n)
+{
+	static unsigned char buf[65536];
+	uint32_t x = 0x2545f491u;
+
+	while (n > 0) {
+		size_t len = n < (long long)sizeof buf ? (size_t)n : sizeof buf;
+
+		for (size_t i = 0; i < len; i += 4) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			for (size_t j = 0; j < 4 && i + j < len; j++)
+				buf[i + j] = (unsigned char)(x >> (8 * j));
+		}
+		for (size_t off = 0; off < len;) {
+			ssize_t w = write(1, buf + off, len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				return -1;
+			off += (size_t)w;
+		}
+		n -= (long long)len;
+	}
+	return 0;
+}
+
+static void random_report(int n)
+{
+	unsigned char b[MAX_RANDOM];
+	int got = 0;
+
+	while (got < n) {
+		ssize_t r = getrandom(b + got, (size_t)(n - got), 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			fputs(",\"random\":null", stdout);
+			return;
+		}
+		got += (int)r;
+	}
+	fputs(",\"random\":\"", stdout);
+	for (int i = 0; i < n; i++)
+		printf("%02x", b[i]);
+	putchar('"');
+}
+
 static int signal_number(const char *s)
 {
 	static const struct { const char *n; int s; } t[] = {
@@ -356,6 +418,20 @@ static long number(const char *opt, const char *s, long max)
 	return v;
 }
 
+/* Is lo up? IFF_UP (bit 0) of /sys/class/net/lo/flags, which reads "0x9" when it is. */
+static int loopback_up(void)
+{
+	char buf[32] = "";
+	FILE *f = fopen("/sys/class/net/lo/flags", "r");
+
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof buf, f))
+		buf[0] = '\0';
+	fclose(f);
+	return (strtoul(buf, NULL, 16) & 1) != 0;
+}
+
 int main(int argc, char **argv)
 {
 	double start = boottime_ms();
@@ -365,6 +441,9 @@ int main(int argc, char **argv)
 	int init_sig = 0;
 	int spawned = 0, reaped = 0;
 	long sleep_for = 0, delay = 0;
+	long long out_bytes = 0;
+	int nrandom = 0;
+	struct timespec now;
 	double orphan_ms = 0;
 	struct utsname u;
 	char cwd[4096], host[256], cap[32];
@@ -399,6 +478,10 @@ int main(int argc, char **argv)
 			stderr_text = v;
 		else if (!strcmp(o, "--delay"))
 			delay = number(o, v, 86400000L);
+		else if (!strcmp(o, "--random"))
+			nrandom = (int)number(o, v, MAX_RANDOM);
+		else if (!strcmp(o, "--output-bytes"))
+			out_bytes = number(o, v, 1L << 40);
 		else {
 			fprintf(stderr, "a3s-probe: bad option: %s %s\n", o, v);
 			return 2;
@@ -423,12 +506,16 @@ int main(int argc, char **argv)
 		strcpy(host, "");
 	capeff(cap);
 
-	printf("{\"probe\":1,\"uptime_ms\":%.3f,\"kernel\":", start);
+	if (clock_gettime(CLOCK_REALTIME, &now) != 0)
+		memset(&now, 0, sizeof now);
+	printf("{\"probe\":1,\"uptime_ms\":%.3f,\"realtime_ms\":%lld,\"kernel\":", start,
+	       (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000);
 	jstr(u.release);
 	fputs(",\"machine\":", stdout);
 	jstr(u.machine);
 	fputs(",\"hostname\":", stdout);
 	jstr(host);
+	printf(",\"loopback_up\":%s", loopback_up() ? "true" : "false");
 	printf(",\"pid\":%d,\"ppid\":%d,\"uid\":%d,\"gid\":%d,\"euid\":%d,\"egid\":%d,\"groups\":[",
 	       (int)getpid(), (int)getppid(), (int)getuid(), (int)getgid(),
 	       (int)geteuid(), (int)getegid());
@@ -471,11 +558,15 @@ int main(int argc, char **argv)
 	mounts_report();
 	fputs(",\"shells\":", stdout);
 	shells_report();
+	if (nrandom)
+		random_report(nrandom);
 	if (n_orphans >= 0)
 		printf(",\"orphans\":{\"spawned\":%d,\"reaped\":%d,\"wait_ms\":%.3f}",
 		       spawned, reaped, orphan_ms);
 	fputs("}\n", stdout);
 	if (fflush(stdout) != 0)
+		return 1;
+	if (out_bytes && output_bytes(out_bytes) != 0)
 		return 1;
 
 	if (stderr_text)

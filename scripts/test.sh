@@ -7,3 +7,4 @@ bash scripts/setup.sh
 npm run --silent lint
 mapfile -t files < <(find dist/test -name '*.test.js' | sort)
 node --test --test-concurrency=2 "${files[@]}"
+bash scripts/test-rootless.sh

@@ -6,7 +6,7 @@
 export { A3sError, isA3sError } from "./errors.js";
 
 // Building a rootfs
-export { RootfsBuilder, type BuildResult, type FileInput } from "./builder/rootfs-builder.js";
+export { RootfsBuilder, type BuildOptions, type BuildResult, type FileInput } from "./builder/rootfs-builder.js";
 export { findAgentBinary, type FindAgentOptions } from "./programs/find-agent-binary.js";
 export { guestProgramPath, type GuestProgram } from "./programs/guest-programs.js";
 export { parseSourceSpec, type SourceOptions } from "./sources/parse-source.js";
@@ -26,6 +26,8 @@ export { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResul
 
 // Booting
 export { runRootfs, type BootTimeline, type RunOptions, type RunResult } from "./boot/run-vm.js";
+export { makeSnapshot, type SnapshotOptions, type SnapshotResult } from "./boot/make-snapshot.js";
+export type { SnapshotManifest } from "./boot/snapshot-manifest.js";
 export { debianKernel } from "./boot/debian-kernel.js";
 export type { KernelBundle } from "./boot/kernel-bundle.js";
 

@@ -13,7 +13,7 @@ import { cycles, folderGraph, layerViolations, missingTargets, readImportGraph, 
 const LAYERS = [
   ["index"], // the public API
   ["cli"],
-  ["builder"],
+  ["builder", "doctor"],
   ["audit", "boot"],
   ["sources", "outputs"],
   ["programs"],

@@ -4,13 +4,13 @@ import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { isA3sError, RootfsTree, writeOutputs } from "../src/index.js";
+import { isA3sError, RootfsTree, writeOutputs, type OutputFormat } from "../src/index.js";
 import { OUTPUT_WRITERS } from "../src/outputs/registry.js";
 import { tempDir } from "./helpers/temp-dir.js";
 
 const child = fileURLToPath(new URL("./fixtures/build-many-files.js", import.meta.url));
 
-/** Starts a large build, waits until its temporary output exists, then sends `signal`. */
+/** Starts a large build in a child process, waits until its temporary output exists, then sends `signal`. */
 async function interruptBuild(format: string, target: string, signal: NodeJS.Signals): Promise<string> {
   const dir = join(target, "..");
   // Image writers stage in TMPDIR; a SIGKILLed build leaves that behind, so give it one the test removes.
@@ -25,7 +25,7 @@ async function interruptBuild(format: string, target: string, signal: NodeJS.Sig
   const exited = new Promise<void>((resolve) => proc.on("exit", () => resolve()));
   // Poll for the temporary name beside the target: the write is then midway.
   for (let i = 0; i < 2000; i++) {
-    if (readdirSync(dir).some((n) => n.includes(".a3s-tmp-"))) break;
+    if (readdirSync(dir).some((n) => n.startsWith(".a3s-"))) break;
     if (out.includes("finished")) break;
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -35,27 +35,50 @@ async function interruptBuild(format: string, target: string, signal: NodeJS.Sig
   return scratch;
 }
 
-const formats = Object.keys(OUTPUT_WRITERS);
+/** A tree of `count` files of 64 KiB: big enough that writing it takes a while. */
+function largeTree(count: number): RootfsTree {
+  const tree = new RootfsTree();
+  const chunk = new Uint8Array(64 * 1024).fill(7);
+  for (let i = 0; i < count; i++) tree.addFile(`/d${i % 64}/f${i}`, { type: "bytes", data: chunk });
+  return tree;
+}
+
+const formats = Object.keys(OUTPUT_WRITERS) as OutputFormat[];
 
 describe("outputs are published atomically", () => {
   for (const format of formats) {
-    it(`${format}: SIGTERM midway publishes nothing, leaves no temporary and keeps the previous output`, async () => {
-      const dir = join(tempDir(), "out");
-      mkdirSync(dir);
-      const target = join(dir, `out.${format}`);
-      writeFileSync(target, "previous");
-      const scratch = await interruptBuild(format, target, "SIGTERM");
-      assert.equal(readFileSync(target, "utf8"), "previous");
-      assert.deepEqual(readdirSync(dir), [`out.${format}`]);
-      assert.deepEqual(readdirSync(scratch), [], "staging files in TMPDIR are removed too");
-    });
-
     it(`${format}: SIGKILL midway never touches the target path`, async () => {
       const dir = join(tempDir(), "out");
       mkdirSync(dir);
       const target = join(dir, `fresh.${format}`);
       await interruptBuild(format, target, "SIGKILL");
       assert.equal(existsSync(target), false);
+    });
+
+    it(`${format}: a cancelled write (AbortSignal) rejects with its reason, publishes nothing and removes its temporaries`, async () => {
+      const dir = join(tempDir(), "out");
+      mkdirSync(dir);
+      const scratchDir = tempDir("a3s-scratch-");
+      const target = join(dir, `out.${format}`);
+      writeFileSync(target, "previous");
+      const abort = new AbortController();
+      const reason = new Error("cancelled by the test");
+      // Cancel as soon as the temporary (or, for the staging formats, the staging copy) exists.
+      const watcher = setInterval(() => {
+        if (readdirSync(dir).some((n) => n.startsWith(".a3s-")) || readdirSync(scratchDir).length > 0) abort.abort(reason);
+      }, 2);
+      try {
+        await assert.rejects(
+          writeOutputs(largeTree(3000), [{ format, path: target }], { epoch: 0, warn: () => {}, signal: abort.signal, scratchDir, force: true }),
+          (e) => e === reason,
+        );
+      } finally {
+        clearInterval(watcher);
+      }
+      assert.ok(abort.signal.aborted, "the write finished before it could be cancelled");
+      assert.equal(readFileSync(target, "utf8"), "previous");
+      assert.deepEqual(readdirSync(dir), [`out.${format}`]);
+      assert.deepEqual(readdirSync(scratchDir), [], "staging copies are removed");
     });
   }
 

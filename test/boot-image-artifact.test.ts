@@ -227,11 +227,33 @@ describe("boot image artifacts: pushing and reading them back", () => {
     assert.ok(lines.some((l) => /is a container image, not an a3s boot image: building it into a temporary erofs image first/.test(l)), lines.join("\n"));
   });
 
-  it("run docker://REF boots the pulled artifact without building it, and exits with the agent's status", async () => {
-    const r = await runCliAsync(["run", `docker://${registry.host}/art/box:erofs`], { env: { A3S_CACHE_DIR: tempDir() } });
+  it("build --verity -o erofs:docker://REF puts the build's root hash in the artifact's annotations", async () => {
+    const local = join(work, "verity.erofs");
+    const r = await runCliAsync(["build", "--agent", agent, "--verity", "-o", `erofs:docker://${registry.host}/art/box:verity`, "-o", `erofs:${local}`, "--json"], { env });
+    assert.equal(r.status, 0, r.stderr);
+    const [pushed, file] = (JSON.parse(r.stdout) as { outputs: { sha256: string; verity: ArtifactVerity & { hashPath: string } }[] }).outputs;
+    // The same tree and salt: the pushed image is the local one, hash tree included.
+    assert.equal(pushed!.sha256, file!.sha256);
+    assert.equal(pushed!.verity.rootHash, file!.verity.rootHash);
+    assert.equal(pushed!.verity.hashPath, `docker://${registry.host}/art/box:verity`);
+    const got = await pullBootImage(client(), parseReference(`${registry.host}/art/box:verity`), { records: false });
+    const { hashPath: _local, ...expected } = file!.verity;
+    assert.deepEqual(got?.verity, expected);
+  });
+
+  it("run docker://REF boots the pulled artifact without building it, through dm-verity with the annotation's root hash", async () => {
+    const r = await runCliAsync(["run", "--json", `docker://${registry.host}/art/box:verity`], { env: { A3S_CACHE_DIR: tempDir() } });
     assert.equal(r.status, 7, r.stderr);
-    assert.match(r.stderr, /a3s boot image \(erofs, .* downloaded and verified/);
-    assert.doesNotMatch(r.stderr, /building it/);
+    const result = JSON.parse(r.stdout) as { exitCode: number; rootVerity: { rootHash: string; source: string } | null };
+    assert.equal(result.exitCode, 7);
+    const pulled = await pullBootImage(client(), parseReference(`${registry.host}/art/box:verity`), { records: false });
+    assert.deepEqual(result.rootVerity, { rootHash: pulled?.verity?.rootHash, source: "registry" });
+  });
+
+  it("run docker://REF refuses an artifact whose root hash is not the one pinned with --root-hash, before booting", async () => {
+    const r = await runCliAsync(["run", "--root-hash", "00".repeat(32), `docker://${registry.host}/art/box:verity`], { env: { A3S_CACHE_DIR: tempDir() } });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /its artifact's verity root hash [0-9a-f]{64} is not the pinned 0{64}/);
   });
 });
 

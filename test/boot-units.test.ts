@@ -61,10 +61,14 @@ describe("QEMU command line", () => {
     consoleLog: "/w/console.log",
   };
 
-  it("uses microvm with virtio-mmio devices, three virtio consoles and 9p shares (read-only where asked)", () => {
+  it("uses microvm with virtio-mmio devices, three named virtio-serial ports (throttled, never a lossy virtconsole) and 9p shares (read-only where asked)", () => {
     const a = qemuArgs(spec).join(" ");
     assert.match(a, /^-M microvm,pit=off,pic=off -accel tcg -smp 2 -m 256M -nodefaults/);
-    assert.match(a, /-chardev socket,id=out,path=\/w\/out\.sock -device virtconsole,chardev=out -chardev socket,id=err,.* -chardev socket,id=ctl,/);
+    assert.match(
+      a,
+      /-device virtio-serial-device,max_ports=4 -chardev socket,id=out,path=\/w\/out\.sock -device virtserialport,chardev=out,name=a3s\.stdout -chardev socket,id=err,path=\/w\/err\.sock -device virtserialport,chardev=err,name=a3s\.stderr -chardev socket,id=ctl,path=\/w\/ctl\.sock -device virtserialport,chardev=ctl,name=a3s\.control /,
+    );
+    assert.doesNotMatch(a, /virtconsole/);
     assert.match(a, /-fsdev local,id=fs0,path=\/home\/me\/my,,project,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=workspace/);
     assert.match(a, /-fsdev local,id=fs1,path=\/skills,security_model=none,readonly=on/);
     assert.doesNotMatch(a, /-pci|virtio-blk/);

@@ -21,9 +21,9 @@ async function bootWithStalledHost(opts: {
   args: string[];
 }): Promise<OwnQemuRun> {
   const dir = tempDir();
-  const control = opts.port === "virtconsole" ? "/dev/hvc2" : "/dev/vport0p2";
+  // The only console port is hvc0; the serial port keeps its default name.
   const image = await buildProbeImage(dir, "cpio", "rootfs.cpio", (b) =>
-    b.withFile("/etc/a3s/guest.conf.d/10-control.conf", `a3s-guest-config 1\ncontrol=${control}\n`),
+    opts.port === "virtconsole" ? b.withFile("/etc/a3s/guest.conf.d/10-control.conf", "a3s-guest-config 1\ncontrol=/dev/hvc0\n") : b,
   );
   return bootOwnQemu({
     image,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, readFileSync } from "node:fs";
+import { chmodSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -36,8 +36,8 @@ function findListing(dir: string): Map<string, string> {
   return rows;
 }
 
-describe("dir output", { skip: !isRoot && "needs root for exact ownership" }, () => {
-  it("materialises every entry with exact modes, owners, links, devices and xattrs (read back by find/stat)", async () => {
+describe("dir output", () => {
+  it("materialises every entry with exact modes, owners, links, devices and xattrs (read back by find/stat)", { skip: !isRoot && "exact owners and device nodes on disk need root" }, async () => {
     const dir = tempDir();
     const target = join(dir, "rootfs");
     await writeOutputs(sampleTree(), [{ format: "dir", path: target }], { epoch: 0, warn: () => {} });
@@ -63,6 +63,17 @@ describe("dir output", { skip: !isRoot && "needs root for exact ownership" }, ()
     assert.equal(xattr, "hello");
   });
 
+  it("writes its sidecar as root too, recording the published directory's identity (a3s-rootfs's mark)", async () => {
+    const dir = tempDir();
+    const target = join(dir, "rootfs");
+    await writeOutputs(sampleTree(), [{ format: "dir", path: target }], { epoch: 0, warn: () => {} });
+    const sidecar = JSON.parse(readFileSync(`${target}.a3s-metadata.json`, "utf8"));
+    const st = statSync(target, { bigint: true });
+    assert.deepEqual(sidecar.directory, { dev: String(st.dev), ino: String(st.ino), birthtimeNs: String(st.birthtimeNs) });
+    assert.equal(sidecar.entries.length, sampleTree().entryCount);
+    assert.deepEqual(readdirSync(dir).sort(), ["rootfs", "rootfs.a3s-metadata.json"]);
+  });
+
   it("round-trips through readDirectoryTree", async () => {
     const dir = tempDir();
     const target = join(dir, "rootfs");
@@ -78,7 +89,7 @@ describe("dir output", { skip: !isRoot && "needs root for exact ownership" }, ()
     assert.deepEqual(summary(back), summary(tree));
   });
 
-  it("as non-root, records exact metadata in the sidecar and warns", async () => {
+  it("as non-root, records exact metadata in the sidecar and warns", { skip: !isRoot && "building as another user (setpriv) needs root; the unprivileged run is that user" }, async () => {
     const dir = tempDir();
     chmodSync(dir, 0o777);
     const script = fileURLToPath(new URL("./fixtures/write-sample-dir.js", import.meta.url));

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { rootVerityValue } from "../src/boot/verity-root.js";
 import { isA3sError } from "../src/errors.js";
 import {
   defaultShares,
@@ -13,6 +14,7 @@ import {
   kernelCmdlineArg,
   parseUserSpec,
   renderGuestConfig,
+  renderGuestJob,
   type GuestConfig,
 } from "../src/layout/guest-config.js";
 import { DEFAULT_LAYOUT } from "../src/layout/guest-layout.js";
@@ -75,14 +77,14 @@ function unescapeValue(v: Buffer): string {
 }
 
 /** config-check's normalized echo as [key, value] pairs, values unescaped. */
-function parseEcho(echo: Buffer): [string, string][] {
+function parseEcho(echo: Buffer, version = 1): [string, string][] {
   const lines: Buffer[] = [];
   for (let start = 0; start < echo.length; ) {
     const nl = echo.indexOf(0x0a, start);
     lines.push(echo.subarray(start, nl));
     start = nl + 1;
   }
-  assert.equal(lines.shift()?.toString(), "a3s-guest-config 1");
+  assert.equal(lines.shift()?.toString(), `a3s-guest-config ${version}`);
   return lines.map((line) => {
     const eq = line.indexOf(0x3d);
     return [line.subarray(0, eq).toString(), unescapeValue(line.subarray(eq + 1))];
@@ -202,9 +204,9 @@ describe("the guest config writer against the real guest parser", { skip: noChec
     const r = await checkConfig([["ok.conf", renderGuestConfig({})], ["70-bad.conf", bad]]);
     assert.equal(r.status, 125);
     assert.match(r.stderr, /70-bad\.conf:3: key "hostname" given twice/);
-    const wrongVersion = await checkConfig([["ok2.conf", renderGuestConfig({})], ["v2.conf", "a3s-guest-config 2\n"]]);
+    const wrongVersion = await checkConfig([["ok2.conf", renderGuestConfig({})], ["v3.conf", "a3s-guest-config 3\n"]]);
     assert.equal(wrongVersion.status, 125);
-    assert.match(wrongVersion.stderr, /v2\.conf:1: unsupported config version "2"/);
+    assert.match(wrongVersion.stderr, /v3\.conf:1: unsupported config version "3" \(this init reads versions 1 to 2\)/);
   });
 
   it("refuses a drop-in that does not exist, so a wrong path cannot pass", async () => {
@@ -228,6 +230,25 @@ describe("the guest config writer against the real guest parser", { skip: noChec
     assert.deepEqual(valuesOf(echo, "user"), ["65534:65534"]);
   });
 
+  it("takes the root's dm-verity parameters on the command line, as run writes them, and refuses malformed ones", async () => {
+    const value = rootVerityValue({ rootHash: "ab".repeat(32), salt: "", dataBlocks: 24, hashStartBlock: 25, source: "sidecar" });
+    assert.equal(value, `${"ab".repeat(32)}:-:24:25`);
+    const r = await runChecker(["--cmdline", kernelCmdlineArg("rootverity", value)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(parseEcho(r.stdout), [["rootverity", value]]);
+    for (const [bad, why] of [
+      [`${"ab".repeat(31)}:-:24:25`, /root hash must be 64 hex digits/],
+      [`${"ab".repeat(32)}:xyz:24:25`, /salt must be hex/],
+      [`${"ab".repeat(32)}:00:0:25`, /DATABLOCKS must be a positive/],
+      [`${"ab".repeat(32)}:00:24:24`, /HASHSTART must be a decimal block number past the data/],
+      [`${"ab".repeat(32)}:00:24`, /rootverity must be ROOTHASH:SALT:DATABLOCKS:HASHSTART/],
+    ] as const) {
+      const e = await runChecker(["--cmdline", kernelCmdlineArg("rootverity", bad)]);
+      assert.equal(e.status, 125, bad);
+      assert.match(e.stderr, why);
+    }
+  });
+
   it("reads kernel-quoted tokens the way the protocol says", async () => {
     const r = await runChecker(["--cmdline", '"a3s.arg=hello world" a3s.arg="a b" a3s.debug -- a3s.arg=ignored']);
     assert.equal(r.status, 0, r.stderr);
@@ -235,6 +256,78 @@ describe("the guest config writer against the real guest parser", { skip: noChec
     const unknown = await runChecker(["--cmdline", "a3s.agnet=/x"]);
     assert.equal(unknown.status, 125);
     assert.match(unknown.stderr, /unknown key "a3s\.agnet=\/x"/);
+  });
+});
+
+describe("the job writer (guest protocol 2) against the real guest parser", { skip: noChecker }, () => {
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "a3s-guest-job-"));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function check(name: string, text: string, ...flags: string[]): Promise<CheckResult> {
+    const path = join(dir, name);
+    await writeFile(path, text);
+    return runChecker([...flags, path]);
+  }
+
+  it("renders a job that the parser reads back: the run's keys, the provided shares, entropy and clock, then \"end\"", async () => {
+    const entropy = Buffer.alloc(64, 0xa5);
+    const text = renderGuestJob({
+      args: AWKWARD,
+      env: ["RUN_ID=42", "X=a\nb"],
+      user: { uid: 65534, gid: 65534 },
+      hostname: "run-42",
+      providedShares: ["workspace"],
+      entropy,
+      clockMs: 1_712_345_678_901,
+    });
+    assert.ok(text.endsWith("\nend\n"), text);
+    const r = await check("job.txt", text.slice(0, -"end\n".length), "--job");
+    assert.equal(r.stderr, "");
+    assert.equal(r.status, 0);
+    assert.equal(r.stdout.toString(), text.slice(0, -"end\n".length), "the parser echoes the job unchanged");
+    const echo = parseEcho(r.stdout, 2);
+    assert.deepEqual(valuesOf(echo, "arg"), AWKWARD);
+    assert.deepEqual(valuesOf(echo, "shares"), ["workspace"]);
+    assert.deepEqual(valuesOf(echo, "entropy"), [entropy.toString("hex")]);
+    assert.deepEqual(valuesOf(echo, "clock"), ["1712345678.901"]);
+  });
+
+  it("writes an empty shares= when the host provides none, so a restored machine mounts none of its template's", async () => {
+    const text = renderGuestJob({ providedShares: [], entropy: Buffer.alloc(16, 1), clockMs: 0 });
+    assert.match(text, /^shares=$/m);
+    const r = await check("none.txt", text.slice(0, -"end\n".length), "--job");
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  it("keeps each key where it belongs: the boot's keys out of a job, the run's state out of images and the command line, version 2 keys out of version 1", async () => {
+    const cases: [string, string, string[], RegExp][] = [
+      ["module.txt", "a3s-guest-config 2\nmodule=/x.ko\n", ["--job"], /job:2: key "module" cannot be set by a job/],
+      ["channel.txt", "a3s-guest-config 2\nstdout=/dev/null\n", ["--job"], /job:2: key "stdout" cannot be set by a job/],
+      ["entropy.conf", `a3s-guest-config 2\nentropy=${"00".repeat(32)}\n`, [], /entropy\.conf:2: key "entropy" cannot be set in a config file/],
+      ["v1.conf", "a3s-guest-config 1\njob=1\n", [], /v1\.conf:2: key "job" needs version 2/],
+      ["short.txt", "a3s-guest-config 2\nentropy=00ff\n", ["--job"], /job:2: entropy: entropy must be 16 to 512 bytes in hex/],
+      ["clock.txt", "a3s-guest-config 2\nclock=17.1234567890\n", ["--job"], /job:2: clock: clock must be SECONDS/],
+      ["tags.txt", "a3s-guest-config 2\nshares=workspace,,skills\n", ["--job"], /job:2: shares: shares must be TAG,TAG/],
+    ];
+    for (const [name, text, flags, message] of cases) {
+      const r = await check(name, text, ...flags);
+      assert.equal(r.status, 125, name);
+      assert.match(r.stderr, message, name);
+    }
+    const cmdline = await runChecker(["--cmdline", `a3s.job=1 a3s.entropy=${"00".repeat(32)}`]);
+    assert.equal(cmdline.status, 125);
+    assert.match(cmdline.stderr, /key "entropy" cannot be set on the kernel command line/);
+    const job = await runChecker(["--cmdline", kernelCmdlineArg("job", "1")]);
+    assert.deepEqual(parseEcho(job.stdout, 2), [["job", "1"]]);
+  });
+
+  it("refuses entropy outside 16 to 512 bytes on the host already", () => {
+    rejects(() => renderGuestJob({ providedShares: [], entropy: Buffer.alloc(8), clockMs: 0 }), "ECONFIG", /16 to 512 bytes, not 8/);
   });
 });
 
@@ -251,7 +344,7 @@ describe("config-check, the guest's parser on the host", { skip: noChecker }, ()
     const example = fileURLToPath(new URL("../../guest/config.example", import.meta.url));
     const r = await runChecker([example]);
     assert.equal(r.status, 0, r.stderr);
-    const echo = parseEcho(r.stdout);
+    const echo = parseEcho(r.stdout, 2);
     assert.deepEqual(valuesOf(echo, "arg"), ["--task", "fix the failing test\nthen run it"]);
     assert.deepEqual(valuesOf(echo, "share"), ["workspace:/workspace:rw", "skills:/skills:ro,optional"]);
     assert.equal(valuesOf(echo, "module").length, 11);

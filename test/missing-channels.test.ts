@@ -27,11 +27,11 @@ describe("a VM with fewer channels than the config names", () => {
     const dir = tempDir();
     const image = await buildProbeImage(dir, "cpio", "rootfs.cpio");
     const r = await bootOwnQemu({ image, dir, kernel: "debian", args: ["--exit", "5"], append: "a3s.debug=1", devices: { err: null, ctl: null } });
-    assert.match(r.console, /a3s-init: \/dev\/hvc1: .* \(using the console instead\)/);
-    assert.match(r.console, /a3s-init: \/dev\/hvc2: .* \(using the console instead\)/);
+    assert.match(r.console, /a3s-init: \/dev\/virtio-ports\/a3s\.stderr: .* \(using the console instead\)/);
+    assert.match(r.console, /a3s-init: \/dev\/virtio-ports\/a3s\.control: .* \(using the console instead\)/);
     assert.equal(exitStatus(r), 5, r.console);
     assert.equal(JSON.parse(r.stdout.trim()).probe, 1, "stdout still has its own channel");
-    // Once hvc0 is up, every port is known: hvc1 and hvc2 cannot come.
+    // Once every listed port has its name, the other names cannot come.
     const ms = modulesToAgentMs(r);
     assert.ok(ms < 500, `${ms} ms from the last module to the agent`);
   });

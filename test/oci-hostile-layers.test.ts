@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
@@ -57,7 +57,9 @@ class Arena {
     const before = this.snapshot();
     const { tree } = await applyLayers(layers);
     assertConfined(tree);
-    await dirOutput.write(tree, { tmp: this.target, final: this.target }, { epoch: 0, warn: () => {} });
+    // The writer leaves publishing to its caller: its companion (the metadata sidecar) is renamed in here.
+    const companions = await dirOutput.write(tree, { tmp: this.target, final: this.target }, { epoch: 0, warn: () => {} });
+    for (const c of companions ?? []) renameSync(c.tmp, c.final);
     assert.deepEqual(this.snapshot(), before, "nothing outside the target changed");
     return tree;
   }

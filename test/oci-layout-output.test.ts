@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { isA3sError } from "../src/errors.js";
-import { GUEST_CONFIG_VERSION } from "../src/layout/index.js";
+import { GUEST_PROTOCOL_VERSION } from "../src/layout/index.js";
 import { ociLayoutSource } from "../src/sources/oci-layout-source.js";
 import { parseOutputSpec, writeOutputs } from "../src/outputs/write-outputs.js";
 import { bytesContent, type RootfsTree } from "../src/tree/index.js";
@@ -81,7 +81,7 @@ describe("-o oci:DIR[:TAG]", () => {
     assert.deepEqual(l.config.config.Env, ["A=1", "B=2"], "a drop-in's env is appended, as init does");
     assert.equal(l.config.config.User, "1000:1000");
     assert.equal(l.config.config.WorkingDir, "/workspace");
-    assert.equal(l.config.config.Labels?.["vnd.a3s.rootfs.layout.version"], String(GUEST_CONFIG_VERSION));
+    assert.equal(l.config.config.Labels?.["vnd.a3s.rootfs.layout.version"], String(GUEST_PROTOCOL_VERSION));
     assert.equal(l.config.created, "1970-01-01T00:00:00Z");
     assert.equal(l.config.os, "linux");
     // Every blob is what its name says.
@@ -129,7 +129,7 @@ describe("-o oci:DIR[:TAG]", () => {
     assert.equal(info.Digest, l.index.manifests[0]!.digest);
     assert.deepEqual(info.Layers, [l.manifest.layers[0]!.digest]);
     assert.deepEqual(info.Env, ["A=1", "B=2"]);
-    assert.equal(info.Labels["vnd.a3s.rootfs.layout.version"], "1");
+    assert.equal(info.Labels["vnd.a3s.rootfs.layout.version"], "2");
   });
 
   it("is reproducible: the same tree and epoch give the same manifest digest and layer bytes", async () => {

@@ -123,7 +123,7 @@ describe("pushing: the CLI end to end", () => {
     assert.equal(resolved.manifestDigest, out.digest);
     const info = JSON.parse(execFileSync("skopeo", ["inspect", "--tls-verify=false", `docker://${open.host}/cli/app:v1`], { encoding: "utf8" })) as { Digest: string; Labels: Record<string, string> };
     assert.equal(info.Digest, out.digest);
-    assert.equal(info.Labels["vnd.a3s.rootfs.layout.version"], "1");
+    assert.equal(info.Labels["vnd.a3s.rootfs.layout.version"], "2");
     // skopeo copies it into a layout, blobs and all (it verifies every digest as it goes).
     const copy = join(tempDir(), "copy");
     execFileSync("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${open.host}/cli/app:v1`, `oci:${copy}:v1`]);

@@ -3,6 +3,7 @@ import type { PasswordField } from "./accounts.js";
 import type { BinaryReport } from "./binary-check.js";
 import type { Finding, Severity } from "./findings.js";
 import type { LayoutReport } from "./layout-check.js";
+import type { VerityReport } from "./verity-check.js";
 
 /**
  * Overall grade, from the most severe finding: "fail" (critical), "risky"
@@ -65,4 +66,6 @@ export interface AuditReport {
   readonly verdict: string;
   /** What the reader or the audit could not see exactly (e.g. xattrs on a non-root squashfs read). */
   readonly notes: readonly string[];
+  /** For erofs, squashfs and ext4 images: the dm-verity hash tree, if any (verity-check.ts). */
+  readonly verity?: VerityReport;
 }

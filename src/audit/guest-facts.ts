@@ -30,7 +30,7 @@ export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
   let shareList: { tag: string; path: string }[] = [];
   const apply = (text: string): void => {
     const lines = text.split("\n");
-    if (lines[0] !== "a3s-guest-config 1") return;
+    if (lines[0] !== "a3s-guest-config 1" && lines[0] !== "a3s-guest-config 2") return;
     const shares: string[] = [];
     const tagged: { tag: string; path: string }[] = [];
     for (const line of lines.slice(1)) {

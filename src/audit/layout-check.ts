@@ -1,4 +1,4 @@
-import { DEFAULT_LAYOUT, essentialFiles, layoutDirectories, resolveLayout } from "../layout/index.js";
+import { DEFAULT_LAYOUT, essentialFiles, layoutDirectories } from "../layout/index.js";
 import type { RootfsTree } from "../tree/index.js";
 import type { GuestFacts } from "./guest-facts.js";
 import { safeResolve } from "./tree-files.js";
@@ -25,7 +25,9 @@ const FHS_DIRECTORIES = [
  * even as a dangling symlink (resolv.conf often points into /run).
  */
 export function checkLayout(tree: RootfsTree, guest: GuestFacts): LayoutReport {
-  const layout = resolveLayout({ agentPath: guest.agentPath });
+  // The image's own agent path, not checked as a build would check it: an
+  // audit reports what is there (mount-shadow.ts flags an agent a mount hides).
+  const layout = { ...DEFAULT_LAYOUT, agentPath: guest.agentPath };
   const shares = guest.sharePaths ?? [DEFAULT_LAYOUT.workspacePath, DEFAULT_LAYOUT.skillsPath];
   const contract = layoutDirectories(layout)
     .map((d) => d.path)

@@ -24,12 +24,12 @@ export interface OpenedBootImage {
  */
 export async function openPulledBootImage(
   target: string,
-  opts: { privileged?: boolean; warn?: (m: string) => void; progress?: (m: string) => void },
+  opts: { privileged?: boolean; warn?: (m: string) => void; progress?: (m: string) => void; signal?: AbortSignal },
 ): Promise<OpenedBootImage | undefined> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`));
   const progress = opts.progress ?? (() => undefined);
   const client = new RegistryClient({ warn, progress });
-  const pulled = await pullBootImage(client, parseReference(target.slice("docker://".length)), { progress });
+  const pulled = await pullBootImage(client, parseReference(target.slice("docker://".length)), { progress, ...(opts.signal ? { signal: opts.signal } : {}) });
   if (!pulled) return undefined;
   const note = `${target} is an a3s boot image (${pulled.format}), pulled and verified: ${pulled.digest}`;
   if (pulled.format === "cpio") {

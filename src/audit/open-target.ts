@@ -49,6 +49,7 @@ export async function openInspectTarget(target: string, opts: OpenTargetOptions 
         ...(opts.privileged !== undefined ? { privileged: opts.privileged } : {}),
         ...(opts.sourceContext?.warn ? { warn: opts.sourceContext.warn } : {}),
         ...(opts.sourceContext?.progress ? { progress: opts.sourceContext.progress } : {}),
+        ...(opts.sourceContext?.signal ? { signal: opts.sourceContext.signal } : {}),
       });
       if (pulled) return pulled;
     }
@@ -87,10 +88,8 @@ export async function openInspectTarget(target: string, opts: OpenTargetOptions 
 async function openSource(spec: string, opts: OpenTargetOptions): Promise<InspectTarget> {
   const source = parseSourceSpec(spec);
   const ctx = opts.sourceContext ?? {};
-  const { tree } = await source.load({
-    epoch: ctx.epoch ?? DEFAULT_EPOCH,
-    warn: ctx.warn ?? ((m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`)),
-    progress: ctx.progress ?? (() => undefined),
-  });
+  const warn = ctx.warn ?? ((m: string) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`));
+  const { tree, agentWarnings } = await source.load({ ...ctx, epoch: ctx.epoch ?? DEFAULT_EPOCH, warn, progress: ctx.progress ?? (() => undefined) });
+  for (const w of agentWarnings ?? []) warn(w);
   return { tree, format: "source", xattrsRead: true, notes: [], dispose: async () => undefined };
 }

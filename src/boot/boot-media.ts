@@ -25,6 +25,7 @@ const FEATURE_MODULES = {
   erofs: ["crc32c_generic", "erofs"],
   squashfs: ["squashfs"],
   ext4: ["crc32c_generic", "ext4"],
+  verity: ["dm_verity"],
 } as const;
 
 export interface BootMedia {
@@ -49,6 +50,8 @@ export async function prepareBootMedia(opts: {
   image: string;
   kernel: KernelBundle;
   transport: ShareTransport;
+  /** A disk root opened through dm-verity: its modules go in too. */
+  verity?: boolean;
   workDir: string;
 }): Promise<BootMedia> {
   const initrd = join(opts.workDir, "initrd.img");
@@ -82,7 +85,8 @@ export async function prepareBootMedia(opts: {
   }
 
   const fsModules = FEATURE_MODULES[opts.kind];
-  const modules = modulesFor(opts.kernel, [...FEATURE_MODULES.base, ...FEATURE_MODULES.disk, ...fsModules, ...shareModules]);
+  const verityModules = opts.verity ? FEATURE_MODULES.verity : [];
+  const modules = modulesFor(opts.kernel, [...FEATURE_MODULES.base, ...FEATURE_MODULES.disk, ...verityModules, ...fsModules, ...shareModules]);
   const tree = await moduleTree(modules, { root: "/dev/vda", rootfstype: opts.kind }, false);
   for (const dir of ["/dev", "/proc", "/sys", "/sysroot"]) tree.addDirectory(dir);
   const init = guestProgramPath("init");

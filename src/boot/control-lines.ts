@@ -5,8 +5,9 @@
  * are bounded and anything that does not parse is ignored.
  */
 export type ControlEvent =
-  | { kind: "init-start" | "root-ready" | "agent-start" | "poweroff"; ms: number }
-  | { kind: "agent-exit"; ms: number; status: number }
+  | { kind: "init-start" | "root-ready" | "ready" | "agent-start" | "poweroff"; ms: number }
+  /** output: the bytes of stdout and stderr init carried to the channels (protocol 2). */
+  | { kind: "agent-exit"; ms: number; status: number; output?: { stdout: number; stderr: number } }
   | { kind: "signal"; ms: number; signal: number; source: string }
   | { kind: "error"; status: number; message: string };
 
@@ -19,16 +20,21 @@ export function parseControlLine(line: string): ControlEvent | undefined {
   const event = m[1] as string;
   const fields = (m[2] ?? "").split(" ");
   const num = (s: string | undefined): number | undefined => (s !== undefined && /^\d+(\.\d+)?$/.test(s) ? Number(s) : undefined);
+  const count = (s: string | undefined): number | undefined => (s !== undefined && /^\d{1,15}$/.test(s) ? Number(s) : undefined);
   const ms = num(fields[0]);
   switch (event) {
     case "init-start":
     case "root-ready":
+    case "ready":
     case "agent-start":
     case "poweroff":
       return ms === undefined ? undefined : { kind: event, ms };
     case "agent-exit": {
       const status = num(fields[1]);
-      return ms === undefined || status === undefined ? undefined : { kind: event, ms, status };
+      if (ms === undefined || status === undefined) return undefined;
+      const stdout = count(fields[2]);
+      const stderr = count(fields[3]);
+      return stdout === undefined || stderr === undefined ? { kind: event, ms, status } : { kind: event, ms, status, output: { stdout, stderr } };
     }
     case "signal": {
       const signal = num(fields[1]);

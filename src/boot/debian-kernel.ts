@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, copyFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../errors.js";
@@ -44,7 +45,9 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
   const progress = opts.progress ?? (() => {});
   const pkg = await debianKernelPackage();
   const kernelsDir = join(opts.cacheDir ?? cacheRoot(), "kernels");
-  const bundleDir = join(kernelsDir, `${pkg.name}_${pkg.version}`);
+  // Keyed by the module selection too: a bundle keeps only the modules the
+  // guest needed when it was made, so a guest that needs more gets a new one.
+  const bundleDir = join(kernelsDir, `${pkg.name}_${pkg.version}_m${moduleSelectionKey()}`);
   const cached = await readBundle(bundleDir, progress);
   if (cached) return cached;
   if (opts.offline) {
@@ -92,6 +95,11 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
   const bundle = await readBundle(bundleDir);
   if (!bundle) throw new A3sError("EKERNEL", `the kernel bundle in ${bundleDir} is incomplete`, { subject: bundleDir });
   return bundle;
+}
+
+/** A short digest of GUEST_MODULES, the selection a bundle keeps. */
+function moduleSelectionKey(): string {
+  return createHash("sha256").update(GUEST_MODULES.join("\n")).digest("hex").slice(0, 8);
 }
 
 /** bundle.json: what the bundle directory holds. */

@@ -1,23 +1,38 @@
 import { createServer, type Server, type Socket } from "node:net";
 
 /**
- * The host ends of the guest's virtio consoles: one Unix socket server per
- * channel, listening before QEMU starts, so QEMU connects as a client at
- * start-up and no byte the guest writes early is lost.
+ * What a channel does with a chunk from the guest. Returning a promise
+ * holds the channel until it settles: nothing more is read from the socket
+ * meanwhile, so QEMU's end fills up and QEMU throttles the guest's port
+ * (a virtserialport: the guest's writes wait). That is how a slow consumer
+ * of the agent's output slows the agent instead of losing its bytes.
+ */
+export type ChannelSink = (chunk: Buffer) => Promise<void> | void;
+
+/**
+ * The host ends of the guest's channels (virtio-serial ports): one Unix
+ * socket server per channel, listening before QEMU starts, so QEMU connects
+ * as a client at start-up and no byte the guest writes early is lost.
  */
 export class GuestChannel {
   private readonly server: Server;
   private socket: Socket | undefined;
   private readonly waiting: ((s: Socket) => void)[] = [];
 
-  private constructor(readonly path: string, onData: (chunk: Buffer) => void) {
+  private constructor(readonly path: string, onData: ChannelSink) {
     this.server = createServer((sock) => {
       if (this.socket) {
         sock.destroy(); // one peer only: QEMU
         return;
       }
       this.socket = sock;
-      sock.on("data", onData);
+      sock.on("data", (chunk: Buffer) => {
+        const held = onData(chunk);
+        if (!held) return;
+        sock.pause();
+        const resume = (): void => void sock.resume();
+        held.then(resume, resume);
+      });
       sock.on("error", () => {
         // QEMU went away; its exit is handled by the runner.
       });
@@ -25,7 +40,7 @@ export class GuestChannel {
     });
   }
 
-  static async listen(path: string, onData: (chunk: Buffer) => void): Promise<GuestChannel> {
+  static async listen(path: string, onData: ChannelSink): Promise<GuestChannel> {
     const ch = new GuestChannel(path, onData);
     await new Promise<void>((resolve, reject) => {
       ch.server.once("error", reject);

@@ -47,7 +47,7 @@ export function modulesFor(bundle: KernelBundle, names: readonly string[]): Kern
  * Modules the A3S guest may need: the virtio transports and devices (block,
  * console), virtio-fs with FUSE, 9p with its virtio transport and caching
  * helpers, the read-only root filesystems (erofs, squashfs, ext4 and the
- * checksum driver ext4 asks for), overlayfs and vsock. Dependencies are added
+ * checksum driver ext4 asks for), overlayfs, vsock and dm-verity. Dependencies are added
  * from each module's own .modinfo; names a kernel has built in or lacks are
  * skipped.
  */
@@ -68,4 +68,6 @@ export const GUEST_MODULES = [
   "ext4",
   "overlay",
   "vmw_vsock_virtio_transport",
+  // The verified root (dm-verity over the root disk), with device-mapper.
+  "dm_verity",
 ] as const;

@@ -228,7 +228,7 @@ function checkBuildTools(): void {
   const list = [...missing].join(" ");
   throw new A3sError("ETOOL", `building the kernel needs Debian packages that are not installed: ${list}`, {
     subject: list,
-    hint: `apt-get install ${list}   (build-essential flex bison bc libelf-dev cover them all)`,
+    hint: `apt-get install ${list}   (a3s-rootfs doctor --with kernel-build checks them all, doctor --fix --with kernel-build installs them)`,
   });
 }
 

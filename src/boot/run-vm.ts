@@ -1,27 +1,52 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, copyFile, realpath, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile, rm, copyFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Writable } from "node:stream";
 import { constants as osConstants } from "node:os";
-import { A3sError } from "../errors.js";
-import { kernelCmdlineArg, parseUserSpec } from "../layout/guest-config.js";
+import { A3sError, isA3sError } from "../errors.js";
+import { parseUserSpec } from "../layout/guest-config.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool } from "../util/host-tool.js";
 import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./accelerator.js";
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
+import { dieWithParent } from "./die-with-parent.js";
 import { GuestChannel } from "./guest-channels.js";
+import { GuestConversation, type JobRequest } from "./guest-conversation.js";
+import { fileSha256 } from "./file-digest.js";
 import { hostTscKhz } from "./host-tsc.js";
+import { QmpClient } from "./qmp.js";
+import { prepareRestore, resumeRestored } from "./restore-machine.js";
+import { checkSnapshotMatches, OpenSnapshot, type SnapshotExpectations, type SnapshotManifest } from "./snapshot-manifest.js";
+import { discardWarmTemplate, warmTemplate } from "./warm-templates.js";
+import { kernelCommandLine } from "./kernel-cmdline.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
+import { checkGuestMemory, initramfsFootprint, kernelSpanMiB, memoryNeed, type InitramfsFootprint, type MemoryNeed } from "./memory-need.js";
+import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, rootVerityValue, verityFailure, type VerityRoot } from "./verity-root.js";
 import { resolveKernel } from "./resolve-kernel.js";
-import { qemuArgs, type VmShare, type VmSpec } from "./qemu-command.js";
-import { findVirtiofsd, startVirtiofsd } from "./virtiofsd.js";
+import { qemuArgs, type VmSpec } from "./qemu-command.js";
+import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
+import { startShares } from "./shares.js";
+import type { VirtiofsSettings } from "./virtiofsd.js";
+
+export { kernelCommandLine } from "./kernel-cmdline.js";
 
 export interface RunOptions {
-  /** A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory built by a3s-rootfs. */
-  readonly image: string;
+  /**
+   * A cpio initramfs, an ext4/erofs/squashfs image, or a rootfs directory
+   * built by a3s-rootfs. With `snapshot` it may be left out; given, it must
+   * be the snapshot's image.
+   */
+  readonly image?: string;
+  /**
+   * Restore this snapshot (a directory `makeSnapshot` wrote) instead of
+   * booting: its machine runs the job at once. The image, kernel and machine
+   * options given must be the snapshot's; left out, the snapshot's apply.
+   */
+  readonly snapshot?: string;
+  /** Restore the cached template for this image, kernel and machine, made on first use (docs/boot.md, "Snapshots"). */
+  readonly warm?: boolean;
   /** A kernel image to boot instead of the Debian kernel; `modules` is its modules directory, if it needs any. */
   readonly kernel?: string;
   readonly modules?: string;
@@ -30,8 +55,14 @@ export interface RunOptions {
   /** Host directory shared read-only as /skills. */
   readonly skills?: string;
   readonly cpus?: number;
+  /** Guest memory (default 512); one too small for the image is refused before QEMU starts (memory-need.ts). */
   readonly memoryMiB?: number;
-  /** Seconds until the agent is sent SIGTERM (then SIGKILL after a grace period). */
+  /**
+   * Seconds the agent may run, counted from its start (init's agent-start
+   * line), not from the VM's: then SIGTERM, SIGKILL after a grace period.
+   * A guest that has not started its agent BOOT_LIMIT_MS after QEMU started
+   * is stopped and the run fails.
+   */
   readonly timeoutS?: number;
   /** "root", "nobody", "UID" or "UID:GID"; default: the image's config. */
   readonly user?: string;
@@ -41,6 +72,8 @@ export interface RunOptions {
   readonly args?: readonly string[];
   readonly accel?: AcceleratorChoice;
   readonly transport?: ShareTransport | "auto";
+  /** How virtiofsd serves the shares (virtio-fs only); unset fields keep DEFAULT_VIRTIOFS_SETTINGS. */
+  readonly virtiofs?: Partial<VirtiofsSettings>;
   /** Where the agent's output goes live (besides being collected in the result). */
   readonly stdout?: Writable;
   readonly stderr?: Writable;
@@ -49,11 +82,26 @@ export interface RunOptions {
   readonly signal?: AbortSignal;
   /** Keep the kernel and init console log at this path. */
   readonly consoleLog?: string;
+  /**
+   * The dm-verity root hash the image must match (64 hex digits). An image
+   * built with --verity boots through dm-verity with or without it (its
+   * IMAGE.verity.json gives the hash then); with it, a different hash
+   * refuses to boot.
+   */
+  readonly rootHash?: string;
+  /** Where `rootHash` came from, for the result: the user (default) or a pulled artifact's annotation. */
+  readonly rootHashSource?: "--root-hash" | "registry";
 }
 
 export interface BootTimeline {
   /** Host clock: the origin, when QEMU was started. Always 0. */
   readonly vmmStartMs: number;
+  /**
+   * Host clock: ms the host spent before it started QEMU: the kernel, the
+   * boot media, the shares; for a restore, checking the snapshot (and
+   * copying its memory for virtio-fs); with --warm, making a missing template.
+   */
+  readonly hostSetupMs: number;
   /** Guest clock (ms since the kernel started): init began. */
   readonly initStartMs: number | null;
   /** Guest clock: the agent's execve succeeded. */
@@ -64,6 +112,10 @@ export interface BootTimeline {
   readonly vmExitMs: number;
   /** Host clock: when the host learnt the agent had started, ms after QEMU was started. */
   readonly agentStartHostMs: number | null;
+  /** Host clock: when the host wrote the job (docs/guest-protocol.md §8), ms after QEMU was started. */
+  readonly jobSentMs: number | null;
+  /** Host clock: a restore (--snapshot, --warm): when the machine was restored and resumed, ms after QEMU was started; null for a boot. */
+  readonly restoreMs: number | null;
 }
 
 export interface RunResult {
@@ -80,11 +132,20 @@ export interface RunResult {
   readonly setupError: string | null;
   readonly transport: ShareTransport;
   readonly kernel: string;
+  /** The root hash the guest's root was verified against (dm-verity), and where it came from; null without verity. */
+  readonly rootVerity: { readonly rootHash: string; readonly source: VerityRoot["source"] } | null;
 }
 
+const DEFAULT_MEMORY_MIB = 512;
 /** How long an agent has to exit after SIGTERM on timeout, and the VM after SIGKILL. */
 const TERM_GRACE_MS = 10_000;
 const KILL_GRACE_MS = 5_000;
+/**
+ * With --timeout, how long the guest may take from QEMU's start to its
+ * agent's: far beyond any boot measured (under 15 s with Debian's kernel
+ * under TCG on a loaded 2-core host), so it only ends boots that hang.
+ */
+const BOOT_LIMIT_MS = 120_000;
 /** Output kept in the result (the live streams get everything). */
 const MAX_COLLECTED = 16 << 20;
 
@@ -98,33 +159,46 @@ const MAX_COLLECTED = 16 << 20;
  * QEMU, watch the timeout, and read how the agent ended.
  */
 export async function runRootfs(opts: RunOptions): Promise<RunResult> {
+  const guest = new GuestOutput(opts);
   const progress = opts.progress ?? (() => {});
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
-  const kind = await detectBootImage(opts.image);
-  await requireInitramfsInit(kind, opts.image);
+  if (opts.snapshot !== undefined || opts.warm) return runRestored(opts, qemu, guest, progress);
+  if (opts.image === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE to boot (or a snapshot to restore)");
+  const image = opts.image;
+  const kind = await detectBootImage(image);
+  const verity = await resolveVerityRoot(image, kind, opts.rootHash, opts.rootHashSource);
+  await requireInitramfsInit(kind, image);
   await checkShareDirectories(opts);
-  const work = await mkdtemp(join(tmpdir(), "a3s-run-"));
+  // What a cpio image unpacks to is read now, while the kernel, the shares
+  // and the boot media are made ready: a large compressed image takes a
+  // fraction of a second to read through (memory-need.ts).
+  const memoryMiB = opts.memoryMiB ?? DEFAULT_MEMORY_MIB;
+  const imageFootprint = kind === "cpio" ? initramfsFootprint(opts.image, 0, memoryMiB * 2 ** 20) : undefined;
+  imageFootprint?.catch(() => undefined); // awaited below; a failure before that is not unhandled
+  const swept = await sweepDeadRunDirectories();
+  if (swept.length) progress(`removed ${swept.length} run director${swept.length === 1 ? "y" : "ies"} left by runs that were killed`);
+  const work = await createRunDirectory();
   const started = new StartedProcesses();
   try {
     const kernel = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: work, progress });
     const decision = await chooseAccelerator(opts.accel ?? "auto", qemu, kernel.kernelPath, cacheRoot());
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
-    const { transport, shares } = await startShares(opts, work, started);
-    progress(`shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}`);
-    const media = await prepareBootMedia({ kind, image: opts.image, kernel, transport, workDir: work });
+    const { transport, shares } = await startShares(opts, work, started.children, progress);
+    const media = await prepareBootMedia({ kind, image, kernel, transport, verity: verity !== undefined, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
+    checkGuestMemory(memoryMiB, await bootMemoryNeed(opts.image, imageFootprint, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
 
-    const guest = new GuestOutput(opts);
     const { sockets, control } = await listenToGuest(work, guest, started);
+    guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag))));
     const consoleLog = join(work, "console.log");
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, opts),
+      cmdline: await kernelCommandLine(decision.accel, { job: true, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
-      memoryMiB: opts.memoryMiB ?? 512,
+      memoryMiB,
       transport,
       shares,
       sockets,
@@ -132,28 +206,128 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     });
     const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
-    return {
-      exitCode: end.status,
-      signal: end.kind === "agent-exit" && end.status > 128 && end.status < 128 + 65 ? signalName(end.status - 128) : null,
-      stdout: guest.text("stdout"),
-      stderr: guest.text("stderr"),
-      accel: decision.accel,
-      timeline: timelineOf(guest, vm.exitMs),
-      timedOut: vm.timedOut,
-      setupError: end.kind === "error" ? end.message : null,
-      transport,
-      kernel: kernel.origin,
-    };
+    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin }, verity);
   } finally {
     await started.stop();
     await rm(work, { recursive: true, force: true });
   }
 }
 
+/**
+ * A run from a snapshot (`snapshot`, or the cached template with `warm`):
+ * the snapshot is checked against what the run asks for, its machine is
+ * started with `-incoming defer`, restored and resumed, and the job is sent
+ * at once (its init is waiting for it). The rest is as in a boot.
+ */
+async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, progress: (message: string) => void): Promise<RunResult> {
+  if (opts.snapshot !== undefined && opts.warm) throw new A3sError("EUSAGE", "--snapshot and --warm exclude each other: --warm uses a snapshot of its own");
+  await checkShareDirectories(opts);
+  const path = opts.snapshot ?? (await warmTemplateFor(opts, progress)).path;
+  const snapshot = await OpenSnapshot.open(path);
+  const work = await createRunDirectory();
+  const started = new StartedProcesses();
+  try {
+    checkSnapshotMatches(snapshot, await snapshotExpectations(opts, snapshot.manifest));
+    const m = snapshot.manifest;
+    progress(`snapshot: ${path} (${m.image.kind} ${m.image.path}, ${m.kernel.origin}; ${m.machine.accel}, ${m.machine.cpus} CPU, ${m.machine.memoryMiB} MiB, shares over ${m.machine.transport})`);
+    const plan = await prepareRestore(snapshot, { workspace: opts.workspace, skills: opts.skills, work, children: started.children });
+    const { sockets, control } = await listenToGuest(work, guest, started);
+    const conversation = new GuestConversation(control, jobRequest(opts, plan.providedShares));
+    guest.converse(conversation);
+    const qmpSocket = join(work, "qmp.sock");
+    const qmp = await QmpClient.listen(qmpSocket);
+    started.channels.push(qmp);
+    const consoleLog = join(work, "console.log");
+    const args = qemuArgs({ ...plan.spec, sockets, consoleLog, qmpSocket });
+    const vm = await runVm(qemu, args, { guest, control, started }, opts, progress, async () => {
+      try {
+        await resumeRestored(qmp, snapshot, opts.signal);
+      } catch (e) {
+        // A template QEMU cannot read any more is made again by the next run.
+        if (opts.warm && isA3sError(e, "ESNAPSHOT")) await discardWarmTemplate(path);
+        throw e;
+      }
+      await plan.mapped();
+      guest.restored();
+      conversation.sendJob();
+    });
+    const end = await readOutcome(guest, consoleLog, vm, opts);
+    return resultOf(end, guest, vm, { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin });
+  } finally {
+    await started.stop();
+    snapshot.close();
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+function warmTemplateFor(opts: RunOptions, progress: (message: string) => void): Promise<{ path: string }> {
+  if (opts.image === undefined) throw new A3sError("EUSAGE", "--warm needs the IMAGE whose template to use");
+  return warmTemplate({
+    image: opts.image,
+    kernel: opts.kernel,
+    modules: opts.modules,
+    cpus: opts.cpus ?? 1,
+    memoryMiB: opts.memoryMiB ?? DEFAULT_MEMORY_MIB,
+    accel: opts.accel ?? "auto",
+    transport: opts.transport ?? "auto",
+    progress,
+    signal: opts.signal,
+  });
+}
+
+/**
+ * What the run asks of a snapshot: only what it states (a snapshot's own
+ * options apply to the rest), and always, under TCG, this host's TSC rate.
+ */
+async function snapshotExpectations(opts: RunOptions, m: SnapshotManifest): Promise<SnapshotExpectations> {
+  const memo = join(cacheRoot(), "digests");
+  let kernel: SnapshotExpectations["kernel"];
+  if (opts.kernel !== undefined) {
+    const scratch = await createRunDirectory();
+    try {
+      const k = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: scratch });
+      kernel = { origin: k.origin, path: k.kernelPath, sha256: (await fileSha256(k.kernelPath, memo)).sha256 };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+  return {
+    ...(opts.image !== undefined ? { imageSha256: (await fileSha256(opts.image, memo)).sha256, imagePath: opts.image } : {}),
+    ...(kernel ? { kernel } : {}),
+    ...(opts.accel !== undefined && opts.accel !== "auto" ? { accel: opts.accel } : {}),
+    ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),
+    ...(opts.memoryMiB !== undefined ? { memoryMiB: opts.memoryMiB } : {}),
+    ...(opts.transport !== undefined && opts.transport !== "auto" ? { transport: opts.transport } : {}),
+    ...(m.machine.accel === "tcg" ? { tscKhz: (await hostTscKhz()) ?? null } : {}),
+  };
+}
+
+function resultOf(
+  end: Extract<ControlEvent, { kind: "agent-exit" | "error" }>,
+  guest: GuestOutput,
+  vm: { exitMs: number; timedOut: boolean },
+  machine: { accel: Accelerator; transport: ShareTransport; kernel: string },
+  verity?: VerityRoot,
+): RunResult {
+  return {
+    exitCode: end.status,
+    signal: end.kind === "agent-exit" && end.status > 128 && end.status < 128 + 65 ? signalName(end.status - 128) : null,
+    stdout: guest.text("stdout"),
+    stderr: guest.text("stderr"),
+    accel: machine.accel,
+    timeline: timelineOf(guest, vm.exitMs),
+    timedOut: vm.timedOut,
+    setupError: end.kind === "error" ? end.message : null,
+    transport: machine.transport,
+    kernel: machine.kernel,
+    rootVerity: verity ? { rootHash: verity.rootHash, source: verity.source } : null,
+  };
+}
+
 /** What runRootfs started: killed and closed when it ends, whatever happens. */
 class StartedProcesses {
   readonly children: ChildProcess[] = [];
-  readonly channels: GuestChannel[] = [];
+  readonly channels: { close(): void }[] = [];
 
   async stop(): Promise<void> {
     const running = this.children.filter((c) => c.exitCode === null && c.signalCode === null);
@@ -163,31 +337,36 @@ class StartedProcesses {
   }
 }
 
+/**
+ * The memory this boot needs (memory-need.ts): the kernel's span, the initrd
+ * as booted, and what it unpacks to. A cpio image's own footprint
+ * (`imageFootprint`, read through its headers) and the module archive
+ * appended after it are counted apart; a rootfs directory was packed into
+ * the initrd, and a disk image's initrd is only the init and its config.
+ */
+async function bootMemoryNeed(
+  image: string,
+  imageFootprint: Promise<InitramfsFootprint> | undefined,
+  kernelPath: string,
+  initrd: string,
+): Promise<MemoryNeed> {
+  let unpacked;
+  if (imageFootprint) {
+    const own = await imageFootprint;
+    const appended = await initramfsFootprint(initrd, (await stat(image)).size);
+    unpacked = { pages: own.pages + appended.pages, entries: own.entries + appended.entries };
+  } else {
+    unpacked = await initramfsFootprint(initrd);
+  }
+  return memoryNeed(await kernelSpanMiB(kernelPath), (await stat(initrd)).size, unpacked);
+}
+
 async function checkShareDirectories(opts: RunOptions): Promise<void> {
   for (const [what, dir] of [["workspace", opts.workspace], ["skills", opts.skills]] as const) {
     if (dir !== undefined && !(await stat(dir).then((s) => s.isDirectory(), () => false))) {
       throw new A3sError("EUSAGE", `the ${what} ${dir} is not a directory`, { subject: dir });
     }
   }
-}
-
-/** The transport (virtio-fs where a virtiofsd is installed, else 9p) and one share per directory, virtiofsd started for each. */
-async function startShares(opts: RunOptions, work: string, started: StartedProcesses): Promise<{ transport: ShareTransport; shares: VmShare[] }> {
-  const wanted = opts.transport ?? "auto";
-  const virtiofsd = wanted === "9p" ? undefined : await findVirtiofsd();
-  if (wanted === "virtiofs" && !virtiofsd) {
-    throw new A3sError("ETOOL", "virtiofsd is not installed", { hint: "apt-get install virtiofsd (Debian 13), or use --transport 9p" });
-  }
-  const transport: ShareTransport = virtiofsd ? "virtiofs" : "9p";
-  const shares: VmShare[] = [];
-  for (const [tag, dir, readOnly] of [["workspace", opts.workspace, false], ["skills", opts.skills, true]] as const) {
-    if (dir === undefined) continue;
-    const hostPath = await realpath(dir);
-    const socket = join(work, `${tag}.vfs.sock`);
-    if (virtiofsd) started.children.push(await startVirtiofsd(virtiofsd, hostPath, socket, readOnly));
-    shares.push({ tag, hostPath, readOnly, socket });
-  }
-  return { transport, shares };
 }
 
 /**
@@ -201,18 +380,60 @@ class GuestOutput {
   /** Called when init reports that the agent started. */
   onAgentStart: () => void = () => undefined;
   private vmStart = 0;
+  private conversation: GuestConversation | undefined;
   private readonly collected = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
   private readonly sizes = { stdout: 0, stderr: 0 };
   readonly control = new LineSplitter((line) => this.controlLine(line));
 
+  /** performance.now() when the run began (before the kernel, media, shares or snapshot were prepared). */
+  private readonly runStart = performance.now();
+
   constructor(private readonly live: Pick<RunOptions, "stdout" | "stderr">) {}
 
-  keep(which: "stdout" | "stderr", chunk: Buffer): void {
-    this.live[which]?.write(chunk);
+  /** Host ms from the run's start to QEMU's. */
+  setupMs(): number {
+    return this.vmStart - this.runStart;
+  }
+
+  /** The host's half of the control channel: the job, and the power-off once all output is in. */
+  converse(conversation: GuestConversation): void {
+    this.conversation = conversation;
+  }
+
+  private restoredAt: number | null = null;
+
+  /** A restore: the machine runs again (its init waits for the job). */
+  restored(): void {
+    this.restoredAt = performance.now();
+  }
+
+  restoredMs(): number | null {
+    return this.restoredAt === null ? null : this.restoredAt - this.vmStart;
+  }
+
+  /** Host ms after QEMU started when the job was written, or null. */
+  jobSentMs(): number | null {
+    const at = this.conversation?.jobSentAt ?? null;
+    return at === null ? null : at - this.vmStart;
+  }
+
+  /** Passes a chunk on; while the live stream is full, a promise that holds the channel until it drains. */
+  keep(which: "stdout" | "stderr", chunk: Buffer): Promise<void> | undefined {
+    this.conversation?.output(which, chunk.length);
     if (this.sizes[which] + chunk.length <= MAX_COLLECTED) {
       this.collected[which].push(chunk);
       this.sizes[which] += chunk.length;
     }
+    const live = this.live[which];
+    // A stream that is gone (a reader that stopped, `| head`) takes nothing more, and holds nothing.
+    if (!live || live.destroyed || live.writableEnded || live.write(chunk) || live.destroyed) return undefined;
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        live.off("drain", done).off("close", done).off("error", done);
+        resolve();
+      };
+      live.on("drain", done).on("close", done).on("error", done);
+    });
   }
 
   text(which: "stdout" | "stderr"): string {
@@ -228,6 +449,7 @@ class GuestOutput {
     const ev = parseControlLine(line);
     if (!ev) return;
     this.events.push(ev);
+    this.conversation?.event(ev);
     if (ev.kind === "agent-start") {
       this.agentStartHostMs = performance.now() - this.vmStart;
       this.onAgentStart();
@@ -256,10 +478,13 @@ async function runVm(
   { guest, control, started }: { guest: GuestOutput; control: GuestChannel; started: StartedProcesses },
   opts: RunOptions,
   progress: (message: string) => void,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string; exitMs: number; timedOut: boolean }> {
+  afterSpawn?: () => Promise<void>,
+): Promise<VmEnd> {
   guest.vmStarted();
   const t0 = performance.now();
-  const vm = spawn(qemu, args, { stdio: ["ignore", "ignore", "pipe"] });
+  // The VM dies with this process even when it is SIGKILLed (die-with-parent.ts).
+  const vmCommand = dieWithParent(qemu, args);
+  const vm = spawn(vmCommand.file, vmCommand.args, { stdio: ["ignore", "ignore", "pipe"] });
   started.children.push(vm);
   let stderr = "";
   vm.stderr?.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-8192)));
@@ -270,62 +495,83 @@ async function runVm(
     vm.kill("SIGKILL");
   };
   opts.signal?.addEventListener("abort", onAbort, { once: true });
+  // A restore's steps once QEMU runs (restore-machine.ts); if one fails, the VM goes.
+  let afterSpawnError: unknown;
+  afterSpawn?.().catch((e: unknown) => {
+    afterSpawnError = e;
+    vm.kill("SIGKILL");
+  });
   const exit = await exited;
   const exitMs = performance.now() - t0;
   timeout.clear();
   opts.signal?.removeEventListener("abort", onAbort);
   if (opts.signal?.aborted) throw new A3sError("EABORTED", "the run was interrupted; the VM was stopped");
-  return { ...exit, stderr, exitMs, timedOut: timeout.timedOut };
+  if (afterSpawnError !== undefined) throw afterSpawnError;
+  return { ...exit, stderr, exitMs, timedOut: timeout.timedOut, bootExpired: timeout.bootExpired };
+}
+
+/** How QEMU ended, and whether the timeout or the boot limit ended it. */
+interface VmEnd {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stderr: string;
+  readonly exitMs: number;
+  readonly timedOut: boolean;
+  readonly bootExpired: boolean;
 }
 
 /**
- * The timeout's escalation: SIGTERM to the agent, SIGKILL after a grace
- * period, then the VM itself. The grace periods count from when SIGTERM is
- * really sent, which may be later than the timeout if the guest was still
- * booting then (the SIGTERM is for the agent, so it is sent the moment the
- * agent starts); a guest that never starts its agent is killed a grace
- * period after the timeout.
+ * `--timeout`: the agent gets `timeoutS` seconds from its start, the moment
+ * the host reads init's agent-start line; then SIGTERM through the control
+ * channel, SIGKILL TERM_GRACE_MS later, and the VM is killed KILL_GRACE_MS
+ * after that. The boot does not count against it: under TCG a slow boot
+ * alone could otherwise use up a short timeout before the agent ran at all.
+ * Instead, a guest that has not started its agent BOOT_LIMIT_MS after QEMU
+ * started is stopped (the kernel or init hung) and the run fails saying so.
+ * Without a timeout nothing is limited.
  */
 class TimeoutWatch {
+  /** The agent's time ran out. */
   timedOut = false;
+  /** The guest never started its agent. */
+  bootExpired = false;
   private readonly timers: NodeJS.Timeout[] = [];
-  private termPending = false;
-  private agentRunning = false;
-  private bootDeadline: NodeJS.Timeout | undefined;
+  private bootLimit: NodeJS.Timeout | undefined;
+  private agentSeen = false;
 
   constructor(
-    timeoutS: number | undefined,
+    private readonly timeoutS: number | undefined,
     private readonly vm: ChildProcess,
     private readonly control: GuestChannel,
-    progress: (message: string) => void,
+    private readonly progress: (message: string) => void,
   ) {
     if (timeoutS === undefined) return;
+    this.bootLimit = setTimeout(() => {
+      this.bootExpired = true;
+      progress(`the guest has not started its agent ${BOOT_LIMIT_MS / 1000} s after the VM started: stopping the VM`);
+      vm.kill("SIGKILL");
+    }, BOOT_LIMIT_MS);
+    this.timers.push(this.bootLimit);
+  }
+
+  agentStarted(): void {
+    if (this.timeoutS === undefined || this.agentSeen) return;
+    this.agentSeen = true;
+    clearTimeout(this.bootLimit);
+    const timeoutS = this.timeoutS;
     this.timers.push(
       setTimeout(() => {
         this.timedOut = true;
-        progress(`timeout after ${timeoutS} s: sending SIGTERM to the agent`);
-        if (this.agentRunning) return this.escalate();
-        this.termPending = true;
-        this.bootDeadline = setTimeout(() => vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS);
-        this.timers.push(this.bootDeadline);
+        this.progress(`timeout: the agent has run ${timeoutS} s; sending it SIGTERM`);
+        this.control.write("signal TERM\n");
+        this.timers.push(setTimeout(() => this.control.write("signal KILL\n"), TERM_GRACE_MS));
+        this.timers.push(setTimeout(() => this.vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
       }, timeoutS * 1000),
     );
   }
 
-  agentStarted(): void {
-    this.agentRunning = true;
-    if (this.termPending) this.escalate();
-  }
-
   clear(): void {
     this.timers.forEach(clearTimeout);
-  }
-
-  private escalate(): void {
-    if (this.bootDeadline) clearTimeout(this.bootDeadline);
-    this.control.write("signal TERM\n");
-    this.timers.push(setTimeout(() => this.control.write("signal KILL\n"), TERM_GRACE_MS));
-    this.timers.push(setTimeout(() => this.vm.kill("SIGKILL"), TERM_GRACE_MS + KILL_GRACE_MS));
   }
 }
 
@@ -337,7 +583,7 @@ class TimeoutWatch {
 async function readOutcome(
   guest: GuestOutput,
   consoleLog: string,
-  vm: { code: number | null; signal: NodeJS.Signals | null; stderr: string },
+  vm: VmEnd,
   opts: RunOptions,
 ): Promise<Extract<ControlEvent, { kind: "agent-exit" | "error" }>> {
   const consoleText = await readFile(consoleLog, "utf8").catch(() => "");
@@ -345,8 +591,21 @@ async function readOutcome(
   // Init reports early failures on the console, before the control channel exists.
   for (const ev of controlLinesInConsole(consoleText)) if (!guest.events.some((e) => e.kind === ev.kind)) guest.events.push(ev);
   const end = guest.events.find((e): e is Extract<ControlEvent, { kind: "agent-exit" | "error" }> => e.kind === "agent-exit" || e.kind === "error");
+  if (end?.kind === "error" && /unknown key "a3s\.job=1"/.test(end.message)) {
+    // An init from before guest protocol 2 cannot wait for its job.
+    return { ...end, message: `${end.message} (the image's init is older than guest protocol 2: rebuild the image with this a3s-rootfs)` };
+  }
   if (end) return end;
+  const corrupt = verityFailure(consoleText);
+  if (corrupt) {
+    return { kind: "error", status: ROOT_VERIFICATION_FAILED, message: `the root filesystem failed verification (${corrupt}); the VM was stopped` };
+  }
   const tail = consoleText.replace(/\r/g, "").split("\n").slice(-15).join("\n");
+  if (vm.bootExpired) {
+    throw new A3sError("EVM", `the guest did not start its agent within ${BOOT_LIMIT_MS / 1000} s of the VM starting; the VM was stopped\nlast console lines:\n${tail}`, {
+      hint: "the kernel or init hung: run with --console-log FILE to keep the whole console log (--timeout counts from the agent's start)",
+    });
+  }
   throw new A3sError(
     "EVM",
     `the VM stopped without reporting how the agent ended (QEMU ${vm.signal ? `killed by ${vm.signal}` : `exit status ${vm.code}`})` +
@@ -362,47 +621,36 @@ function timelineOf(guest: GuestOutput, vmExitMs: number): BootTimeline {
   };
   return {
     vmmStartMs: 0,
+    hostSetupMs: Math.round(guest.setupMs()),
     initStartMs: at("init-start"),
     agentStartMs: at("agent-start"),
     agentExitMs: at("agent-exit"),
     vmExitMs: Math.round(vmExitMs),
     agentStartHostMs: guest.agentStartHostMs === null ? null : Math.round(guest.agentStartHostMs),
+    jobSentMs: roundOrNull(guest.jobSentMs()),
+    restoreMs: roundOrNull(guest.restoredMs()),
+  };
+}
+
+function roundOrNull(ms: number | null): number | null {
+  return ms === null ? null : Math.round(ms);
+}
+
+/**
+ * The run's job: its arguments, environment and user (each only when the
+ * run sets it: the image's config keeps the rest) and the tags of the
+ * shares this host provides.
+ */
+function jobRequest(opts: RunOptions, providedShares: readonly string[]): JobRequest {
+  return {
+    ...(opts.args?.length ? { args: [...opts.args] } : {}),
+    ...(opts.env?.length ? { env: [...opts.env] } : {}),
+    ...(opts.user !== undefined ? { user: parseUserSpec(opts.user) } : {}),
+    providedShares: [...providedShares],
   };
 }
 
 function signalName(n: number): string | null {
   const entry = Object.entries(osConstants.signals).find(([, v]) => v === n);
   return entry ? entry[0] : `SIG${n}`;
-}
-
-/**
- * The kernel command line: kernel and init messages on the serial console,
- * a panic ends the VM at once, and the run's overrides of the image's config
- * as a3s.* parameters (docs/guest-protocol.md §4).
- */
-export async function kernelCommandLine(
-  accel: Accelerator,
-  opts: Pick<RunOptions, "user" | "env" | "args"> = {},
-): Promise<string> {
-  const parts = ["console=ttyS0", "panic=-1", "quiet"];
-  if (accel === "tcg") {
-    // Under TCG the guest's TSC calibration can fail on a busy host and hang
-    // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.
-    const khz = await hostTscKhz();
-    if (khz) parts.push(`tsc_early_khz=${khz}`);
-  }
-  if (opts.user !== undefined) {
-    const u = parseUserSpec(opts.user);
-    parts.push(kernelCmdlineArg("user", `${u.uid}:${u.gid}`));
-  }
-  for (const e of opts.env ?? []) parts.push(kernelCmdlineArg("env", e));
-  for (const a of opts.args ?? []) parts.push(kernelCmdlineArg("arg", a));
-  const line = parts.join(" ");
-  // x86's COMMAND_LINE_SIZE: a longer line is cut by the kernel, silently.
-  if (line.length > 2047) {
-    throw new A3sError("EUSAGE", `the kernel command line would be ${line.length} bytes, over the 2047 the kernel accepts`, {
-      hint: "bake long arguments and environment into the image with a3s-rootfs build --agent-args/--env",
-    });
-  }
-  return line;
 }

@@ -1,13 +1,18 @@
-import { realpath, stat } from "node:fs/promises";
+import { mkdtemp, realpath, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/index.js";
-import { applyGuestConfig, type AgentLaunch, type AgentSettings } from "../layout/apply-guest-config.js";
+import { applyGuestConfig, checkAgentSettings, type AgentLaunch, type AgentSettings } from "../layout/apply-guest-config.js";
 import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
+import { checkOutputTargets } from "../outputs/output-target.js";
 import { writeOutputs } from "../outputs/write-outputs.js";
-import { checkAgentBinary, guestProgramPath } from "../programs/index.js";
+import { checkGuestProgram, readGuestProgram, type GuestProgramRole } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import type { RootfsSource, SourceResult } from "../sources/source.js";
 import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
+import { removeTree } from "../util/remove-tree.js";
+import { pausePoint } from "../util/test-pause.js";
 
 export interface BuildResult {
   readonly source: string;
@@ -22,6 +27,24 @@ export interface BuildResult {
 
 /** File content for `withFile`: text, bytes, or a file on the host read when an output is written. */
 export type FileInput = string | Uint8Array | { readonly hostPath: string };
+
+/** Options of one `build()` or `buildTree()` call. */
+export interface BuildOptions {
+  /**
+   * Cancels the build. Whatever it was doing stops (downloads, host tools,
+   * writes), every temporary and staging file is removed, and the promise
+   * rejects with the signal's reason once all of that is done. An output
+   * already published stays; the one being written is never published.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** What the checks before any work found: the resolved layout and the programs to install. */
+interface Checked {
+  readonly layout: GuestLayout;
+  readonly agent: ContentRef | undefined;
+  readonly init: ContentRef | undefined;
+}
 
 /**
  * Builds an A3S guest rootfs: a source tree, the A3S layer on top (layout,
@@ -38,6 +61,9 @@ export class RootfsBuilder {
   private layout: Partial<GuestLayout> = {};
   /** The guest init: the built-in one unless replaced, or none with false. */
   private init: string | false | undefined;
+  private allowDynamicInit = false;
+  private force = false;
+  private verity: { salt?: Buffer } | undefined;
   private agentSettings: AgentSettings = {};
   private readonly files: { path: string; content: FileInput; meta: MetadataInit }[] = [];
   private readonly outputs: OutputSpec[] = [];
@@ -61,9 +87,14 @@ export class RootfsBuilder {
     return this;
   }
 
-  /** The PID 1 put at /sbin/init (default: the built-in A3S init); false leaves it out. */
-  withInit(path: string | false): this {
+  /**
+   * The PID 1 put at /sbin/init (default: the built-in A3S init); false
+   * leaves it out. It must be a static ELF unless `allowDynamic`: the guest
+   * has no libc, and a dynamic init panics the kernel at boot.
+   */
+  withInit(path: string | false, opts: { allowDynamic?: boolean } = {}): this {
     this.init = path;
+    this.allowDynamicInit = opts.allowDynamic ?? false;
     return this;
   }
 
@@ -104,6 +135,30 @@ export class RootfsBuilder {
     return this;
   }
 
+  /**
+   * Lets outputs replace what a3s-rootfs did not write: a non-empty
+   * directory, a directory where a file goes or a file where a directory
+   * goes. Without it such a path is refused before any work. The root,
+   * system directories, the current directory, home and their ancestors are
+   * refused even so.
+   */
+  withForce(force = true): this {
+    this.force = force;
+    return this;
+  }
+
+  /**
+   * Appends a dm-verity hash tree to every erofs, squashfs and ext4 output,
+   * so `run` mounts the root through dm-verity and the kernel checks every
+   * block the guest reads. The root hash is in the build result
+   * (`outputs[].verity`) and in `PATH.verity.json`. The salt defaults to one
+   * derived from the tree, so the same build gives the same root hash.
+   */
+  withVerity(opts: { salt?: Buffer } = {}): this {
+    this.verity = opts;
+    return this;
+  }
+
   /** SOURCE_DATE_EPOCH for this build; default: the environment's, else a fixed epoch. */
   withEpoch(epoch: number): this {
     this.epoch = epoch;
@@ -122,41 +177,87 @@ export class RootfsBuilder {
   }
 
   /** Produces the tree without writing anything. */
-  async buildTree(): Promise<RootfsTree> {
-    return (await this.produce()).tree;
+  async buildTree(opts: BuildOptions = {}): Promise<RootfsTree> {
+    const checked = await this.check();
+    return this.inScratch(opts.signal, async (scratchDir) => (await this.produce(checked, opts.signal, scratchDir)).tree);
   }
 
-  /** Builds the tree and writes every output. */
-  async build(): Promise<BuildResult> {
+  /**
+   * Builds the tree and writes every output. Everything that can be checked
+   * without reading the source is checked first (the layout, the agent's
+   * settings, the agent and init binaries, every output path), so a mistake
+   * costs no download and no half-done work. The build's temporary files
+   * live in one scratch directory under os.tmpdir(), removed when the build
+   * ends, however it ends.
+   */
+  async build(opts: BuildOptions = {}): Promise<BuildResult> {
     const started = performance.now();
     if (this.outputs.length === 0) {
       throw new A3sError("EUSAGE", "nothing to write: give the builder a directory path or call withOutput()");
     }
-    const { tree, source } = await this.produce();
-    if (!this.agent && !source.agentDefaults?.path) {
-      throw new A3sError("ENOAGENT", `no agent: the source ${this.source.spec} names none; call withAgentBinary(await findAgentBinary())`);
-    }
-    const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn });
-    return {
-      source: this.source.spec,
-      entries: tree.entryCount,
-      outputs,
-      durationMs: Math.round(performance.now() - started),
-      ...(source.report ? { sourceReport: source.report } : {}),
-      tree,
-    };
+    const checked = await this.check();
+    await checkOutputTargets(this.outputs, { force: this.force });
+    const { signal } = opts;
+    return this.inScratch(signal, async (scratchDir) => {
+      const { tree, source } = await this.produce(checked, signal, scratchDir);
+      if (!this.agent && !source.agentDefaults?.path) {
+        throw new A3sError("ENOAGENT", `no agent: the source ${this.source.spec} names none; call withAgentBinary(await findAgentBinary())`);
+      }
+      const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force, verity: this.verity });
+      return {
+        source: this.source.spec,
+        entries: tree.entryCount,
+        outputs,
+        durationMs: Math.round(performance.now() - started),
+        ...(source.report ? { sourceReport: source.report } : {}),
+        tree,
+      };
+    });
   }
 
-  private async produce(): Promise<{ tree: RootfsTree; source: SourceResult }> {
-    const epoch = this.epoch ?? sourceDateEpoch();
+  /** The checks that need no source: any failure here stops the build before it starts. */
+  private async check(): Promise<Checked> {
     const layout = resolveLayout(this.layout);
-    const agent = this.agent ? await this.agentContent(this.agent.path, this.agent.allowDynamic) : undefined;
-    const init = this.init === false ? undefined : await hostFileContent(this.init ?? guestProgramPath("init"));
+    checkAgentSettings(this.agentSettings);
+    const agent = this.agent ? await guestProgram(this.agent.path, "agent", this.agent.allowDynamic) : undefined;
+    const init =
+      this.init === false
+        ? undefined
+        : this.init === undefined
+          ? // The built-in init goes in as the bytes that were checked against its checksum, not as a path read again later.
+            bytesContent(readGuestProgram("init"))
+          : await guestProgram(this.init, "init", this.allowDynamicInit);
+    return { layout, agent, init };
+  }
+
+  /**
+   * Runs `fn` with the build's scratch directory: one private directory
+   * (short name, under os.tmpdir()) for every temporary file of the build,
+   * staging copies of image outputs included, removed in the end whether the
+   * build succeeded, failed or was cancelled.
+   */
+  private async inScratch<T>(signal: AbortSignal | undefined, fn: (scratchDir: string) => Promise<T>): Promise<T> {
+    signal?.throwIfAborted();
+    const scratchDir = await mkdtemp(join(tmpdir(), "a3s-"));
+    try {
+      await pausePoint("source", signal);
+      return await fn(scratchDir);
+    } finally {
+      await removeTree(scratchDir);
+    }
+  }
+
+  private async produce(checked: Checked, signal: AbortSignal | undefined, scratchDir: string): Promise<{ tree: RootfsTree; source: SourceResult }> {
+    const epoch = this.epoch ?? sourceDateEpoch();
+    const { layout } = checked;
     const progress = (m: string): void => this.progress(m);
-    const source = await this.source.load({ epoch, warn: this.warn, progress });
+    const source = await this.source.load({ epoch, warn: this.warn, progress, signal, scratchDir });
+    signal?.throwIfAborted();
+    // What the image says about its agent matters only when the build runs the image's agent.
+    if (!this.agent) for (const w of source.agentWarnings ?? []) this.warn(w);
     const tree = source.tree;
-    applyGuestLayout(tree, layout, agent);
-    applyGuestConfig(tree, layout, this.launch(layout.agentPath, source), init);
+    applyGuestLayout(tree, layout, checked.agent);
+    applyGuestConfig(tree, layout, this.launch(layout.agentPath, source), checked.init);
     for (const f of this.files) tree.addFile(f.path, await fileContent(f.content), f.meta);
     return { tree, source };
   }
@@ -182,13 +283,16 @@ export class RootfsBuilder {
     };
   }
 
-  private async agentContent(path: string, allowDynamic: boolean): Promise<ContentRef> {
-    const real = await realpath(path).catch(() => {
-      throw new A3sError("ENOAGENT", `the agent binary ${path} does not exist`, { subject: path });
-    });
-    await checkAgentBinary(real, { allowDynamic });
-    return { type: "hostFile", path: real, size: (await stat(real)).size };
-  }
+}
+
+/** A program the build installs in the guest (the agent, or an --init), checked: it must run there. */
+async function guestProgram(path: string, role: GuestProgramRole, allowDynamic: boolean): Promise<ContentRef> {
+  const real = await realpath(path).catch(() => {
+    throw new A3sError(role === "agent" ? "ENOAGENT" : "EINIT", `the ${role} binary ${path} does not exist`, { subject: path });
+  });
+  // Checked by the name the user gave, so the error names it; installed from the resolved file.
+  await checkGuestProgram(path, role, { allowDynamic });
+  return { type: "hostFile", path: real, size: (await stat(real)).size };
 }
 
 async function fileContent(input: FileInput): Promise<ContentRef> {

@@ -1,10 +1,15 @@
 import type { Command } from "commander";
 import { RootfsBuilder } from "../builder/rootfs-builder.js";
-import { DEFAULT_LAYOUT } from "../layout/index.js";
-import { findAgentBinary } from "../programs/index.js";
+import { A3sError } from "../errors.js";
+import { parseVeritySalt } from "../formats/verity/index.js";
+import { checkAgentSettings } from "../layout/apply-guest-config.js";
+import { DEFAULT_LAYOUT, resolveLayout, type GuestLayout } from "../layout/index.js";
+import { checkOutputTargets } from "../outputs/output-target.js";
+import { VERITY_FORMATS } from "../outputs/verity-output.js";
 import { parseOutputSpec } from "../outputs/write-outputs.js";
+import { findAgentBinary } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
-import { action, collect, oneOf } from "./command-runner.js";
+import { action, collect, flagsGiven, oneOf, refuseBoth, usage } from "./command-runner.js";
 import { withRegistryFlags } from "./output-flags.js";
 import { humanBytes } from "./format.js";
 
@@ -16,6 +21,10 @@ interface BuildFlags {
   dns?: string[] | false;
   hostname?: string;
   init?: string | false;
+  allowDynamicInit?: boolean;
+  force?: boolean;
+  verity?: boolean;
+  veritySalt?: string;
   agentArg?: string[];
   agentArgs?: string;
   env?: string[];
@@ -31,7 +40,7 @@ interface BuildFlags {
 }
 
 export function registerBuildCommand(program: Command): void {
-  program
+  const cmd = program
     .command("build")
     .description("build a rootfs from SOURCE (default: scratch) and write each output")
     .argument(
@@ -52,6 +61,7 @@ export function registerBuildCommand(program: Command): void {
     .option("--no-dns", "write /etc/resolv.conf with no nameserver")
     .option("--hostname <NAME>", "the guest's hostname", DEFAULT_LAYOUT.hostname)
     .option("--init <FILE>", "use this static program as /sbin/init instead of the built-in A3S init")
+    .option("--allow-dynamic-init", "accept a dynamically linked --init (its libraries must be in the rootfs)")
     .option("--no-init", "leave the init out (for a kernel or VMM that brings its own)")
     .option("--agent-arg <ARG>", "an argument baked into the guest config for the agent (repeatable, in order)", collect)
     .option("--agent-args <ARGS>", "agent arguments as one string, split on whitespace")
@@ -64,44 +74,63 @@ export function registerBuildCommand(program: Command): void {
     .option("--creds <USER:PASSWORD>", "registries: credentials (default: ~/.docker/config.json and its credential helpers)")
     .option("--insecure", "registries: allow plain HTTP and unverified TLS to a registry that is not on loopback")
     .option("--layer-compression <C>", "oci:DIR and docker://REF outputs: the layer as gzip (default), zstd or none; a pushed cpio too")
-    .option("--json", "print one JSON object: {source, entries, outputs, durationMs}")
+    .option("--force", "replace what a3s-rootfs did not write at an output path (a non-empty directory, a file where a directory goes); never /, system directories, the current directory or home")
+    .option("--verity", "append a dm-verity hash tree (sha256, 4 KiB blocks) to erofs, squashfs and ext4 outputs, pushed ones too; run then verifies every block the guest reads")
+    .option("--verity-salt <HEX>", "the verity salt, hex (or - for none); default: derived from the tree, so the same build gives the same root hash")
+    .option("--json", "print one JSON object: {source, entries, outputs: [{format, path, bytes, sha256, verity?, digest?, reference?, pushed?}], durationMs}")
     .addHelpText(
       "after",
       "\nExamples:\n  a3s-rootfs build --agent ./a3s-box-code -o cpio:rootfs.cpio.gz -o erofs:rootfs.erofs\n" +
         "  SOURCE_DATE_EPOCH=0 a3s-rootfs build -o tar:rootfs.tar --json",
-    )
-    .action(
-      action(async (source: string, flags: BuildFlags) => {
-        const src = parseSourceSpec(source, {
-          appletLinks: oneOf("--links", flags.links, ["symlink", "hardlink"] as const) ?? "symlink",
-          ...(flags.include ? { include: flags.include.split(",").filter(Boolean) } : {}),
-          trim: oneOf("--trim", flags.trim, ["none", "docs", "minimal"] as const) ?? "minimal",
-          ...(flags.platform ? { platform: flags.platform } : {}),
-          ...(flags.creds ? { creds: flags.creds } : {}),
-          ...(flags.insecure ? { insecure: true } : {}),
-        });
+    );
+  const given = flagsGiven(cmd, ["init", "no-init", "dns", "no-dns"]);
+  cmd.action(
+      action(async ({ signal }, source: string, flags: BuildFlags) => {
+        // Every value typed on the command line is checked before any work: a mistake exits 2 at once.
+        refuseBoth(given, "init", "no-init");
+        refuseBoth(given, "dns", "no-dns");
+        const src = usage(() =>
+          parseSourceSpec(source, {
+            appletLinks: oneOf("--links", flags.links, ["symlink", "hardlink"] as const) ?? "symlink",
+            ...(flags.include ? { include: flags.include.split(",").filter(Boolean) } : {}),
+            trim: oneOf("--trim", flags.trim, ["none", "docs", "minimal"] as const) ?? "minimal",
+            ...(flags.platform ? { platform: flags.platform } : {}),
+            ...(flags.creds ? { creds: flags.creds } : {}),
+            ...(flags.insecure ? { insecure: true } : {}),
+          }),
+        );
+        const compression = oneOf("--layer-compression", flags.layerCompression, ["gzip", "zstd", "none"] as const);
+        const outputs = (flags.output ?? ["dir:rootfs"]).map((spec) =>
+          withRegistryFlags(usage(() => parseOutputSpec(spec)), { compression, creds: flags.creds, insecure: flags.insecure }),
+        );
+        if (flags.veritySalt !== undefined && !flags.verity) throw new A3sError("EUSAGE", "--verity-salt needs --verity");
+        const veritySalt = flags.veritySalt === undefined ? undefined : usage(() => parseVeritySalt(flags.veritySalt as string));
+        if (flags.verity && !outputs.some((o) => VERITY_FORMATS.includes(o.format))) {
+          throw new A3sError("EUSAGE", "--verity needs an erofs, squashfs or ext4 output (-o erofs:PATH ...): the hash tree is appended to a block-device image");
+        }
+        const layout: Partial<GuestLayout> = {
+          ...(flags.agentPath ? { agentPath: flags.agentPath } : {}),
+          ...(flags.hostname ? { hostname: flags.hostname } : {}),
+          ...(flags.dns === false ? { dns: [] } : flags.dns ? { dns: flags.dns } : {}),
+        };
+        usage(() => resolveLayout(layout));
+        const agentArgs = [...(flags.agentArgs ? flags.agentArgs.split(/\s+/).filter(Boolean) : []), ...(flags.agentArg ?? [])];
+        usage(() => checkAgentSettings({ args: agentArgs, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
+        await checkOutputTargets(outputs, { force: flags.force ?? false });
+
         // Container images name their own agent; otherwise one is searched for.
         const agent = flags.agent || !src.providesAgent ? await findAgentBinary(flags.agent ? { path: flags.agent } : {}) : undefined;
-        const builder = new RootfsBuilder().withSource(src);
+        const builder = new RootfsBuilder().withSource(src).withLayout(layout).withForce(flags.force ?? false);
         if (agent) builder.withAgentBinary(agent, { allowDynamic: flags.allowDynamicAgent ?? false });
         if (!flags.json && process.stderr.isTTY) builder.onProgress((m) => process.stderr.write(`a3s-rootfs: ${m}\n`));
-        builder
-          .withLayout({
-            ...(flags.agentPath ? { agentPath: flags.agentPath } : {}),
-            ...(flags.hostname ? { hostname: flags.hostname } : {}),
-            ...(flags.dns === false ? { dns: [] } : flags.dns ? { dns: flags.dns } : {}),
-          });
         if (flags.init === false) builder.withInit(false);
-        else if (typeof flags.init === "string") builder.withInit(flags.init);
-        const agentArgs = [...(flags.agentArgs ? flags.agentArgs.split(/\s+/).filter(Boolean) : []), ...(flags.agentArg ?? [])];
+        else if (typeof flags.init === "string") builder.withInit(flags.init, { allowDynamic: flags.allowDynamicInit ?? false });
         if (agentArgs.length) builder.withAgentArgs(agentArgs);
         if (flags.env) builder.withAgentEnv(flags.env);
         if (flags.user) builder.withAgentUser(flags.user);
-        const compression = oneOf("--layer-compression", flags.layerCompression, ["gzip", "zstd", "none"] as const);
-        for (const spec of flags.output ?? ["dir:rootfs"]) {
-          builder.withOutput(withRegistryFlags(parseOutputSpec(spec), { compression, creds: flags.creds, insecure: flags.insecure }));
-        }
-        const result = await builder.build();
+        for (const o of outputs) builder.withOutput(o);
+        if (flags.verity) builder.withVerity(veritySalt ? { salt: veritySalt } : {});
+        const result = await builder.build({ signal });
         if (flags.json) {
           const { tree: _tree, ...report } = result;
           process.stdout.write(JSON.stringify(report) + "\n");
@@ -112,7 +141,9 @@ export function registerBuildCommand(program: Command): void {
           const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
           const digest = o.digest ? `  ${o.reference ? "pushed " : ""}manifest ${o.digest}` : "";
           process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}${digest}\n`);
+          const record = o.reference ? "in the artifact's annotations" : `${o.path}.verity.json`;
+          if (o.verity) process.stdout.write(`           verity root hash ${o.verity.rootHash} (hash tree at byte ${o.verity.hashOffset}; ${record})\n`);
         }
       }),
-    );
+  );
 }

@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { gcWarmTemplates, listWarmTemplates, warmTemplateRoot } from "../boot/warm-templates.js";
 import { A3sError } from "../errors.js";
 import { ContentStore } from "../oci/store/content-store.js";
 import { ImageRecords } from "../oci/store/image-records.js";
@@ -10,6 +11,8 @@ import { humanBytes } from "./format.js";
  * a build running right now has stored them but not yet recorded its image.
  */
 const IN_USE_GRACE_MS = 60 * 60 * 1000;
+/** run --warm templates no run used for this long go in a gc without --older-than. */
+const WARM_TEMPLATE_DAYS = 7;
 
 interface GcFlags {
   olderThan?: string;
@@ -25,7 +28,7 @@ export function registerCacheCommand(program: Command): void {
     .description("list cached images and what the blob store holds")
     .option("--json", "print one JSON object")
     .action(
-      action(async (flags: { json?: boolean }) => {
+      action(async (_ctx, flags: { json?: boolean }) => {
         const store = new ContentStore();
         const blobs = await store.list();
         const sizes = new Map(blobs.map((b) => [b.digest, b.size]));
@@ -37,13 +40,18 @@ export function registerCacheCommand(program: Command): void {
           bytes: r.digests.reduce((n, d) => n + (sizes.get(d) ?? 0), 0),
         }));
         const total = blobs.reduce((n, b) => n + b.size, 0);
+        const warm = (await listWarmTemplates()).templates.map((t) => ({ path: t.path, bytes: t.bytes, lastUsed: new Date(t.lastUsedMs).toISOString() }));
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ store: store.root, blobs: blobs.length, bytes: total, images }) + "\n");
+          process.stdout.write(JSON.stringify({ store: store.root, blobs: blobs.length, bytes: total, images, warmTemplates: warm }) + "\n");
           return;
         }
         process.stdout.write(`${store.root}: ${blobs.length} blobs, ${humanBytes(total)}\n`);
         for (const i of images) {
           process.stdout.write(`  ${i.reference}  ${i.platform}  ${i.manifestDigest.slice(0, 19)}  ${humanBytes(i.bytes)}  last used ${i.lastUsed}\n`);
+        }
+        if (warm.length) {
+          process.stdout.write(`${warmTemplateRoot()}: ${warm.length} warm templates, ${humanBytes(warm.reduce((n, t) => n + t.bytes, 0))}\n`);
+          for (const t of warm) process.stdout.write(`  ${t.path}  ${humanBytes(t.bytes)}  last used ${t.lastUsed}\n`);
         }
       }),
     );
@@ -59,10 +67,11 @@ export function registerCacheCommand(program: Command): void {
         "cache at once (after a disk error, say). A removed blob is fetched again by the next build that needs it.",
     )
     .action(
-      action(async (flags: { keep?: boolean; json?: boolean }) => {
+      action(async ({ signal }, flags: { keep?: boolean; json?: boolean }) => {
         const store = new ContentStore();
         const result = await store.verifyAll({
           remove: flags.keep !== true,
+          signal,
           onBlob: (_digest, problem) => {
             if (problem && !flags.json) process.stderr.write(`a3s-rootfs: bad: ${problem}\n`);
           },
@@ -81,12 +90,12 @@ export function registerCacheCommand(program: Command): void {
 
   cache
     .command("gc")
-    .description("delete cached blobs that no remembered image needs and no running a3s-rootfs process uses")
-    .option("--older-than <DAYS>", "first forget images not used for this many days")
-    .option("--all", "forget every image and delete every blob")
-    .option("--json", "print one JSON object: {forgotten, removed, bytes, inUse}")
+    .description(`delete cached blobs that no remembered image needs and no running a3s-rootfs process uses, and run --warm templates not used for ${WARM_TEMPLATE_DAYS} days`)
+    .option("--older-than <DAYS>", "first forget images, and remove warm templates, not used for this many days")
+    .option("--all", "forget every image, delete every blob (but those in use) and every warm template")
+    .option("--json", "print one JSON object: {forgotten, removed, bytes, inUse, warmTemplates: {removed, bytes}}")
     .action(
-      action(async (flags: GcFlags) => {
+      action(async (_ctx, flags: GcFlags) => {
         const store = new ContentStore();
         const records = new ImageRecords();
         let days: number | undefined;
@@ -113,12 +122,15 @@ export function registerCacheCommand(program: Command): void {
         }
         // Blobs a running build, run or inspect uses are kept (the store's use records), --all included.
         const { removed, bytes, inUse } = await store.gc(keep, now);
+        const warm = await gcWarmTemplates({ olderThanMs: (days ?? WARM_TEMPLATE_DAYS) * 86_400_000, all: flags.all === true, now });
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse }) + "\n");
+          process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse, warmTemplates: warm }) + "\n");
           return;
         }
         const kept = inUse > 0 ? `; kept ${inUse} in use by running processes` : "";
-        process.stdout.write(`forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}${kept}\n`);
+        process.stdout.write(
+          `forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}${kept}; ${warm.removed} warm templates, ${humanBytes(warm.bytes)}\n`,
+        );
       }),
     );
 }

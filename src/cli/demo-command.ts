@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runRootfs } from "../boot/run-vm.js";
 import { RootfsBuilder } from "../builder/rootfs-builder.js";
+import { ensureHostRequirements } from "../doctor/index.js";
 import { guestProgramPath } from "../programs/index.js";
-import { ensureHostPackages } from "../util/ensure-packages.js";
 import { action } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 
@@ -21,11 +21,12 @@ export function registerDemoCommand(program: Command): void {
     .option("--accel <A>", "auto, kvm or tcg", "auto")
     .option("--json", "print the build and run results as one JSON object")
     .action(
-      action(async (flags: { accel?: string; json?: boolean }) => {
+      action(async ({ signal }, flags: { accel?: string; json?: boolean }) => {
         const say = (m: string): void => {
           if (!flags.json) process.stderr.write(`a3s-rootfs: ${m}\n`);
         };
-        ensureHostPackages([{ command: "qemu-system-x86_64", debianPackage: "qemu-system-x86" }], say);
+        // What `doctor --fix` would install for runs, when something is missing (QEMU on a fresh machine).
+        await ensureHostRequirements(["run"], say);
         const work = await mkdtemp(join(tmpdir(), "a3s-demo-"));
         try {
           const workspace = join(work, "workspace");
@@ -41,7 +42,7 @@ export function registerDemoCommand(program: Command): void {
             .withAgentBinary(guestProgramPath("probe"))
             .withAgentArgs(["--write", "/workspace/written-by-the-agent.txt"])
             .withOutput("cpio", image)
-            .build();
+            .build({ signal });
           say(`built the scratch rootfs: ${build.entries} entries, ${humanBytes(build.outputs[0]?.bytes ?? 0)} as cpio.gz`);
 
           const run = await runRootfs({
@@ -51,6 +52,7 @@ export function registerDemoCommand(program: Command): void {
             accel: flags.accel === "kvm" || flags.accel === "tcg" ? flags.accel : "auto",
             timeoutS: 120,
             progress: say,
+            signal,
           });
           if (flags.json) {
             const { tree: _tree, ...buildReport } = build;

@@ -1,10 +1,14 @@
 import type { Command } from "commander";
+import { stat } from "node:fs/promises";
 import { auditTree } from "../audit/audit.js";
 import type { AuditReport } from "../audit/audit-report.js";
 import type { BinaryReport } from "../audit/binary-check.js";
 import { SEVERITIES, type Severity } from "../audit/findings.js";
 import { listEntries } from "../audit/list-entries.js";
 import { openInspectTarget, type InspectTarget } from "../audit/open-target.js";
+import { checkVerity, type VerityReport } from "../audit/verity-check.js";
+import { A3sError } from "../errors.js";
+import { detectFileFormat } from "../formats/detect.js";
 import { action, oneOf } from "./command-runner.js";
 import { humanBytes, modeString } from "./format.js";
 
@@ -15,6 +19,8 @@ interface InspectFlags {
   json?: boolean;
   list?: boolean;
   failOn?: string;
+  verify?: boolean;
+  rootHash?: string;
 }
 
 export function registerInspectCommand(program: Command): void {
@@ -28,22 +34,36 @@ export function registerInspectCommand(program: Command): void {
     .argument("<target>", "the rootfs to inspect")
     .option("--json", "print one JSON object (the audit report; with --list: {target, entries, bytes, byKind, list})")
     .option("--list", "list every entry (kind, mode, owner, size, link, sha256) instead of auditing")
+    .option("--verify", "erofs, squashfs and ext4 images built with --verity: check every block against the root hash; exit 1 if one does not match")
+    .option("--root-hash <HEX>", "the root hash to verify against (default: the image's IMAGE.verity.json)")
     .option("--fail-on <severity>", `exit with status ${FINDINGS_EXIT_STATUS} if a finding is this severe or worse (${SEVERITIES.join(", ")})`)
     .action(
-      action(async (target: string, flags: InspectFlags) => {
+      action(async ({ signal }, target: string, flags: InspectFlags) => {
         const failOn = oneOf("--fail-on", flags.failOn, SEVERITIES);
-        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine } });
+        if ((flags.verify || flags.rootHash) && flags.list) throw new A3sError("EUSAGE", "--verify and --root-hash go with the audit, not --list");
+        if (flags.rootHash !== undefined && !/^[0-9a-fA-F]{64}$/.test(flags.rootHash)) {
+          throw new A3sError("EUSAGE", `--root-hash must be 64 hex digits, got ${JSON.stringify(flags.rootHash)}`);
+        }
+        // --verify comes first: an image that fails verification is not read any further.
+        const verity = await verityOf(target, flags, signal);
+        if (verity?.mismatch) {
+          if (flags.json) process.stdout.write(JSON.stringify({ target, verity }) + "\n");
+          process.stderr.write(`a3s-rootfs: ${target}: verification failed: ${verity.mismatch}\n`);
+          return 1;
+        }
+        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine, signal } });
         try {
           if (flags.list) {
             await printListing(target, opened, flags.json === true);
             return;
           }
-          const report = await auditTree(opened.tree, {
+          const audit = await auditTree(opened.tree, {
             target,
             format: opened.format,
             notes: opened.notes,
             xattrsRead: opened.xattrsRead,
           });
+          const report: AuditReport = verity ? { ...audit, verity } : audit;
           process.stdout.write(flags.json ? JSON.stringify(report) + "\n" : renderReport(report));
           if (failOn && reaches(report, failOn)) return FINDINGS_EXIT_STATUS;
         } finally {
@@ -51,6 +71,17 @@ export function registerInspectCommand(program: Command): void {
         }
       }),
     );
+}
+
+/** The verity report of an erofs, squashfs or ext4 image file (checked with --verify); undefined for anything else. */
+async function verityOf(target: string, flags: InspectFlags, signal: AbortSignal): Promise<VerityReport | undefined> {
+  const format = await stat(target).then((st) => (st.isFile() ? detectFileFormat(target) : undefined), () => undefined);
+  const isImage = format === "erofs" || format === "squashfs" || format === "ext4";
+  if (!isImage) {
+    if (flags.verify || flags.rootHash) throw new A3sError("EUSAGE", `--verify and --root-hash need an erofs, squashfs or ext4 image; ${target} is not one`);
+    return undefined;
+  }
+  return checkVerity(target, format, { ...(flags.verify ? { verify: true } : {}), ...(flags.rootHash ? { rootHash: flags.rootHash } : {}), signal });
 }
 
 function progressLine(message: string): void {
@@ -122,6 +153,7 @@ function renderReport(r: AuditReport): string {
     ...r.passwordFields.map((p) => `${p.file}: ${p.account} (${p.problem === "hash" ? "password hash" : "empty password"})`),
   ];
   lines.push(`risky files: ${secrets.join(", ") || "none"}`);
+  if (r.verity) lines.push(`dm-verity: ${verityLine(r.verity)}`);
   for (const n of r.notes) lines.push(`note: ${n}`);
   lines.push("");
   if (r.findings.length === 0) lines.push("findings: none");
@@ -133,6 +165,13 @@ function renderReport(r: AuditReport): string {
     }
   }
   return lines.join("\n") + "\n";
+}
+
+function verityLine(v: VerityReport): string {
+  if (!v.present) return "none (not built with --verity)";
+  const root = v.rootHash ? `root hash ${v.rootHash} (${v.rootHashSource === "sidecar" ? "from the .verity.json record" : "--root-hash"})` : "root hash unknown";
+  const verdict = v.mismatch === undefined ? "" : v.mismatch === null ? "; verified: every block matches" : `; FAILED: ${v.mismatch}`;
+  return `hash tree at byte ${v.hashOffset} over ${v.dataBlocks} blocks, ${root}${verdict}`;
 }
 
 function binaryLine(b: BinaryReport | null, where: string): string {

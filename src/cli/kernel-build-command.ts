@@ -30,7 +30,7 @@ export function registerKernelBuildCommand(kernel: Command): void {
         "kernel unless --kernel says otherwise. See docs/boot.md.",
     )
     .action(
-      action(async (flags: BuildFlags) => {
+      action(async ({ signal }, flags: BuildFlags) => {
         let jobs: number | undefined;
         if (flags.jobs !== undefined) {
           jobs = Number(flags.jobs);
@@ -38,21 +38,16 @@ export function registerKernelBuildCommand(kernel: Command): void {
         }
         const quiet = flags.quiet || flags.json;
         const meter = new StepMeter(process.stderr, quiet ?? false);
-        const abort = new AbortController();
-        const onSignal = (): void => {
-          // Removing the source tree takes a while; say why nothing seems to happen.
-          meter.say("interrupted: stopping make and removing the build directory");
-          abort.abort();
-        };
-        process.once("SIGINT", onSignal);
-        process.once("SIGTERM", onSignal);
+        // Removing the source tree takes a while; say why nothing seems to happen.
+        const onAbort = (): void => meter.say("interrupted: stopping make and removing the build directory");
+        signal.addEventListener("abort", onAbort, { once: true });
         try {
           const r = await buildMicrovmKernel({
             ...(jobs ? { jobs } : {}),
             ...(flags.sourcePackage ? { sourcePackage: flags.sourcePackage } : {}),
             progress: (m) => meter.say(m),
             onStep: (done, expected) => meter.step(done, expected),
-            signal: abort.signal,
+            signal,
           });
           meter.done();
           const k = r.kernel;
@@ -71,14 +66,11 @@ export function registerKernelBuildCommand(kernel: Command): void {
           );
         } catch (e) {
           meter.done();
-          if (abort.signal.aborted) {
-            process.stderr.write("a3s-rootfs: the kernel build was interrupted; nothing was published\n");
-            return 130;
-          }
+          // The command runner exits 128+N for the signal once this returns.
+          if (signal.aborted) process.stderr.write("a3s-rootfs: the kernel build was interrupted; nothing was published\n");
           throw e;
         } finally {
-          process.off("SIGINT", onSignal);
-          process.off("SIGTERM", onSignal);
+          signal.removeEventListener("abort", onAbort);
         }
       }),
     );

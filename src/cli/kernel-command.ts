@@ -44,7 +44,7 @@ export function registerKernelCommand(program: Command): void {
         "`run` says which in its progress line and in --json (\"kernel\").",
     )
     .action(
-      action(async (flags: { fetch?: boolean; json?: boolean }) => {
+      action(async (_ctx, flags: { fetch?: boolean; json?: boolean }) => {
         const progress = flags.json ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
         const hash = configHash(await loadKernelConfig());
         const built: KernelEntry[] = (await listMicrovmKernels()).map((k) => ({

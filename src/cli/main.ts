@@ -1,19 +1,21 @@
 #!/usr/bin/env node
-import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { packageManifest } from "../util/package-root.js";
 import { registerBuildCommand } from "./build-command.js";
 import { registerCacheCommand } from "./cache-command.js";
 import { registerDemoCommand } from "./demo-command.js";
+import { registerDoctorCommand } from "./doctor-command.js";
 import { registerInspectCommand } from "./inspect-command.js";
 import { registerKernelCommand } from "./kernel-command.js";
 import { registerRunCommand } from "./run-command.js";
-
-const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+import { registerSnapshotCommand } from "./snapshot-command.js";
+import { registerVirtiofsdCommand } from "./virtiofsd-command.js";
 
 const program = new Command()
   .name("a3s-rootfs")
   .description("Build, inspect and boot minimal read-only MicroVM root filesystems for AI coding agents")
-  .version(pkg.version)
+  // The installed package's own version, read at run time.
+  .version(packageManifest().version)
   .showHelpAfterError()
   // Options after a subcommand's name are that subcommand's: `kernel build --json` is build's --json.
   .enablePositionalOptions()
@@ -34,8 +36,11 @@ for (const stream of [process.stdout, process.stderr]) {
 registerDemoCommand(program);
 registerBuildCommand(program);
 registerRunCommand(program);
+registerSnapshotCommand(program);
 registerInspectCommand(program);
 registerKernelCommand(program);
 registerCacheCommand(program);
+registerVirtiofsdCommand(program);
+registerDoctorCommand(program);
 
 await program.parseAsync(process.argv);

@@ -1,10 +1,14 @@
 import type { Command } from "commander";
-import { runRootfs, type RunResult } from "../boot/run-vm.js";
+import { runRootfs } from "../boot/run-vm.js";
+import { ROOT_VERIFICATION_FAILED } from "../boot/verity-root.js";
 import { A3sError } from "../errors.js";
+import { checkAgentSettings } from "../layout/apply-guest-config.js";
 import { resolveBootTarget } from "./boot-reference.js";
-import { action, collect, oneOf } from "./command-runner.js";
+import { action, collect, oneOf, usage } from "./command-runner.js";
 
 interface RunFlags {
+  snapshot?: string;
+  warm?: boolean;
   workspace?: string;
   skills?: string;
   kernel?: string;
@@ -16,7 +20,9 @@ interface RunFlags {
   env?: string[];
   accel?: string;
   transport?: string;
+  virtiofsCache?: string;
   consoleLog?: string;
+  rootHash?: string;
   creds?: string;
   insecure?: boolean;
   platform?: string;
@@ -36,81 +42,99 @@ export function registerRunCommand(program: Command): void {
     .command("run")
     .description("boot a rootfs in a QEMU microvm, run its agent, and exit with the agent's status")
     .argument(
-      "<image>",
+      "[image]",
       "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, a rootfs directory, or docker://REF " +
         "(an a3s boot image is pulled and booted; a container image is built into a temporary erofs first)",
     )
     .argument("[args...]", "arguments for the agent (after --), replacing the image's")
+    .option("--snapshot <DIR>", "restore this snapshot (made by `a3s-rootfs snapshot`) instead of booting; IMAGE may be left out")
+    .option("--warm", "restore this image's template from the cache, made on first use, instead of booting")
     .option("--workspace <DIR>", "host directory shared read-write at /workspace")
     .option("--skills <DIR>", "host directory shared read-only at /skills")
     .option("--kernel <FILE|debian|microvm>", "kernel to boot: a file, `debian` (Debian's generic kernel) or `microvm` (the one `kernel build` made); default: the microVM kernel when built, else Debian's")
     .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree); not needed for built-in drivers")
-    .option("--cpus <N>", "virtual CPUs", "1")
-    .option("--memory <MiB>", "guest memory in MiB", "512")
+    .option("--cpus <N>", "virtual CPUs (default: 1, or the snapshot's)")
+    .option("--memory <MiB>", "guest memory in MiB (default: 512, or the snapshot's)")
     .option("--timeout <S>", "seconds before the agent gets SIGTERM (then SIGKILL after 10 s)")
     .option("--user <U>", "run the agent as root, nobody, UID or UID:GID (default: the image's)")
     .option("--env <K=V>", "add to the agent's environment (repeatable)", collect)
     .option("--accel <A>", "auto, kvm or tcg", "auto")
-    .option("--transport <T>", "shares over auto, virtiofs or 9p", "auto")
+    .option("--transport <T>", "shares over auto, virtiofs or 9p (auto: virtio-fs, provisioning virtiofsd if needed; 9p without it)", "auto")
+    .option("--virtiofs-cache <MODE>", "virtio-fs caching: auto (default), never, always or metadata; see docs/boot.md")
     .option("--console-log <FILE>", "keep the kernel and init console log")
+    .option("--root-hash <HEX>", "an image built with --verity must have this dm-verity root hash (else the boot is refused or stops)")
     .option("--creds <USER:PASSWORD>", "docker://REF: registry credentials (default: ~/.docker/config.json and its credential helpers)")
     .option("--insecure", "docker://REF: allow plain HTTP and unverified TLS to a registry that is not on loopback")
     .option("--platform <OS/ARCH[/VARIANT]>", "docker://REF: the platform the image must be for (default: the host's)")
     .option("-q, --quiet", "no progress lines on stderr")
-    .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, timeline} instead of streaming")
+    .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, transport, kernel, timeline} instead of streaming")
     .addHelpText(
       "after",
       "\nThe command exits with the agent's status (128+N when signal N killed it; 125, 126, 127 when init\n" +
-        "could not start it), like docker run.\n\nExample:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'",
+        "could not start it; 123 when the root filesystem failed dm-verity verification), like docker run.\n\nWith --snapshot or --warm the machine is restored where its init waits for a job, and the\n" +
+        "run's arguments, environment, user and shares are sent to it: no boot. A snapshot made for another\n" +
+        "image, kernel or machine is refused.\n\nExamples:\n  a3s-rootfs run rootfs.cpio.gz --workspace . --skills ~/skills -- --task 'fix the tests'\n" +
+        "  a3s-rootfs run rootfs.cpio.gz --warm --workspace . -- --task 'fix the tests'\n" +
+        "  a3s-rootfs snapshot rootfs.cpio.gz -o agent.snap && a3s-rootfs run --snapshot agent.snap -- --task x",
     )
     .action(
-      action(async (image: string, args: string[], flags: RunFlags) => {
-        const abort = new AbortController();
-        const onSigint = (): void => abort.abort();
-        process.once("SIGINT", onSigint);
-        process.once("SIGTERM", onSigint);
+      action(async ({ signal }, imageArg: string | undefined, argsArg: string[], flags: RunFlags) => {
+        const { image, args } = splitOperands(imageArg, argsArg, flags.snapshot !== undefined);
+        if (image === undefined && flags.snapshot === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE (or --snapshot DIR)");
+        // Every value typed on the command line is checked before the host is probed or a VM started.
+        usage(() => checkAgentSettings({ args, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
+        // --cpus and --memory are left out when not given: a snapshot brings its own.
+        const options = {
+          ...(flags.cpus !== undefined ? { cpus: positiveNumber("--cpus", flags.cpus) as number } : {}),
+          ...(flags.memory !== undefined ? { memoryMiB: positiveNumber("--memory", flags.memory) as number } : {}),
+          ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
+          accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
+          transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
+          ...(flags.virtiofsCache ? { virtiofs: { cache: oneOf("--virtiofs-cache", flags.virtiofsCache, ["auto", "never", "always", "metadata"] as const) } } : {}),
+        };
         const quiet = flags.quiet || flags.json;
         const progress = quiet ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
-        let result: RunResult;
-        let target: Awaited<ReturnType<typeof resolveBootTarget>> | undefined;
+        // docker://REF: an a3s boot image is pulled into the store (a container image is built first).
+        const target =
+          image === undefined
+            ? undefined
+            : await resolveBootTarget(image, {
+                ...(flags.creds ? { creds: flags.creds } : {}),
+                ...(flags.insecure ? { insecure: true } : {}),
+                ...(flags.platform ? { platform: flags.platform } : {}),
+                progress,
+                warn: (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`),
+                signal,
+              });
+        let result;
         try {
-          target = await resolveBootTarget(image, {
-            ...(flags.creds ? { creds: flags.creds } : {}),
-            ...(flags.insecure ? { insecure: true } : {}),
-            ...(flags.platform ? { platform: flags.platform } : {}),
-            progress,
-            warn: (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`),
-            signal: abort.signal,
-          });
+          const rootHash = pinnedRootHash(flags.rootHash, target?.pulled?.verity?.rootHash, image);
+          // On SIGINT, SIGTERM or SIGHUP the signal stops the VM and its helpers, and the runner exits 128+N.
           result = await runRootfs({
-            image: target.path,
+            ...(target !== undefined ? { image: target.path } : {}),
+            ...(flags.snapshot !== undefined ? { snapshot: flags.snapshot } : {}),
+            ...(flags.warm ? { warm: true } : {}),
             ...(args.length ? { args } : {}),
             ...(flags.workspace ? { workspace: flags.workspace } : {}),
             ...(flags.skills ? { skills: flags.skills } : {}),
             ...(flags.kernel ? { kernel: flags.kernel } : {}),
             ...(flags.modules ? { modules: flags.modules } : {}),
-            cpus: positiveNumber("--cpus", flags.cpus) ?? 1,
-            memoryMiB: positiveNumber("--memory", flags.memory) ?? 512,
-            ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
+            ...options,
             ...(flags.user ? { user: flags.user } : {}),
             ...(flags.env ? { env: flags.env } : {}),
-            accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
-            transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
             ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
+            ...rootHash,
             ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
             progress,
-            signal: abort.signal,
+            signal,
           });
-        } catch (e) {
-          if (abort.signal.aborted) return 130;
-          throw e;
         } finally {
-          process.off("SIGINT", onSigint);
-          process.off("SIGTERM", onSigint);
           await target?.dispose();
         }
         if (flags.json) {
           process.stdout.write(JSON.stringify(result) + "\n");
+        } else if (result.exitCode === ROOT_VERIFICATION_FAILED && result.setupError) {
+          process.stderr.write(`a3s-rootfs: ${result.setupError} (status ${ROOT_VERIFICATION_FAILED})\n`);
         } else if (result.setupError) {
           process.stderr.write(`a3s-rootfs: the agent could not start (status ${result.exitCode}): ${result.setupError}\n`);
         } else if (result.timedOut) {
@@ -119,4 +143,37 @@ export function registerRunCommand(program: Command): void {
         return result.exitCode;
       }),
     );
+}
+
+/**
+ * The root hash a verity image must have: --root-hash, or the one a pulled
+ * artifact's annotation gives (which the manifest's digest covers). When
+ * both are given they must agree: the artifact is not the image pinned.
+ */
+function pinnedRootHash(
+  flag: string | undefined,
+  fromArtifact: string | undefined,
+  image: string | undefined,
+): { rootHash?: string; rootHashSource?: "registry" } {
+  if (fromArtifact === undefined) return flag ? { rootHash: flag } : {};
+  if (flag !== undefined && flag.toLowerCase() !== fromArtifact) {
+    throw new A3sError("EVERITY", `refusing to boot ${image}: its artifact's verity root hash ${fromArtifact} is not the pinned ${flag.toLowerCase()}`, {
+      subject: image ?? "",
+      hint: "check the reference, or pin it by digest (docker://REPO@sha256:...)",
+    });
+  }
+  return flag !== undefined ? { rootHash: flag } : { rootHash: fromArtifact, rootHashSource: "registry" };
+}
+
+/**
+ * IMAGE and the agent's arguments. With --snapshot the image is optional:
+ * `run --snapshot DIR -- --task x` has none, so a first operand counts as
+ * the image only when it came before `--`.
+ */
+function splitOperands(image: string | undefined, args: string[], snapshot: boolean): { image: string | undefined; args: string[] } {
+  if (!snapshot || image === undefined) return { image, args };
+  const all = [image, ...args];
+  const dd = process.argv.indexOf("--");
+  const afterDashes = dd >= 0 ? process.argv.length - dd - 1 : 0;
+  return all.length > afterDashes ? { image: all[0], args: all.slice(1) } : { image: undefined, args: all };
 }

@@ -11,6 +11,22 @@ export interface AgentSettings {
 }
 
 /**
+ * Checks the agent's settings the way the guest config will, before anything
+ * is built: an env entry that is not NAME=VALUE, a user that is not root,
+ * nobody, UID or UID:GID, or an argument the guest cannot carry fails now,
+ * not after a source has been downloaded. The errors are the config
+ * writer's own (ECONFIG, EUSAGE for a user).
+ */
+export function checkAgentSettings(settings: AgentSettings): void {
+  renderGuestConfig({
+    agent: "/",
+    ...(settings.args?.length ? { args: [...settings.args] } : {}),
+    ...(settings.env?.length ? { env: [...settings.env] } : {}),
+    ...(settings.user === undefined ? {} : { user: parseUserSpec(settings.user) }),
+  });
+}
+
+/**
  * How the agent starts when the source knows (an image's Entrypoint, Cmd,
  * Env, WorkingDir and User). Used when the build is not given an agent.
  */

@@ -12,9 +12,16 @@ export const GUEST_CONFIG_PATH = "/etc/a3s/guest.conf";
 /** Drop-ins, read after GUEST_CONFIG_PATH in byte order of their names. */
 export const GUEST_CONFIG_DROPIN_DIR = "/etc/a3s/guest.conf.d";
 
-/** The version of the guest config (docs/guest-protocol.md §13): images say which one they carry. */
-export const GUEST_CONFIG_VERSION = 1;
-const CONFIG_HEADER = `a3s-guest-config ${GUEST_CONFIG_VERSION}`;
+const CONFIG_MAGIC = "a3s-guest-config";
+/**
+ * The guest protocol version the images this a3s-rootfs builds speak
+ * (docs/guest-protocol.md §13): their init reads config files of versions 1
+ * to this one and takes its job from the host. Pushed images and artifacts
+ * carry it (the vnd.a3s.rootfs.layout.version label and annotation).
+ */
+export const GUEST_PROTOCOL_VERSION = 2;
+/** The line that ends a job on the control channel (docs/guest-protocol.md §8). */
+const JOB_END = "end";
 const CONFIG_MAX_BYTES = 1 << 20;
 /** init's parse_id takes decimal ids below 2^32-1 ((uid_t)-1 means "unchanged" to the kernel). */
 const ID_MAX = 0xfffffffe;
@@ -43,16 +50,43 @@ export interface GuestConfig {
   root?: string;
   rootfstype?: string;
   rootflags?: string;
+  /** The root's dm-verity parameters, `ROOTHASH:SALT:DATABLOCKS:HASHSTART` (§3). */
+  rootverity?: string;
   debug?: boolean;
   stdin?: string;
   stdout?: string;
   stderr?: string;
   control?: string;
+  /** Version 2: init waits at the ready point for its job from the host (§8). */
+  job?: boolean;
+}
+
+/**
+ * What one run asks of a machine that is set up and waiting (§8): the
+ * agent's command and identity, the shares the host provides, and the
+ * machine's own per-run state, which a snapshot would otherwise share
+ * with every machine restored from it.
+ */
+export interface GuestJob {
+  agent?: string;
+  args?: string[];
+  env?: string[];
+  cwd?: string;
+  user?: { uid: number; gid: number };
+  groups?: number[];
+  hostname?: string;
+  debug?: boolean;
+  /** The tags of the shares the host provides; the image's other shares are skipped. */
+  providedShares: string[];
+  /** Bytes for the guest's random pool (16 to 512), added and reseeded before anything else. */
+  entropy: Buffer;
+  /** The host's wall clock when the job is sent, ms since the Unix epoch. */
+  clockMs: number;
 }
 
 /** Keys init accepts as a3s.KEY=VALUE on the kernel command line (§4). */
 const CMDLINE_KEYS = new Set([
-  "agent", "arg", "env", "cwd", "user", "groups", "hostname", "share", "root", "rootfstype", "rootflags", "debug",
+  "agent", "arg", "env", "cwd", "user", "groups", "hostname", "share", "root", "rootfstype", "rootflags", "rootverity", "debug", "job",
 ]);
 const PATH_KEYS = new Set(["agent", "cwd", "stdin", "stdout", "stderr", "control"]);
 
@@ -62,7 +96,7 @@ const PATH_KEYS = new Set(["agent", "cwd", "stdin", "stdout", "stderr", "control
  * echoes a rendered config unchanged).
  */
 export function renderGuestConfig(cfg: GuestConfig): string {
-  const lines = [CONFIG_HEADER];
+  const lines = [`${CONFIG_MAGIC} ${cfg.job !== undefined ? 2 : 1}`];
   const put = (key: string, value: string): void => {
     lines.push(`${key}=${escapeConfigValue(value)}`);
   };
@@ -82,16 +116,55 @@ export function renderGuestConfig(cfg: GuestConfig): string {
   if (cfg.root !== undefined) put("root", cfg.root === "" ? "" : checkAbsolute("root", cfg.root));
   if (cfg.rootfstype !== undefined) put("rootfstype", cfg.rootfstype);
   if (cfg.rootflags !== undefined) put("rootflags", cfg.rootflags);
+  if (cfg.rootverity !== undefined) put("rootverity", cfg.rootverity);
   putPath("stdin", cfg.stdin);
   putPath("stdout", cfg.stdout);
   putPath("stderr", cfg.stderr);
   putPath("control", cfg.control);
   if (cfg.debug !== undefined) put("debug", cfg.debug ? "1" : "0");
+  if (cfg.job !== undefined) put("job", cfg.job ? "1" : "0");
 
   const text = lines.join("\n") + "\n";
   if (Buffer.byteLength(text) > CONFIG_MAX_BYTES) {
     throw new A3sError("ECONFIG", `the guest config would be ${Buffer.byteLength(text)} bytes, over the 1 MiB init reads`, {
       subject: GUEST_CONFIG_PATH,
+    });
+  }
+  return text;
+}
+
+/**
+ * A job as the host writes it on the control channel (§8): a version 2
+ * config of the keys a job may set, in the parser's order, then a line
+ * "end". Only the keys that are set are written, so the image's config
+ * keeps the rest.
+ */
+export function renderGuestJob(job: GuestJob): string {
+  if (job.entropy.length < 16 || job.entropy.length > 512) {
+    throw new A3sError("ECONFIG", `a job's entropy must be 16 to 512 bytes, not ${job.entropy.length}`);
+  }
+  const lines = [`${CONFIG_MAGIC} 2`];
+  const put = (key: string, value: string): void => {
+    lines.push(`${key}=${escapeConfigValue(value)}`);
+  };
+  if (job.agent !== undefined) put("agent", checkAbsolute("agent", job.agent));
+  for (const a of job.args ?? []) put("arg", a);
+  for (const e of job.env ?? []) put("env", checkEnv(e));
+  if (job.cwd !== undefined) put("cwd", checkAbsolute("cwd", job.cwd));
+  if (job.user) put("user", `${checkId("user", job.user.uid)}:${checkId("user", job.user.gid)}`);
+  if (job.groups) put("groups", job.groups.map((g) => checkId("groups", g)).join(","));
+  if (job.hostname !== undefined) put("hostname", checkHostname(job.hostname));
+  if (job.debug !== undefined) put("debug", job.debug ? "1" : "0");
+  for (const tag of job.providedShares) checkTag(tag);
+  put("shares", job.providedShares.join(","));
+  put("entropy", job.entropy.toString("hex"));
+  const ms = Math.max(0, Math.floor(job.clockMs));
+  put("clock", `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}`);
+  lines.push(JOB_END);
+  const text = lines.join("\n") + "\n";
+  if (Buffer.byteLength(text) > CONFIG_MAX_BYTES) {
+    throw new A3sError("ECONFIG", `the job would be ${Buffer.byteLength(text)} bytes, over the 1 MiB init reads`, {
+      hint: "bake long arguments and environment into the image with a3s-rootfs build --agent-args/--env",
     });
   }
   return text;
@@ -165,15 +238,19 @@ export function defaultShares(layout: Pick<GuestLayout, "workspacePath" | "skill
   ];
 }
 
-function shareValue(s: GuestShare): string {
+function checkTag(tag: string): string {
   // init splits TAG:PATH:OPTS at ':' after unescaping, so no escape can
-  // carry a ':' in the tag or path; ',' would read as an option separator.
-  if (s.tag === "" || /[:,]/.test(s.tag)) {
-    throw new A3sError("ECONFIG", `share tag ${JSON.stringify(s.tag)} must be non-empty, without ':' or ','`, {
-      subject: s.tag,
+  // carry a ':' in the tag or path; ',' would read as a separator.
+  if (tag === "" || /[:,]/.test(tag)) {
+    throw new A3sError("ECONFIG", `share tag ${JSON.stringify(tag)} must be non-empty, without ':' or ','`, {
+      subject: tag,
     });
   }
-  checkText("share", s.tag);
+  return checkText("share", tag);
+}
+
+function shareValue(s: GuestShare): string {
+  checkTag(s.tag);
   if (checkAbsolute("share", s.path).includes(":")) {
     throw new A3sError("ECONFIG", `share path ${JSON.stringify(s.path)} contains ':', which the guest cannot parse`, {
       subject: s.path,

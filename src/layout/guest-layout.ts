@@ -40,6 +40,32 @@ export const DEFAULT_LAYOUT: GuestLayout = {
 };
 
 /**
+ * Files the A3S layer writes itself: the init (and /init, its link), the
+ * essential /etc files (essential-files.ts), and everything under /etc/a3s,
+ * the guest config's directory (guest-config.ts). An agent path on one of
+ * them would replace the file the guest needs, or be replaced by it.
+ */
+export const RESERVED_GUEST_FILES: readonly string[] = [
+  "/sbin/init",
+  "/init",
+  "/etc/passwd",
+  "/etc/group",
+  "/etc/hosts",
+  "/etc/resolv.conf",
+  "/etc/nsswitch.conf",
+  "/etc/hostname",
+];
+export const RESERVED_GUEST_DIRECTORY = "/etc/a3s";
+
+/**
+ * The mount point that hides `path` in a booted guest with this layout, or
+ * undefined when none does.
+ */
+export function mountHiding(path: string, layout: Pick<GuestLayout, "workspacePath" | "skillsPath">): string | undefined {
+  return [...INIT_MOUNTS.map((m) => m.path), layout.workspacePath, layout.skillsPath].find((m) => path === m || path.startsWith(m + "/"));
+}
+
+/**
  * The directories every A3S guest has. /tmp and /var/tmp are 1777 so any
  * user can create files there (init mounts tmpfs over them at boot, but the
  * mode on the read-only root is what a disk boot without init sees).
@@ -89,7 +115,7 @@ export function resolveLayout(overrides: Partial<GuestLayout> = {}): GuestLayout
     workspacePath: normaliseRootfsPath(layout.workspacePath),
     skillsPath: normaliseRootfsPath(layout.skillsPath),
   };
-  if (paths.agentPath === "/") throw new A3sError("ELAYOUT", "the agent path must name a file, not /");
+  checkAgentPath(paths.agentPath, { ...layout, ...paths });
   if (!/^[A-Za-z0-9][A-Za-z0-9.-]*$/.test(layout.hostname) || layout.hostname.length > HOSTNAME_MAX_BYTES) {
     throw new A3sError("ELAYOUT", `invalid hostname ${JSON.stringify(layout.hostname)}`, {
       hint: `use letters, digits, '-' and '.', at most ${HOSTNAME_MAX_BYTES} characters`,
@@ -99,6 +125,37 @@ export function resolveLayout(overrides: Partial<GuestLayout> = {}): GuestLayout
     if (!isIpAddress(ip)) throw new A3sError("ELAYOUT", `invalid DNS server address ${JSON.stringify(ip)}`);
   }
   return { ...layout, ...paths };
+}
+
+/**
+ * The agent path must name a file the guest can run: not "/", not a
+ * directory of the layout, not a file the A3S layer writes, and not where a
+ * mount hides it at boot (the image's /proc/agent is never seen once proc is
+ * mounted there).
+ */
+function checkAgentPath(agentPath: string, layout: GuestLayout): void {
+  const refuse = (why: string): never => {
+    throw new A3sError("ELAYOUT", `the agent path ${agentPath} ${why}`, {
+      subject: agentPath,
+      hint: `choose a path of its own, such as the default ${DEFAULT_AGENT_PATH}`,
+    });
+  };
+  if (agentPath === "/") refuse("must name a file, not /");
+  const hidden = mountHiding(agentPath, layout);
+  if (hidden) refuse(`is ${hidden === agentPath ? "" : "under "}${hidden}, where the guest mounts ${mountWhat(hidden, layout)} at boot and would hide the agent`);
+  if (RESERVED_GUEST_FILES.includes(agentPath)) refuse("is a file the A3S layer writes itself (the init or an essential /etc file)");
+  if (agentPath === RESERVED_GUEST_DIRECTORY || agentPath.startsWith(RESERVED_GUEST_DIRECTORY + "/")) {
+    refuse(`is under ${RESERVED_GUEST_DIRECTORY}, which holds the guest config`);
+  }
+  if (layoutDirectories({ ...layout, agentPath: DEFAULT_AGENT_PATH }).some((d) => d.path === agentPath)) {
+    refuse("is a directory of the guest layout");
+  }
+}
+
+function mountWhat(mount: string, layout: Pick<GuestLayout, "workspacePath" | "skillsPath">): string {
+  if (mount === layout.workspacePath) return "the workspace share";
+  if (mount === layout.skillsPath) return "the skills share";
+  return INIT_MOUNTS.find((m) => m.path === mount)?.what ?? "a filesystem";
 }
 
 function isIpAddress(s: string): boolean {

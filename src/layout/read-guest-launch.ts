@@ -1,5 +1,5 @@
 import { withContentBytes, type RootfsTree } from "../tree/index.js";
-import { GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH, GUEST_CONFIG_VERSION } from "./guest-config.js";
+import { GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH } from "./guest-config.js";
 import { DEFAULT_AGENT_PATH } from "./guest-layout.js";
 
 /** How init will start the agent of a rootfs, as its guest config says (docs/guest-protocol.md §3). */
@@ -46,7 +46,8 @@ export async function readGuestLaunch(tree: RootfsTree): Promise<GuestLaunch | u
 
 function layOver(base: GuestLaunch, text: string): GuestLaunch {
   const lines = text.split("\n");
-  if (lines[0] !== `a3s-guest-config ${GUEST_CONFIG_VERSION}`) return base;
+  // A file is written in the lowest version whose keys it uses (§13); both carry the launch keys.
+  if (lines[0] !== "a3s-guest-config 1" && lines[0] !== "a3s-guest-config 2") return base;
   const next = { ...base, env: [...base.env] };
   const args: string[] = [];
   for (const line of lines.slice(1)) {

@@ -1,4 +1,5 @@
 import { A3sError } from "../errors.js";
+import { VERITY_BLOCK, type VerityInfo } from "../formats/verity/index.js";
 import { isObject, parseJsonObject } from "./json-document.js";
 import { descriptorJson, jsonBlob, type LocalImage } from "./local-image.js";
 import { parseDescriptor, type Descriptor } from "./manifest.js";
@@ -36,16 +37,14 @@ const CREATED_ANNOTATION = "org.opencontainers.image.created";
 export const MAX_ARTIFACT_CONFIG_BYTES = 64 * 1024;
 /** Largest boot image pulled unless the caller allows more: a disk of the pull's own making must not fill the host. */
 export const MAX_BOOT_IMAGE_BYTES = 64 * 1024 * 1024 * 1024;
-const VERITY_BLOCK = 4096;
 
-/** dm-verity parameters, as an image with an appended hash tree carries them (formats/verity). */
-export interface ArtifactVerity {
-  readonly rootHash: string;
-  readonly salt: string;
-  readonly hashOffset: number;
-  readonly dataBlocks: number;
-  readonly algorithm: "sha256";
-}
+/**
+ * dm-verity parameters of an image with an appended hash tree, as a build
+ * reports them (formats/verity; the image's IMAGE.verity.json has the same
+ * fields): what the layer's annotations carry, since the root hash cannot be
+ * in the image it is the hash of.
+ */
+export type ArtifactVerity = Pick<VerityInfo, "rootHash" | "salt" | "hashOffset" | "dataBlocks" | "algorithm">;
 
 const LAYER_TYPES: readonly { format: BootImageFormat; compression: LayerCompression; mediaType: string; title: string }[] = [
   { format: "erofs", compression: "none", mediaType: A3S_ROOTFS_EROFS, title: "rootfs.erofs" },

@@ -7,14 +7,14 @@ import { pumpArchive } from "../formats/archive/index.js";
 import { openCompressingFile } from "../formats/compression/index.js";
 import { readElfContent } from "../formats/elf/index.js";
 import { tarProducer } from "../formats/tar/index.js";
-import { GUEST_CONFIG_VERSION, readGuestLaunch, type GuestLaunch } from "../layout/index.js";
+import { GUEST_PROTOCOL_VERSION, readGuestLaunch, type GuestLaunch } from "../layout/index.js";
 import { descriptorJson, jsonBlob, type LocalImage } from "../oci/local-image.js";
 import type { Descriptor } from "../oci/manifest.js";
 import { OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST, type LayerCompression } from "../oci/media-types.js";
 import { hostPlatform, type Platform } from "../oci/platform.js";
 import type { RootfsTree } from "../tree/index.js";
 
-/** The label an a3s-built image carries: the guest config version of its rootfs (docs/guest-protocol.md §13). */
+/** The label an a3s-built image carries: the guest protocol version its rootfs speaks (docs/guest-protocol.md §13). */
 export const LAYOUT_VERSION_LABEL = "vnd.a3s.rootfs.layout.version";
 /** The label naming the agent's path in the image (also Entrypoint[0]). */
 export const AGENT_LABEL = "vnd.a3s.rootfs.agent";
@@ -77,7 +77,7 @@ export async function writeOciImage(tree: RootfsTree, opts: OciImageOptions): Pr
 
 /** The image config's `config`: how a container of this image starts. */
 function containerConfig(launch: GuestLaunch | undefined): Record<string, unknown> {
-  const labels = { [LAYOUT_VERSION_LABEL]: String(GUEST_CONFIG_VERSION), ...(launch ? { [AGENT_LABEL]: launch.agent } : {}) };
+  const labels = { [LAYOUT_VERSION_LABEL]: String(GUEST_PROTOCOL_VERSION), ...(launch ? { [AGENT_LABEL]: launch.agent } : {}) };
   if (!launch) return { Labels: labels };
   return {
     User: launch.user,

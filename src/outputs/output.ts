@@ -1,3 +1,4 @@
+import type { VerityInfo } from "../formats/verity/index.js";
 import type { LayerCompression } from "../oci/media-types.js";
 import type { RegistryCredentials } from "../oci/registry/credentials.js";
 import type { RootfsTree } from "../tree/index.js";
@@ -42,6 +43,25 @@ export interface OutputContext {
   readonly epoch: number;
   /** Reports something the user should know but that does not stop the build. */
   readonly warn: (message: string) => void;
+  /**
+   * Cancels the writing: the output being written is abandoned (its tools
+   * killed and awaited, its temporary and staging copies removed) and
+   * nothing more is published. An output already published stays.
+   */
+  readonly signal?: AbortSignal | undefined;
+  /** Where staging copies go: the build's scratch directory (default: os.tmpdir()). */
+  readonly scratchDir?: string | undefined;
+  /**
+   * Replace what a3s-rootfs did not write at an output's path (a non-empty
+   * directory, a file where a directory goes). Never the root, a system
+   * directory, the current directory, home or their ancestors.
+   */
+  readonly force?: boolean | undefined;
+  /**
+   * Append a dm-verity hash tree to every erofs, squashfs and ext4 output
+   * (verity-output.ts), with the salt given or one derived from the tree.
+   */
+  readonly verity?: { readonly salt?: Buffer | undefined } | undefined;
 }
 
 /** Where one output is written (`tmp`) and where it will be published (`final`). */
@@ -50,14 +70,20 @@ export interface OutputPaths {
   readonly final: string;
 }
 
+/** A file an output writes beside its artefact, published right after it (the dir output's sidecar). */
+export interface OutputCompanion {
+  readonly tmp: string;
+  readonly final: string;
+}
+
 /**
  * An output consumes a tree and writes one artefact at `paths.tmp`. It never
  * publishes: `writeOutputs` gives it a temporary path beside the final one and
- * renames it into place only on success.
+ * renames it into place only on success, then the companions it returns.
  */
 export interface OutputWriter {
   readonly format: OutputFormat;
-  write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void>;
+  write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<readonly OutputCompanion[] | void>;
 }
 
 /** What a build reports for each output it published. */
@@ -74,8 +100,12 @@ export interface OutputResult {
   readonly reference?: string;
   /** Pushes: what went over the network. */
   readonly pushed?: PushReport;
-  /** An image with a dm-verity hash tree appended: what a pushed artifact's annotations carry. */
-  readonly verity?: OutputVerity;
+  /**
+   * The dm-verity hash tree appended to the image, when the build asked for
+   * one. A pushed artifact carries it in its layer's annotations (its
+   * `hashPath` is then the `docker://` reference).
+   */
+  readonly verity?: VerityInfo;
 }
 
 /** What a push sent: blobs uploaded, mounted from another repository, or found there already. */
@@ -87,16 +117,4 @@ export interface PushReport {
   readonly uploadedBytes: number;
   /** Whether the manifest was put, or the tag named it already. */
   readonly manifest: "put" | "existing";
-}
-
-/** The dm-verity parameters of an image whose hash tree is appended to it (see formats/verity). */
-export interface OutputVerity {
-  /** Hex. */
-  readonly rootHash: string;
-  /** Hex; empty for none. */
-  readonly salt: string;
-  /** Byte offset of the verity superblock: the data is the image's first `dataBlocks` 4 KiB blocks. */
-  readonly hashOffset: number;
-  readonly dataBlocks: number;
-  readonly algorithm: "sha256";
 }

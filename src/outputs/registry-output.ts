@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { A3sError } from "../errors.js";
-import { GUEST_CONFIG_VERSION, readGuestLaunch } from "../layout/index.js";
+import type { VerityInfo } from "../formats/verity/index.js";
+import { GUEST_PROTOCOL_VERSION, readGuestLaunch } from "../layout/index.js";
 import type { LocalImage } from "../oci/local-image.js";
 import type { LayerCompression } from "../oci/media-types.js";
 import { formatReference, parseReference } from "../oci/reference.js";
@@ -13,6 +14,7 @@ import type { RootfsTree } from "../tree/index.js";
 import { hashFile, imagePlatform, writeOciImage } from "./oci-image.js";
 import type { OutputContext, OutputFormat, OutputResult, OutputSpec } from "./output.js";
 import { OUTPUT_WRITERS } from "./registry.js";
+import { addVerityTree, VERITY_FORMATS } from "./verity-output.js";
 
 /** The formats `-o FORMAT:docker://REF` pushes as a boot image artifact. */
 export const ARTIFACT_FORMATS: readonly BootImageFormat[] = ["erofs", "ext4", "squashfs", "cpio"];
@@ -64,7 +66,7 @@ export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: Output
   const push = spec.push;
   if (!push) throw new Error(`pushOutput needs a push spec, got ${spec.format}:${spec.path}`);
   const ref = parseReference(push.reference);
-  const scratch = await mkdtemp(join(tmpdir(), "a3s-push-"));
+  const scratch = await mkdtemp(join(ctx.scratchDir ?? tmpdir(), "a3s-push-"));
   try {
     const client = new RegistryClient({
       warn: ctx.warn,
@@ -74,8 +76,14 @@ export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: Output
     let image: LocalImage;
     let bytes: number;
     let sha256: string | null = null;
+    let verity: VerityInfo | undefined;
     if (spec.format === "oci") {
-      image = await writeOciImage(tree, { epoch: ctx.epoch, layerDir: scratch, ...(spec.compression ? { compression: spec.compression } : {}) });
+      image = await writeOciImage(tree, {
+        epoch: ctx.epoch,
+        layerDir: scratch,
+        ...(spec.compression ? { compression: spec.compression } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
       bytes = image.blobs.reduce((n, b) => n + b.descriptor.size, 0);
     } else {
       const format = spec.format as BootImageFormat;
@@ -85,15 +93,35 @@ export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: Output
       if (!writer) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
       // The writer reads the compression from the name, as for -o cpio:PATH.
       await writer.write(tree, { tmp: file, final: file }, ctx);
-      const { digest, size } = await hashFile(file);
+      let digest: string;
+      let size: number;
+      if (ctx.verity && VERITY_FORMATS.includes(spec.format)) {
+        // The hash tree is appended as for a local image; its record goes to the artifact's annotations.
+        const added = await addVerityTree(tree, spec.format, { tmp: file, final: file }, ctx.verity, ctx.signal);
+        verity = { ...added.info, hashPath: spec.path };
+        digest = `sha256:${added.fileSha256}`;
+        size = (await stat(file)).size;
+      } else {
+        ({ digest, size } = await hashFile(file));
+      }
       const platform = await imagePlatform(tree, await readGuestLaunch(tree));
-      // The dm-verity root hash joins the artifact's annotations (rootfsArtifact's `verity`)
-      // once image outputs append a hash tree and report it (formats/verity).
-      image = rootfsArtifact({ file: { path: file, digest, size }, format, compression, platform, epoch: ctx.epoch, layoutVersion: GUEST_CONFIG_VERSION });
+      image = rootfsArtifact({
+        file: { path: file, digest, size },
+        format,
+        compression,
+        platform,
+        epoch: ctx.epoch,
+        layoutVersion: GUEST_PROTOCOL_VERSION,
+        ...(verity ? { verity } : {}),
+      });
       bytes = size;
       sha256 = digest.slice("sha256:".length);
     }
-    const result = await pushImage(client, ref, image, push.chunkBytes !== undefined ? { chunkBytes: push.chunkBytes } : {});
+    ctx.signal?.throwIfAborted();
+    const result = await pushImage(client, ref, image, {
+      ...(push.chunkBytes !== undefined ? { chunkBytes: push.chunkBytes } : {}),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+    });
     return {
       format: spec.format,
       path: spec.path,
@@ -102,6 +130,7 @@ export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: Output
       digest: result.digest,
       reference: result.reference,
       pushed: { uploaded: result.uploaded, mounted: result.mounted, existing: result.existing, uploadedBytes: result.uploadedBytes, manifest: result.manifest },
+      ...(verity ? { verity } : {}),
     };
   } finally {
     await rm(scratch, { recursive: true, force: true });

@@ -2,7 +2,7 @@ import { stat } from "node:fs/promises";
 import { A3sError } from "../errors.js";
 import { readElfFile } from "../formats/elf/index.js";
 import { RootfsTree } from "../tree/index.js";
-import { findExecutable, runTool } from "../util/host-tool.js";
+import { DOCTOR_HINT, findExecutable, runTool } from "../util/host-tool.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";
 
 export type AppletLinks = "symlink" | "hardlink";
@@ -23,7 +23,7 @@ export function busyboxSource(file: string, links: AppletLinks = "symlink"): Roo
     async load(ctx: SourceContext): Promise<SourceResult> {
       const binary = file || findExecutable("busybox");
       if (!binary) {
-        throw new A3sError("ETOOL", "no busybox binary: busybox-static is not installed", { hint: "apt-get install busybox-static, or give busybox:FILE" });
+        throw new A3sError("ETOOL", "no busybox binary: busybox-static is not installed", { hint: `apt-get install busybox-static, or give busybox:FILE   (${DOCTOR_HINT})` });
       }
       const st = await stat(binary).catch(() => undefined);
       if (!st?.isFile()) throw new A3sError("ENOENT", `${binary} is not a file`, { subject: binary });
@@ -31,7 +31,7 @@ export function busyboxSource(file: string, links: AppletLinks = "symlink"): Roo
       if (!elf?.isStatic) {
         throw new A3sError("EBUSYBOX", `${binary} is not a static executable; the rootfs has no libraries for it`, {
           subject: binary,
-          hint: "use the static build: apt-get install busybox-static",
+          hint: `use the static build: apt-get install busybox-static   (${DOCTOR_HINT})`,
         });
       }
       const applets = (await runTool(binary, ["--list-full"])).stdout.split("\n").map((l) => l.trim()).filter(Boolean);

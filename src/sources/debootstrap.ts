@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
-import { findExecutable, runTool } from "../util/host-tool.js";
+import { DOCTOR_HINT, findExecutable, runTool } from "../util/host-tool.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { openArchiveTree } from "../formats/open-archive.js";
 import { installedPackages } from "./dpkg-status.js";
@@ -43,7 +43,7 @@ export function debootstrapSource(rest: string, opts: DebootstrapOptions = {}): 
     async load(ctx: SourceContext): Promise<SourceResult> {
       const arch = (await runTool("dpkg", ["--print-architecture"])).stdout.trim();
       const tool = findExecutable("mmdebstrap") ? "mmdebstrap" : findExecutable("debootstrap") ? "debootstrap" : undefined;
-      if (!tool) throw new A3sError("ETOOL", "neither mmdebstrap nor debootstrap is installed", { hint: "apt-get install mmdebstrap" });
+      if (!tool) throw new A3sError("ETOOL", "neither mmdebstrap nor debootstrap is installed", { hint: `apt-get install mmdebstrap   (${DOCTOR_HINT})` });
       const key = createHash("sha256").update(JSON.stringify({ suite, mirror, include, arch, tool, v: 1 })).digest("hex").slice(0, 16);
       const dir = join(cacheRoot(), "debootstrap");
       const tarball = join(dir, `${suite}-${arch}-${key}.tar`);
@@ -51,7 +51,7 @@ export function debootstrapSource(rest: string, opts: DebootstrapOptions = {}): 
       if (!cached) {
         await mkdir(dir, { recursive: true });
         ctx.progress(`bootstrapping ${suite} (minbase${include.length ? ` + ${include.join(",")}` : ""}) with ${tool}; this takes a few minutes`);
-        await bootstrap(tool, { suite, mirror, include, arch }, tarball, ctx.epoch);
+        await bootstrap(tool, { suite, mirror, include, arch }, tarball, ctx.epoch, ctx.signal);
       } else {
         ctx.progress(`using the cached ${suite} bootstrap ${tarball}`);
       }
@@ -70,6 +70,7 @@ async function bootstrap(
   o: { suite: string; mirror: string | undefined; include: readonly string[]; arch: string },
   tarball: string,
   epoch: number,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   const work = await mkdtemp(`${tarball}.tmp-`);
   const env = { ...process.env, SOURCE_DATE_EPOCH: String(epoch) };
@@ -80,7 +81,7 @@ async function bootstrap(
       if (o.include.length) args.push(`--include=${o.include.join(",")}`);
       args.push(o.suite, out);
       if (o.mirror) args.push(o.mirror);
-      await runTool("mmdebstrap", args, { env });
+      await runTool("mmdebstrap", args, { env, signal });
     } else {
       if (!runningAsRoot()) {
         throw new A3sError("EPERM", "debootstrap needs root; mmdebstrap can run without it", { hint: "apt-get install mmdebstrap" });
@@ -90,8 +91,8 @@ async function bootstrap(
       if (o.include.length) args.push(`--include=${o.include.join(",")}`);
       args.push(o.suite, root);
       if (o.mirror) args.push(o.mirror);
-      await runTool("debootstrap", args, { env });
-      await runTool("tar", ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", out, "."]);
+      await runTool("debootstrap", args, { env, signal });
+      await runTool("tar", ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-C", root, "-cf", out, "."], { signal });
     }
     await rename(out, tarball);
   } finally {

@@ -27,6 +27,7 @@ export function dockerArchiveSource(rest: string, opts: ImageFileSourceOptions =
       const opened = await openDockerArchive(file, ref, {
         platform,
         platformChosen: opts.platform !== undefined,
+        scratchDir: ctx.scratchDir,
         ...(opts.limits?.maxImageBytes !== undefined ? { maxArchiveBytes: opts.limits.maxImageBytes } : {}),
       });
       try {

@@ -70,15 +70,14 @@ async function load(
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
   });
   opts.onClient?.(client);
-  const remote = await openRemoteImage(client, ref, wanted, { platformChosen, warn: ctx.warn, progress: ctx.progress });
+  const remote = await openRemoteImage(client, ref, wanted, { platformChosen, warn: ctx.warn, progress: ctx.progress, signal: ctx.signal });
   const { image, resolved } = remote;
   let built;
   try {
-    built = await imageToTree(image, { epoch: ctx.epoch, store, progress: ctx.progress, warn: ctx.warn, ...(opts.limits ? { limits: opts.limits } : {}) });
+    built = await imageToTree(image, { epoch: ctx.epoch, store, progress: ctx.progress, warn: ctx.warn, signal: ctx.signal, ...(opts.limits ? { limits: opts.limits } : {}) });
   } finally {
     await remote.close();
   }
-  for (const w of built.warnings) ctx.warn(w);
   if (opts.records !== false) {
     const layers = resolved.manifest.layers.map((d) => d.digest);
     await (opts.records ?? new ImageRecords()).record({
@@ -92,6 +91,7 @@ async function load(
   return {
     tree: built.tree,
     agentDefaults: built.agentDefaults,
+    agentWarnings: built.warnings,
     report: {
       reference: image.reference,
       manifestDigest: resolved.manifestDigest,

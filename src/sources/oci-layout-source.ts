@@ -62,13 +62,14 @@ export async function loadImage(
     store,
     progress: ctx.progress,
     warn: ctx.warn,
+    signal: ctx.signal,
     ...(opts.limits ? { limits: opts.limits } : {}),
   });
-  for (const w of built.warnings) ctx.warn(w);
   if (opts.records !== false) await record(image, opts.records ?? new ImageRecords());
   return {
     tree: built.tree,
     agentDefaults: built.agentDefaults,
+    agentWarnings: built.warnings,
     report: {
       reference: image.reference,
       manifestDigest: image.manifestDigest,

@@ -7,11 +7,22 @@ export interface SourceContext {
   readonly warn: (message: string) => void;
   /** Progress for long work (downloads, unpacking); silent when not a TTY or with --json. */
   readonly progress: (message: string) => void;
+  /** Cancels the load: downloads and host tools stop, temporaries are removed, and load() rejects. */
+  readonly signal?: AbortSignal | undefined;
+  /** The build's scratch directory, for temporary files that must not outlive the build (default: os.tmpdir()). */
+  readonly scratchDir?: string | undefined;
 }
 
 export interface SourceResult {
   readonly tree: RootfsTree;
   readonly agentDefaults?: AgentDefaults;
+  /**
+   * What could not be taken from the image's config for `agentDefaults` (a
+   * program not in the image, an unknown user). The builder shows them only
+   * when it runs the image's own agent; given an agent of its own they are
+   * beside the point.
+   */
+  readonly agentWarnings?: readonly string[];
   /** Facts the build report carries for this source (e.g. a package manifest, an image digest). */
   readonly report?: Readonly<Record<string, unknown>>;
 }

@@ -3,6 +3,12 @@ import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { A3sError } from "../errors.js";
 
+/**
+ * Said beside every "install this" hint: `a3s-rootfs doctor` lists every host
+ * requirement with its Debian package, and `--fix` installs what is missing.
+ */
+export const DOCTOR_HINT = "a3s-rootfs doctor checks every host requirement, doctor --fix installs them";
+
 /** Directories searched besides $PATH: mkfs tools live in sbin, which a non-root PATH often lacks. */
 const EXTRA_DIRS = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
 
@@ -25,14 +31,14 @@ export function findExecutable(name: string, dirs?: readonly string[]): string |
   return undefined;
 }
 
-/** Like `findExecutable`, but a missing tool is an error that names the Debian package to install. */
+/** Like `findExecutable`, but a missing tool is an error that names the Debian package to install, and the doctor. */
 export function requireTool(name: string, debianPackage: string, minimum?: string, dirs?: readonly string[]): string {
   const found = findExecutable(name, dirs);
   if (found) return found;
   throw new A3sError(
     "ETOOL",
     `${name} is not installed; it comes with the Debian package ${debianPackage}${minimum ? ` (${minimum} or newer)` : ""}`,
-    { subject: name, hint: `apt-get install ${debianPackage}` },
+    { subject: name, hint: `apt-get install ${debianPackage}   (${DOCTOR_HINT})` },
   );
 }
 
@@ -44,42 +50,78 @@ export interface ToolResult {
 }
 
 /**
+ * A tool that ran and failed: ETOOL, with what a caller needs to explain the
+ * failure in the user's terms (the exit status and the whole stderr) rather
+ * than pass on the tool's own words.
+ */
+export class ToolFailure extends A3sError {
+  constructor(
+    readonly tool: string,
+    readonly args: readonly string[],
+    why: string,
+    readonly status: number | null,
+    readonly stderr: string,
+  ) {
+    super("ETOOL", `${tool} ${args.join(" ")} ${why}`, { subject: tool });
+  }
+}
+
+/** What `runTool` takes besides spawn's own options. */
+export interface RunToolOptions extends SpawnOptions {
+  /** Piped to the tool's stdin. */
+  readonly input?: NodeJS.ReadableStream;
+  /**
+   * Cancels the run: the tool is killed (SIGKILL: a half-written image is
+   * thrown away, so there is nothing to let it finish) and awaited, and the
+   * promise rejects with the signal's reason once the tool has exited, so a
+   * caller's cleanup never races a tool still writing.
+   */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
  * Runs a host tool to completion, capturing its output. A non-zero exit is an
  * A3sError carrying the tool's own stderr, so the user sees why it failed.
  */
-export function runTool(
-  file: string,
-  args: readonly string[],
-  opts: SpawnOptions & { input?: NodeJS.ReadableStream } = {},
-): Promise<ToolResult> {
+export function runTool(file: string, args: readonly string[], opts: RunToolOptions = {}): Promise<ToolResult> {
+  const { input, signal, ...spawnOpts } = opts;
+  if (signal?.aborted) return Promise.reject(signal.reason as Error);
   return new Promise((resolve, reject) => {
-    const { input, ...spawnOpts } = opts;
     const child = spawn(file, args, { ...spawnOpts, stdio: [input ? "pipe" : "ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    let inputError: unknown;
+    const onAbort = (): void => {
+      child.kill("SIGKILL");
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
     child.stdout?.on("data", (b: Buffer) => out.push(b));
     child.stderr?.on("data", (b: Buffer) => err.push(b));
     if (input && child.stdin) {
       input.on("error", (e) => {
+        inputError ??= e;
         child.kill("SIGKILL");
-        reject(e);
       });
       child.stdin.on("error", () => {
         // The tool closed its input early; its exit status tells what happened.
       });
       input.pipe(child.stdin);
     }
-    child.on("error", (e) => reject(new A3sError("ETOOL", `cannot run ${file}: ${e.message}`, { subject: file })));
-    child.on("close", (code, signal) => {
+    child.on("error", (e) => {
+      signal?.removeEventListener("abort", onAbort);
+      reject(new A3sError("ETOOL", `cannot run ${file}: ${e.message}`, { subject: file }));
+    });
+    child.on("close", (code, killedBy) => {
+      signal?.removeEventListener("abort", onAbort);
+      // The input stream stops producing once its consumer is gone.
+      if (input && "destroy" in input && typeof input.destroy === "function") (input as { destroy(): void }).destroy();
+      if (signal?.aborted) return reject(signal.reason as Error);
+      if (inputError !== undefined) return reject(inputError);
       const stdoutBytes = Buffer.concat(out);
       const stderr = Buffer.concat(err).toString();
       if (code === 0) return resolve({ stdout: stdoutBytes.toString(), stdoutBytes, stderr });
-      const why = signal ? `was killed by ${signal}` : `exited with status ${code}`;
-      reject(
-        new A3sError("ETOOL", `${file} ${args.join(" ")} ${why}: ${stderr.trim().split("\n").slice(-5).join("\n")}`, {
-          subject: file,
-        }),
-      );
+      const why = killedBy ? `was killed by ${killedBy}` : `exited with status ${code}`;
+      reject(new ToolFailure(file, args, `${why}: ${stderr.trim().split("\n").slice(-5).join("\n")}`, code, stderr));
     });
   });
 }

@@ -26,7 +26,7 @@ export interface OwnQemuOptions {
   kernel?: string;
   /** More kernel command line. */
   append?: string;
-  /** QEMU device for each channel (default virtconsole); null leaves the channel out. */
+  /** QEMU device for each channel (default: the named virtserialport `run` uses); null leaves the channel out. */
   devices?: Partial<Record<"out" | "err" | "ctl", "virtconsole" | "virtserialport" | null>>;
   /** Called with the control socket and each control line the host reads from it. */
   onControlLine?: (socket: Socket, event: ControlEvent) => void;
@@ -54,14 +54,14 @@ function listen(path: string, onSocket: (s: Socket) => void): Promise<void> {
   });
 }
 
-/** The QEMU options for chardev `id` with its device replaced, or removed. */
-function withDevice(args: string[], id: string, device: "virtconsole" | "virtserialport" | null): string[] {
+/** The QEMU options for chardev `id` with its virtserialport replaced by another device, or removed. */
+function withDevice(args: string[], id: string, device: "virtconsole" | null): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i] as string;
     const next = args[i + 1];
     if (device === null && a === "-chardev" && next?.startsWith(`socket,id=${id},`)) i++;
-    else if (a === "-device" && next === `virtconsole,chardev=${id}`) {
+    else if (a === "-device" && next?.startsWith(`virtserialport,chardev=${id},`)) {
       i++;
       if (device !== null) out.push(a, `${device},chardev=${id}`);
     } else out.push(a);
@@ -116,7 +116,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
     consoleLog,
   });
   for (const [id, device] of Object.entries(opts.devices ?? {})) {
-    if (device !== "virtconsole") args = withDevice(args, id, device ?? null);
+    if (device !== "virtserialport") args = withDevice(args, id, device ?? null);
   }
   const vm = spawn(QEMU, args, { stdio: ["ignore", "ignore", "inherit"] });
   const killer = setTimeout(() => vm.kill("SIGKILL"), 240_000);

@@ -41,7 +41,7 @@ export interface SinkSetup {
  * per chunk, each completion handled on this thread between synchronous
  * reads, left the writer idle most of the time.
  */
-export async function writeArchiveToFile(produce: ArchiveProducer, path: string): Promise<void> {
+export async function writeArchiveToFile(produce: ArchiveProducer, path: string, signal?: AbortSignal): Promise<void> {
   const sink = new WorkerFileSink(path);
   try {
     await sink.opened;
@@ -50,7 +50,7 @@ export async function writeArchiveToFile(produce: ArchiveProducer, path: string)
       const at = position;
       position += chunk.length;
       return sink.write(chunk, at);
-    });
+    }, 4, signal);
     await sink.close();
   } catch (e) {
     // The descriptor belongs to the process, not the thread: close it even on failure,
@@ -77,7 +77,9 @@ class WorkerFileSink {
     this.worker.on("message", (reply: SinkReply) => {
       const waiter = this.waiting.shift();
       if (reply.type === "error") {
-        const error = new A3sError("EWRITE", `cannot write ${this.path}: ${reply.message}`, { subject: this.path });
+        // The errno code travels as the cause, so a caller can tell a full disk from a missing directory.
+        const cause = Object.assign(new Error(reply.message), { code: reply.code, path: this.path, syscall: "write" });
+        const error = new A3sError("EWRITE", `cannot write ${this.path}: ${reply.message}`, { subject: this.path, cause });
         this.failed ??= error;
         waiter?.reject(error);
       } else waiter?.resolve(reply);

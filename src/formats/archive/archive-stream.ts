@@ -218,11 +218,15 @@ export function archiveReadable(produce: ArchiveProducer): Readable {
  * the memory bound (a few MiB). Reusing chunks matters: a fresh 1 MiB buffer
  * per chunk costs page faults and garbage collection that, measured on
  * /usr/share (690 MB), doubled the time to write a tar file.
+ *
+ * `signal` stops the pump between chunks; the writes already sent are
+ * awaited first, so nothing writes the file once the promise has settled.
  */
 export async function pumpArchive(
   produce: ArchiveProducer,
   write: (chunk: Buffer) => Promise<Buffer | void>,
   maxInFlight = 4,
+  signal?: AbortSignal,
 ): Promise<void> {
   const out = new ChunkWriter();
   const steps = produce(out);
@@ -253,11 +257,16 @@ export async function pumpArchive(
       for (const chunk of out.ready.splice(0)) {
         while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
         if (failure) throw failure.error;
+        signal?.throwIfAborted();
         send(chunk);
       }
     }
     await Promise.all(inFlight);
     if (failure) throw failure.error;
+  } catch (e) {
+    // Whatever stopped the pump, no write may still be running when the caller cleans up.
+    await Promise.allSettled(inFlight);
+    throw e;
   } finally {
     steps.return();
     out.close();
@@ -269,9 +278,9 @@ export async function pumpArchive(
  * and ends it. Resolves when every chunk was accepted by the Writable's
  * underlying resource; the caller waits for whatever finishing it needs.
  */
-export async function pumpArchiveInto(produce: ArchiveProducer, sink: NodeJS.WritableStream): Promise<void> {
+export async function pumpArchiveInto(produce: ArchiveProducer, sink: NodeJS.WritableStream, signal?: AbortSignal): Promise<void> {
   await pumpArchive(produce, (chunk) => new Promise<void>((resolve, reject) => {
     sink.write(chunk, (err) => (err ? reject(err) : resolve()));
-  }));
+  }), 4, signal);
   await new Promise<void>((resolve) => sink.end(resolve));
 }

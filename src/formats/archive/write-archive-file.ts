@@ -6,15 +6,22 @@ import { pumpArchiveInto, type ArchiveProducer } from "./archive-stream.js";
  * Writes an archive to `path`, compressed as asked: uncompressed by a
  * worker thread (see archive-file-sink.ts), compressed through
  * compression/compress.ts (the same bytes for the same input on one host).
+ * `signal` cancels the write; the promise settles only once nothing writes
+ * `path` any more.
  */
-export async function writeArchiveFile(produce: ArchiveProducer, path: string, compression: Compression | "none"): Promise<void> {
+export async function writeArchiveFile(
+  produce: ArchiveProducer,
+  path: string,
+  compression: Compression | "none",
+  signal?: AbortSignal,
+): Promise<void> {
   if (compression === "none") {
-    await writeArchiveToFile(produce, path);
+    await writeArchiveToFile(produce, path, signal);
     return;
   }
   const file = await openCompressingFile(path, compression);
   try {
-    await pumpArchiveInto(produce, file.input);
+    await pumpArchiveInto(produce, file.input, signal);
   } catch (e) {
     await file.abort();
     throw e;

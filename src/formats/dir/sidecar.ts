@@ -1,17 +1,64 @@
-import { readFile } from "node:fs/promises";
+import { lstat, readFile } from "node:fs/promises";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree, TreeEntry } from "../../tree/index.js";
 
 /**
- * The sidecar a non-root `dir` output writes beside the directory, as
- * PATH.a3s-metadata.json, because an unprivileged process cannot give files
- * away, make device nodes or set security xattrs. It lists every entry with
- * the metadata the tree meant it to have (docs/formats.md describes it).
+ * The sidecar a `dir` output writes beside the directory, as
+ * PATH.a3s-metadata.json (docs/formats.md describes it). It has two jobs:
+ * - it lists every entry with the metadata the tree meant it to have, which
+ *   a non-root build cannot put on disk (owners, device nodes, security
+ *   xattrs);
+ * - it is a3s-rootfs's mark on the directory: `directory` records the
+ *   identity of the directory it was written with, so a later build knows
+ *   that PATH is its own to replace, and that a directory someone put there
+ *   since (another inode, or the same inode number born later) is not.
+ *   The mark sits beside the tree, never inside it, where it would become
+ *   part of the guest's "/".
  */
 export interface MetadataSidecar {
   readonly format: "a3s-rootfs-metadata";
   readonly version: 1;
+  /** The published directory's identity; absent in sidecars written before it was recorded. */
+  readonly directory?: DirectoryIdentity;
   readonly entries: SidecarEntry[];
+}
+
+/**
+ * Which directory on disk a sidecar belongs to: its device and inode numbers
+ * and its birth time (nanoseconds, "0" where the filesystem keeps none), as
+ * decimal strings because they can exceed 2^53. A rename keeps all three.
+ */
+export interface DirectoryIdentity {
+  readonly dev: string;
+  readonly ino: string;
+  readonly birthtimeNs: string;
+}
+
+/** The identity of the directory at `path` (not following a final symlink). */
+export async function directoryIdentity(path: string): Promise<DirectoryIdentity> {
+  const st = await lstat(path, { bigint: true });
+  return { dev: String(st.dev), ino: String(st.ino), birthtimeNs: String(st.birthtimeNs) };
+}
+
+/**
+ * Whether the directory at `dirPath` is the one its sidecar was written
+ * with: false when there is no sidecar, it is not ours, it records no
+ * identity, or the directory is another one.
+ */
+export async function sidecarMarks(dirPath: string): Promise<boolean> {
+  const raw = await readFile(sidecarPathFor(dirPath), "utf8").catch(() => undefined);
+  if (raw === undefined) return false;
+  let recorded: DirectoryIdentity | undefined;
+  try {
+    const sidecar = JSON.parse(raw) as Partial<MetadataSidecar>;
+    if (sidecar.format !== "a3s-rootfs-metadata") return false;
+    recorded = sidecar.directory;
+  } catch {
+    return false;
+  }
+  if (!recorded) return false;
+  const now = await directoryIdentity(dirPath).catch(() => undefined);
+  return now !== undefined && now.dev === recorded.dev && now.ino === recorded.ino && now.birthtimeNs === recorded.birthtimeNs;
 }
 
 export interface SidecarEntry {
@@ -34,7 +81,7 @@ export function sidecarPathFor(dirPath: string): string {
   return `${dirPath}.a3s-metadata.json`;
 }
 
-export function buildSidecar(tree: RootfsTree, approximated: readonly TreeEntry[]): MetadataSidecar {
+export function buildSidecar(tree: RootfsTree, approximated: readonly TreeEntry[], directory?: DirectoryIdentity): MetadataSidecar {
   const inexact = new Set(approximated.map((e) => e.path));
   const entries = tree.entries().map((e): SidecarEntry => {
     const i = e.inode;
@@ -51,7 +98,7 @@ export function buildSidecar(tree: RootfsTree, approximated: readonly TreeEntry[
     if (inexact.has(e.path)) out.approximated = true;
     return out;
   });
-  return { format: "a3s-rootfs-metadata", version: 1, entries };
+  return { format: "a3s-rootfs-metadata", version: 1, ...(directory ? { directory } : {}), entries };
 }
 
 /**

@@ -12,6 +12,12 @@ export interface MaterialiseOptions {
    * reported, and the caller records them some other way.
    */
   readonly privileged: boolean;
+  /**
+   * Stops the write between entries. The calls already started are awaited
+   * before the promise rejects, so the caller can remove `target` knowing
+   * nothing will create an entry in it afterwards.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 export interface MaterialiseReport {
@@ -48,12 +54,18 @@ export async function materialiseTree(
 ): Promise<MaterialiseReport> {
   const entries = tree.entries();
   const approximated = new Set<TreeEntry>();
+  const signal = opts.signal;
+  signal?.throwIfAborted();
   await mkdir(target, { mode: 0o700 });
   const host = (p: string): string => (p === "/" ? target : target + p);
 
   // Owner-writable until the final pass, so children can be created even
   // when the directory's own mode is read-only.
-  for (const e of entries) if (e.kind === "directory" && e.path !== "/") await mkdir(host(e.path), { mode: 0o700 });
+  for (const e of entries) {
+    if (e.kind !== "directory" || e.path === "/") continue;
+    signal?.throwIfAborted();
+    await mkdir(host(e.path), { mode: 0o700 });
+  }
 
   const readers = new BlobReaders();
   try {
@@ -61,6 +73,7 @@ export async function materialiseTree(
       entries.filter((e) => e.kind !== "hardlink"),
       CONCURRENCY,
       async (e) => {
+        signal?.throwIfAborted();
         const p = host(e.path);
         const inode = e.inode;
         if (inode.kind === "file" && inode.content.type !== "hostFile") {
@@ -78,13 +91,18 @@ export async function materialiseTree(
     await readers.close();
   }
   // A hardlink's metadata belongs to its first name, written above.
-  for (const e of entries) if (e.kind === "hardlink") await link(host(e.linkPath as string), host(e.path));
+  for (const e of entries) {
+    if (e.kind !== "hardlink") continue;
+    signal?.throwIfAborted();
+    await link(host(e.linkPath as string), host(e.path));
+  }
 
   // Directories last and deepest first: creating children changes a
   // directory's mtime, and a read-only mode would stop those creations.
   for (let i = entries.length - 1; i >= 0; i--) {
     const e = entries[i] as TreeEntry;
     if (e.kind !== "directory") continue;
+    signal?.throwIfAborted();
     const p = host(e.path);
     await chmod(p, e.inode.mode);
     await utimes(p, e.inode.mtime, e.inode.mtime);
@@ -113,13 +131,13 @@ async function create(e: TreeEntry, p: string, opts: MaterialiseOptions): Promis
       if (inode.kind === "symlink") await symlink(inode.target, p);
       break;
     case "fifo":
-      await runTool("mkfifo", ["-m", "600", p]);
+      await runTool("mkfifo", ["-m", "600", p], { signal: opts.signal });
       break;
     case "char":
     case "block":
       if (inode.kind !== "char" && inode.kind !== "block") break;
       if (!opts.privileged) return false;
-      await runTool("mknod", ["-m", "600", p, e.kind === "char" ? "c" : "b", String(inode.major), String(inode.minor)]);
+      await runTool("mknod", ["-m", "600", p, e.kind === "char" ? "c" : "b", String(inode.major), String(inode.minor)], { signal: opts.signal });
       break;
   }
   return true;
@@ -236,7 +254,7 @@ async function applyMetadata(inode: TreeEntry["inode"], p: string, opts: Materia
       exact = false;
       continue;
     }
-    await runTool("setfattr", ["-h", "-n", name, "-v", "0x" + Buffer.from(value).toString("hex"), p]);
+    await runTool("setfattr", ["-h", "-n", name, "-v", "0x" + Buffer.from(value).toString("hex"), p], { signal: opts.signal });
   }
   await target.chmod?.(inode.mode);
   await target.utimes?.(inode.mtime);

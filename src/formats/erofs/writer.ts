@@ -3,10 +3,11 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree } from "../../tree/index.js";
-import { requireTool, runTool } from "../../util/host-tool.js";
+import { DOCTOR_HINT, requireTool, runTool } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
+  explainImageToolFailure,
   imageUuid,
   listSome,
   mkfsErofsCapabilities,
@@ -82,17 +83,32 @@ export async function writeErofsImage(tree: RootfsTree, path: string, opts: Erof
   ];
   const env = toolEnv({ SOURCE_DATE_EPOCH: String(Math.max(opts.epoch, facts.newestMtime)) });
 
-  await withScratchDir("a3s-erofs-", async (scratch) => {
-    if (caps.tarInput) {
-      const tarball = join(scratch, "rootfs.tar");
-      await pipeline(tarStream(tree), createWriteStream(tarball));
-      await runTool(mkfs, ["--tar=f", ...args, path, tarball], { env });
-      return;
-    }
-    const staging = join(scratch, "root");
-    await materialiseTree(tree, staging, { privileged });
-    await runTool(mkfs, [...args, path, staging], { env });
-  });
+  const signal = opts.signal;
+
+  await withScratchDir(
+    "erofs-",
+    async (scratch) => {
+      let input: string;
+      if (caps.tarInput) {
+        input = join(scratch, "rootfs.tar");
+        // A cancelled pipeline rejects with an AbortError; the caller expects the signal's reason.
+        await pipeline(tarStream(tree), createWriteStream(input), { signal }).catch((e: unknown) => {
+          signal?.throwIfAborted();
+          throw e;
+        });
+      } else {
+        input = join(scratch, "root");
+        await materialiseTree(tree, input, { privileged, signal });
+      }
+      const tarArg = caps.tarInput ? ["--tar=f"] : [];
+      try {
+        await runTool(mkfs, [...tarArg, ...args, path, input], { env, signal });
+      } catch (e) {
+        throw await explainImageToolFailure(e, { format: "erofs", path });
+      }
+    },
+    opts.scratchDir,
+  );
 }
 
 /**
@@ -110,7 +126,7 @@ function unprivilegedOwnership(facts: TreeFacts, mkfs: string): string[] {
       "ETOOL",
       `${mkfs} cannot read a tarball (erofs-utils 1.7 or newer can) and this process is not root, so the erofs image ` +
         `cannot hold the tree exactly: ${problems.join("; ")}`,
-      { subject: mkfs, hint: "install erofs-utils >= 1.7 (Debian 13), or build as root" },
+      { subject: mkfs, hint: `install erofs-utils >= 1.7 (Debian 13), or build as root   (${DOCTOR_HINT})` },
     );
   }
   const [uid, gid] = ([...facts.owners][0] ?? "0:0").split(":");

@@ -2,12 +2,23 @@ import { createWriteStream } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { A3sError, isA3sError } from "../../errors.js";
+import { A3sError } from "../../errors.js";
 import type { RootfsTree } from "../../tree/index.js";
-import { requireTool, runTool } from "../../util/host-tool.js";
+import { DOCTOR_HINT, requireTool, runTool, ToolFailure } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
-import { imageUuid, mke2fsCapabilities, toolEnv, treeFacts, withScratchDir, type ImageWriterOptions, type TreeFacts } from "../image/index.js";
+import {
+  diskProblem,
+  explainImageToolFailure,
+  imageUuid,
+  mke2fsCapabilities,
+  toolComplaint,
+  toolEnv,
+  treeFacts,
+  withScratchDir,
+  type ImageWriterOptions,
+  type TreeFacts,
+} from "../image/index.js";
 import { tarStream } from "../tar/index.js";
 import { EXT4_BLOCK_SIZE, EXT4_INODE_SIZE, ext4ImageSize } from "./image-size.js";
 
@@ -85,7 +96,7 @@ export async function writeExt4Image(tree: RootfsTree, path: string, opts: Ext4I
       "ETOOL",
       `mke2fs ${caps.version} cannot read a tarball (e2fsprogs 1.47.1 or newer can), and without root a staging ` +
         `directory cannot hold the tree's owners and device nodes`,
-      { subject: mke2fs, hint: "install e2fsprogs >= 1.47.1 (Debian: apt-get install -t bookworm-backports e2fsprogs), or build as root" },
+      { subject: mke2fs, hint: `install e2fsprogs >= 1.47.1 (Debian 12: apt-get install -t bookworm-backports e2fsprogs), or build as root   (${DOCTOR_HINT})` },
     );
   }
   const debugfsFixups = caps.tarInput ? xattrFixups(facts) : [];
@@ -119,25 +130,34 @@ export async function writeExt4Image(tree: RootfsTree, path: string, opts: Ext4I
     `hash_seed=${uuid},lazy_itable_init=0,root_owner=${root.uid}:${root.gid}`,
   ];
   const fsSize = `${(size.blocks * EXT4_BLOCK_SIZE) / 1024}k`;
+  const signal = opts.signal;
 
-  await withScratchDir("a3s-ext4-", async (scratch) => {
-    try {
-      if (caps.tarInput && caps.tarFromStdin) {
-        await runTool(mke2fs, [...args, "-d", "-", path, fsSize], { env, input: tarStream(tree) });
-      } else if (caps.tarInput) {
-        const tarball = join(scratch, "rootfs.tar");
-        await pipeline(tarStream(tree), createWriteStream(tarball));
-        await runTool(mke2fs, [...args, "-d", tarball, path, fsSize], { env });
-      } else {
-        const staging = join(scratch, "root");
-        await materialiseTree(tree, staging, { privileged: true });
-        await runTool(mke2fs, [...args, "-d", staging, path, fsSize], { env });
+  await withScratchDir(
+    "ext4-",
+    async (scratch) => {
+      try {
+        if (caps.tarInput && caps.tarFromStdin) {
+          await runTool(mke2fs, [...args, "-d", "-", path, fsSize], { env, input: tarStream(tree), signal });
+        } else if (caps.tarInput) {
+          const tarball = join(scratch, "rootfs.tar");
+          // A cancelled pipeline rejects with an AbortError; the caller expects the signal's reason.
+          await pipeline(tarStream(tree), createWriteStream(tarball), { signal }).catch((e: unknown) => {
+            signal?.throwIfAborted();
+            throw e;
+          });
+          await runTool(mke2fs, [...args, "-d", tarball, path, fsSize], { env, signal });
+        } else {
+          const staging = join(scratch, "root");
+          await materialiseTree(tree, staging, { privileged: true, signal });
+          await runTool(mke2fs, [...args, "-d", staging, path, fsSize], { env, signal });
+        }
+      } catch (e) {
+        throw await explainMke2fsFailure(e, { mke2fs, path, imageBytes: size.blocks * EXT4_BLOCK_SIZE });
       }
-    } catch (e) {
-      throw explainMke2fsFailure(e, mke2fs, size.blocks);
-    }
-    if (debugfs) await applyXattrs(debugfs, path, debugfsFixups, scratch, env);
-  });
+      if (debugfs) await applyXattrs(debugfs, path, debugfsFixups, scratch, env, signal);
+    },
+    opts.scratchDir,
+  );
 }
 
 interface XattrFixup {
@@ -171,6 +191,7 @@ async function applyXattrs(
   fixups: readonly XattrFixup[],
   scratch: string,
   env: NodeJS.ProcessEnv,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   const lines: string[] = [];
   for (const [n, f] of fixups.entries()) {
@@ -185,7 +206,7 @@ async function applyXattrs(
   }
   const script = join(scratch, "xattrs.debugfs");
   await writeFile(script, lines.join("\n") + "\n");
-  const { stderr } = await runTool(debugfs, ["-w", "-f", script, image], { env });
+  const { stderr } = await runTool(debugfs, ["-w", "-f", script, image], { env, signal });
   // debugfs exits 0 even when a command fails; its complaints are the only signal.
   const problems = stderr.split("\n").filter((l) => l.trim() !== "" && !/^debugfs \d/.test(l));
   if (problems.length > 0) {
@@ -199,21 +220,31 @@ function quote(s: string): string {
   return `"${s.replaceAll('"', '""')}"`;
 }
 
-function explainMke2fsFailure(e: unknown, mke2fs: string, blocks: number): unknown {
-  if (!isA3sError(e, "ETOOL")) return e;
-  if (/libarchive/.test(e.message)) {
+/**
+ * mke2fs's failure in the user's terms. Two kinds of "full" look alike in
+ * its words and must not be confused: the disk holding the image ran out of
+ * space ("No space left on device", the host's ENOSPC: free space, or write
+ * elsewhere), or the image itself was too small for the tree ("Could not
+ * allocate block/inode in ext2 filesystem": the size estimate was wrong, a
+ * bug to report). The disk is measured first (statfs), so a full disk is
+ * never reported as an estimate bug.
+ */
+async function explainMke2fsFailure(e: unknown, o: { mke2fs: string; path: string; imageBytes: number }): Promise<unknown> {
+  if (!(e instanceof ToolFailure)) return e;
+  if (/libarchive/.test(e.stderr)) {
     return new A3sError("ETOOL", `mke2fs cannot read tarballs here: libarchive is not installed`, {
-      subject: mke2fs,
-      hint: "apt-get install libarchive13",
+      subject: o.mke2fs,
+      hint: `apt-get install libarchive13   (${DOCTOR_HINT})`,
       cause: e,
     });
   }
-  if (/No space left|Could not allocate|not enough space|too many/i.test(e.message)) {
+  if (/Could not allocate (block|inode)/i.test(e.stderr) && !(await diskProblem(o.path, e.stderr, o.imageBytes))) {
     return new A3sError(
       "ETOOL",
-      `the computed ext4 size (${blocks} blocks of 4 KiB) was too small for this tree; this is a bug in the size estimate: ${e.message}`,
-      { subject: mke2fs, cause: e },
+      `the computed ext4 size (${o.imageBytes / EXT4_BLOCK_SIZE} blocks of 4 KiB) was too small for this tree; ` +
+        `this is a bug in the size estimate: ${toolComplaint(e.stderr)}`,
+      { subject: o.mke2fs, hint: "please report it with the tree's entry count and size", cause: e },
     );
   }
-  return e;
+  return explainImageToolFailure(e, { format: "ext4", path: o.path, imageBytes: o.imageBytes });
 }

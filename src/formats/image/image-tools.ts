@@ -1,9 +1,8 @@
-import { mkdtempSync } from "node:fs";
-import { chmod, readdir, rm } from "node:fs/promises";
+import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runTool } from "../../util/host-tool.js";
-import { removeTreeNow } from "../../util/remove-tree-now.js";
+import { removeTree } from "../../util/remove-tree.js";
 
 /**
  * What the three image writers share: which host tools are there and what
@@ -25,6 +24,10 @@ export interface ImageWriterOptions {
    * missing-tool error.
    */
   readonly toolDirs?: readonly string[];
+  /** Where staging copies go: the build's scratch directory (default: os.tmpdir()). */
+  readonly scratchDir?: string;
+  /** Cancels the write: the tool is killed and awaited, the staging copy removed. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** A dotted version compared numerically ("1.47.2" > "1.47.10" is false). */
@@ -144,70 +147,18 @@ export function mksquashfsCapabilities(mksquashfs: string): Promise<MksquashfsCa
 }
 
 /**
- * Runs `fn` with a fresh private directory under os.tmpdir() and removes it
- * afterwards, whether `fn` succeeded or not: staging trees, tarballs and
- * pseudo files never outlive the build.
+ * Runs `fn` with a fresh private directory in `parent` (the build's own
+ * scratch directory; os.tmpdir() for a writer called on its own) and
+ * removes it afterwards, whether `fn` succeeded, failed or was cancelled:
+ * staging trees, tarballs and pseudo files never outlive the write. Nothing
+ * here listens to process signals: a cancelled write rejects, `fn`'s tools
+ * are killed and awaited, and this finally block runs like any other.
  */
-export async function withScratchDir<T>(prefix: string, fn: (dir: string) => Promise<T>): Promise<T> {
-  installSignalCleanup();
-  // Created and registered in one synchronous step: an exit can never fall
-  // between the two and leave an unregistered directory.
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  liveScratch.add(dir);
+export async function withScratchDir<T>(prefix: string, fn: (dir: string) => Promise<T>, parent: string = tmpdir()): Promise<T> {
+  const dir = await mkdtemp(join(parent, prefix));
   try {
     return await fn(dir);
   } finally {
-    await removeScratch(dir);
-    liveScratch.delete(dir);
-  }
-}
-
-/**
- * Scratch directories that exist right now. Like the output temporaries in
- * atomic.ts, they are removed when SIGINT/SIGTERM/SIGHUP ends the build, and
- * also on process.exit() (a caller that exits on another output's error
- * while this one is still running), so an interrupted mkfs leaves no staging
- * copy of the rootfs in /tmp. Only SIGKILL can still leave one behind.
- */
-const liveScratch = new Set<string>();
-let signalCleanupInstalled = false;
-
-function removeLiveScratch(): void {
-  // Best effort while exiting: a read-only staging directory of a non-root
-  // build may resist, and there is no time left to chmod it.
-  for (const dir of liveScratch) removeTreeNow(dir);
-  liveScratch.clear();
-}
-
-function installSignalCleanup(): void {
-  if (signalCleanupInstalled) return;
-  signalCleanupInstalled = true;
-  process.once("exit", removeLiveScratch);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    process.once(sig, () => {
-      removeLiveScratch();
-      // Re-raise so the exit status says which signal ended us.
-      process.kill(process.pid, sig);
-    });
-  }
-}
-
-/**
- * Removes a scratch tree. A staging tree keeps the rootfs's own modes, and a
- * read-only directory (0555) stops a non-root rm; such directories are made
- * writable first, which only ever touches our own scratch files.
- */
-async function removeScratch(dir: string): Promise<void> {
-  try {
-    await rm(dir, { recursive: true, force: true });
-  } catch {
-    const open = async (d: string): Promise<void> => {
-      await chmod(d, 0o700).catch(() => undefined);
-      for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-        if (e.isDirectory()) await open(join(d, e.name));
-      }
-    };
-    await open(dir);
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
   }
 }

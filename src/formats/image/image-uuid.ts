@@ -11,6 +11,19 @@ import { contentSize, type RootfsTree } from "../../tree/index.js";
  * Laid out as an RFC 9562 version-8 ("custom") UUID.
  */
 export function imageUuid(tree: RootfsTree, format: string): string {
+  const b = treeDigest(tree, format).subarray(0, 16);
+  b[6] = ((b[6] as number) & 0x0f) | 0x80;
+  b[8] = ((b[8] as number) & 0x3f) | 0x80;
+  const hex = b.toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * A SHA-256 of what an image of `tree` in `format` is made of, without its
+ * file content: every entry's name, kind, inode, mode, owner, time, size,
+ * link target and device numbers, and the epoch. Same tree, same digest.
+ */
+export function treeDigest(tree: RootfsTree, format: string): Buffer {
   const h = createHash("sha256");
   h.update(`a3s-rootfs ${format} ${tree.epoch}\n`);
   for (const e of tree.entries()) {
@@ -25,9 +38,5 @@ export function imageUuid(tree: RootfsTree, format: string): string {
             : "";
     h.update(`${JSON.stringify(e.path)} ${e.kind} ${e.ino} ${i.mode} ${i.uid} ${i.gid} ${i.mtime} ${JSON.stringify(extra)}\n`);
   }
-  const b = h.digest().subarray(0, 16);
-  b[6] = ((b[6] as number) & 0x0f) | 0x80;
-  b[8] = ((b[8] as number) & 0x3f) | 0x80;
-  const hex = b.toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return h.digest();
 }

@@ -2,10 +2,11 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree, TreeEntry } from "../../tree/index.js";
-import { requireTool, runTool } from "../../util/host-tool.js";
+import { DOCTOR_HINT, requireTool, runTool } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
+  explainImageToolFailure,
   listSome,
   mksquashfsCapabilities,
   toolEnv,
@@ -93,9 +94,17 @@ export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: S
     String(root.mtime),
   ];
   const env = toolEnv();
+  const signal = opts.signal;
+  const run = async (args: string[], input?: NodeJS.ReadableStream): Promise<void> => {
+    try {
+      await runTool(mksquashfs, args, { env, signal, ...(input ? { input } : {}) });
+    } catch (e) {
+      throw await explainImageToolFailure(e, { format: "squashfs", path });
+    }
+  };
 
   if (caps.tarInput) {
-    await runTool(mksquashfs, ["-", path, "-tar", ...common, ...rootAttrs], { env, input: tarStream(tree) });
+    await run(["-", path, "-tar", ...common, ...rootAttrs], tarStream(tree));
     return;
   }
   if (!privileged && facts.privilegedXattrs.length > 0) {
@@ -103,22 +112,26 @@ export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: S
       "ETOOL",
       `${mksquashfs} ${caps.version} cannot read a tarball exactly (squashfs-tools 4.6 or newer can) and this process ` +
         `is not root, so xattrs other than user.* cannot be written: ${listSome(facts.privilegedXattrs)}`,
-      { subject: mksquashfs, hint: "install squashfs-tools >= 4.6 (Debian 13), or build as root" },
+      { subject: mksquashfs, hint: `install squashfs-tools >= 4.6 (Debian 13), or build as root   (${DOCTOR_HINT})` },
     );
   }
-  await withScratchDir("a3s-squashfs-", async (scratch) => {
-    const staging = join(scratch, "root");
-    await materialiseTree(tree, staging, { privileged });
-    const extra: string[] = [];
-    if (!privileged) {
-      const pseudo = join(scratch, "pseudo");
-      const actions = join(scratch, "actions");
-      await writeFile(pseudo, pseudoDefinitions(facts));
-      await writeFile(actions, directoryOwnerActions(facts));
-      extra.push("-pf", pseudo, "-action-file", actions, ...rootAttrs);
-    }
-    await runTool(mksquashfs, [staging, path, ...common, ...extra], { env });
-  });
+  await withScratchDir(
+    "squashfs-",
+    async (scratch) => {
+      const staging = join(scratch, "root");
+      await materialiseTree(tree, staging, { privileged, signal });
+      const extra: string[] = [];
+      if (!privileged) {
+        const pseudo = join(scratch, "pseudo");
+        const actions = join(scratch, "actions");
+        await writeFile(pseudo, pseudoDefinitions(facts));
+        await writeFile(actions, directoryOwnerActions(facts));
+        extra.push("-pf", pseudo, "-action-file", actions, ...rootAttrs);
+      }
+      await run([staging, path, ...common, ...extra]);
+    },
+    opts.scratchDir,
+  );
 }
 
 /**

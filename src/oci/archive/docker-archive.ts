@@ -36,6 +36,8 @@ interface Member {
 export interface DockerArchiveOptions extends LayoutOptions {
   /** Most bytes a compressed archive may expand to (default 64 GiB). */
   readonly maxArchiveBytes?: number;
+  /** Where a compressed archive's decompressed copy goes: the build's scratch directory (default: os.tmpdir()). */
+  readonly scratchDir?: string | undefined;
 }
 
 export interface OpenedDockerArchive {
@@ -69,7 +71,7 @@ export interface OpenedDockerArchive {
  */
 export async function openDockerArchive(path: string, ref: string | undefined, opts: DockerArchiveOptions): Promise<OpenedDockerArchive> {
   const archivePath = resolve(path);
-  const { plainPath, dispose } = await plainArchive(archivePath, opts.maxArchiveBytes ?? DEFAULT_MAX_ARCHIVE_BYTES);
+  const { plainPath, dispose } = await plainArchive(archivePath, opts.maxArchiveBytes ?? DEFAULT_MAX_ARCHIVE_BYTES, opts.scratchDir ?? tmpdir());
   try {
     const members = await indexMembers(plainPath, archivePath);
     const files = archiveFiles(archivePath, plainPath, members);
@@ -226,10 +228,10 @@ function rangeStream(path: string, m: Member): NodeJS.ReadableStream {
 }
 
 /** The archive uncompressed on disk: itself, or a temporary copy removed by `dispose`. */
-async function plainArchive(path: string, maxBytes: number): Promise<{ plainPath: string; dispose: () => Promise<void> }> {
+async function plainArchive(path: string, maxBytes: number, scratchDir: string): Promise<{ plainPath: string; dispose: () => Promise<void> }> {
   const compression = supportedCompression(detectFormat(await readHead(path, 8)), path);
   if (compression === "none") return { plainPath: path, dispose: async () => {} };
-  const dir = await mkdtemp(join(tmpdir(), "a3s-docker-archive-"));
+  const dir = await mkdtemp(join(scratchDir, "a3s-docker-archive-"));
   const dispose = async (): Promise<void> => rm(dir, { recursive: true, force: true });
   try {
     const plainPath = join(dir, "archive.tar");

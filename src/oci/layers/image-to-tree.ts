@@ -17,6 +17,8 @@ export interface ImageToTreeContext {
   /** What the user must hear about even without progress lines (a corrupt cached blob made again); default: progress. */
   readonly warn?: (message: string) => void;
   readonly limits?: LayerLimits;
+  /** Stops between layers (the build was cancelled). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -67,6 +69,7 @@ export async function imageToTree(
   let next: Promise<CachedLayer> | undefined = image.layers.length > 0 ? cache(0) : undefined;
   try {
     for (let i = 0; i < image.layers.length; i++) {
+      ctx.signal?.throwIfAborted();
       const cached = await (next as Promise<CachedLayer>);
       next = undefined;
       imageBytes += cached.size;

@@ -67,30 +67,10 @@ export async function cacheLayer(layer: ImageLayer, diffId: string, store: Conte
 }
 
 async function storeLayer(layer: ImageLayer, diffId: string, store: ContentStore, opts: CacheLayerOptions): Promise<CachedLayer> {
-  if (await store.has(diffId)) return cachedLayer(diffId, store, opts);
-  // Processes applying the same layer at once decompress it once: the others
-  // wait, then find it stored. (Without this, a process that found another's
-  // tar just linked into place could take its identity a moment before the
-  // other unlinked its temporary name, which changes the inode's ctime, and
-  // later refuse the tar as changed.)
-  const lock = await store.fetchLock(diffId, {
-    ...(opts.signal ? { signal: opts.signal } : {}),
-    onWait: (owner) => opts.progress(`waiting for another process (pid ${owner.pid}) that is storing this layer`),
-  });
-  try {
-    if (await store.has(diffId)) return await cachedLayer(diffId, store, opts);
-    return await decompressAndStore(layer, diffId, store, opts);
-  } finally {
-    await lock.release();
+  if (await store.has(diffId)) {
+    const hit = await store.verify(diffId, opts.signal ? { signal: opts.signal } : {});
+    return { diffId, path: hit.path, size: hit.size, identity: hit.identity, origin: "cache" };
   }
-}
-
-async function cachedLayer(diffId: string, store: ContentStore, opts: CacheLayerOptions): Promise<CachedLayer> {
-  const hit = await store.verify(diffId, opts.signal ? { signal: opts.signal } : {});
-  return { diffId, path: hit.path, size: hit.size, identity: hit.identity, origin: "cache" };
-}
-
-async function decompressAndStore(layer: ImageLayer, diffId: string, store: ContentStore, opts: CacheLayerOptions): Promise<CachedLayer> {
   let origin: LayerCompression = "none";
   try {
     const blob = verifiedBlob(await layer.open(), { digest: layer.digest, size: layer.size, location: layer.location }, opts.subject);

@@ -23,7 +23,11 @@ export class LayerDownloads {
     private readonly ref: ImageReference,
     private readonly descriptors: readonly Descriptor[],
     private readonly progress: (message: string) => void,
-  ) {}
+    cancel?: AbortSignal,
+  ) {
+    if (cancel?.aborted) this.abort.abort();
+    else cancel?.addEventListener("abort", () => this.abort.abort(), { once: true });
+  }
 
   /**
    * Finds the layers that need their blob (neither the uncompressed tar,

@@ -11,6 +11,8 @@ export interface RemoteImageOptions {
   readonly platformChosen: boolean;
   readonly warn: (message: string) => void;
   readonly progress: (message: string) => void;
+  /** Stops every download (the build was cancelled); reading a layer then fails. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** An image in a registry, resolved to one platform, whose layers download as they are needed. */
@@ -42,7 +44,7 @@ export async function openRemoteImage(client: RegistryClient, ref: ImageReferenc
   }
   const descriptors = resolved.manifest.layers;
   const diffIds = config.rootfs.diff_ids;
-  const downloads = new LayerDownloads(client, ref, descriptors, opts.progress);
+  const downloads = new LayerDownloads(client, ref, descriptors, opts.progress, opts.signal);
   await downloads.start(diffIds);
   const layers: ImageLayer[] = descriptors.map((d, i) => ({
     digest: d.digest,

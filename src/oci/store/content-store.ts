@@ -170,7 +170,7 @@ export class ContentStore {
     return FileLock.acquire(this.lockPath(digest, "fetch"), opts);
   }
 
-  private lockPath(digest: string, kind: "use" | "fetch"): string {
+  private lockPath(digest: string, kind: "use" | "fetch" | "publish"): string {
     const { algorithm, hex } = parseDigest(digest);
     return join(this.root, "locks", `${algorithm}-${hex}.${kind}`);
   }
@@ -235,7 +235,16 @@ export class ContentStore {
       throw new A3sError(e.code === "ENOENT" ? "ENOENT" : "ECONTENT", `the cached blob ${digest} cannot be read: ${e.message}`, { subject: digest, cause: e });
     });
     try {
-      const before = identityOf(await handle.stat({ bigint: true }));
+      let st = await handle.stat({ bigint: true });
+      if (st.nlink > 1n) {
+        // Another process has just linked it into place and is about to
+        // unlink its temporary name, which changes the inode's ctime: the
+        // identity is taken once it has (the publish lock, held only for
+        // the link and the unlink).
+        await FileLock.with(this.lockPath(digest, "publish"), async () => undefined, opts.signal ? { signal: opts.signal } : {});
+        st = await handle.stat({ bigint: true });
+      }
+      const before = identityOf(st);
       const hash = createHash(algorithm);
       let position = 0;
       for (;;) {
@@ -378,8 +387,13 @@ export class ContentStore {
             hint: "the content was corrupted or tampered with; nothing was stored",
           });
         }
-        const placed = await publish(tmp, finalPath);
-        await rm(tmp, { force: true });
+        // Under the digest's publish lock: a reader that finds the blob while
+        // it still has two names waits for the unlink (see verifiedChunks).
+        const placed = await FileLock.with(this.lockPath(digest, "publish"), async () => {
+          const done = await publish(tmp, finalPath);
+          await rm(tmp, { force: true });
+          return done;
+        });
         await syncDirectory(join(this.root, algorithm));
         // Taken after the link and the unlink, which both change the inode's ctime.
         const identity = placed ? identityOf(await file.stat({ bigint: true })) : undefined;
@@ -504,7 +518,7 @@ export class ContentStore {
   private async removeStaleLocks(): Promise<void> {
     const dir = join(this.root, "locks");
     for (const name of await readdir(dir).catch(() => [] as string[])) {
-      if (/^sha(256|512)-[0-9a-f]+\.(use|fetch)$/.test(name)) await removeStaleLock(join(dir, name));
+      if (/^sha(256|512)-[0-9a-f]+\.(use|fetch|publish)$/.test(name)) await removeStaleLock(join(dir, name));
     }
   }
 }

@@ -1,0 +1,285 @@
+// Benchmark: what an agent's file work costs on /workspace, for each way of
+// sharing it (virtio-9p and virtio-fs, each with its settings), against the
+// same work on the guest's own tmpfs, in one run.
+//
+// One erofs image holds the workload agent (bench/workspace-io/fsbench.c,
+// static, built here with musl-gcc), BusyBox and a node_modules-like tarball.
+// Each setting is one boot, one at a time; rounds interleave the settings so
+// a change in the host's load hits them alike. In each boot the agent runs,
+// in order: (a) create N small files in D directories, (b) stat them all,
+// (c) read them all, (d) write then read 256 MiB, (e) BusyBox tar -x of the
+// tarball, then find over it.
+//
+// 9p's settings are guest mount options, and init mounts shares with fixed
+// ones, so for the other 9p rows the agent remounts /workspace itself
+// (fsbench --remount). virtio-fs's settings are virtiofsd's, set from here.
+//
+// Run: npm run build && node dist/bench/workspace-io.js [--rounds N] [--files N]
+//      [--tar-files N] [--seq-mib M] [--only SUBSTRING] [--kernel FILE]
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { runRootfs, type RunResult } from "../src/boot/run-vm.js";
+import { resolveVirtiofsd, type VirtiofsSettings, DEFAULT_VIRTIOFS_SETTINGS } from "../src/boot/virtiofsd.js";
+import { RootfsBuilder } from "../src/index.js";
+import { cacheRoot } from "../src/util/cache-dir.js";
+import { requireTool } from "../src/util/host-tool.js";
+import { machineLine, median, writeResults } from "./stats.js";
+import { writePackageTarball, type PackageTreeStats } from "./workspace-io/package-tree.js";
+
+const say = (m: string): void => void process.stderr.write(`workspace-io: ${m}\n`);
+
+/** One way of giving the agent a directory to work in. */
+interface Setting {
+  readonly name: string;
+  readonly where: "tmpfs" | "9p" | "virtiofs";
+  /** 9p: mount options the agent remounts /workspace with (init's own when absent). */
+  readonly ninep?: string;
+  readonly virtiofs?: VirtiofsSettings;
+  /** What a3s-rootfs did before this benchmark on a host without virtiofsd (Debian 12). */
+  readonly today?: boolean;
+  /** The default chosen from these numbers. */
+  readonly chosen?: boolean;
+}
+
+const NINEP = (cache: string, msize: number): string => `trans=virtio,version=9p2000.L,msize=${msize},cache=${cache}`;
+const VFS = (cache: VirtiofsSettings["cache"], more: Partial<VirtiofsSettings> = {}): VirtiofsSettings => ({
+  cache,
+  writeback: false,
+  threadPoolSize: 0,
+  sandbox: "namespace",
+  ...more,
+});
+const isChosen = (v: VirtiofsSettings): boolean =>
+  v.cache === DEFAULT_VIRTIOFS_SETTINGS.cache &&
+  v.writeback === DEFAULT_VIRTIOFS_SETTINGS.writeback &&
+  v.threadPoolSize === DEFAULT_VIRTIOFS_SETTINGS.threadPoolSize &&
+  v.sandbox === DEFAULT_VIRTIOFS_SETTINGS.sandbox;
+
+const SETTINGS: Setting[] = [
+  { name: "guest /tmp (tmpfs)", where: "tmpfs" },
+  { name: "9p cache=none msize=512000 (init's mount)", where: "9p", today: true },
+  { name: "9p cache=none msize=131072", where: "9p", ninep: NINEP("none", 131072) },
+  { name: "9p cache=mmap msize=512000", where: "9p", ninep: NINEP("mmap", 512000) },
+  { name: "9p cache=loose msize=512000", where: "9p", ninep: NINEP("loose", 512000) },
+  ...[
+    VFS("never"),
+    VFS("metadata"),
+    VFS("auto"),
+    VFS("auto", { writeback: true }),
+    VFS("auto", { threadPoolSize: 4 }),
+    VFS("auto", { sandbox: "none" }),
+    VFS("always"),
+    VFS("always", { writeback: true }),
+  ].map((v): Setting => ({
+    name:
+      `virtio-fs cache=${v.cache}${v.writeback ? " writeback" : ""}` +
+      `${v.threadPoolSize ? ` thread-pool=${v.threadPoolSize}` : ""}${v.sandbox === "none" ? " sandbox=none" : ""}`,
+    where: "virtiofs",
+    virtiofs: v,
+    ...(isChosen(v) ? { chosen: true } : {}),
+  })),
+];
+
+/** fsbench's report (bench/workspace-io/fsbench.c). */
+interface Timings {
+  readonly fstype: string;
+  readonly options: string;
+  readonly create_ms: number;
+  readonly stat_ms: number;
+  readonly read_ms: number;
+  readonly seq_write_ms: number;
+  readonly seq_read_ms: number;
+  readonly tar_ms: number;
+  readonly find_ms: number;
+}
+const PHASES = ["create_ms", "stat_ms", "read_ms", "seq_write_ms", "seq_read_ms", "tar_ms", "find_ms"] as const;
+type Phase = (typeof PHASES)[number];
+
+interface Sample extends Timings {
+  readonly round: number;
+  readonly load: number;
+  readonly bootMs: number;
+}
+
+function buildFsbench(dir: string): string {
+  const out = join(dir, "fsbench");
+  const source = new URL("../../bench/workspace-io/fsbench.c", import.meta.url).pathname;
+  execFileSync(requireTool("musl-gcc", "musl-tools"), ["-static", "-O2", "-Wall", "-Wno-format-truncation", "-o", out, source], { stdio: "inherit" });
+  return out;
+}
+
+async function bootOnce(image: string, s: Setting, args: readonly string[], kernel: string | undefined, parent: string): Promise<RunResult> {
+  const workspace = s.where === "tmpfs" ? undefined : mkdtempSync(join(parent, "a3s-bench-ws-"));
+  try {
+    const target = s.where === "tmpfs" ? "/tmp" : "/workspace";
+    return await runRootfs({
+      image,
+      ...(kernel ? { kernel } : {}),
+      ...(workspace ? { workspace } : {}),
+      transport: s.where === "virtiofs" ? "virtiofs" : "9p",
+      ...(s.virtiofs ? { virtiofs: s.virtiofs } : {}),
+      memoryMiB: 1024,
+      timeoutS: 900,
+      args: [target, ...args, ...(s.ninep ? ["--remount", `9p:${s.ninep}`] : [])],
+    });
+  } finally {
+    if (workspace) rmSync(workspace, { recursive: true, force: true });
+  }
+}
+
+const fmtMs = (ms: number): string => (ms < 0 || Number.isNaN(ms) ? "—" : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
+const fmtX = (x: number): string => (!Number.isFinite(x) || x <= 0 ? "—" : x >= 10 ? `${x.toFixed(0)}×` : `${x.toFixed(1)}×`);
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      rounds: { type: "string", default: "1" },
+      files: { type: "string", default: "2000" },
+      dirs: { type: "string", default: "50" },
+      size: { type: "string", default: "4096" },
+      "seq-mib": { type: "string", default: "256" },
+      "tar-files": { type: "string", default: "5000" },
+      only: { type: "string", multiple: true },
+      kernel: { type: "string" },
+      "workspace-parent": { type: "string", default: tmpdir() },
+      /** The results' file name in bench/results (for a partial run that should not replace the full one). */
+      name: { type: "string", default: "workspace-io" },
+    },
+  });
+  const rounds = Number(values.rounds);
+  const settings = SETTINGS.filter((s) => !values.only || s.today || s.where === "tmpfs" || values.only.some((o) => s.name.includes(o)));
+  const work = mkdtempSync(join(tmpdir(), "a3s-bench-wsio-"));
+  try {
+    const virtiofsd = await resolveVirtiofsd({ cache: cacheRoot(), provision: true, progress: say });
+    if (!virtiofsd) throw new Error("no virtiofsd");
+    const fsbench = buildFsbench(work);
+    const tarball = join(work, "node_modules.tar");
+    // --tar-files 0 leaves (e) out, and --seq-mib 0 leaves (d) out: for quick runs of (a)–(c).
+    const tarFiles = Number(values["tar-files"]);
+    const tree: PackageTreeStats = await writePackageTarball(tarball, Math.max(tarFiles, 1));
+    say(`tarball: ${tree.files} files in ${tree.directories} directories, ${(tree.bytes / 1048576).toFixed(1)} MiB`);
+    const image = join(work, "fsbench.erofs");
+    await new RootfsBuilder()
+      .withSource("busybox")
+      .withAgentBinary(fsbench)
+      .withFile("/bench/node_modules.tar", { hostPath: tarball })
+      .withOutput("erofs", image)
+      .build();
+    const args = [
+      "--files", values.files as string,
+      "--dirs", values.dirs as string,
+      "--size", values.size as string,
+      "--seq-mib", values["seq-mib"] as string,
+      ...(tarFiles > 0 ? ["--tar", "/bench/node_modules.tar"] : []),
+    ];
+
+    const samples = new Map<string, Sample[]>(settings.map((s) => [s.name, []]));
+    let kernelOrigin = "";
+    let accel = "";
+    for (let round = 1; round <= rounds; round++) {
+      for (const s of settings) {
+        const load = loadavg()[0] as number;
+        const t = performance.now();
+        const r = await bootOnce(image, s, args, values.kernel, values["workspace-parent"] as string);
+        const bootMs = performance.now() - t;
+        if (r.exitCode !== 0) throw new Error(`${s.name}: fsbench exited ${r.exitCode}: ${r.stderr || r.setupError}`);
+        const report = JSON.parse(r.stdout.trim().split("\n").pop() as string) as Timings;
+        samples.get(s.name)?.push({ ...report, round, load, bootMs });
+        kernelOrigin = r.kernel;
+        accel = r.accel;
+        say(`round ${round}/${rounds} ${s.name}: ${PHASES.map((p) => `${p.replace("_ms", "")} ${fmtMs(report[p])}`).join(", ")} (load ${load.toFixed(2)})`);
+      }
+    }
+
+    // ---- summary -----------------------------------------------------------
+    const med = (name: string, p: Phase | "abc_ms"): number => {
+      const xs = samples.get(name) ?? [];
+      return median(xs.map((x) => (p === "abc_ms" ? x.create_ms + x.stat_ms + x.read_ms : x[p])));
+    };
+    const tmpfs = settings.find((s) => s.where === "tmpfs") as Setting;
+    const today = settings.find((s) => s.today) as Setting;
+    const cols: (Phase | "abc_ms")[] = ["create_ms", "stat_ms", "read_ms", "abc_ms", "seq_write_ms", "seq_read_ms", "tar_ms", "find_ms"];
+    const label = (s: Setting): string => `${s.name}${s.today ? " — today's default" : ""}${s.chosen ? " — **new default**" : ""}`;
+    const lines: string[] = [];
+    lines.push("# Workspace I/O: 9p and virtio-fs against the guest's tmpfs", "");
+    lines.push(
+      `${machineLine()}; QEMU microvm, ${accel.toUpperCase()}, kernel ${kernelOrigin}; ${virtiofsd.version} (${virtiofsd.origin}); ` +
+        `host directory on ${hostFsType(values["workspace-parent"] as string)}; ${rounds} round(s), medians; load average ${samplesLoad(samples)}.`,
+    );
+    lines.push(
+      "",
+      `Workloads, in one boot per row: (a) create ${values.files} files of ${values.size} bytes in ${values.dirs} directories; ` +
+        `(b) readdir + stat each; (c) read each; ` +
+        (Number(values["seq-mib"]) > 0 ? `(d) write ${values["seq-mib"]} MiB in 1 MiB writes + fsync, then read it; ` : "(d) not run; ") +
+        (tarFiles > 0
+          ? `(e) BusyBox \`tar -xf\` of a node_modules-like tarball (${tree.files} files, ${tree.directories} directories, ` +
+            `${(tree.bytes / 1048576).toFixed(1)} MiB), then \`find\` over it.`
+          : "(e) not run.") +
+        " Timed in the guest (CLOCK_MONOTONIC).",
+      "",
+      "The machine is shared (2 cores, other work running): the numbers are noisy, compare rows of one run only.",
+      "",
+      "Command: `node dist/bench/workspace-io.js " + process.argv.slice(2).join(" ") + "`",
+      "",
+      `| where | create | stat | read | (a)–(c) | seq write | seq read | tar -x | find |${rounds > 1 ? " (a)–(c) min–max |" : ""}`,
+      `|---|---|---|---|---|---|---|---|---|${rounds > 1 ? "---|" : ""}`,
+    );
+    const abcRange = (name: string): string => {
+      const xs = (samples.get(name) ?? []).map((x) => x.create_ms + x.stat_ms + x.read_ms);
+      return `${fmtMs(Math.min(...xs))}–${fmtMs(Math.max(...xs))}`;
+    };
+    for (const s of settings) {
+      lines.push(`| ${label(s)} | ${cols.map((c) => fmtMs(med(s.name, c))).join(" | ")} |${rounds > 1 ? ` ${abcRange(s.name)} |` : ""}`);
+    }
+    lines.push(
+      "",
+      "Ratios: time against the guest's tmpfs (how many times slower), and today's default against it (how many times faster).",
+      "",
+      "| where | (a)–(c) vs tmpfs | create vs today | stat vs today | read vs today | (a)–(c) vs today | seq write vs today | seq read vs today | tar -x vs today | find vs today |",
+      "|---|---|---|---|---|---|---|---|---|---|",
+    );
+    for (const s of settings) {
+      if (s.where === "tmpfs") continue;
+      // A phase that was not run is -1 in both rows: no ratio.
+      const vsToday = cols.map((c) => (med(s.name, c) < 0 ? "—" : fmtX(med(today.name, c) / med(s.name, c))));
+      lines.push(`| ${label(s)} | ${fmtX(med(s.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} | ${vsToday.join(" | ")} |`);
+    }
+    lines.push("", "What the guest had mounted for each row (fsbench reads /proc/self/mounts):", "");
+    for (const s of settings) {
+      const first = samples.get(s.name)?.[0];
+      if (first) lines.push(`- ${s.name}: \`${first.fstype} ${first.options}\``);
+    }
+    const summary = settings.map((s) => ({
+      name: s.name,
+      where: s.where,
+      ninep: s.ninep ?? null,
+      virtiofs: s.virtiofs ?? null,
+      today: Boolean(s.today),
+      chosen: Boolean(s.chosen),
+      medians: Object.fromEntries(cols.map((c) => [c, med(s.name, c)])),
+      samples: samples.get(s.name),
+    }));
+    writeResults(values.name as string, { machine: machineLine(), accel, kernel: kernelOrigin, virtiofsd: virtiofsd.version, tarball: tree, args: values, settings: summary }, lines.join("\n"));
+    say(`wrote bench/results/${values.name}.md and .json`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+function hostFsType(dir: string): string {
+  try {
+    return execFileSync("stat", ["-f", "-c", "%T", dir], { encoding: "utf8" }).trim();
+  } catch {
+    return statSync(dir).isDirectory() ? "unknown" : "missing";
+  }
+}
+
+function samplesLoad(samples: Map<string, Sample[]>): string {
+  const loads = [...samples.values()].flat().map((s) => s.load);
+  return `${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)}`;
+}
+
+await main();

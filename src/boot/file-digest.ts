@@ -1,0 +1,43 @@
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, open, readFile, rename, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { identityOf } from "../util/file-identity.js";
+
+export interface FileDigest {
+  readonly sha256: string;
+  readonly bytes: number;
+}
+
+/**
+ * The sha256 of a file, remembered by the file's identity (inode, size,
+ * mtime and ctime in ns: see util/file-identity.ts) in `memoDir`, so that a
+ * warm start does not hash a 20 MB kernel and the image again on every
+ * run. A file written since has another ctime, so it is hashed again; the
+ * identity is taken from the descriptor that is hashed.
+ */
+export async function fileSha256(path: string, memoDir?: string): Promise<FileDigest> {
+  const fh = await open(path, "r");
+  try {
+    const id = identityOf(await fh.stat({ bigint: true }));
+    const key = createHash("sha256")
+      .update(`${id.dev}:${id.ino}:${id.size}:${id.mtimeNs}:${id.ctimeNs}`)
+      .digest("hex");
+    const memo = memoDir ? join(memoDir, key) : undefined;
+    const known = memo ? await readFile(memo, "utf8").catch(() => undefined) : undefined;
+    if (known && /^[0-9a-f]{64}$/.test(known)) return { sha256: known, bytes: id.size };
+    const hash = createHash("sha256");
+    await pipeline(createReadStream("", { fd: fh.fd, autoClose: false, start: 0 }), hash);
+    const sha256 = hash.digest("hex");
+    if (memo && memoDir) {
+      await mkdir(memoDir, { recursive: true });
+      const tmp = `${memo}.${process.pid}.tmp`;
+      await writeFile(tmp, sha256);
+      await rename(tmp, memo);
+    }
+    return { sha256, bytes: id.size };
+  } finally {
+    await fh.close();
+  }
+}

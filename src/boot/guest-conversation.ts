@@ -1,0 +1,67 @@
+import { randomBytes } from "node:crypto";
+import { renderGuestJob, type GuestJob } from "../layout/guest-config.js";
+import type { ControlEvent } from "./control-lines.js";
+import type { GuestChannel } from "./guest-channels.js";
+
+/** Bytes of the host's randomness sent with every job (§8: 16 to 512). */
+const JOB_ENTROPY_BYTES = 64;
+
+/** A job without its per-send parts: entropy and the clock are taken when it is sent. */
+export type JobRequest = Omit<GuestJob, "entropy" | "clockMs">;
+
+/**
+ * The host's half of guest protocol 2 on the control channel
+ * (docs/guest-protocol.md §8):
+ *
+ * - the job, when the guest is ready for it: on `a3s ready` for a machine
+ *   that booted, or at once for one restored from a snapshot, whose init
+ *   is already waiting. Its clock and entropy are taken at that moment, so
+ *   that the guest's clock is current and no two machines share random
+ *   state;
+ * - `poweroff`, once every byte of the agent's output that `agent-exit`
+ *   counts has arrived: until then the guest keeps the VM up, because a
+ *   virtio-serial port holds what the host has not read yet, and a VM
+ *   that powered off would lose it.
+ */
+export class GuestConversation {
+  /** performance.now() when the job was written, or null. */
+  jobSentAt: number | null = null;
+  private readonly received = { stdout: 0, stderr: 0 };
+  private expected: { stdout: number; stderr: number } | undefined;
+  private poweroffSent = false;
+
+  constructor(
+    private readonly control: GuestChannel,
+    private readonly job: JobRequest,
+  ) {}
+
+  /** Writes the job (once). */
+  sendJob(): void {
+    if (this.jobSentAt !== null) return;
+    const text = renderGuestJob({ ...this.job, entropy: randomBytes(JOB_ENTROPY_BYTES), clockMs: Date.now() });
+    this.control.write(text);
+    this.jobSentAt = performance.now();
+  }
+
+  /** A control line from the guest. */
+  event(ev: ControlEvent): void {
+    if (ev.kind === "ready") this.sendJob();
+    if (ev.kind === "agent-exit" && ev.output) {
+      this.expected = ev.output;
+      this.maybePowerOff();
+    }
+  }
+
+  /** Bytes of the agent's output read from its channel. */
+  output(which: "stdout" | "stderr", bytes: number): void {
+    this.received[which] += bytes;
+    this.maybePowerOff();
+  }
+
+  private maybePowerOff(): void {
+    const e = this.expected;
+    if (!e || this.poweroffSent || this.received.stdout < e.stdout || this.received.stderr < e.stderr) return;
+    this.poweroffSent = true;
+    this.control.write("poweroff\n");
+  }
+}

@@ -1,0 +1,60 @@
+import { A3sError } from "../errors.js";
+import { kernelCmdlineArg, parseUserSpec } from "../layout/guest-config.js";
+import type { Accelerator } from "./accelerator.js";
+import { hostTscKhz } from "./host-tsc.js";
+
+/**
+ * The kernel command line: kernel and init messages on the serial console,
+ * a panic ends the VM at once, and a3s.* parameters (docs/guest-protocol.md
+ * §4): `a3s.job=1` for a run of this host, whose job comes on the control
+ * channel; overrides of the image's config for other callers.
+ */
+export async function kernelCommandLine(
+  accel: Accelerator,
+  opts: { user?: string; env?: readonly string[]; args?: readonly string[]; job?: boolean; rootVerity?: string } = {},
+): Promise<string> {
+  // noreplace-smp: a kernel that finds one CPU rewrites every LOCK prefix in
+  // its text to a NOP-like prefix, one text_poke each (a page-table switch
+  // and a TLB flush apiece). Under TCG each such flush also drops QEMU's
+  // translated-code caches: about 100 ms of the microVM kernel's boot, more
+  // of Debian's. Keeping the prefixes costs a uniprocessor guest nothing
+  // measurable (single-vCPU TCG runs them as plain instructions).
+  const parts = ["console=ttyS0", "panic=-1", "quiet", "noreplace-smp"];
+  // init waits at the ready point for its job on the control channel (§8)
+  if (opts.job) parts.push(kernelCmdlineArg("job", "1"));
+  if (accel === "tcg") {
+    // Under TCG the guest's TSC calibration can fail on a busy host and hang
+    // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.
+    const khz = await hostTscKhz();
+    if (khz) parts.push(`tsc_early_khz=${khz}`);
+    // tsc=reliable: TCG's guest TSC is the host's TSC (constant rate, never
+    // stopping), but the guest sees a CPU (qemu64) that does not say so, so
+    // Linux checks it against a watchdog clock. On QEMU's microvm the only
+    // other clock is refined-jiffies, which advances on timer ticks, and
+    // ticks arrive late or not at all while the host is busy or the guest
+    // calibrates its APIC timer. Seen here: "Marking clocksource 'tsc-early'
+    // as unstable because the skew is too large ... over watchdog
+    // 'refined-jiffies'", then the guest ran on 4 ms jiffies for the rest of
+    // the boot. The watchdog is the less reliable of the two clocks here;
+    // tsc=reliable turns it off for the TSC, as Linux itself does on
+    // hardware whose CPUID reports a constant, non-stop TSC.
+    parts.push("tsc=reliable");
+  }
+  if (opts.user !== undefined) {
+    const u = parseUserSpec(opts.user);
+    parts.push(kernelCmdlineArg("user", `${u.uid}:${u.gid}`));
+  }
+  // The root hash reaches the guest here, beside what else the host decides
+  // per boot; the guest opens its root through dm-verity with it.
+  if (opts.rootVerity) parts.push(kernelCmdlineArg("rootverity", opts.rootVerity));
+  for (const e of opts.env ?? []) parts.push(kernelCmdlineArg("env", e));
+  for (const a of opts.args ?? []) parts.push(kernelCmdlineArg("arg", a));
+  const line = parts.join(" ");
+  // x86's COMMAND_LINE_SIZE: a longer line is cut by the kernel, silently.
+  if (line.length > 2047) {
+    throw new A3sError("EUSAGE", `the kernel command line would be ${line.length} bytes, over the 2047 the kernel accepts`, {
+      hint: "bake long arguments and environment into the image with a3s-rootfs build --agent-args/--env",
+    });
+  }
+  return line;
+}

@@ -1,0 +1,22 @@
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/**
+ * The root of this a3s-rootfs package: node_modules/a3s-rootfs when it is
+ * installed, the checkout otherwise. Found relative to this module
+ * (dist/src/util/), so it never depends on the working directory.
+ */
+export function packageRoot(): string {
+  return fileURLToPath(new URL("../../../", import.meta.url)).replace(/\/$/, "");
+}
+
+/** What a3s-rootfs reads from its own package.json at run time. */
+export interface PackageManifest {
+  readonly name: string;
+  readonly version: string;
+  readonly engines?: { readonly node?: string };
+}
+
+export function packageManifest(): PackageManifest {
+  return JSON.parse(readFileSync(`${packageRoot()}/package.json`, "utf8")) as PackageManifest;
+}
