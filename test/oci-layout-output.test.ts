@@ -2,7 +2,7 @@
 // tools people use on layouts (umoci, skopeo) and with our own oci: source.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { gunzipSync } from "node:zlib";
@@ -178,6 +178,34 @@ describe("-o oci:DIR[:TAG]", () => {
     assert.deepEqual(l.config.config.Env, ["K=V"]);
     assert.equal(l.config.config.User, "0:0");
     assert.equal(l.config.architecture, "amd64");
+  });
+
+  it("replaces a layout it wrote, but never a directory holding anything else, unless --force", async () => {
+    const tree = sampleWithGuestConfig();
+    const out = join(tempDir(), "layout");
+    await writeOutputs(tree, [parseOutputSpec(`oci:${out}`)], quiet);
+    // Ours: replaced, also with another compression (other blobs).
+    await writeOutputs(tree, [{ ...parseOutputSpec(`oci:${out}`), compression: "zstd" }], quiet);
+    assert.equal(readLayout(out).manifest.layers[0]!.mediaType, "application/vnd.oci.image.layer.v1.tar+zstd");
+    const refused = (e: unknown): boolean => isA3sError(e, "EEXIST") && /a3s-rootfs did not write/.test(e.message) && /--force/.test(e.hint ?? "");
+    // A blob of another image beside ours: replacing the layout would lose it.
+    const stray = join(out, "blobs", "sha256", "0".repeat(64));
+    writeFileSync(stray, "another image's blob");
+    await assert.rejects(writeOutputs(tree, [parseOutputSpec(`oci:${out}`)], quiet), refused);
+    assert.equal(readFileSync(stray, "utf8"), "another image's blob");
+    // A directory of the user's.
+    const project = tempDir();
+    writeFileSync(join(project, "notes.txt"), "mine");
+    await assert.rejects(writeOutputs(tree, [parseOutputSpec(`oci:${project}`)], quiet), refused);
+    assert.equal(readFileSync(join(project, "notes.txt"), "utf8"), "mine");
+    await writeOutputs(tree, [parseOutputSpec(`oci:${project}`)], { ...quiet, force: true });
+    assert.equal(existsSync(join(project, "notes.txt")), false);
+    assert.equal(readLayout(project).index.manifests.length, 1);
+    // Nothing can be written inside an oci output.
+    await assert.rejects(
+      writeOutputs(tree, [parseOutputSpec(`oci:${out}`), parseOutputSpec(`tar:${join(out, "x.tar")}`)], quiet),
+      (e: unknown) => isA3sError(e, "EUSAGE") && /inside the oci output/.test(e.message),
+    );
   });
 
   it("refuses pushes of formats that are not boot images, and pushes to a digest", () => {

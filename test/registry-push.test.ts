@@ -6,6 +6,7 @@
 // names missing blobs.
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -198,6 +199,31 @@ describe("pushing: the CLI end to end", () => {
       env: { ...env, DOCKER_CONFIG: tempDir() },
     });
     assert.equal(ok.status, 0, ok.stderr);
+  });
+
+  it("pushes with the credentials docker's config gives: a credential helper for Basic, an auths entry for a token registry", async () => {
+    const dir = tempDir();
+    const asked = join(dir, "asked");
+    writeFileSync(
+      join(dir, "docker-credential-a3spush"),
+      `#!/bin/sh\n[ "$1" = get ] || exit 3\nread server\necho "$server" >> ${asked}\n` +
+        `printf '{"ServerURL":"%s","Username":"${USER.username}","Secret":"${USER.password}"}' "$server"\n`,
+    );
+    chmodSync(join(dir, "docker-credential-a3spush"), 0o755);
+    const auth = Buffer.from(`${USER.username}:${USER.password}`).toString("base64");
+    writeFileSync(join(dir, "config.json"), JSON.stringify({ credHelpers: { [basic.host]: "a3spush" }, auths: { [tokenRegistry.host]: { auth } } }));
+    const withConfig = { ...env, DOCKER_CONFIG: dir, PATH: `${dir}:${process.env.PATH}` };
+    const helped = await runCliAsync(["build", "--agent", agent, "-o", `docker://${basic.host}/cfg/basic:v1`, "--json"], { env: withConfig });
+    assert.equal(helped.status, 0, helped.stderr);
+    assert.match(readFileSync(asked, "utf8"), new RegExp(`^${basic.host}\n`));
+    const mark = tokens.requests.length;
+    const tokened = await runCliAsync(["build", "--agent", agent, "-o", `docker://${tokenRegistry.host}/cfg/tok:v1`, "--json"], { env: withConfig });
+    assert.equal(tokened.status, 0, tokened.stderr);
+    const pushScopes = tokens.requests.slice(mark).filter((r) => r.user === USER.username).flatMap((r) => r.scopes);
+    assert.ok(pushScopes.includes("repository:cfg/tok:pull,push"), pushScopes.join(" "));
+    const digest = (JSON.parse(tokened.stdout) as { outputs: { digest: string }[] }).outputs[0]!.digest;
+    const resolved = await client({ credentials: USER }).resolve(parseReference(`${tokenRegistry.host}/cfg/tok:v1`), AMD64);
+    assert.equal(resolved.manifestDigest, digest);
   });
 });
 
