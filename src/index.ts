@@ -22,7 +22,15 @@ export { readDirectoryTree } from "./formats/dir/reader.js";
 
 // Writing outputs
 export { parseOutputSpec, writeOutputs } from "./outputs/write-outputs.js";
-export { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec } from "./outputs/output.js";
+export {
+  OUTPUT_FORMATS,
+  type OutputContext,
+  type OutputFormat,
+  type OutputPush,
+  type OutputResult,
+  type OutputSpec,
+  type PushReport,
+} from "./outputs/output.js";
 
 // Booting
 export { runRootfs, type BootTimeline, type RunOptions, type RunResult } from "./boot/run-vm.js";

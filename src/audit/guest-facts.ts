@@ -1,4 +1,4 @@
-import { DEFAULT_AGENT_PATH, GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH } from "../layout/index.js";
+import { DEFAULT_AGENT_PATH, GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH, unescapeGuestConfigValue } from "../layout/index.js";
 import type { RootfsTree } from "../tree/index.js";
 import { readTreeText, safeResolve } from "./tree-files.js";
 
@@ -37,7 +37,7 @@ export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
       const eq = line.indexOf("=");
       if (line.startsWith("#") || eq < 0) continue;
       const key = line.slice(0, eq);
-      const value = unescapeConfigValue(line.slice(eq + 1));
+      const value = unescapeGuestConfigValue(line.slice(eq + 1));
       if (value === undefined) continue;
       if (key === "agent" && value.startsWith("/")) agentPath = value;
       if (key === "share") {
@@ -65,29 +65,4 @@ export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
     }
   }
   return { configured: true, agentPath, shares: shareList, ...(sharePaths ? { sharePaths } : {}) };
-}
-
-/** The config's escapes (`\\`, `\n`, `\t`, `\xHH`); undefined for a value init would refuse. */
-function unescapeConfigValue(raw: string): string | undefined {
-  if (!raw.includes("\\")) return raw;
-  const bytes: number[] = [];
-  const src = Buffer.from(raw, "utf8");
-  for (let i = 0; i < src.length; i++) {
-    const c = src[i] as number;
-    if (c !== 0x5c) {
-      bytes.push(c);
-      continue;
-    }
-    const next = src[++i];
-    if (next === 0x5c) bytes.push(0x5c);
-    else if (next === 0x6e) bytes.push(0x0a);
-    else if (next === 0x74) bytes.push(0x09);
-    else if (next === 0x78) {
-      const hex = src.subarray(i + 1, i + 3).toString("latin1");
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex) || hex === "00") return undefined;
-      bytes.push(parseInt(hex, 16));
-      i += 2;
-    } else return undefined;
-  }
-  return Buffer.from(bytes).toString("utf8");
 }

@@ -7,6 +7,7 @@ import { readDirectoryTree, readHostXattrs, sidecarPathFor } from "../formats/di
 import { openArchiveTree } from "../formats/open-archive.js";
 import { isImageFormat, readImageTree, type ImageFormat } from "../formats/read-image.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
+import { openPulledBootImage } from "./open-boot-image.js";
 import type { SourceContext } from "../sources/source.js";
 import { DEFAULT_EPOCH, type RootfsTree } from "../tree/index.js";
 
@@ -36,12 +37,22 @@ export interface OpenTargetOptions {
  *   non-root `dir` output wrote one);
  * - a tar or cpio archive, plain or gzip/zstd-compressed;
  * - an ext4, erofs or squashfs image (recognised by magic, see formats/detect.ts);
+ * - `docker://REF` naming an a3s boot image artifact: pulled and read as that image;
  * - anything else that contains ":" and is not an existing path, as a
  *   source spec (`oci:DIR[:REF]`, `docker://REF`...) through parseSourceSpec.
  */
 export async function openInspectTarget(target: string, opts: OpenTargetOptions = {}): Promise<InspectTarget> {
   const st = await stat(target).catch(() => undefined);
   if (!st) {
+    if (target.startsWith("docker://")) {
+      const pulled = await openPulledBootImage(target, {
+        ...(opts.privileged !== undefined ? { privileged: opts.privileged } : {}),
+        ...(opts.sourceContext?.warn ? { warn: opts.sourceContext.warn } : {}),
+        ...(opts.sourceContext?.progress ? { progress: opts.sourceContext.progress } : {}),
+        ...(opts.sourceContext?.signal ? { signal: opts.sourceContext.signal } : {}),
+      });
+      if (pulled) return pulled;
+    }
     if (target.includes(":")) return openSource(target, opts);
     throw new A3sError("ENOENT", `${target} does not exist`, { subject: target });
   }

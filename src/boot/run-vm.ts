@@ -89,6 +89,8 @@ export interface RunOptions {
    * refuses to boot.
    */
   readonly rootHash?: string;
+  /** Where `rootHash` came from, for the result: the user (default) or a pulled artifact's annotation. */
+  readonly rootHashSource?: "--root-hash" | "registry";
 }
 
 export interface BootTimeline {
@@ -164,7 +166,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   if (opts.image === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE to boot (or a snapshot to restore)");
   const image = opts.image;
   const kind = await detectBootImage(image);
-  const verity = await resolveVerityRoot(image, kind, opts.rootHash);
+  const verity = await resolveVerityRoot(image, kind, opts.rootHash, opts.rootHashSource);
   await requireInitramfsInit(kind, image);
   await checkShareDirectories(opts);
   // What a cpio image unpacks to is read now, while the kernel, the shares

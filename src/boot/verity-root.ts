@@ -9,8 +9,8 @@ export interface VerityRoot {
   readonly dataBlocks: number;
   /** The first hash block, right after the verity superblock. */
   readonly hashStartBlock: number;
-  /** Where the root hash came from. */
-  readonly source: "--root-hash" | "sidecar";
+  /** Where the root hash came from: the user, the build's record, or the annotation of the artifact pulled. */
+  readonly source: "--root-hash" | "sidecar" | "registry";
 }
 
 /**
@@ -33,6 +33,7 @@ export async function resolveVerityRoot(
   image: string,
   kind: BootImageKind,
   pinned: string | undefined,
+  pinnedBy: "--root-hash" | "registry" = "--root-hash",
 ): Promise<VerityRoot | undefined> {
   const wanted = pinned?.toLowerCase();
   if (wanted !== undefined && !/^[0-9a-f]{64}$/.test(wanted)) {
@@ -83,7 +84,7 @@ export async function resolveVerityRoot(
     salt: tree.salt,
     dataBlocks: tree.dataBlocks,
     hashStartBlock: tree.hashOffset / VERITY_BLOCK + 1,
-    source: wanted ? "--root-hash" : "sidecar",
+    source: wanted ? pinnedBy : "sidecar",
   };
 }
 

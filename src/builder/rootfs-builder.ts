@@ -127,8 +127,11 @@ export class RootfsBuilder {
     return this;
   }
 
-  withOutput(format: OutputFormat, path: string): this {
-    this.outputs.push({ format, path });
+  /** An output: a format and a path, or a whole spec (a tag, a layer compression, a registry to push to). */
+  withOutput(format: OutputFormat, path: string): this;
+  withOutput(spec: OutputSpec): this;
+  withOutput(format: OutputFormat | OutputSpec, path?: string): this {
+    this.outputs.push(typeof format === "string" ? { format, path: path as string } : format);
     return this;
   }
 

@@ -10,6 +10,7 @@ import { parseOutputSpec } from "../outputs/write-outputs.js";
 import { findAgentBinary } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import { action, collect, flagsGiven, oneOf, refuseBoth, usage } from "./command-runner.js";
+import { withRegistryFlags } from "./output-flags.js";
 import { humanBytes } from "./format.js";
 
 interface BuildFlags {
@@ -34,6 +35,7 @@ interface BuildFlags {
   platform?: string;
   creds?: string;
   insecure?: boolean;
+  layerCompression?: string;
   json?: boolean;
 }
 
@@ -46,7 +48,12 @@ export function registerBuildCommand(program: Command): void {
       "where the tree comes from: scratch, busybox[:FILE], debootstrap:SUITE[:MIRROR], docker://REF, oci:DIR[:REF], docker-archive:FILE[:REF]",
       "scratch",
     )
-    .option("-o, --output <FORMAT:PATH>", "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs (repeatable; default dir:rootfs)", collect)
+    .option(
+      "-o, --output <FORMAT:PATH>",
+      "write an output; FORMAT: dir, tar, cpio (.gz/.zst), ext4, erofs, squashfs, oci (oci:DIR[:TAG]); push with docker://REF (an OCI image) " +
+        "or erofs|ext4|squashfs|cpio:docker://REF (a boot image artifact) (repeatable; default dir:rootfs)",
+      collect,
+    )
     .option("--agent <FILE>", "the agent binary (default: searched, see findAgentBinary)")
     .option("--agent-path <GUESTPATH>", "where the agent goes in the guest", DEFAULT_LAYOUT.agentPath)
     .option("--allow-dynamic-agent", "accept a dynamically linked agent (its libraries must be in the rootfs)")
@@ -66,10 +73,11 @@ export function registerBuildCommand(program: Command): void {
     .option("--platform <OS/ARCH[/VARIANT]>", "images: the platform to pick from a multi-platform image (default: the host's)")
     .option("--creds <USER:PASSWORD>", "registries: credentials (default: ~/.docker/config.json and its credential helpers)")
     .option("--insecure", "registries: allow plain HTTP and unverified TLS to a registry that is not on loopback")
+    .option("--layer-compression <C>", "oci:DIR and docker://REF outputs: the layer as gzip (default), zstd or none; a pushed cpio too")
     .option("--force", "replace what a3s-rootfs did not write at an output path (a non-empty directory, a file where a directory goes); never /, system directories, the current directory or home")
-    .option("--verity", "append a dm-verity hash tree (sha256, 4 KiB blocks) to erofs, squashfs and ext4 outputs; run then verifies every block the guest reads")
+    .option("--verity", "append a dm-verity hash tree (sha256, 4 KiB blocks) to erofs, squashfs and ext4 outputs, pushed ones too; run then verifies every block the guest reads")
     .option("--verity-salt <HEX>", "the verity salt, hex (or - for none); default: derived from the tree, so the same build gives the same root hash")
-    .option("--json", "print one JSON object: {source, entries, outputs: [{format, path, bytes, sha256, verity?}], durationMs}")
+    .option("--json", "print one JSON object: {source, entries, outputs: [{format, path, bytes, sha256, verity?, digest?, reference?, pushed?}], durationMs}")
     .addHelpText(
       "after",
       "\nExamples:\n  a3s-rootfs build --agent ./a3s-box-code -o cpio:rootfs.cpio.gz -o erofs:rootfs.erofs\n" +
@@ -91,7 +99,10 @@ export function registerBuildCommand(program: Command): void {
             ...(flags.insecure ? { insecure: true } : {}),
           }),
         );
-        const outputs = (flags.output ?? ["dir:rootfs"]).map((spec) => parseOutputSpec(spec));
+        const compression = oneOf("--layer-compression", flags.layerCompression, ["gzip", "zstd", "none"] as const);
+        const outputs = (flags.output ?? ["dir:rootfs"]).map((spec) =>
+          withRegistryFlags(usage(() => parseOutputSpec(spec)), { compression, creds: flags.creds, insecure: flags.insecure }),
+        );
         if (flags.veritySalt !== undefined && !flags.verity) throw new A3sError("EUSAGE", "--verity-salt needs --verity");
         const veritySalt = flags.veritySalt === undefined ? undefined : usage(() => parseVeritySalt(flags.veritySalt as string));
         if (flags.verity && !outputs.some((o) => VERITY_FORMATS.includes(o.format))) {
@@ -117,7 +128,7 @@ export function registerBuildCommand(program: Command): void {
         if (agentArgs.length) builder.withAgentArgs(agentArgs);
         if (flags.env) builder.withAgentEnv(flags.env);
         if (flags.user) builder.withAgentUser(flags.user);
-        for (const o of outputs) builder.withOutput(o.format, o.path);
+        for (const o of outputs) builder.withOutput(o);
         if (flags.verity) builder.withVerity(veritySalt ? { salt: veritySalt } : {});
         const result = await builder.build({ signal });
         if (flags.json) {
@@ -128,8 +139,10 @@ export function registerBuildCommand(program: Command): void {
         process.stdout.write(`built ${result.source} rootfs: ${result.entries} entries in ${result.durationMs} ms\n`);
         for (const o of result.outputs) {
           const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
-          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}\n`);
-          if (o.verity) process.stdout.write(`           verity root hash ${o.verity.rootHash} (hash tree at byte ${o.verity.hashOffset}; ${o.path}.verity.json)\n`);
+          const digest = o.digest ? `  ${o.reference ? "pushed " : ""}manifest ${o.digest}` : "";
+          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}${digest}\n`);
+          const record = o.reference ? "in the artifact's annotations" : `${o.path}.verity.json`;
+          if (o.verity) process.stdout.write(`           verity root hash ${o.verity.rootHash} (hash tree at byte ${o.verity.hashOffset}; ${record})\n`);
         }
       }),
   );

@@ -90,10 +90,10 @@ export function registerCacheCommand(program: Command): void {
 
   cache
     .command("gc")
-    .description(`delete cached blobs that no remembered image needs, and run --warm templates not used for ${WARM_TEMPLATE_DAYS} days`)
+    .description(`delete cached blobs that no remembered image needs and no running a3s-rootfs process uses, and run --warm templates not used for ${WARM_TEMPLATE_DAYS} days`)
     .option("--older-than <DAYS>", "first forget images, and remove warm templates, not used for this many days")
-    .option("--all", "forget every image, delete every blob and every warm template")
-    .option("--json", "print one JSON object: {forgotten, removed, bytes, warmTemplates: {removed, bytes}}")
+    .option("--all", "forget every image, delete every blob (but those in use) and every warm template")
+    .option("--json", "print one JSON object: {forgotten, removed, bytes, inUse, warmTemplates: {removed, bytes}}")
     .action(
       action(async (_ctx, flags: GcFlags) => {
         const store = new ContentStore();
@@ -120,13 +120,17 @@ export function registerCacheCommand(program: Command): void {
         if (!flags.all) {
           for (const b of await store.list()) if (now - b.mtimeMs < IN_USE_GRACE_MS) keep.add(b.digest);
         }
-        const { removed, bytes } = await store.gc(keep, now);
+        // Blobs a running build, run or inspect uses are kept (the store's use records), --all included.
+        const { removed, bytes, inUse } = await store.gc(keep, now);
         const warm = await gcWarmTemplates({ olderThanMs: (days ?? WARM_TEMPLATE_DAYS) * 86_400_000, all: flags.all === true, now });
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ forgotten, removed, bytes, warmTemplates: warm }) + "\n");
+          process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse, warmTemplates: warm }) + "\n");
           return;
         }
-        process.stdout.write(`forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}; ${warm.removed} warm templates, ${humanBytes(warm.bytes)}\n`);
+        const kept = inUse > 0 ? `; kept ${inUse} in use by running processes` : "";
+        process.stdout.write(
+          `forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}${kept}; ${warm.removed} warm templates, ${humanBytes(warm.bytes)}\n`,
+        );
       }),
     );
 }

@@ -3,6 +3,7 @@ import { runRootfs } from "../boot/run-vm.js";
 import { ROOT_VERIFICATION_FAILED } from "../boot/verity-root.js";
 import { A3sError } from "../errors.js";
 import { checkAgentSettings } from "../layout/apply-guest-config.js";
+import { resolveBootTarget } from "./boot-reference.js";
 import { action, collect, oneOf, usage } from "./command-runner.js";
 
 interface RunFlags {
@@ -22,6 +23,9 @@ interface RunFlags {
   virtiofsCache?: string;
   consoleLog?: string;
   rootHash?: string;
+  creds?: string;
+  insecure?: boolean;
+  platform?: string;
   json?: boolean;
   quiet?: boolean;
 }
@@ -37,7 +41,11 @@ export function registerRunCommand(program: Command): void {
   program
     .command("run")
     .description("boot a rootfs in a QEMU microvm, run its agent, and exit with the agent's status")
-    .argument("[image]", "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, or a rootfs directory")
+    .argument(
+      "[image]",
+      "a cpio initramfs (.cpio/.gz/.zst), an ext4, erofs or squashfs image, a rootfs directory, or docker://REF " +
+        "(an a3s boot image is pulled and booted; a container image is built into a temporary erofs first)",
+    )
     .argument("[args...]", "arguments for the agent (after --), replacing the image's")
     .option("--snapshot <DIR>", "restore this snapshot (made by `a3s-rootfs snapshot`) instead of booting; IMAGE may be left out")
     .option("--warm", "restore this image's template from the cache, made on first use, instead of booting")
@@ -55,6 +63,9 @@ export function registerRunCommand(program: Command): void {
     .option("--virtiofs-cache <MODE>", "virtio-fs caching: auto (default), never, always or metadata; see docs/boot.md")
     .option("--console-log <FILE>", "keep the kernel and init console log")
     .option("--root-hash <HEX>", "an image built with --verity must have this dm-verity root hash (else the boot is refused or stops)")
+    .option("--creds <USER:PASSWORD>", "docker://REF: registry credentials (default: ~/.docker/config.json and its credential helpers)")
+    .option("--insecure", "docker://REF: allow plain HTTP and unverified TLS to a registry that is not on loopback")
+    .option("--platform <OS/ARCH[/VARIANT]>", "docker://REF: the platform the image must be for (default: the host's)")
     .option("-q, --quiet", "no progress lines on stderr")
     .option("--json", "print one JSON object {exitCode, signal, stdout, stderr, accel, transport, kernel, timeline} instead of streaming")
     .addHelpText(
@@ -82,25 +93,44 @@ export function registerRunCommand(program: Command): void {
           ...(flags.virtiofsCache ? { virtiofs: { cache: oneOf("--virtiofs-cache", flags.virtiofsCache, ["auto", "never", "always", "metadata"] as const) } } : {}),
         };
         const quiet = flags.quiet || flags.json;
-        // On SIGINT, SIGTERM or SIGHUP the signal stops the VM and its helpers, and the runner exits 128+N.
-        const result = await runRootfs({
-          ...(image !== undefined ? { image } : {}),
-          ...(flags.snapshot !== undefined ? { snapshot: flags.snapshot } : {}),
-          ...(flags.warm ? { warm: true } : {}),
-          ...(args.length ? { args } : {}),
-          ...(flags.workspace ? { workspace: flags.workspace } : {}),
-          ...(flags.skills ? { skills: flags.skills } : {}),
-          ...(flags.kernel ? { kernel: flags.kernel } : {}),
-          ...(flags.modules ? { modules: flags.modules } : {}),
-          ...options,
-          ...(flags.user ? { user: flags.user } : {}),
-          ...(flags.env ? { env: flags.env } : {}),
-          ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
-          ...(flags.rootHash ? { rootHash: flags.rootHash } : {}),
-          ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
-          progress: quiet ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),
-          signal,
-        });
+        const progress = quiet ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
+        // docker://REF: an a3s boot image is pulled into the store (a container image is built first).
+        const target =
+          image === undefined
+            ? undefined
+            : await resolveBootTarget(image, {
+                ...(flags.creds ? { creds: flags.creds } : {}),
+                ...(flags.insecure ? { insecure: true } : {}),
+                ...(flags.platform ? { platform: flags.platform } : {}),
+                progress,
+                warn: (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`),
+                signal,
+              });
+        let result;
+        try {
+          const rootHash = pinnedRootHash(flags.rootHash, target?.pulled?.verity?.rootHash, image);
+          // On SIGINT, SIGTERM or SIGHUP the signal stops the VM and its helpers, and the runner exits 128+N.
+          result = await runRootfs({
+            ...(target !== undefined ? { image: target.path } : {}),
+            ...(flags.snapshot !== undefined ? { snapshot: flags.snapshot } : {}),
+            ...(flags.warm ? { warm: true } : {}),
+            ...(args.length ? { args } : {}),
+            ...(flags.workspace ? { workspace: flags.workspace } : {}),
+            ...(flags.skills ? { skills: flags.skills } : {}),
+            ...(flags.kernel ? { kernel: flags.kernel } : {}),
+            ...(flags.modules ? { modules: flags.modules } : {}),
+            ...options,
+            ...(flags.user ? { user: flags.user } : {}),
+            ...(flags.env ? { env: flags.env } : {}),
+            ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
+            ...rootHash,
+            ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
+            progress,
+            signal,
+          });
+        } finally {
+          await target?.dispose();
+        }
         if (flags.json) {
           process.stdout.write(JSON.stringify(result) + "\n");
         } else if (result.exitCode === ROOT_VERIFICATION_FAILED && result.setupError) {
@@ -113,6 +143,26 @@ export function registerRunCommand(program: Command): void {
         return result.exitCode;
       }),
     );
+}
+
+/**
+ * The root hash a verity image must have: --root-hash, or the one a pulled
+ * artifact's annotation gives (which the manifest's digest covers). When
+ * both are given they must agree: the artifact is not the image pinned.
+ */
+function pinnedRootHash(
+  flag: string | undefined,
+  fromArtifact: string | undefined,
+  image: string | undefined,
+): { rootHash?: string; rootHashSource?: "registry" } {
+  if (fromArtifact === undefined) return flag ? { rootHash: flag } : {};
+  if (flag !== undefined && flag.toLowerCase() !== fromArtifact) {
+    throw new A3sError("EVERITY", `refusing to boot ${image}: its artifact's verity root hash ${fromArtifact} is not the pinned ${flag.toLowerCase()}`, {
+      subject: image ?? "",
+      hint: "check the reference, or pin it by digest (docker://REPO@sha256:...)",
+    });
+  }
+  return flag !== undefined ? { rootHash: flag } : { rootHash: fromArtifact, rootHashSource: "registry" };
 }
 
 /**

@@ -13,6 +13,13 @@ export const GUEST_CONFIG_PATH = "/etc/a3s/guest.conf";
 export const GUEST_CONFIG_DROPIN_DIR = "/etc/a3s/guest.conf.d";
 
 const CONFIG_MAGIC = "a3s-guest-config";
+/**
+ * The guest protocol version the images this a3s-rootfs builds speak
+ * (docs/guest-protocol.md §13): their init reads config files of versions 1
+ * to this one and takes its job from the host. Pushed images and artifacts
+ * carry it (the vnd.a3s.rootfs.layout.version label and annotation).
+ */
+export const GUEST_PROTOCOL_VERSION = 2;
 /** The line that ends a job on the control channel (docs/guest-protocol.md §8). */
 const JOB_END = "end";
 const CONFIG_MAX_BYTES = 1 << 20;

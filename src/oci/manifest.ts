@@ -121,7 +121,8 @@ function schema1(subject: string): A3sError {
   });
 }
 
-function parseDescriptor(v: unknown, where: string, bad: (m: string) => A3sError): Descriptor {
+/** One descriptor of an untrusted document, checked; `bad` makes the caller's error. */
+export function parseDescriptor(v: unknown, where: string, bad: (m: string) => A3sError): Descriptor {
   if (!isObject(v)) throw bad(`${where} is not a descriptor object`);
   const { mediaType, digest, size } = v;
   if (typeof mediaType !== "string" || mediaType === "") throw bad(`${where}.mediaType is missing`);

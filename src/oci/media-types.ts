@@ -67,3 +67,22 @@ export function layerCompression(mediaType: string): LayerCompression | undefine
 /** Annotation buildkit puts on index entries that are attestations (SBOM, provenance), not runnable images. */
 export const DOCKER_REFERENCE_TYPE_ANNOTATION = "vnd.docker.reference.type";
 export const ATTESTATION_MANIFEST = "attestation-manifest";
+
+/** OCI 1.1's empty JSON blob `{}`: the config of an artifact that has none of its own. */
+export const OCI_EMPTY = "application/vnd.oci.empty.v1+json";
+
+/**
+ * a3s boot images as OCI artifacts (docs/distribution.md): an OCI image
+ * manifest whose artifactType says what it is, a small config of our own
+ * and exactly one layer, the image file, whose media type names its format.
+ */
+export const A3S_ROOTFS_ARTIFACT_TYPE = "application/vnd.a3s.rootfs.boot-image.v1";
+export const A3S_ROOTFS_CONFIG = "application/vnd.a3s.rootfs.config.v1+json";
+/** The prefix every a3s media type has; a manifest using it is ours, of this version or a later one. */
+export const A3S_MEDIA_TYPE_PREFIX = "application/vnd.a3s.rootfs.";
+export const A3S_ROOTFS_EROFS = "application/vnd.a3s.rootfs.image.erofs.v1";
+export const A3S_ROOTFS_EXT4 = "application/vnd.a3s.rootfs.image.ext4.v1";
+export const A3S_ROOTFS_SQUASHFS = "application/vnd.a3s.rootfs.image.squashfs.v1";
+export const A3S_ROOTFS_CPIO = "application/vnd.a3s.rootfs.image.cpio.v1";
+export const A3S_ROOTFS_CPIO_GZIP = "application/vnd.a3s.rootfs.image.cpio.v1+gzip";
+export const A3S_ROOTFS_CPIO_ZSTD = "application/vnd.a3s.rootfs.image.cpio.v1+zstd";

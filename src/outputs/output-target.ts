@@ -5,6 +5,7 @@ import { A3sError } from "../errors.js";
 import { compressionForPath } from "../formats/compression/index.js";
 import { sidecarMarks, sidecarPathFor } from "../formats/dir/index.js";
 import { runningAsRoot } from "../util/running-as-root.js";
+import { layoutMarks } from "./oci-layout-output.js";
 import type { OutputFormat, OutputSpec } from "./output.js";
 import { protectedPathReason } from "./protected-paths.js";
 
@@ -17,7 +18,10 @@ import { protectedPathReason } from "./protected-paths.js";
  * not write. Replacing PATH is fine when PATH is missing, a regular file or
  * symlink replaced by a file output, an empty directory, or a directory
  * a3s-rootfs published there (its metadata sidecar records its identity:
- * formats/dir/sidecar.ts). Anything else (a project directory, a directory
+ * formats/dir/sidecar.ts), or, for an `oci` output, a directory holding
+ * exactly one OCI image layout a3s-rootfs wrote (oci-layout-output.ts).
+ * Pushed outputs (`docker://REF`) write nothing here and are not checked.
+ * Anything else (a project directory, a directory
  * where a file output goes, a file where a directory goes, a device or a
  * fifo) is refused unless `force`. The root, system directories, the current
  * directory, home and their ancestors are refused always (protected-paths.ts).
@@ -46,15 +50,19 @@ const SIDECAR_SUFFIX_BYTES = Buffer.byteLength(sidecarPathFor(""));
 const UNWRITTEN_COMPRESSIONS = /\.(bz2|tbz2?|xz|txz|lz4|lzma|tlz|lz|lzo|z|br|sz)$/i;
 const FILE_FORMATS = new Set<OutputFormat>(["tar", "cpio", "ext4", "erofs", "squashfs"]);
 const ARCHIVE_FORMATS = new Set<OutputFormat>(["tar", "cpio"]);
+/** Outputs that publish a directory. */
+const DIRECTORY_FORMATS = new Set<OutputFormat>(["dir", "oci"]);
 
 /**
  * Checks every output's path: its name, its extension, that it is not
  * protected and not written by another output, that its directory exists,
  * is writable and has space, and that what is there now may be replaced.
  * Usage errors (EUSAGE) come first, for all outputs, then the checks that
- * look at the disk.
+ * look at the disk. The targets are the local outputs', in their order.
  */
-export async function checkOutputTargets(specs: readonly OutputSpec[], opts: TargetCheckOptions = {}): Promise<OutputTarget[]> {
+export async function checkOutputTargets(all: readonly OutputSpec[], opts: TargetCheckOptions = {}): Promise<OutputTarget[]> {
+  // A push sends its output to a registry: there is no local path to check.
+  const specs = all.filter((s) => s.push === undefined);
   for (const spec of specs) checkName(spec);
   const targets: OutputTarget[] = [];
   for (const spec of specs) {
@@ -149,9 +157,9 @@ function checkNoOverlap(targets: readonly OutputTarget[]): void {
         });
       }
       for (const [outer, inner] of [[a, b], [b, a]] as const) {
-        if (outer.format !== "dir") continue;
-        if (inner.real.startsWith(outer.real + sep) || inner.real === sidecarPathFor(outer.real)) {
-          throw new A3sError("EUSAGE", `the ${inner.format} output ${inner.given} is inside the dir output ${outer.given} or on its sidecar`, {
+        if (!DIRECTORY_FORMATS.has(outer.format)) continue;
+        if (inner.real.startsWith(outer.real + sep) || (outer.format === "dir" && inner.real === sidecarPathFor(outer.real))) {
+          throw new A3sError("EUSAGE", `the ${inner.format} output ${inner.given} is inside the ${outer.format} output ${outer.given}${outer.format === "dir" ? " or on its sidecar" : ""}`, {
             subject: inner.given,
             hint: "write each output outside the others",
           });
@@ -205,13 +213,14 @@ export async function checkReplaceable(t: OutputTarget, opts: TargetCheckOptions
       hint: "choose another path, or pass --force to replace it",
     });
   };
-  if (t.format === "dir") {
-    if (!st.isDirectory()) refuse(`it is ${kindOf(st)}, and a dir output would replace it with a directory`);
+  if (DIRECTORY_FORMATS.has(t.format)) {
+    if (!st.isDirectory()) refuse(`it is ${kindOf(st)}, and a ${t.format} output would replace it with a directory`);
     const names = await readdir(t.real);
-    if (names.length === 0 || (await sidecarMarks(t.real))) return;
+    if (names.length === 0) return;
+    if (t.format === "dir" ? await sidecarMarks(t.real) : await layoutMarks(t.real)) return;
     refuse(
       `it is a directory a3s-rootfs did not write (it holds ${names.length === 1 ? "1 entry" : `${names.length} entries`}, such as ${JSON.stringify(names.sort()[0])}), ` +
-        `and publishing the rootfs would delete them`,
+        `and publishing the ${t.format === "oci" ? "image layout" : "rootfs"} would delete them`,
     );
   }
   if (st.isDirectory()) refuse(`it is a directory, and a ${t.format} output would replace it with a file`);

@@ -1,14 +1,41 @@
 import type { VerityInfo } from "../formats/verity/index.js";
+import type { LayerCompression } from "../oci/media-types.js";
+import type { RegistryCredentials } from "../oci/registry/credentials.js";
 import type { RootfsTree } from "../tree/index.js";
 
 /** Every format `-o FORMAT:PATH` accepts. */
-export const OUTPUT_FORMATS = ["dir", "tar", "cpio", "ext4", "erofs", "squashfs"] as const;
+export const OUTPUT_FORMATS = ["dir", "tar", "cpio", "ext4", "erofs", "squashfs", "oci"] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface OutputSpec {
   readonly format: OutputFormat;
-  /** Where the finished output is published (absolute or relative to the cwd). */
+  /**
+   * Where the finished output is published (absolute or relative to the
+   * cwd); for a push, "docker://REF" (nothing is written locally).
+   */
   readonly path: string;
+  /** `oci`: the name the layout gives the image (org.opencontainers.image.ref.name); default "latest". */
+  readonly tag?: string;
+  /** `oci` and pushed images: how the layer is compressed; a pushed `cpio`: the initramfs. Default gzip. */
+  readonly compression?: LayerCompression;
+  /**
+   * Push the output to a registry instead of writing it: format `oci` pushes
+   * the rootfs as an OCI image (`-o docker://REF`), erofs, ext4, squashfs
+   * and cpio push the boot image as an OCI artifact (`-o erofs:docker://REF`).
+   */
+  readonly push?: OutputPush;
+}
+
+/** Where and how an output is pushed. */
+export interface OutputPush {
+  /** The reference, as `docker://` takes it: "registry.example.com/team/box:v1" ("latest" when no tag). */
+  readonly reference: string;
+  /** Default: docker's config.json and its credential helpers, as for pulls. */
+  readonly credentials?: RegistryCredentials;
+  /** Plain HTTP (and unverified TLS) to a registry that is not on loopback. */
+  readonly insecure?: boolean;
+  /** Blobs larger than this are uploaded in chunks of this size (default 64 MiB); smaller ones in one request. */
+  readonly chunkBytes?: number;
 }
 
 export interface OutputContext {
@@ -65,8 +92,29 @@ export interface OutputResult {
   readonly path: string;
   /** File size; for `dir`, the bytes of regular-file content. */
   readonly bytes: number;
-  /** SHA-256 of the file; null for `dir`, which is not one file. */
+  /** SHA-256 of the file; null for `dir`, `oci` and pushed images, which are not one file. */
   readonly sha256: string | null;
-  /** The dm-verity hash tree appended to the image, when the build asked for one. */
+  /** `oci` and pushes: the digest of the image's (or artifact's) manifest. */
+  readonly digest?: string;
+  /** Pushes: the reference pushed, pinned to the digest: "registry/repository:tag@sha256:…". */
+  readonly reference?: string;
+  /** Pushes: what went over the network. */
+  readonly pushed?: PushReport;
+  /**
+   * The dm-verity hash tree appended to the image, when the build asked for
+   * one. A pushed artifact carries it in its layer's annotations (its
+   * `hashPath` is then the `docker://` reference).
+   */
   readonly verity?: VerityInfo;
+}
+
+/** What a push sent: blobs uploaded, mounted from another repository, or found there already. */
+export interface PushReport {
+  readonly uploaded: number;
+  readonly mounted: number;
+  readonly existing: number;
+  /** Blob bytes sent (a resumed chunk counts once per send). */
+  readonly uploadedBytes: number;
+  /** Whether the manifest was put, or the tag named it already. */
+  readonly manifest: "put" | "existing";
 }

@@ -11,6 +11,7 @@ import { writeSquashfsImage, type SquashfsWriterOptions } from "../formats/squas
 import { tarProducer } from "../formats/tar/index.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { temporaryPathFor } from "./atomic.js";
+import { ociLayoutOutput } from "./oci-layout-output.js";
 import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputWriter } from "./output.js";
 
 /**
@@ -110,4 +111,5 @@ export const OUTPUT_WRITERS: Partial<Record<OutputFormat, OutputWriter>> = {
   ext4: ext4Output,
   erofs: erofsOutput,
   squashfs: squashfsOutput,
+  oci: ociLayoutOutput,
 };

@@ -4,14 +4,18 @@ import { stat } from "node:fs/promises";
 import { A3sError } from "../errors.js";
 import type { RootfsTree } from "../tree/index.js";
 import { writeAtomically } from "./atomic.js";
+import { createOciLayoutWriter, describeLayoutOutput, parseOciLayoutSpec } from "./oci-layout-output.js";
 import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec, type OutputWriter } from "./output.js";
 import { explainOutputError } from "./output-errors.js";
-import { checkOutputTargets, checkReplaceable } from "./output-target.js";
+import { checkOutputTargets, checkReplaceable, type OutputTarget } from "./output-target.js";
 import { OUTPUT_WRITERS } from "./registry.js";
+import { parseRegistryOutputSpec, pushOutput } from "./registry-output.js";
 import { addVerityTree, removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
 
-/** Parses `FORMAT:PATH` as given to `-o`. */
+/** Parses `FORMAT:PATH` as given to `-o`; also `oci:DIR[:TAG]`, `docker://REF` and `FORMAT:docker://REF`. */
 export function parseOutputSpec(spec: string): OutputSpec {
+  const distribution = parseRegistryOutputSpec(spec) ?? parseOciLayoutSpec(spec);
+  if (distribution) return distribution;
   const colon = spec.indexOf(":");
   const format = colon > 0 ? spec.slice(0, colon) : "";
   const path = colon > 0 ? spec.slice(colon + 1) : "";
@@ -29,7 +33,9 @@ export function parseOutputSpec(spec: string): OutputSpec {
  * nothing a3s-rootfs did not write is replaced, no two outputs share a path),
  * and again just before its rename. An output that fails, or is cancelled
  * through `ctx.signal`, leaves its path as it was; outputs published before
- * it stay published. Errors name the user's path and the cause.
+ * it stay published. Errors name the user's path and the cause. Pushed
+ * outputs write nothing beside the user's files: they are made in the
+ * build's scratch directory and sent (registry-output.ts).
  */
 export async function writeOutputs(
   tree: RootfsTree,
@@ -40,38 +46,52 @@ export async function writeOutputs(
     if (!OUTPUT_WRITERS[spec.format]) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
   }
   const force = { force: ctx.force ?? false };
+  // Targets come back for the local outputs only, in their order.
   const targets = await checkOutputTargets(specs, force);
   const results: OutputResult[] = [];
-  for (const target of targets) {
+  let next = 0;
+  for (const spec of specs) {
     ctx.signal?.throwIfAborted();
-    const writer = OUTPUT_WRITERS[target.format] as OutputWriter;
-    const final = target.path;
-    const withVerity = ctx.verity !== undefined && VERITY_FORMATS.includes(target.format);
-    let verity: Awaited<ReturnType<typeof addVerityTree>> | undefined;
-    try {
-      await writeAtomically(
-        final,
-        async (tmp) => {
-          const companions = (await writer.write(tree, { tmp, final }, ctx)) ?? [];
-          if (!withVerity || !ctx.verity) return companions;
-          verity = await addVerityTree(tree, target.format, { tmp, final }, ctx.verity, ctx.signal);
-          return [...companions, verity.companion];
-        },
-        { signal: ctx.signal, beforePublish: () => checkReplaceable(target, force) },
-      );
-    } catch (e) {
-      throw await explainOutputError(e, { format: target.format, path: final, scratchDir: ctx.scratchDir });
+    if (spec.push) {
+      results.push(await pushOutput(tree, spec, ctx));
+      continue;
     }
-    // A record a previous --verity build left beside this path would describe another image.
-    if (!verity && VERITY_FORMATS.includes(target.format)) await removeStaleVerityRecord(final);
-    if (verity) {
-      // The verity pass read the whole image already: its digest is the file's.
-      results.push({ format: target.format, path: final, bytes: (await stat(final)).size, sha256: verity.fileSha256, verity: verity.info });
-    } else {
-      results.push(await describeOutput(target.format, final, tree));
-    }
+    results.push(await writeLocalOutput(tree, spec, targets[next++] as OutputTarget, ctx, force));
   }
   return results;
+}
+
+async function writeLocalOutput(
+  tree: RootfsTree,
+  spec: OutputSpec,
+  target: OutputTarget,
+  ctx: OutputContext,
+  force: { force: boolean },
+): Promise<OutputResult> {
+  const writer = spec.format === "oci" ? createOciLayoutWriter(spec) : (OUTPUT_WRITERS[target.format] as OutputWriter);
+  const final = target.path;
+  const withVerity = ctx.verity !== undefined && VERITY_FORMATS.includes(target.format);
+  let verity: Awaited<ReturnType<typeof addVerityTree>> | undefined;
+  try {
+    await writeAtomically(
+      final,
+      async (tmp) => {
+        const companions = (await writer.write(tree, { tmp, final }, ctx)) ?? [];
+        if (!withVerity || !ctx.verity) return companions;
+        verity = await addVerityTree(tree, target.format, { tmp, final }, ctx.verity, ctx.signal);
+        return [...companions, verity.companion];
+      },
+      { signal: ctx.signal, beforePublish: () => checkReplaceable(target, force) },
+    );
+  } catch (e) {
+    throw await explainOutputError(e, { format: target.format, path: final, scratchDir: ctx.scratchDir });
+  }
+  // A record a previous --verity build left beside this path would describe another image.
+  if (!verity && VERITY_FORMATS.includes(target.format)) await removeStaleVerityRecord(final);
+  // The verity pass read the whole image already: its digest is the file's.
+  if (verity) return { format: target.format, path: final, bytes: (await stat(final)).size, sha256: verity.fileSha256, verity: verity.info };
+  if (target.format === "oci") return describeLayoutOutput(final);
+  return describeOutput(target.format, final, tree);
 }
 
 async function describeOutput(format: OutputFormat, path: string, tree: RootfsTree): Promise<OutputResult> {

@@ -1,4 +1,4 @@
-import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
@@ -9,5 +9,20 @@ export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.Proces
     encoding: "utf8",
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
+  });
+}
+
+/**
+ * Runs the real CLI without blocking this process: for tests whose servers
+ * (a fault proxy, a token server) live in the test process itself.
+ */
+export function runCliAsync(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: opts.cwd, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
   });
 }

@@ -8,8 +8,12 @@ import http, { type IncomingMessage, type Server, type ServerResponse } from "no
 export interface Faults {
   /** GET blob responses (not resumed ones) are cut after this fraction of the body, `times` times. */
   cutBlobs?: { fraction: number; times: number };
-  /** Matching requests are answered with `status` (and Retry-After when given), `times` times. */
-  throttle?: { status: number; retryAfter?: string; times: number; match?: RegExp };
+  /** Matching requests (of `method`, when given) are answered with `status` (and Retry-After when given), `times` times. */
+  throttle?: { status: number; retryAfter?: string; times: number; match?: RegExp; method?: string };
+  /** Upload bodies (PUT or PATCH of /blobs/uploads/, of `method` when given) are cut after `afterBytes` reach the registry, `times` times. */
+  cutUploads?: { afterBytes: number; times: number; method?: string };
+  /** Upload bodies (PUT or PATCH to /blobs/uploads/) are held this long before they are forwarded. */
+  delayUploadsMs?: number;
   /** A bearer token is refused (401, error="invalid_token") once it has been used this many times. */
   expireTokensAfter?: number;
   /** One byte of matching response bodies is flipped, `times` times. */
@@ -78,7 +82,14 @@ export async function startFaultProxy(upstream: string, faults: Faults = {}, lis
       res.end(req.method === "HEAD" ? undefined : f.replace.body);
       return;
     }
-    if (f.throttle && f.throttle.times > 0 && (f.throttle.match ?? /./).test(path)) {
+    const isUpload = (req.method === "PUT" || req.method === "PATCH") && /\/blobs\/uploads\//.test(path);
+    if (isUpload && f.delayUploadsMs && !seen.delayed) {
+      seen.delayed = true;
+      req.pause();
+      setTimeout(() => handle(req, res), f.delayUploadsMs);
+      return;
+    }
+    if (f.throttle && f.throttle.times > 0 && (f.throttle.match ?? /./).test(path) && (f.throttle.method === undefined || f.throttle.method === req.method)) {
       f.throttle.times--;
       record(f.throttle.status);
       res.writeHead(f.throttle.status, f.throttle.retryAfter ? { "retry-after": f.throttle.retryAfter } : {});
@@ -104,6 +115,8 @@ export async function startFaultProxy(upstream: string, faults: Faults = {}, lis
     }
 
     const headers = { ...req.headers };
+    // The registry builds the upload Locations it hands out from this, so they come back through the proxy.
+    headers["x-forwarded-host"] = req.headers.host ?? "";
     delete headers.host;
     if (f.ignoreRange) delete headers.range;
     const target = new URL(path, upstream);
@@ -151,8 +164,36 @@ export async function startFaultProxy(upstream: string, faults: Faults = {}, lis
     });
     up.on("error", () => {
       record(502);
-      res.writeHead(502).end();
+      if (!res.headersSent) res.writeHead(502);
+      res.end();
     });
+    const cutUpload = isUpload && f.cutUploads && f.cutUploads.times > 0 && (f.cutUploads.method === undefined || f.cutUploads.method === req.method);
+    if (cutUpload) {
+      const limit = f.cutUploads!.afterBytes;
+      let sent = 0;
+      let cut = false;
+      req.on("data", (c: Buffer) => {
+        if (cut) return;
+        if (sent + c.length < limit || f.cutUploads!.times <= 0) {
+          sent += c.length;
+          up.write(c);
+          return;
+        }
+        // The registry has taken part of the body; both connections drop, as when a network fails mid-upload.
+        cut = true;
+        f.cutUploads!.times--;
+        up.write(c.subarray(0, limit - sent));
+        record(499);
+        setTimeout(() => {
+          up.destroy();
+          req.socket.destroy();
+        }, 50);
+      });
+      req.on("end", () => {
+        if (!cut) up.end();
+      });
+      return;
+    }
     req.pipe(up);
   };
 

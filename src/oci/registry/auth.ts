@@ -66,6 +66,11 @@ export function pullScope(repository: string): string {
   return `repository:${repository}:pull`;
 }
 
+/** The scope a push to `repository` needs: a push reads what it checks for (HEAD) too. */
+export function pushScope(repository: string): string {
+  return `repository:${repository}:pull,push`;
+}
+
 interface Token {
   readonly header: string;
   /** ms since the epoch after which the token is not used again. */
@@ -234,7 +239,9 @@ export class RegistryAuth {
       throw new A3sError("EAUTH", `${this.opts.registry} names a token realm that is not http(s): ${realm}`, { subject: realm });
     }
     if (service) url.searchParams.set("service", service);
-    url.searchParams.append("scope", scope);
+    // Several scopes (a push that mounts from another repository) go as one
+    // parameter each, as the token spec and Docker Hub's auth server want.
+    for (const one of scope.split(" ").filter(Boolean)) url.searchParams.append("scope", one);
     return url;
   }
 }

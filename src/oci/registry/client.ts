@@ -1,15 +1,17 @@
+import { join } from "node:path";
 import { A3sError, isA3sError } from "../../errors.js";
 import { Semaphore } from "../../util/concurrency.js";
 import { digestOf, parseDigest } from "../digest.js";
 import { ContentStore, CORRUPT_BLOB } from "../store/content-store.js";
 import type { FileIdentity } from "../../util/file-identity.js";
+import { BlobLocations } from "./blob-locations.js";
 import { dockerCredentials, type RegistryCredentials } from "./credentials.js";
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest, type ParsedManifest } from "../manifest.js";
 import { MANIFEST_ACCEPT } from "../media-types.js";
 import { chooseFromIndex, formatPlatform, offeredPlatforms, type Platform } from "../platform.js";
 import { formatReference, manifestSelector, registryApiHost, type ImageReference } from "../reference.js";
-import { pullScope, RegistryAuth } from "./auth.js";
-import { discard, httpRequest, plainHttpAllowed, readBody, redact, type HttpResponse } from "./http.js";
+import { pullScope, pushScope, RegistryAuth } from "./auth.js";
+import { discard, httpRequest, plainHttpAllowed, readBody, redact, type BodySource, type HttpMethod, type HttpResponse } from "./http.js";
 import {
   backoffDelay,
   DEFAULT_RETRY,
@@ -35,6 +37,10 @@ export interface RegistryClientOptions {
   /** Socket idle timeout (default 30 s). */
   readonly timeoutMs?: number;
   readonly warn?: (message: string) => void;
+  /** Progress lines (waiting for another process's download). */
+  readonly progress?: (message: string) => void;
+  /** Where blobs were seen, for cross-repository mounts (default: beside the store, ROOT/sources). */
+  readonly locations?: BlobLocations;
 }
 
 /** A manifest or index, verified against its digest. */
@@ -43,6 +49,17 @@ export interface FetchedManifest {
   readonly bytes: Buffer;
   readonly manifest: ParsedManifest;
   /** True when it came from the content store (no body downloaded). */
+  readonly cached: boolean;
+}
+
+/** A manifest's bytes, verified against its digest but not parsed. */
+export interface ManifestDocument {
+  readonly digest: string;
+  readonly bytes: Buffer;
+  /** The media type it was served or described with, when known. */
+  readonly contentType: string | undefined;
+  /** "registry/repository:tag" or "…@digest", for messages. */
+  readonly subject: string;
   readonly cached: boolean;
 }
 
@@ -68,6 +85,8 @@ export interface RegistryStats {
   blobBytes: number;
   retries: number;
   resumes: number;
+  /** Blobs another process on this host fetched while this one waited for it (not downloaded here). */
+  sharedBlobs: number;
 }
 
 export interface FetchBlobOptions {
@@ -105,7 +124,8 @@ interface RegistryState {
  */
 export class RegistryClient {
   readonly store: ContentStore;
-  readonly stats: RegistryStats = { requests: 0, manifestGets: 0, manifestHeads: 0, blobGets: 0, blobBytes: 0, retries: 0, resumes: 0 };
+  readonly locations: BlobLocations;
+  readonly stats: RegistryStats = { requests: 0, manifestGets: 0, manifestHeads: 0, blobGets: 0, blobBytes: 0, retries: 0, resumes: 0, sharedBlobs: 0 };
   private readonly opts: RegistryClientOptions;
   private readonly retry: RetryPolicy;
   private readonly registries = new Map<string, RegistryState>();
@@ -114,6 +134,7 @@ export class RegistryClient {
   constructor(opts: RegistryClientOptions = {}) {
     this.opts = opts;
     this.store = opts.store ?? new ContentStore();
+    this.locations = opts.locations ?? new BlobLocations(join(this.store.root, "sources"));
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.slots = new Semaphore(Math.max(1, opts.concurrency ?? 3));
   }
@@ -189,24 +210,46 @@ export class RegistryClient {
    * and media type must match too.
    */
   async getManifest(ref: ImageReference, selector: string, expected?: Descriptor): Promise<FetchedManifest> {
+    // Parsed before it is stored, so a document that is not a manifest we take never enters the store.
+    const doc = await this.getManifestDocument(ref, selector, expected, (bytes, contentType, subject) => {
+      checkDescribedType(parseManifest(bytes, subject, contentType), expected, subject);
+    });
+    const manifest = parseManifest(doc.bytes, doc.subject, doc.contentType);
+    checkDescribedType(manifest, expected, doc.subject);
+    return { digest: doc.digest, bytes: doc.bytes, manifest, cached: doc.cached };
+  }
+
+  /**
+   * The bytes of a manifest by tag or digest, checked against its digest
+   * (and `expected`'s size) and kept in the store, but not parsed: for a
+   * caller that reads documents other than images (a3s boot image
+   * artifacts). At most MAX_MANIFEST_BYTES are read. `accept` sees a
+   * downloaded document before it is stored, and throws to refuse it.
+   */
+  async getManifestDocument(
+    ref: ImageReference,
+    selector: string,
+    expected?: Descriptor,
+    accept?: (bytes: Buffer, contentType: string | undefined, subject: string) => void,
+  ): Promise<ManifestDocument> {
     const byDigest = selector.includes(":");
     const subject = `${ref.registry}/${ref.repository}${byDigest ? "@" : ":"}${selector}`;
     if (byDigest && (await this.store.has(selector, expected?.size))) {
-      const hit = await this.fromStore(selector, subject, expected?.mediaType, expected);
-      if (hit) return hit;
+      const bytes = await this.readStored(selector, "manifest");
+      if (bytes) return { digest: selector, bytes, contentType: expected?.mediaType, subject, cached: true };
     }
     if (!byDigest) {
-      const head = await this.send(ref, "HEAD", `manifests/${selector}`, subject, { accept: MANIFEST_ACCEPT });
+      const head = await this.request(ref, "HEAD", `manifests/${selector}`, subject, { accept: MANIFEST_ACCEPT });
       discard(head);
       this.stats.manifestHeads++;
       if (head.status === 404) throw await notFound(head, subject, "manifest");
       const named = validDigest(header(head, "docker-content-digest"));
       if (head.status === 200 && named && (await this.store.has(named))) {
-        const hit = await this.fromStore(named, subject, header(head, "content-type"));
-        if (hit) return hit;
+        const bytes = await this.readStored(named, "manifest");
+        if (bytes) return { digest: named, bytes, contentType: header(head, "content-type"), subject, cached: true };
       }
     }
-    const res = await this.send(ref, "GET", `manifests/${selector}`, subject, { accept: MANIFEST_ACCEPT });
+    const res = await this.request(ref, "GET", `manifests/${selector}`, subject, { accept: MANIFEST_ACCEPT });
     this.stats.manifestGets++;
     if (res.status !== 200) throw await statusError(res, subject, "manifest");
     const limit = Math.min(MAX_MANIFEST_BYTES, expected?.size ?? MAX_MANIFEST_BYTES);
@@ -227,19 +270,9 @@ export class RegistryClient {
     if (expected && bytes.length !== expected.size) {
       throw new A3sError("ESIZE", `manifest ${subject} has ${bytes.length} bytes but its descriptor declares ${expected.size}`, { subject });
     }
-    const manifest = parseManifest(bytes, subject, header(res, "content-type"));
-    checkDescribedType(manifest, expected, subject);
+    accept?.(bytes, header(res, "content-type"), subject);
     await this.store.putBytes(actual, bytes);
-    return { digest: actual, bytes, manifest, cached: false };
-  }
-
-  /** A manifest from the store (verified as it is read); undefined when the stored copy was corrupt and was removed. */
-  private async fromStore(digest: string, subject: string, contentType: string | undefined, expected?: Descriptor): Promise<FetchedManifest | undefined> {
-    const bytes = await this.readStored(digest, "manifest");
-    if (!bytes) return undefined;
-    const manifest = parseManifest(bytes, subject, contentType);
-    checkDescribedType(manifest, expected, subject);
-    return { digest, bytes, manifest, cached: true };
+    return { digest: actual, bytes, contentType: header(res, "content-type"), subject, cached: false };
   }
 
   /** A small blob (a config) read whole, through the store. */
@@ -287,11 +320,27 @@ export class RegistryClient {
     parseDigest(desc.digest);
     const stored = { path: this.store.path(desc.digest), identity: undefined };
     if (await this.store.has(desc.digest, desc.size)) return stored;
-    return this.slots.run(async () => {
+    const fetched = await this.slots.run(async () => {
       if (await this.store.has(desc.digest, desc.size)) return stored;
       checkAborted(opts.signal, desc.digest);
-      return this.store.putVerified(desc.digest, this.blobBytes(ref, desc, opts), { size: desc.size });
+      // Processes on this host that need the same blob download it once: the
+      // others wait for the lock, then find it stored.
+      const lock = await this.store.fetchLock(desc.digest, {
+        ...(opts.signal ? { signal: opts.signal } : {}),
+        onWait: (owner) => this.opts.progress?.(`${desc.digest.slice(0, 19)}: another process (pid ${owner.pid}) is fetching it; waiting`),
+      });
+      try {
+        if (await this.store.has(desc.digest, desc.size)) {
+          this.stats.sharedBlobs++;
+          return stored;
+        }
+        return await this.store.putVerified(desc.digest, this.blobBytes(ref, desc, opts), { size: desc.size });
+      } finally {
+        await lock.release();
+      }
     });
+    await this.locations.record(ref.registry, ref.repository, desc.digest).catch(() => undefined);
+    return fetched;
   }
 
   private async *blobBytes(ref: ImageReference, desc: Descriptor, opts: FetchBlobOptions): AsyncGenerator<Buffer> {
@@ -304,7 +353,7 @@ export class RegistryClient {
     while (true) {
       const headers: Record<string, string> = { accept: "*/*" };
       if (received > 0) headers.range = `bytes=${received}-`;
-      const res = await this.send(ref, "GET", `blobs/${desc.digest}`, subject, headers);
+      const res = await this.request(ref, "GET", `blobs/${desc.digest}`, subject, headers);
       this.stats.blobGets++;
       let skip = 0;
       if (res.status === 206 && received > 0) {
@@ -379,24 +428,40 @@ export class RegistryClient {
   /**
    * One registry API request with everything around it: https first (plain
    * http only where allowed, learnt once per registry), the Authorization for
-   * the repository's pull scope, a new token or credentials on 401, and
-   * retries with backoff (honouring Retry-After) on 429, 5xx and network errors.
+   * the access it needs (pull by default), a new token or credentials on 401,
+   * and retries with backoff (honouring Retry-After) on 429, 5xx and network
+   * errors. `path` is below /v2/NAME/, or `opts.url` is a URL the registry
+   * gave (an upload's Location); credentials go only to the registry's own
+   * origin. A request with `retry: false` is sent once (apart from answering
+   * a 401) and its failure statuses are returned: a blob upload decides for
+   * itself what a failure means for the data it sent.
    */
-  private async send(ref: ImageReference, method: "GET" | "HEAD", path: string, subject: string, headers: Record<string, string>): Promise<HttpResponse> {
+  async request(
+    ref: ImageReference,
+    method: HttpMethod,
+    path: string,
+    subject: string,
+    headers: Record<string, string>,
+    opts: RegistryRequestOptions = {},
+  ): Promise<HttpResponse> {
     const state = this.state(ref.registry);
-    const scope = pullScope(ref.repository);
+    const access = opts.access ?? "pull";
+    const scope = requestScope(ref.repository, access, opts.mountFrom);
     const host = registryApiHost(ref.registry);
+    const retry = opts.retry ?? true;
     let challenges = 0;
     for (let attempt = 1; ; ) {
       const scheme = state.scheme ?? "https";
-      const url = new URL(`${scheme}://${host}/v2/${ref.repository}/${path}`);
-      const authorization = await state.auth.authorization(scope);
+      const base = new URL(`${scheme}://${host}/v2/${ref.repository}/`);
+      const url = opts.url ?? new URL(path, base);
+      const authorization = url.origin === base.origin ? await state.auth.authorization(scope) : undefined;
       let res: HttpResponse;
       try {
         res = await httpRequest(url, {
           method,
           headers,
           ...(authorization !== undefined ? { authorization } : {}),
+          ...(opts.body !== undefined ? { body: opts.body } : {}),
           insecure: this.opts.insecure ?? false,
           ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
         });
@@ -411,15 +476,16 @@ export class RegistryClient {
         }
         // A registry without TLS answers a TLS handshake with garbage: where
         // plain HTTP is allowed, that is the moment to learn it speaks HTTP.
-        if (state.scheme === undefined && plainHttpAllowed(url, this.opts.insecure ?? false)) {
+        if (state.scheme === undefined && opts.url === undefined && plainHttpAllowed(url, this.opts.insecure ?? false)) {
           state.scheme = "http";
           continue;
         }
-        if (attempt < this.retry.attempts && isRetriableNetworkError(e)) {
+        if (retry && attempt < this.retry.attempts && isRetriableNetworkError(e)) {
           this.stats.retries++;
           await sleep(backoffDelay(attempt++, this.retry));
           continue;
         }
+        if (!retry && isRetriableNetworkError(e)) throw e;
         const insecureHint = state.scheme === undefined ? " (a registry without TLS needs --insecure unless it is on loopback)" : "";
         throw new A3sError("EREGISTRY", `cannot reach ${ref.registry}: ${(e as Error).message}${insecureHint}`, {
           subject: redact(url),
@@ -432,15 +498,9 @@ export class RegistryClient {
       if (res.status === 401) {
         discard(res);
         if (challenges++ < 3 && (await state.auth.challenge(res.headers["www-authenticate"], scope, authorization))) continue;
-        const known = await state.auth.hasCredentials();
-        throw new A3sError("EAUTH", `${ref.registry} refused ${known ? "our credentials" : "an anonymous pull"} of ${ref.repository}`, {
-          subject,
-          hint: known
-            ? "check the user and password (--creds USER:PASSWORD, docker login) and that they may pull this repository"
-            : `the repository needs a login: --creds USER:PASSWORD or docker login ${ref.registry}`,
-        });
+        throw await authRefused(state.auth, ref, access, opts.mountFrom, subject);
       }
-      if (isRetriableStatus(res.status)) {
+      if (isRetriableStatus(res.status) && retry) {
         discard(res);
         const asked = parseRetryAfter(header(res, "retry-after"));
         if (asked !== undefined && asked > this.retry.maxRetryAfterMs) {
@@ -463,6 +523,48 @@ export class RegistryClient {
       return res;
     }
   }
+
+  /** The retry policy this client follows (a blob upload paces its own restarts by it). */
+  get retryPolicy(): RetryPolicy {
+    return this.retry;
+  }
+}
+
+/** What a request needs beyond its method and path. */
+export interface RegistryRequestOptions {
+  /** The access it needs on the reference's repository (default pull). */
+  readonly access?: "pull" | "push";
+  /** A cross-repository mount also needs pull on the repository the blob comes from. */
+  readonly mountFrom?: string;
+  /** An absolute URL the registry gave (an upload's Location), instead of `path`. */
+  readonly url?: URL;
+  readonly body?: string | Buffer | BodySource;
+  /** Retry 429, 5xx and network failures (default true). */
+  readonly retry?: boolean;
+}
+
+/** The token scope of a request (distribution's token spec; several scopes are separated by spaces). */
+function requestScope(repository: string, access: "pull" | "push", mountFrom: string | undefined): string {
+  const own = access === "push" ? pushScope(repository) : pullScope(repository);
+  return mountFrom !== undefined && mountFrom !== repository ? `${own} ${pullScope(mountFrom)}` : own;
+}
+
+async function authRefused(auth: RegistryAuth, ref: ImageReference, access: "pull" | "push", mountFrom: string | undefined, subject: string): Promise<A3sError> {
+  const known = await auth.hasCredentials();
+  if (access === "push") {
+    return new A3sError("EAUTH", `${ref.registry} refused ${known ? "our credentials for" : "an anonymous"} push to ${ref.repository}${mountFrom ? ` (mounting from ${mountFrom})` : ""}`, {
+      subject,
+      hint: known
+        ? "check the user and password (--creds USER:PASSWORD, docker login) and that they may push to this repository"
+        : `pushing needs a login: --creds USER:PASSWORD or docker login ${ref.registry}`,
+    });
+  }
+  return new A3sError("EAUTH", `${ref.registry} refused ${known ? "our credentials" : "an anonymous pull"} of ${ref.repository}`, {
+    subject,
+    hint: known
+      ? "check the user and password (--creds USER:PASSWORD, docker login) and that they may pull this repository"
+      : `the repository needs a login: --creds USER:PASSWORD or docker login ${ref.registry}`,
+  });
 }
 
 /**

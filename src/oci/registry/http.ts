@@ -12,10 +12,23 @@ export interface HttpResponse {
   readonly url: URL;
 }
 
+/** A request body read from somewhere each time it is sent (a blob being uploaded), so a retry can send it again. */
+export interface BodySource {
+  /** Exactly how many bytes `open` gives (the Content-Length). */
+  readonly length: number;
+  open(): NodeJS.ReadableStream;
+}
+
+export type HttpMethod = "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE";
+
 export interface HttpRequestOptions {
-  readonly method: "GET" | "HEAD" | "POST";
-  /** A small request body (a token request's form); requests with a body never follow redirects. */
-  readonly body?: string;
+  readonly method: HttpMethod;
+  /**
+   * The request body: a small one in memory (a token request's form, a
+   * manifest), or a source streamed from disk (a blob upload). Requests
+   * with a body never follow redirects.
+   */
+  readonly body?: string | Buffer | BodySource;
   readonly headers?: Readonly<Record<string, string>>;
   /**
    * Sent only to the origin of the first URL. Blob redirects usually point at
@@ -93,7 +106,19 @@ function sendOnce(url: URL, method: string, headers: Record<string, string>, opt
       req.destroy(err);
     });
     req.on("error", reject);
-    req.end(opts.body);
+    const body = opts.body;
+    if (body === undefined) {
+      req.end();
+    } else if (typeof body === "string" || Buffer.isBuffer(body)) {
+      req.setHeader("content-length", Buffer.byteLength(body));
+      req.end(body);
+    } else {
+      req.setHeader("content-length", body.length);
+      const source = body.open();
+      // A source that fails (the file went away) fails the request, not the process.
+      source.once("error", (e) => req.destroy(e as Error));
+      source.pipe(req);
+    }
   });
 }
 

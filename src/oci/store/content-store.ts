@@ -5,12 +5,16 @@ import { Readable } from "node:stream";
 import { A3sError, isA3sError } from "../../errors.js";
 import { cacheRoot } from "../../util/cache-dir.js";
 import { identityDifference, identityOf, sameIdentity, type FileIdentity } from "../../util/file-identity.js";
+import { FileLock, removeStaleLock, type LockOptions } from "../../util/file-lock.js";
 import { DIGEST_ALGORITHMS, parseDigest } from "../digest.js";
+import { StoreUses } from "./store-uses.js";
 
 /** Temporary files older than this are left by a killed process and may be collected. */
 const STALE_TEMP_MS = 6 * 60 * 60 * 1000;
 /** Bytes read at once when a blob is hashed. */
 const READ_CHUNK = 1 << 20;
+/** Blobs gc locks at once before it looks at what is in use. */
+const GC_BATCH = 256;
 
 /** A blob that lives in the store. */
 export interface StoredBlob {
@@ -95,12 +99,21 @@ export class CorruptBlobError extends A3sError {
  * digest, so the caller can fetch it again from its source. Writing is the
  * mirror image: bytes are hashed as they are written and published (linked
  * into place) only when they match.
+ *
+ * One store serves every process of a host at once. Publishing by link(2)
+ * means nobody ever sees a partial blob; a lock per digest (`fetchLock`)
+ * lets the processes that need one missing blob fetch it once; and every
+ * blob a process asks about (`has`, `size`) or stores is recorded as used by
+ * it (ROOT/uses, see store-uses.ts) until it exits, so `gc` never deletes a
+ * blob a running build, run or inspect relies on.
  */
 export class ContentStore {
   readonly root: string;
+  private readonly uses: StoreUses;
 
   constructor(root?: string) {
     this.root = root ?? join(cacheRoot(), "blobs");
+    this.uses = new StoreUses(join(this.root, "uses"));
   }
 
   /** Where a verified blob lives (whether or not it is there yet). */
@@ -109,16 +122,57 @@ export class ContentStore {
     return join(this.root, algorithm, hex);
   }
 
-  /** Whether a blob (of that size) is there. It is not read: every read checks it. */
+  /**
+   * Whether a blob (of that size) is there. It is not read: every read
+   * checks it. From this call on, the blob counts as used by this process.
+   */
   async has(digest: string, size?: number): Promise<boolean> {
-    const st = await stat(this.path(digest)).catch(() => undefined);
+    const path = this.path(digest);
+    await this.use(digest);
+    const st = await stat(path).catch(() => undefined);
     return st !== undefined && st.isFile() && (size === undefined || st.size === size);
   }
 
-  /** The size of a stored blob, or undefined when it is not stored. */
+  /** The size of a stored blob, or undefined when it is not stored. Like `has`, it marks the blob used. */
   async size(digest: string): Promise<number | undefined> {
-    const st = await stat(this.path(digest)).catch(() => undefined);
+    const path = this.path(digest);
+    await this.use(digest);
+    const st = await stat(path).catch(() => undefined);
     return st?.isFile() ? st.size : undefined;
+  }
+
+  /**
+   * Records that this process uses `digest` (once per digest), under the
+   * digest's use lock. gc takes the same lock before it looks at the uses
+   * and deletes, so either gc sees this use, or it deleted the blob before
+   * and the `stat` that follows this call finds it missing.
+   */
+  private async use(digest: string): Promise<void> {
+    if (this.uses.has(digest)) return;
+    await FileLock.with(this.lockPath(digest, "use"), () => this.uses.add(digest));
+  }
+
+  /**
+   * Forgets this object's uses (they end with the process anyway): for a
+   * long-lived program that is done with what it built and wants a later gc
+   * to be free to collect it.
+   */
+  async releaseUses(): Promise<void> {
+    await this.uses.clear();
+  }
+
+  /**
+   * The lock a process holds while it fetches (downloads, extracts) a blob
+   * into the store, so processes that need the same missing blob fetch it
+   * once: the others wait, then find it stored. Release it when done.
+   */
+  fetchLock(digest: string, opts: LockOptions = {}): Promise<FileLock> {
+    return FileLock.acquire(this.lockPath(digest, "fetch"), opts);
+  }
+
+  private lockPath(digest: string, kind: "use" | "fetch" | "publish"): string {
+    const { algorithm, hex } = parseDigest(digest);
+    return join(this.root, "locks", `${algorithm}-${hex}.${kind}`);
   }
 
   /**
@@ -181,7 +235,16 @@ export class ContentStore {
       throw new A3sError(e.code === "ENOENT" ? "ENOENT" : "ECONTENT", `the cached blob ${digest} cannot be read: ${e.message}`, { subject: digest, cause: e });
     });
     try {
-      const before = identityOf(await handle.stat({ bigint: true }));
+      let st = await handle.stat({ bigint: true });
+      if (st.nlink > 1n) {
+        // Another process has just linked it into place and is about to
+        // unlink its temporary name, which changes the inode's ctime: the
+        // identity is taken once it has (the publish lock, held only for
+        // the link and the unlink).
+        await FileLock.with(this.lockPath(digest, "publish"), async () => undefined, opts.signal ? { signal: opts.signal } : {});
+        st = await handle.stat({ bigint: true });
+      }
+      const before = identityOf(st);
       const hash = createHash(algorithm);
       let position = 0;
       for (;;) {
@@ -270,6 +333,8 @@ export class ContentStore {
   ): Promise<{ path: string; size: number; identity: FileIdentity | undefined }> {
     const { algorithm } = parseDigest(digest);
     const finalPath = this.path(digest);
+    // What this process stores it is about to use.
+    await this.use(digest);
     const limit = opts.size ?? opts.maxBytes ?? Number.POSITIVE_INFINITY;
     const tmpDir = join(this.root, "tmp");
     await mkdir(tmpDir, { recursive: true });
@@ -322,8 +387,13 @@ export class ContentStore {
             hint: "the content was corrupted or tampered with; nothing was stored",
           });
         }
-        const placed = await publish(tmp, finalPath);
-        await rm(tmp, { force: true });
+        // Under the digest's publish lock: a reader that finds the blob while
+        // it still has two names waits for the unlink (see verifiedChunks).
+        const placed = await FileLock.with(this.lockPath(digest, "publish"), async () => {
+          const done = await publish(tmp, finalPath);
+          await rm(tmp, { force: true });
+          return done;
+        });
         await syncDirectory(join(this.root, algorithm));
         // Taken after the link and the unlink, which both change the inode's ctime.
         const identity = placed ? identityOf(await file.stat({ bigint: true })) : undefined;
@@ -397,17 +467,39 @@ export class ContentStore {
   }
 
   /**
-   * Deletes blobs not in `keep`, and temporary files a killed process left
-   * behind (old enough that no live build is still writing them).
+   * Deletes blobs not in `keep` and not used by a running process, and
+   * temporary files a killed process left behind (old enough that no live
+   * build is still writing them), and locks whose owner is gone.
+   *
+   * A blob is deleted only while gc holds its use lock and after it has read
+   * every process's uses under that lock: a process that recorded its use
+   * before is seen, and one that records it after finds the blob gone (and
+   * fetches it again).
    */
-  async gc(keep: ReadonlySet<string>, now = Date.now()): Promise<{ removed: number; bytes: number }> {
+  async gc(keep: ReadonlySet<string>, now = Date.now()): Promise<{ removed: number; bytes: number; inUse: number }> {
     let removed = 0;
     let bytes = 0;
-    for (const blob of await this.list()) {
-      if (keep.has(blob.digest)) continue;
-      await rm(this.path(blob.digest), { force: true });
-      removed++;
-      bytes += blob.size;
+    let inUse = 0;
+    const candidates = (await this.list()).filter((b) => !keep.has(b.digest));
+    for (let i = 0; i < candidates.length; i += GC_BATCH) {
+      const batch = candidates.slice(i, i + GC_BATCH);
+      const locks: FileLock[] = [];
+      try {
+        // In digest order, so two gcs at once cannot wait on each other.
+        for (const blob of batch) locks.push(await FileLock.acquire(this.lockPath(blob.digest, "use")));
+        const used = await this.uses.inUse();
+        for (const blob of batch) {
+          if (used.has(blob.digest)) {
+            inUse++;
+            continue;
+          }
+          await rm(this.path(blob.digest), { force: true });
+          removed++;
+          bytes += blob.size;
+        }
+      } finally {
+        for (const lock of locks) await lock.release();
+      }
     }
     const tmpDir = join(this.root, "tmp");
     for (const name of await readdir(tmpDir).catch(() => [] as string[])) {
@@ -418,7 +510,16 @@ export class ContentStore {
       removed++;
       bytes += st.size;
     }
-    return { removed, bytes };
+    await this.removeStaleLocks();
+    return { removed, bytes, inUse };
+  }
+
+  /** Lock files whose owner is no longer running (the next user would break them anyway). */
+  private async removeStaleLocks(): Promise<void> {
+    const dir = join(this.root, "locks");
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (/^sha(256|512)-[0-9a-f]+\.(use|fetch|publish)$/.test(name)) await removeStaleLock(join(dir, name));
+    }
   }
 }
 

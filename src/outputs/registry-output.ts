@@ -1,0 +1,143 @@
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { A3sError } from "../errors.js";
+import type { VerityInfo } from "../formats/verity/index.js";
+import { GUEST_PROTOCOL_VERSION, readGuestLaunch } from "../layout/index.js";
+import type { LocalImage } from "../oci/local-image.js";
+import type { LayerCompression } from "../oci/media-types.js";
+import { formatReference, parseReference } from "../oci/reference.js";
+import { RegistryClient } from "../oci/registry/client.js";
+import { pushImage } from "../oci/registry/push.js";
+import { rootfsArtifact, type BootImageFormat } from "../oci/rootfs-artifact.js";
+import type { RootfsTree } from "../tree/index.js";
+import { hashFile, imagePlatform, writeOciImage } from "./oci-image.js";
+import type { OutputContext, OutputFormat, OutputResult, OutputSpec } from "./output.js";
+import { OUTPUT_WRITERS } from "./registry.js";
+import { addVerityTree, VERITY_FORMATS } from "./verity-output.js";
+
+/** The formats `-o FORMAT:docker://REF` pushes as a boot image artifact. */
+export const ARTIFACT_FORMATS: readonly BootImageFormat[] = ["erofs", "ext4", "squashfs", "cpio"];
+const DOCKER = "docker://";
+
+/**
+ * Parses the outputs that go to a registry: `docker://REF` (the rootfs as an
+ * OCI image) and `FORMAT:docker://REF` (a boot image as an artifact). REF is
+ * normalised as for pulls and must name a tag (default latest), not a
+ * digest. Undefined for any other spec.
+ */
+export function parseRegistryOutputSpec(spec: string): OutputSpec | undefined {
+  let format: OutputFormat = "oci";
+  let rest: string;
+  if (spec.startsWith(DOCKER)) rest = spec.slice(DOCKER.length);
+  else {
+    const colon = spec.indexOf(":");
+    if (colon <= 0 || !spec.startsWith(DOCKER, colon + 1)) return undefined;
+    const named = spec.slice(0, colon);
+    if (!(ARTIFACT_FORMATS as readonly string[]).includes(named)) {
+      throw new A3sError("EUSAGE", `invalid output ${JSON.stringify(spec)}: ${named} cannot be pushed`, {
+        subject: spec,
+        hint: `push the rootfs as an OCI image with -o docker://REF, or a boot image with -o FORMAT:docker://REF, FORMAT one of ${ARTIFACT_FORMATS.join(", ")}`,
+      });
+    }
+    format = named as OutputFormat;
+    rest = spec.slice(colon + 1 + DOCKER.length);
+  }
+  const ref = parseReference(rest);
+  if (ref.digest !== undefined) {
+    throw new A3sError("EUSAGE", `invalid output ${JSON.stringify(spec)}: a push names a tag, not a digest`, {
+      subject: spec,
+      hint: "e.g. -o docker://registry.example.com/team/box:v1; the digest is reported when the push is done",
+    });
+  }
+  const reference = formatReference(ref);
+  return { format, path: `${DOCKER}${reference}`, push: { reference } };
+}
+
+/**
+ * Pushes one output: format `oci` as an OCI image (the one-layer image of
+ * oci-image.ts), any boot image format as an artifact (the image written by
+ * its ordinary writer, see oci/rootfs-artifact.ts). What is pushed is made
+ * in a scratch directory removed afterwards; nothing is written beside the
+ * user's files. The push itself is oci/registry/push.ts: blobs first,
+ * manifest last, nothing sent that the registry has.
+ */
+export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: OutputContext): Promise<OutputResult> {
+  const push = spec.push;
+  if (!push) throw new Error(`pushOutput needs a push spec, got ${spec.format}:${spec.path}`);
+  const ref = parseReference(push.reference);
+  const scratch = await mkdtemp(join(ctx.scratchDir ?? tmpdir(), "a3s-push-"));
+  try {
+    const client = new RegistryClient({
+      warn: ctx.warn,
+      ...(push.credentials ? { credentials: push.credentials } : {}),
+      ...(push.insecure !== undefined ? { insecure: push.insecure } : {}),
+    });
+    let image: LocalImage;
+    let bytes: number;
+    let sha256: string | null = null;
+    let verity: VerityInfo | undefined;
+    if (spec.format === "oci") {
+      image = await writeOciImage(tree, {
+        epoch: ctx.epoch,
+        layerDir: scratch,
+        ...(spec.compression ? { compression: spec.compression } : {}),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+      bytes = image.blobs.reduce((n, b) => n + b.descriptor.size, 0);
+    } else {
+      const format = spec.format as BootImageFormat;
+      const compression: LayerCompression = format === "cpio" ? (spec.compression ?? "gzip") : "none";
+      const file = join(scratch, artifactFileName(format, compression));
+      const writer = OUTPUT_WRITERS[spec.format];
+      if (!writer) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
+      // The writer reads the compression from the name, as for -o cpio:PATH.
+      await writer.write(tree, { tmp: file, final: file }, ctx);
+      let digest: string;
+      let size: number;
+      if (ctx.verity && VERITY_FORMATS.includes(spec.format)) {
+        // The hash tree is appended as for a local image; its record goes to the artifact's annotations.
+        const added = await addVerityTree(tree, spec.format, { tmp: file, final: file }, ctx.verity, ctx.signal);
+        verity = { ...added.info, hashPath: spec.path };
+        digest = `sha256:${added.fileSha256}`;
+        size = (await stat(file)).size;
+      } else {
+        ({ digest, size } = await hashFile(file));
+      }
+      const platform = await imagePlatform(tree, await readGuestLaunch(tree));
+      image = rootfsArtifact({
+        file: { path: file, digest, size },
+        format,
+        compression,
+        platform,
+        epoch: ctx.epoch,
+        layoutVersion: GUEST_PROTOCOL_VERSION,
+        ...(verity ? { verity } : {}),
+      });
+      bytes = size;
+      sha256 = digest.slice("sha256:".length);
+    }
+    ctx.signal?.throwIfAborted();
+    const result = await pushImage(client, ref, image, {
+      ...(push.chunkBytes !== undefined ? { chunkBytes: push.chunkBytes } : {}),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
+    });
+    return {
+      format: spec.format,
+      path: spec.path,
+      bytes,
+      sha256,
+      digest: result.digest,
+      reference: result.reference,
+      pushed: { uploaded: result.uploaded, mounted: result.mounted, existing: result.existing, uploadedBytes: result.uploadedBytes, manifest: result.manifest },
+      ...(verity ? { verity } : {}),
+    };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function artifactFileName(format: BootImageFormat, compression: LayerCompression): string {
+  if (format !== "cpio") return `rootfs.${format}`;
+  return compression === "gzip" ? "rootfs.cpio.gz" : compression === "zstd" ? "rootfs.cpio.zst" : "rootfs.cpio";
+}
