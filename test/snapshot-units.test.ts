@@ -19,7 +19,7 @@ const SHA_A = "a".repeat(64);
 const SHA_B = "b".repeat(64);
 
 const manifest: SnapshotManifest = {
-  format: 1,
+  format: 2,
   createdAt: "2026-01-01T00:00:00.000Z",
   image: { path: "/images/agent.cpio", kind: "cpio", sha256: SHA_A, bytes: 1000 },
   kernel: { origin: "a3s-microvm:6.12", path: "/k/vmlinux", sha256: SHA_A, bytes: 20 },
@@ -82,7 +82,7 @@ describe("QEMU's arguments for a template and a restore", () => {
     memoryMiB: 256,
     transport: "9p",
     shares: [],
-    sockets: { stdout: "/w/out.sock", stderr: "/w/err.sock", control: "/w/ctl.sock" },
+    sockets: { stdout: "/w/out.sock", stderr: "/w/err.sock", control: "/w/ctl.sock", changes: "/w/chg.sock" },
     consoleLog: "/w/console.log",
     qmpSocket: "/w/qmp.sock",
   };

@@ -115,7 +115,8 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         events.push(ev);
         onEvent(ev);
       });
-      const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
+      const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock"), changes: join(work, "chg.sock") };
+      closers.push(await GuestChannel.listen(sockets.changes, () => {}));
       closers.push(await GuestChannel.listen(sockets.stdout, () => {}));
       closers.push(await GuestChannel.listen(sockets.stderr, () => {}));
       closers.push(await GuestChannel.listen(sockets.control, (b) => lines.push(b)));
