@@ -1,4 +1,4 @@
-import { A3sError } from "../errors.js";
+import { A3sError, isA3sError } from "../errors.js";
 import { ArchiveFile } from "../formats/archive/index.js";
 import { readTarMembers } from "../formats/tar/index.js";
 import { classifyLayerName } from "../oci/layers/layer-names.js";
@@ -78,7 +78,7 @@ export async function readChangeSet(path: string, label: string, workspaceLength
     const seen = new Map<string, "d" | "f" | "w">();
     let dataBytes = 0;
     for await (const m of readTarMembers(file, { maxEntries: MAX_CHANGE_SET_ENTRIES })) {
-      const name = classifyLayerName(m.name, label);
+      const name = changeSetName(m.name, label);
       if (name.kind === "aufs") throw bad(m.name, "AUFS metadata has no place in a change set");
       const parts = name.kind === "entry" ? [...name.parts] : name.kind === "whiteout" ? [...name.dir, name.name] : [...name.dir];
       if (parts[0] === JOURNAL_NAME || parts[0] === STAGING_NAME) throw bad(m.name, `${parts[0]} is the apply's own journal and cannot be changed`);
@@ -126,5 +126,19 @@ export async function readChangeSet(path: string, label: string, workspaceLength
     return { entries: [...dirs, ...entries.filter((e) => e.kind !== "directory")], whiteouts, opaque, dataBytes };
   } finally {
     await file.close();
+  }
+}
+
+/** A member's name by the layer rules (layer-names.ts), its refusal worded for a change set. */
+function changeSetName(name: string, label: string): ReturnType<typeof classifyLayerName> {
+  try {
+    return classifyLayerName(name, label);
+  } catch (e) {
+    if (!isA3sError(e, "EPATH")) throw e;
+    throw new A3sError("ECHANGES", e.message.replace(/ in a layer$/, ""), {
+      subject: label,
+      hint: "the change set is malformed or hostile: nothing was applied",
+      cause: e,
+    });
   }
 }
