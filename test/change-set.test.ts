@@ -1,4 +1,4 @@
-// Change sets (docs/guest-protocol.md §9, docs/security.md "Change sets"):
+// Change sets (docs/guest-protocol.md §8, docs/security.md "Change sets"):
 // what `apply` and an overlay-mode run do with a tar with whiteouts. Hostile
 // sets touch nothing outside the workspace (nor, being refused, inside it);
 // an apply killed before its commit point applies nothing, one killed after

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { GuestChannel } from "./guest-channels.js";
 
 /**
- * The host end of the changes port (docs/guest-protocol.md §9): what init
+ * The host end of the changes port (docs/guest-protocol.md §8, "The change set"): what init
  * writes there goes to a file in the run directory as it arrives. A write
  * the disk has not taken yet holds the channel, so QEMU throttles the
  * guest instead of this process buffering the set in memory.

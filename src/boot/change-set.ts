@@ -23,7 +23,7 @@ export type ChangeEntry =
   | { readonly kind: "symlink"; readonly parts: readonly string[]; readonly target: string };
 
 /**
- * A change set, read and checked whole (docs/guest-protocol.md §9): what it
+ * A change set, read and checked whole (docs/guest-protocol.md §8, "The change set"): what it
  * creates or replaces, what it deletes (whiteouts) and which directories
  * lose every entry it does not list (opaque directories).
  */

@@ -10,7 +10,7 @@ export type ControlEvent =
   | { kind: "agent-exit"; ms: number; status: number; output?: { stdout: number; stderr: number } }
   | { kind: "signal"; ms: number; signal: number; source: string }
   | { kind: "error"; status: number; message: string }
-  /** Overlay mode (§9): the change set init wrote on the changes port, before agent-exit. */
+  /** Overlay mode (docs/guest-protocol.md §8): the change set init wrote on the changes port, before agent-exit. */
   | { kind: "changes"; bytes: number; entries: number; skipped: number }
   | { kind: "changes-error"; message: string };
 

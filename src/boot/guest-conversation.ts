@@ -29,7 +29,7 @@ export class GuestConversation {
   jobSentAt: number | null = null;
   private readonly received = { stdout: 0, stderr: 0, changes: 0 };
   private expected: { stdout: number; stderr: number } | undefined;
-  /** Bytes of the change set init said it wrote (overlay mode, §9); 0 without one. */
+  /** Bytes of the change set init said it wrote (overlay mode, docs/guest-protocol.md §8); 0 without one. */
   private changesExpected = 0;
   private poweroffSent = false;
 

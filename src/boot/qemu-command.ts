@@ -54,7 +54,7 @@ export interface VmSpec {
  */
 export const GUEST_PORT_NAMES = { stdout: "a3s.stdout", stderr: "a3s.stderr", control: "a3s.control", changes: "a3s.changes" } as const;
 
-/** The virtio serial of the scratch disk, by which the guest finds it (job key scratch=, §9). */
+/** The virtio serial of the scratch disk, by which the guest finds it (job key scratch=, docs/guest-protocol.md §8). */
 export const SCRATCH_DISK_SERIAL = "a3s-scratch";
 
 /**
@@ -71,7 +71,7 @@ function channelArgs(id: string, name: string, path: string): string[] {
 /**
  * The guest's virtio-serial ports: stdout, stderr, the control channel and
  * the change set of a workspace in overlay mode (docs/guest-protocol.md §6,
- * §9). Every machine has all four, so a snapshot's machine can run a job in
+ * §8). Every machine has all four, so a snapshot's machine can run a job in
  * either workspace mode.
  */
 export const GUEST_CHANNELS = 4;

@@ -75,7 +75,7 @@ export interface GuestJob {
   entropy: Buffer;
   /** The host's wall clock when the job is sent, ms since the Unix epoch. */
   clockMs: number;
-  /** Overlay mode (§9): the share with this tag is mounted read-only under an overlay whose writes come back as a change set. */
+  /** Overlay mode (docs/guest-protocol.md §8): the share with this tag is mounted read-only under an overlay whose writes come back as a change set. */
   overlay?: string;
   /** The virtio serial of a scratch disk that holds the overlay's upper layer (else a tmpfs). */
   scratch?: string;
