@@ -32,6 +32,7 @@ struct writer {
 	char *err;
 	size_t errlen;
 	struct change_counts *counts;
+	dev_t dev;        /* the upper directory's file system: the walk stays on it */
 	size_t len;
 	char buf[65536];
 };
@@ -269,6 +270,9 @@ static int walk(struct writer *w, int dirfd, char *path, size_t plen)
 			m.type = '2';
 			m.link = target;
 			header(w, &m);
+		} else if (S_ISDIR(st.st_mode) && st.st_dev != w->dev) {
+			/* A mount a root agent left on the upper directory: not its changes. */
+			w->counts->skipped++;
 		} else if (S_ISDIR(st.st_mode)) {
 			int sub = openat(dirfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			char v[2];
@@ -304,6 +308,7 @@ int changes_write(const char *upper, int fd, struct change_counts *counts, char 
 	static struct writer w;
 	static char path[PATH_MAX + 32];
 	int dirfd = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct stat st;
 
 	memset(counts, 0, sizeof *counts);
 	w.fd = fd;
@@ -312,10 +317,11 @@ int changes_write(const char *upper, int fd, struct change_counts *counts, char 
 	w.errlen = errlen;
 	w.counts = counts;
 	w.len = 0;
-	if (dirfd < 0) {
+	if (dirfd < 0 || fstat(dirfd, &st) != 0) {
 		snprintf(err, errlen, "opening %s: %s", upper, strerror(errno));
 		return -1;
 	}
+	w.dev = st.st_dev;
 	path[0] = '\0';
 	if (walk(&w, dirfd, path, 0) != 0)
 		return -1;

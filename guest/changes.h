@@ -1,5 +1,5 @@
 /*
- * The change set of a workspace in overlay mode (docs/guest-protocol.md §9):
+ * The change set of a workspace in overlay mode (docs/guest-protocol.md §8, "The change set"):
  * the overlay's upper directory written as a tar stream with OCI-style
  * whiteouts, for the host to apply to its workspace (or keep for review).
  */
@@ -19,7 +19,8 @@ struct change_counts {
  * tar: directories, regular files and symlinks as they are; a whiteout
  * (a 0:0 character device) as an empty file ".wh.NAME"; an opaque
  * directory (xattr trusted.overlay.opaque=y) as its entry followed by an
- * empty file "DIR/.wh..wh..opq". Returns 0, or -1 with a message in err.
+ * empty file "DIR/.wh..wh..opq". The walk does not cross into another
+ * file system mounted below `upper`. Returns 0, or -1 with a message in err.
  */
 int changes_write(const char *upper, int fd, struct change_counts *counts, char *err, size_t errlen);
 

@@ -618,7 +618,7 @@ static int mount_share_on(const struct share *s, const char *path, int ro)
 	      strerror(e1), strerror(e2));
 }
 
-/* ---- the job: the workspace's overlay mode (docs/guest-protocol.md §9) -- */
+/* ---- the job: the workspace's overlay mode (docs/guest-protocol.md §8, "The change set") -- */
 
 #define OVERLAY_DIR "/run/a3s-overlay"
 #define OVERLAY_LOWER OVERLAY_DIR "/lower"
@@ -718,7 +718,7 @@ static void mount_overlay(const struct share *s)
  * Send the change set: the upper directory as a tar on the changes port,
  * then "a3s changes BYTES ENTRIES SKIPPED" (or "a3s changes-error MSG"),
  * before agent-exit. The host applies nothing unless it received exactly
- * BYTES bytes and the tar is whole (docs/guest-protocol.md §9).
+ * BYTES bytes and the tar is whole (docs/guest-protocol.md §8, "The change set").
  */
 static void send_changes(void)
 {
