@@ -56,7 +56,7 @@ describe("a snapshot's manifest and what a restore checks", () => {
     const bad = (m: unknown, message: RegExp): void =>
       assert.throws(() => parseManifest(typeof m === "string" ? m : JSON.stringify(m), "/s"), (e: unknown) => isA3sError(e, "ESNAPSHOT") && e.message.startsWith("/s/snapshot.json: ") && message.test(e.message));
     bad("{", /not JSON/);
-    bad({ ...manifest, format: 2 }, /format 2, this a3s-rootfs reads format 1/);
+    bad({ ...manifest, format: 1 }, /format 1, this a3s-rootfs reads format 2/);
     bad({ ...manifest, image: { ...manifest.image, sha256: "x" } }, /no valid image/);
     bad({ ...manifest, machine: { ...manifest.machine, memoryMiB: "256" } }, /no valid machine options/);
     bad({ ...manifest, machine: { ...manifest.machine, shares: [{ tag: "a/b", readOnly: true }] } }, /a share without a valid tag/);
