@@ -36,7 +36,13 @@ export class ChangeSetReceiver {
     this.bytes += chunk.length;
     this.onBytes(chunk.length);
     if (this.failure || this.out.write(chunk)) return undefined;
-    return new Promise((resolve) => this.out.once("drain", resolve).once("error", () => resolve()));
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.out.off("drain", done).off("error", done);
+        resolve();
+      };
+      this.out.on("drain", done).on("error", done);
+    });
   }
 
   /** Everything received is on disk (or the write's error is thrown). */
