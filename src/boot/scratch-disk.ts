@@ -10,7 +10,7 @@ export const MIN_SCRATCH_DISK_MIB = 64;
  * workspace overlay's upper layer (run --scratch-disk): the file takes only
  * the blocks the guest writes (QEMU's discard=unmap gives freed ones back),
  * and it goes with the run directory. Made by mke2fs with lazy inode-table
- * and journal initialisation, so making even a large one writes little.
+ * initialisation and no journal, so making even a large one writes little.
  */
 export async function createScratchDisk(work: string, sizeMiB: number, signal?: AbortSignal): Promise<string> {
   const mke2fs = requireTool("mke2fs", "e2fsprogs");
@@ -22,6 +22,8 @@ export async function createScratchDisk(work: string, sizeMiB: number, signal?: 
     await h.close();
   }
   // -m 0: no blocks kept for root; the disk is the agent's scratch space, not a system's root.
-  await runTool(mke2fs, ["-q", "-F", "-t", "ext4", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", "-L", "a3s-scratch", path], { signal });
+  // No journal: the disk dies with the run, so there is no crash to recover from
+  // (the second design; bench/results/workspace-io-modes*.md measure both).
+  await runTool(mke2fs, ["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-m", "0", "-E", "lazy_itable_init=1,nodiscard", "-L", "a3s-scratch", path], { signal });
   return path;
 }
