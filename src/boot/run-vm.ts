@@ -657,6 +657,9 @@ async function readOutcome(
     // An init from before guest protocol 2 cannot wait for its job.
     return { ...end, message: `${end.message} (the image's init is older than guest protocol 2: rebuild the image with this a3s-rootfs)` };
   }
+  if (end?.kind === "error" && /unknown key "(overlay|scratch|tmpfs)"/.test(end.message)) {
+    return { ...end, message: `${end.message} (the image's init predates workspace modes and --tmpfs: rebuild the image with this a3s-rootfs)` };
+  }
   if (end) return end;
   const corrupt = verityFailure(consoleText);
   if (corrupt) {
