@@ -83,7 +83,7 @@ const CONTROL_PORT = 2;
 export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot> {
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
-  const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
+  const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock"), changes: join(work, "chg.sock") };
   let started = 0;
   let startedWall = 0;
   let pid = 0;
@@ -111,6 +111,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       seeProbe(stdoutText);
     }),
     await listenChannel(sockets.stderr, () => {}),
+    await listenChannel(sockets.changes, () => {}),
     await listenChannel(sockets.control, (b) => control.push(b)),
   ];
   try {

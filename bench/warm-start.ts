@@ -128,10 +128,11 @@ async function designSample(
   const state = join(dir, "state");
   const caps = [{ capability: "events", state: true }, ...(design === "x-ignore-shared" ? [{ capability: "x-ignore-shared", state: true }] : []), ...(design === "mapped-ram" ? [{ capability: "mapped-ram", state: true }] : [])];
   const start = async (tag: string, incoming: boolean, onLine: (l: string) => void): Promise<{ pid: number; qmp: QmpClient; exited: Promise<unknown>; channels: GuestChannel[] }> => {
-    const sockets = { stdout: join(dir, `${tag}.out`), stderr: join(dir, `${tag}.err`), control: join(dir, `${tag}.ctl`) };
+    const sockets = { stdout: join(dir, `${tag}.out`), stderr: join(dir, `${tag}.err`), control: join(dir, `${tag}.ctl`), changes: join(dir, `${tag}.chg`) };
     const channels = [
       await GuestChannel.listen(sockets.stdout, () => {}),
       await GuestChannel.listen(sockets.stderr, () => {}),
+      await GuestChannel.listen(sockets.changes, () => {}),
       await GuestChannel.listen(sockets.control, (b) => b.toString().split("\n").forEach(onLine)),
     ];
     const qmp = await QmpClient.listen(join(dir, `${tag}.qmp`));

@@ -34,7 +34,14 @@ const say = (m: string): void => void process.stderr.write(`workspace-io: ${m}\n
 /** One way of giving the agent a directory to work in. */
 interface Setting {
   readonly name: string;
-  readonly where: "tmpfs" | "9p" | "virtiofs";
+  /**
+   * tmpfs: the guest's /tmp; 9p, virtiofs: /workspace, live; overlay:
+   * /workspace in overlay mode (virtio-fs lower, default settings); volume:
+   * a --tmpfs volume inside the live workspace.
+   */
+  readonly where: "tmpfs" | "9p" | "virtiofs" | "overlay" | "volume";
+  /** overlay: the upper layer on a scratch disk of this many MiB instead of a tmpfs. */
+  readonly scratchMiB?: number;
   /** 9p: mount options the agent remounts /workspace with (init's own when absent). */
   readonly ninep?: string;
   readonly virtiofs?: VirtiofsSettings;
@@ -81,6 +88,9 @@ const SETTINGS: Setting[] = [
     virtiofs: v,
     ...(isChosen(v) ? { chosen: true } : {}),
   })),
+  { name: "overlay mode, upper on guest tmpfs (virtio-fs lower)", where: "overlay" },
+  { name: "overlay mode, upper on a 2 GiB scratch disk (ext4)", where: "overlay", scratchMiB: 2048 },
+  { name: "--tmpfs volume /workspace/vol (in a live virtio-fs workspace)", where: "volume" },
 ];
 
 /** fsbench's report (bench/workspace-io/fsbench.c). */
@@ -101,7 +111,11 @@ type Phase = (typeof PHASES)[number];
 interface Sample extends Timings {
   readonly round: number;
   readonly load: number;
+  /** The whole run, host clock: boot, workloads, and in overlay mode the change set's return and apply. */
   readonly bootMs: number;
+  /** Overlay mode: the change set's size, and ms from the agent's exit report to runRootfs's return (its transfer and apply, and the power-off). */
+  readonly changeBytes?: number;
+  readonly changeEntries?: number;
 }
 
 function buildFsbench(dir: string): string {
@@ -114,12 +128,15 @@ function buildFsbench(dir: string): string {
 async function bootOnce(image: string, s: Setting, args: readonly string[], kernel: string | undefined, parent: string): Promise<RunResult> {
   const workspace = s.where === "tmpfs" ? undefined : mkdtempSync(join(parent, "a3s-bench-ws-"));
   try {
-    const target = s.where === "tmpfs" ? "/tmp" : "/workspace";
+    const target = s.where === "tmpfs" ? "/tmp" : s.where === "volume" ? "/workspace/vol" : "/workspace";
     return await runRootfs({
       image,
       ...(kernel ? { kernel } : {}),
       ...(workspace ? { workspace } : {}),
-      transport: s.where === "virtiofs" ? "virtiofs" : "9p",
+      ...(s.where === "overlay" ? { workspaceMode: "overlay" as const } : {}),
+      ...(s.scratchMiB ? { scratchDiskMiB: s.scratchMiB } : {}),
+      ...(s.where === "volume" ? { tmpfs: ["/workspace/vol"] } : {}),
+      transport: s.where === "9p" ? "9p" : "virtiofs",
       ...(s.virtiofs ? { virtiofs: s.virtiofs } : {}),
       memoryMiB: 1024,
       timeoutS: 900,
@@ -150,7 +167,7 @@ async function main(): Promise<void> {
     },
   });
   const rounds = Number(values.rounds);
-  const settings = SETTINGS.filter((s) => !values.only || s.today || s.where === "tmpfs" || values.only.some((o) => s.name.includes(o)));
+  const settings = SETTINGS.filter((s) => !values.only || s.today || s.chosen || s.where === "tmpfs" || values.only.some((o) => s.name.includes(o)));
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-wsio-"));
   try {
     const virtiofsd = await resolveVirtiofsd({ cache: cacheRoot(), provision: true, progress: say });
@@ -187,7 +204,9 @@ async function main(): Promise<void> {
         const bootMs = performance.now() - t;
         if (r.exitCode !== 0) throw new Error(`${s.name}: fsbench exited ${r.exitCode}: ${r.stderr || r.setupError}`);
         const report = JSON.parse(r.stdout.trim().split("\n").pop() as string) as Timings;
-        samples.get(s.name)?.push({ ...report, round, load, bootMs });
+        if (r.changes && r.changes.outcome !== "applied") throw new Error(`${s.name}: the change set was not applied: ${r.changes.error}`);
+        const change = r.changes ? { changeBytes: r.changes.bytes ?? 0, changeEntries: r.changes.entries ?? 0 } : {};
+        samples.get(s.name)?.push({ ...report, round, load, bootMs, ...change });
         kernelOrigin = r.kernel;
         accel = r.accel;
         say(`round ${round}/${rounds} ${s.name}: ${PHASES.map((p) => `${p.replace("_ms", "")} ${fmtMs(report[p])}`).join(", ")} (load ${load.toFixed(2)})`);
@@ -246,6 +265,31 @@ async function main(): Promise<void> {
       // A phase that was not run is -1 in both rows: no ratio.
       const vsToday = cols.map((c) => (med(s.name, c) < 0 ? "—" : fmtX(med(today.name, c) / med(s.name, c))));
       lines.push(`| ${label(s)} | ${fmtX(med(s.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} | ${vsToday.join(" | ")} |`);
+    }
+    const chosen = settings.find((s) => s.chosen);
+    const modes = settings.filter((s) => s.where === "overlay" || s.where === "volume");
+    if (modes.length) {
+      const pct = (name: string, p: Phase): string => (med(name, p) <= 0 ? "—" : `${Math.round((100 * med(tmpfs.name, p)) / med(name, p))} %`);
+      lines.push(
+        "",
+        "Workspace modes against the guest's tmpfs (times slower; targets: overlay within 2× on (a)–(c)) and sequential throughput as a share of tmpfs's (target: ≥ 50 %), " +
+          `and against today's default${chosen ? " and the live virtio-fs default" : ""} (times faster). "whole run" is the host's wall time for the boot, including, in overlay mode, the change set's return and apply.`,
+        "",
+        `| where | (a) vs tmpfs | (b) vs tmpfs | (c) vs tmpfs | (a)–(c) vs tmpfs | seq write, % of tmpfs | seq read, % of tmpfs | (a)–(c) vs today |${chosen ? " (a)–(c) vs live virtio-fs |" : ""} change set | whole run |`,
+        `|---|---|---|---|---|---|---|---|${chosen ? "---|" : ""}---|---|`,
+      );
+      for (const s of modes) {
+        const first = samples.get(s.name)?.[0];
+        const change = first?.changeBytes !== undefined ? `${first.changeEntries} entries, ${(first.changeBytes / 1048576).toFixed(1)} MiB` : "—";
+        const whole = median((samples.get(s.name) ?? []).map((x) => x.bootMs));
+        lines.push(
+          `| ${s.name} | ${fmtX(med(s.name, "create_ms") / med(tmpfs.name, "create_ms"))} | ${fmtX(med(s.name, "stat_ms") / med(tmpfs.name, "stat_ms"))} | ` +
+            `${fmtX(med(s.name, "read_ms") / med(tmpfs.name, "read_ms"))} | ${fmtX(med(s.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} | ${pct(s.name, "seq_write_ms")} | ${pct(s.name, "seq_read_ms")} | ` +
+            `${fmtX(med(today.name, "abc_ms") / med(s.name, "abc_ms"))} |${chosen ? ` ${fmtX(med(chosen.name, "abc_ms") / med(s.name, "abc_ms"))} |` : ""} ${change} | ${fmtMs(whole)} |`,
+        );
+      }
+      const tmpWhole = median((samples.get(tmpfs.name) ?? []).map((x) => x.bootMs));
+      lines.push("", `(The guest tmpfs row's whole run: ${fmtMs(tmpWhole)}.)`);
     }
     lines.push("", "What the guest had mounted for each row (fsbench reads /proc/self/mounts):", "");
     for (const s of settings) {

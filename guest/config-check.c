@@ -59,8 +59,9 @@ static int print_config(const struct config *c)
 
 		if (!(c->seen & KEY_BIT(k)))
 			continue;
-		if (k == K_ARG || k == K_ENV || k == K_MODULE) {
-			const struct strvec *v = k == K_ARG ? &c->args : k == K_ENV ? &c->env : &c->modules;
+		if (k == K_ARG || k == K_ENV || k == K_MODULE || k == K_TMPFS) {
+			const struct strvec *v = k == K_ARG ? &c->args : k == K_ENV ? &c->env :
+						 k == K_TMPFS ? &c->tmpfs : &c->modules;
 			for (size_t i = 0; i < v->n; i++)
 				print_value(name, v->v[i]);
 		} else if (k == K_SHARE) {

@@ -17,7 +17,8 @@
 const char *const config_key_names[K_COUNT] = {
 	"agent", "arg", "env", "cwd", "user", "groups", "hostname", "share",
 	"module", "root", "rootfstype", "rootflags", "rootverity", "stdin", "stdout",
-	"stderr", "control", "debug", "job", "shares", "entropy", "clock",
+	"stderr", "control", "debug", "job", "shares", "entropy", "clock", "overlay",
+	"scratch", "tmpfs",
 };
 
 static const char *const defaults[K_COUNT] = {
@@ -37,7 +38,8 @@ static const char *const defaults[K_COUNT] = {
 };
 
 /* Keys that may appear more than once in a file. */
-#define REPEATABLE (KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | KEY_BIT(K_SHARE) | KEY_BIT(K_MODULE))
+#define REPEATABLE (KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | KEY_BIT(K_SHARE) | KEY_BIT(K_MODULE) | \
+	KEY_BIT(K_TMPFS))
 /* Keys accepted as a3s.KEY=VALUE on the kernel command line. */
 #define ON_CMDLINE (KEY_BIT(K_AGENT) | KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | \
 	KEY_BIT(K_CWD) | KEY_BIT(K_USER) | KEY_BIT(K_GROUPS) | KEY_BIT(K_HOSTNAME) | \
@@ -52,11 +54,14 @@ static const char *const defaults[K_COUNT] = {
 #define IN_JOB (KEY_BIT(K_AGENT) | KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | \
 	KEY_BIT(K_CWD) | KEY_BIT(K_USER) | KEY_BIT(K_GROUPS) | KEY_BIT(K_HOSTNAME) | \
 	KEY_BIT(K_SHARE) | KEY_BIT(K_DEBUG) | KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | \
-	KEY_BIT(K_CLOCK))
+	KEY_BIT(K_CLOCK) | KEY_BIT(K_OVERLAY) | KEY_BIT(K_SCRATCH) | KEY_BIT(K_TMPFS))
 /* shares, entropy and clock belong to one run: baked into an image or
  * written on the kernel command line (which every process can read in
- * /proc/cmdline), every machine restored from a snapshot would share them. */
-#define JOB_ONLY (KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | KEY_BIT(K_CLOCK))
+ * /proc/cmdline), every machine restored from a snapshot would share them.
+ * So do the workspace's mode (overlay, scratch) and the tmpfs volumes: the
+ * host that asks for them is the one that must take the change set back. */
+#define JOB_ONLY (KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | KEY_BIT(K_CLOCK) | \
+	KEY_BIT(K_OVERLAY) | KEY_BIT(K_SCRATCH) | KEY_BIT(K_TMPFS))
 #define IN_FILE (((1u << K_COUNT) - 1) & ~JOB_ONLY)
 
 /* Bytes of entropy a job may carry (hex: twice as many digits). */
@@ -278,6 +283,32 @@ static const char *set_key(struct config *c, enum key k, char *val)
 				return "shares must be TAG,TAG,... (no ':', no empty tag) or empty";
 		c->str[k] = val;
 		break;
+	case K_OVERLAY:
+		/* TAG: the share mounted read-only under an overlay (§8) */
+		if (!val[0] || strpbrk(val, ":,/"))
+			return "overlay must be a share's TAG (no ':', ',' or '/')";
+		c->str[k] = val;
+		break;
+	case K_SCRATCH:
+		/* SERIAL: the virtio disk that holds the overlay's upper layer */
+		if (!val[0] || strlen(val) > 20 ||
+		    strspn(val, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(val))
+			return "scratch must be a disk serial: 1 to 20 of A-Z a-z 0-9 . _ -";
+		c->str[k] = val;
+		break;
+	case K_TMPFS: {
+		/* PATH[:SIZE], SIZE digits with an optional k, m, g or % (tmpfs's size=) */
+		char *colon = strchr(val, ':');
+		if (val[0] != '/')
+			return "tmpfs must be PATH[:SIZE] with an absolute PATH";
+		if (colon) {
+			size_t d = strspn(colon + 1, "0123456789");
+			if (d == 0 || (colon[1 + d] && (strchr("kKmMgG%", colon[1 + d]) == NULL || colon[2 + d])))
+				return "tmpfs SIZE must be a number with an optional k, m, g or %";
+		}
+		strvec_push(&c->tmpfs, val);
+		break;
+	}
 	case K_ENTROPY: {
 		size_t n = strlen(val);
 		if (n % 2 || n < 2 * ENTROPY_MIN || n > 2 * ENTROPY_MAX ||
@@ -549,6 +580,8 @@ void config_overlay(struct config *base, const struct config *top)
 		strvec_push(&base->env, top->env.v[i]);
 	for (size_t i = 0; i < top->modules.n; i++)
 		strvec_push(&base->modules, top->modules.v[i]);
+	for (size_t i = 0; i < top->tmpfs.n; i++)
+		strvec_push(&base->tmpfs, top->tmpfs.v[i]);
 	base->seen |= top->seen;
 }
 

@@ -30,12 +30,14 @@
 enum key {
 	K_AGENT, K_ARG, K_ENV, K_CWD, K_USER, K_GROUPS, K_HOSTNAME, K_SHARE,
 	K_MODULE, K_ROOT, K_ROOTFSTYPE, K_ROOTFLAGS, K_ROOTVERITY, K_STDIN, K_STDOUT,
-	K_STDERR, K_CONTROL, K_DEBUG, K_JOB, K_SHARES, K_ENTROPY, K_CLOCK, K_COUNT
+	K_STDERR, K_CONTROL, K_DEBUG, K_JOB, K_SHARES, K_ENTROPY, K_CLOCK, K_OVERLAY,
+	K_SCRATCH, K_TMPFS, K_COUNT
 };
 #define KEY_BIT(k) (1u << (k))
 
 /* Keys added by version 2: a file that uses one must say version 2. */
-#define KEYS_V2 (KEY_BIT(K_JOB) | KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | KEY_BIT(K_CLOCK))
+#define KEYS_V2 (KEY_BIT(K_JOB) | KEY_BIT(K_SHARES) | KEY_BIT(K_ENTROPY) | KEY_BIT(K_CLOCK) | \
+	KEY_BIT(K_OVERLAY) | KEY_BIT(K_SCRATCH) | KEY_BIT(K_TMPFS))
 
 /* Where a text comes from, and so which keys it may set (config.c). */
 enum config_source {
@@ -70,6 +72,7 @@ struct config {
 	unsigned seen;      /* KEY_BIT(key) for every key given */
 	char *str[K_COUNT]; /* single-valued keys, NULL = not given */
 	struct strvec args, env, modules;
+	struct strvec tmpfs; /* tmpfs=PATH[:SIZE] values, checked */
 	struct share *shares;
 	size_t nshares;
 	uid_t uid;

@@ -33,7 +33,8 @@ export {
 } from "./outputs/output.js";
 
 // Booting
-export { runRootfs, type BootTimeline, type RunOptions, type RunResult } from "./boot/run-vm.js";
+export { runRootfs, type BootTimeline, type ChangeSetOutcome, type RunOptions, type RunResult, type WorkspaceMode } from "./boot/run-vm.js";
+export { applyChangeSet, type AppliedChangeSet } from "./boot/change-set-apply.js";
 export { makeSnapshot, type SnapshotOptions, type SnapshotResult } from "./boot/make-snapshot.js";
 export type { SnapshotManifest } from "./boot/snapshot-manifest.js";
 export { debianKernel } from "./boot/debian-kernel.js";

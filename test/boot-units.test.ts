@@ -57,7 +57,7 @@ describe("QEMU command line", () => {
       { tag: "workspace", hostPath: "/home/me/my,project", readOnly: false },
       { tag: "skills", hostPath: "/skills", readOnly: true },
     ],
-    sockets: { stdout: "/w/out.sock", stderr: "/w/err.sock", control: "/w/ctl.sock" },
+    sockets: { stdout: "/w/out.sock", stderr: "/w/err.sock", control: "/w/ctl.sock", changes: "/w/chg.sock" },
     consoleLog: "/w/console.log",
   };
 
@@ -66,7 +66,7 @@ describe("QEMU command line", () => {
     assert.match(a, /^-M microvm,pit=off,pic=off -accel tcg -smp 2 -m 256M -nodefaults/);
     assert.match(
       a,
-      /-device virtio-serial-device,max_ports=4 -chardev socket,id=out,path=\/w\/out\.sock -device virtserialport,chardev=out,name=a3s\.stdout -chardev socket,id=err,path=\/w\/err\.sock -device virtserialport,chardev=err,name=a3s\.stderr -chardev socket,id=ctl,path=\/w\/ctl\.sock -device virtserialport,chardev=ctl,name=a3s\.control /,
+      /-device virtio-serial-device,max_ports=5 -chardev socket,id=out,path=\/w\/out\.sock -device virtserialport,chardev=out,name=a3s\.stdout -chardev socket,id=err,path=\/w\/err\.sock -device virtserialport,chardev=err,name=a3s\.stderr -chardev socket,id=ctl,path=\/w\/ctl\.sock -device virtserialport,chardev=ctl,name=a3s\.control -chardev socket,id=chg,path=\/w\/chg\.sock -device virtserialport,chardev=chg,name=a3s\.changes /,
     );
     assert.doesNotMatch(a, /virtconsole/);
     assert.match(a, /-fsdev local,id=fs0,path=\/home\/me\/my,,project,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=workspace/);

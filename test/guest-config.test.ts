@@ -297,6 +297,35 @@ describe("the job writer (guest protocol 2) against the real guest parser", { sk
     assert.deepEqual(valuesOf(echo, "clock"), ["1712345678.901"]);
   });
 
+  it("renders the workspace keys (overlay, scratch, tmpfs) so that the parser reads them back, and refuses bad ones on both sides", async () => {
+    const text = renderGuestJob({
+      providedShares: ["workspace"],
+      entropy: Buffer.alloc(16, 2),
+      clockMs: 0,
+      overlay: "workspace",
+      scratch: "a3s-scratch",
+      tmpfs: ["/workspace/node_modules:2g", "/tmp/big"],
+    });
+    const r = await check("workspace-job.txt", text.slice(0, -"end\n".length), "--job");
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.toString(), text.slice(0, -"end\n".length), "the parser echoes the job unchanged");
+    assert.deepEqual(valuesOf(parseEcho(r.stdout, 2), "tmpfs"), ["/workspace/node_modules:2g", "/tmp/big"]);
+    for (const [name, line, message] of [
+      ["ovl.txt", "overlay=a:b", /overlay must be a share's TAG/],
+      ["scr.txt", "scratch=has space", /scratch must be a disk serial/],
+      ["tmp.txt", "tmpfs=/x:12q", /tmpfs SIZE must be a number/],
+      ["rel.txt", "tmpfs=x", /tmpfs must be PATH\[:SIZE\] with an absolute PATH/],
+    ] as const) {
+      const bad = await check(name, `a3s-guest-config 2\n${line}\n`, "--job");
+      assert.equal(bad.status, 125, name);
+      assert.match(bad.stderr, message, name);
+    }
+    const inFile = await check("tmpfs.conf", "a3s-guest-config 2\ntmpfs=/x\n");
+    assert.match(inFile.stderr, /key "tmpfs" cannot be set in a config file/);
+    rejects(() => renderGuestJob({ providedShares: [], entropy: Buffer.alloc(16), clockMs: 0, tmpfs: ["/a/../b"] }), "ECONFIG", /without "\.\."/);
+    rejects(() => renderGuestJob({ providedShares: [], entropy: Buffer.alloc(16), clockMs: 0, tmpfs: ["/a:1t"] }), "ECONFIG", /SIZE must be a number/);
+  });
+
   it("writes an empty shares= when the host provides none, so a restored machine mounts none of its template's", async () => {
     const text = renderGuestJob({ providedShares: [], entropy: Buffer.alloc(16, 1), clockMs: 0 });
     assert.match(text, /^shares=$/m);

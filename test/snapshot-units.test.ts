@@ -19,7 +19,7 @@ const SHA_A = "a".repeat(64);
 const SHA_B = "b".repeat(64);
 
 const manifest: SnapshotManifest = {
-  format: 1,
+  format: 2,
   createdAt: "2026-01-01T00:00:00.000Z",
   image: { path: "/images/agent.cpio", kind: "cpio", sha256: SHA_A, bytes: 1000 },
   kernel: { origin: "a3s-microvm:6.12", path: "/k/vmlinux", sha256: SHA_A, bytes: 20 },
@@ -56,7 +56,7 @@ describe("a snapshot's manifest and what a restore checks", () => {
     const bad = (m: unknown, message: RegExp): void =>
       assert.throws(() => parseManifest(typeof m === "string" ? m : JSON.stringify(m), "/s"), (e: unknown) => isA3sError(e, "ESNAPSHOT") && e.message.startsWith("/s/snapshot.json: ") && message.test(e.message));
     bad("{", /not JSON/);
-    bad({ ...manifest, format: 2 }, /format 2, this a3s-rootfs reads format 1/);
+    bad({ ...manifest, format: 1 }, /format 1, this a3s-rootfs reads format 2/);
     bad({ ...manifest, image: { ...manifest.image, sha256: "x" } }, /no valid image/);
     bad({ ...manifest, machine: { ...manifest.machine, memoryMiB: "256" } }, /no valid machine options/);
     bad({ ...manifest, machine: { ...manifest.machine, shares: [{ tag: "a/b", readOnly: true }] } }, /a share without a valid tag/);
@@ -82,7 +82,7 @@ describe("QEMU's arguments for a template and a restore", () => {
     memoryMiB: 256,
     transport: "9p",
     shares: [],
-    sockets: { stdout: "/w/out.sock", stderr: "/w/err.sock", control: "/w/ctl.sock" },
+    sockets: { stdout: "/w/out.sock", stderr: "/w/err.sock", control: "/w/ctl.sock", changes: "/w/chg.sock" },
     consoleLog: "/w/console.log",
     qmpSocket: "/w/qmp.sock",
   };

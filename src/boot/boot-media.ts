@@ -18,7 +18,8 @@ export const GUEST_MODULE_DIR = "/lib/modules/a3s";
 
 /** Modules for each guest feature (dependencies come from the bundle). */
 const FEATURE_MODULES = {
-  base: ["virtio_mmio", "virtio_console"],
+  // overlay in every boot: a snapshot's machine may run a job in overlay mode.
+  base: ["virtio_mmio", "virtio_console", "overlay"],
   "9p": ["9pnet_virtio", "9p"],
   virtiofs: ["virtiofs"],
   disk: ["virtio_blk"],
@@ -52,10 +53,15 @@ export async function prepareBootMedia(opts: {
   transport: ShareTransport;
   /** A disk root opened through dm-verity: its modules go in too. */
   verity?: boolean;
+  /** A scratch disk (ext4, virtio-blk) for the workspace overlay: its modules go in too. */
+  scratchDisk?: boolean;
   workDir: string;
 }): Promise<BootMedia> {
   const initrd = join(opts.workDir, "initrd.img");
-  const shareModules = opts.transport === "virtiofs" ? FEATURE_MODULES.virtiofs : FEATURE_MODULES["9p"];
+  const shareModules = [
+    ...(opts.transport === "virtiofs" ? FEATURE_MODULES.virtiofs : FEATURE_MODULES["9p"]),
+    ...(opts.scratchDisk ? [...FEATURE_MODULES.disk, ...FEATURE_MODULES.ext4] : []),
+  ];
   if (opts.kind === "cpio" || opts.kind === "dir") {
     const modules = modulesFor(opts.kernel, [...FEATURE_MODULES.base, ...shareModules]);
     const out = createWriteStream(initrd);

@@ -9,7 +9,10 @@ export type ControlEvent =
   /** output: the bytes of stdout and stderr init carried to the channels (protocol 2). */
   | { kind: "agent-exit"; ms: number; status: number; output?: { stdout: number; stderr: number } }
   | { kind: "signal"; ms: number; signal: number; source: string }
-  | { kind: "error"; status: number; message: string };
+  | { kind: "error"; status: number; message: string }
+  /** Overlay mode (docs/guest-protocol.md §8): the change set init wrote on the changes port, before agent-exit. */
+  | { kind: "changes"; bytes: number; entries: number; skipped: number }
+  | { kind: "changes-error"; message: string };
 
 export const MAX_CONTROL_LINE = 4096;
 
@@ -40,6 +43,12 @@ export function parseControlLine(line: string): ControlEvent | undefined {
       const signal = num(fields[1]);
       return ms === undefined || signal === undefined ? undefined : { kind: event, ms, signal, source: fields[2] ?? "" };
     }
+    case "changes": {
+      const [bytes, entries, skipped] = [count(fields[0]), count(fields[1]), count(fields[2])];
+      return bytes === undefined || entries === undefined || skipped === undefined ? undefined : { kind: event, bytes, entries, skipped };
+    }
+    case "changes-error":
+      return { kind: event, message: fields.join(" ") };
     case "error": {
       const status = num(fields[0]);
       return status === undefined ? undefined : { kind: event, status, message: fields.slice(1).join(" ") };

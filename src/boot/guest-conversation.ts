@@ -19,15 +19,18 @@ export type JobRequest = Omit<GuestJob, "entropy" | "clockMs">;
  *   that the guest's clock is current and no two machines share random
  *   state;
  * - `poweroff`, once every byte of the agent's output that `agent-exit`
- *   counts has arrived: until then the guest keeps the VM up, because a
+ *   counts has arrived, and every byte of the change set that `changes`
+ *   counts (overlay mode): until then the guest keeps the VM up, because a
  *   virtio-serial port holds what the host has not read yet, and a VM
  *   that powered off would lose it.
  */
 export class GuestConversation {
   /** performance.now() when the job was written, or null. */
   jobSentAt: number | null = null;
-  private readonly received = { stdout: 0, stderr: 0 };
+  private readonly received = { stdout: 0, stderr: 0, changes: 0 };
   private expected: { stdout: number; stderr: number } | undefined;
+  /** Bytes of the change set init said it wrote (overlay mode, docs/guest-protocol.md §8); 0 without one. */
+  private changesExpected = 0;
   private poweroffSent = false;
 
   constructor(
@@ -46,14 +49,16 @@ export class GuestConversation {
   /** A control line from the guest. */
   event(ev: ControlEvent): void {
     if (ev.kind === "ready") this.sendJob();
+    // Sent before agent-exit: the power-off waits for the change set too.
+    if (ev.kind === "changes") this.changesExpected = ev.bytes;
     if (ev.kind === "agent-exit" && ev.output) {
       this.expected = ev.output;
       this.maybePowerOff();
     }
   }
 
-  /** Bytes of the agent's output read from its channel. */
-  output(which: "stdout" | "stderr", bytes: number): void {
+  /** Bytes of the agent's output, or of the change set, read from its channel. */
+  output(which: "stdout" | "stderr" | "changes", bytes: number): void {
     this.received[which] += bytes;
     this.maybePowerOff();
   }
@@ -61,6 +66,7 @@ export class GuestConversation {
   private maybePowerOff(): void {
     const e = this.expected;
     if (!e || this.poweroffSent || this.received.stdout < e.stdout || this.received.stderr < e.stderr) return;
+    if (this.received.changes < this.changesExpected) return;
     this.poweroffSent = true;
     this.control.write("poweroff\n");
   }

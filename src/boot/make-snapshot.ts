@@ -166,8 +166,8 @@ async function imageForSnapshot(image: string, kind: Exclude<BootImageKind, "dir
   return copy;
 }
 
-function guestSockets(work: string): { stdout: string; stderr: string; control: string } {
-  return { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
+function guestSockets(work: string): { stdout: string; stderr: string; control: string; changes: string } {
+  return { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock"), changes: join(work, "chg.sock") };
 }
 
 /**
@@ -194,6 +194,8 @@ async function bootAndSave(o: {
     onEvent(ev);
   });
   const sockets = guestSockets(o.work);
+  // The template's machine has the change-set port too: a restore's overlay run sends its changes there.
+  o.started.closers.push(await GuestChannel.listen(sockets.changes, () => {}));
   o.started.closers.push(await GuestChannel.listen(sockets.stdout, () => {}));
   o.started.closers.push(await GuestChannel.listen(sockets.stderr, () => {}));
   o.started.closers.push(await GuestChannel.listen(sockets.control, (b) => lines.push(b)));

@@ -22,7 +22,13 @@ export interface VmSpec {
   readonly transport: ShareTransport;
   readonly shares: readonly VmShare[];
   /** Unix sockets this process listens on; QEMU connects to each as a client. */
-  readonly sockets: { readonly stdout: string; readonly stderr: string; readonly control: string };
+  readonly sockets: { readonly stdout: string; readonly stderr: string; readonly control: string; readonly changes: string };
+  /**
+   * A writable disk for the workspace overlay's upper layer (run
+   * --scratch-disk): a raw ext4 image, found by the guest through its
+   * virtio serial SCRATCH_DISK_SERIAL, not by its device name.
+   */
+  readonly scratchDisk?: string;
   readonly consoleLog: string;
   /**
    * Guest RAM in a file instead of anonymous memory (or a memfd for
@@ -46,7 +52,10 @@ export interface VmSpec {
  * The names of the guest's channels: init finds each virtio-serial port by
  * its name, as /dev/virtio-ports/NAME (docs/guest-protocol.md §6).
  */
-export const GUEST_PORT_NAMES = { stdout: "a3s.stdout", stderr: "a3s.stderr", control: "a3s.control" } as const;
+export const GUEST_PORT_NAMES = { stdout: "a3s.stdout", stderr: "a3s.stderr", control: "a3s.control", changes: "a3s.changes" } as const;
+
+/** The virtio serial of the scratch disk, by which the guest finds it (job key scratch=, docs/guest-protocol.md §8). */
+export const SCRATCH_DISK_SERIAL = "a3s-scratch";
 
 /**
  * One channel: a virtio-serial port named `name` whose host end connects
@@ -59,15 +68,20 @@ function channelArgs(id: string, name: string, path: string): string[] {
   return ["-chardev", `socket,id=${id},path=${qemuOptionValue(path)}`, "-device", `virtserialport,chardev=${id},name=${name}`];
 }
 
-/** The guest's virtio consoles: stdout, stderr and the control channel (docs/guest-protocol.md §6). */
-export const GUEST_CHANNELS = 3;
+/**
+ * The guest's virtio-serial ports: stdout, stderr, the control channel and
+ * the change set of a workspace in overlay mode (docs/guest-protocol.md §6,
+ * §8). Every machine has all four, so a snapshot's machine can run a job in
+ * either workspace mode.
+ */
+export const GUEST_CHANNELS = 4;
 
 /**
  * QEMU's argv for one guest on the `microvm` machine: no firmware tables
  * beyond what the kernel needs, virtio-mmio devices only (microvm has no
- * PCI), the kernel console on the serial port, three named virtio-serial
- * ports for the agent's stdout, stderr and the control channel
- * (docs/guest-protocol.md §6).
+ * PCI), the kernel console on the serial port, four named virtio-serial
+ * ports for the agent's stdout, stderr, the control channel and the change
+ * set (docs/guest-protocol.md §6).
  */
 export function qemuArgs(spec: VmSpec): string[] {
   const q = qemuOptionValue;
@@ -85,8 +99,8 @@ export function qemuArgs(spec: VmSpec): string[] {
     // boots (a kernel with virtio-rng built in), so getrandom() never waits
     // for entropy the guest gathers itself, slowly under TCG.
     "-device", "virtio-rng-device",
-    // max_ports: port 0 is kept for a console, and the three named ports
-    // below take 1 to 3. The default, 31, makes the guest driver set up 64
+    // max_ports: port 0 is kept for a console, and the four named ports
+    // below take 1 to 4. The default, 31, makes the guest driver set up 64
     // virtqueues (an in and an out queue per possible port, plus control),
     // each with its own ring and MMIO set-up: measured under TCG, 3 ports
     // start the agent about 60 ms sooner (median of 12).
@@ -94,6 +108,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     ...channelArgs("out", GUEST_PORT_NAMES.stdout, spec.sockets.stdout),
     ...channelArgs("err", GUEST_PORT_NAMES.stderr, spec.sockets.stderr),
     ...channelArgs("ctl", GUEST_PORT_NAMES.control, spec.sockets.control),
+    ...channelArgs("chg", GUEST_PORT_NAMES.changes, spec.sockets.changes),
   ];
   if (spec.memoryFile) {
     const f = spec.memoryFile;
@@ -108,6 +123,13 @@ export function qemuArgs(spec: VmSpec): string[] {
   if (start === "incoming") args.push("-incoming", "defer");
   if (spec.disk) {
     args.push("-drive", `id=root,file=${q(spec.disk)},format=raw,if=none,readonly=on`, "-device", "virtio-blk-device,drive=root");
+  }
+  if (spec.scratchDisk) {
+    // discard=unmap: blocks the guest frees are punched out of the sparse file again.
+    args.push(
+      "-drive", `id=scratch,file=${q(spec.scratchDisk)},format=raw,if=none,discard=unmap,cache=unsafe`,
+      "-device", `virtio-blk-device,drive=scratch,serial=${SCRATCH_DISK_SERIAL}`,
+    );
   }
   spec.shares.forEach((s, i) => {
     if (spec.transport === "virtiofs") {

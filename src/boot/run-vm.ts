@@ -28,6 +28,12 @@ import { resolveKernel } from "./resolve-kernel.js";
 import { qemuArgs, type VmSpec } from "./qemu-command.js";
 import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
 import { startShares } from "./shares.js";
+import { applyChangeSet, finishInterruptedApply } from "./change-set-apply.js";
+import { ChangeSetReceiver } from "./change-set-receiver.js";
+import { saveChangeSet } from "./change-set-save.js";
+import { createScratchDisk, MIN_SCRATCH_DISK_MIB } from "./scratch-disk.js";
+import { SCRATCH_DISK_SERIAL } from "./qemu-command.js";
+import { checkTmpfsVolume } from "../layout/guest-config.js";
 import type { VirtiofsSettings } from "./virtiofsd.js";
 
 export { kernelCommandLine } from "./kernel-cmdline.js";
@@ -52,6 +58,19 @@ export interface RunOptions {
   readonly modules?: string;
   /** Host directory shared read-write as /workspace. */
   readonly workspace?: string;
+  /**
+   * How the guest writes to the workspace (docs/boot.md, "Workspace modes"):
+   * "live" (the default) writes through the share; "overlay" keeps the
+   * agent's writes on guest-local storage and brings them back when it ends
+   * as one change set, applied to the workspace (or saved to `changesFile`).
+   */
+  readonly workspaceMode?: WorkspaceMode;
+  /** Overlay mode: write the change set (a tar with whiteouts) to this file instead of applying it. */
+  readonly changesFile?: string;
+  /** Overlay mode: the upper layer on a sparse ext4 scratch disk of this many MiB instead of a tmpfs (boots only). */
+  readonly scratchDiskMiB?: number;
+  /** Guest-local tmpfs volumes, "GUESTPATH" or "GUESTPATH:SIZE" (e.g. "/workspace/node_modules:2g"); nothing in them comes back. */
+  readonly tmpfs?: readonly string[];
   /** Host directory shared read-only as /skills. */
   readonly skills?: string;
   readonly cpus?: number;
@@ -91,6 +110,25 @@ export interface RunOptions {
   readonly rootHash?: string;
   /** Where `rootHash` came from, for the result: the user (default) or a pulled artifact's annotation. */
   readonly rootHashSource?: "--root-hash" | "registry";
+}
+
+export type WorkspaceMode = "live" | "overlay";
+
+/** What became of an overlay-mode run's change set. */
+export interface ChangeSetOutcome {
+  /** "applied" to the workspace, "saved" to `path`, or "failed": nothing was applied (`error` says why). */
+  readonly outcome: "applied" | "saved" | "failed";
+  /** The tar's bytes and members (whiteouts included), as the guest reported them; null when it sent none. */
+  readonly bytes: number | null;
+  readonly entries: number | null;
+  /** FIFOs, sockets and device nodes the agent made: never part of a change set. */
+  readonly skipped: number | null;
+  /** Applied: directories, files and symlinks written, and paths removed. */
+  readonly written?: number;
+  readonly removed?: number;
+  /** Saved: the file. */
+  readonly path?: string;
+  readonly error?: string;
 }
 
 export interface BootTimeline {
@@ -134,6 +172,10 @@ export interface RunResult {
   readonly kernel: string;
   /** The root hash the guest's root was verified against (dm-verity), and where it came from; null without verity. */
   readonly rootVerity: { readonly rootHash: string; readonly source: VerityRoot["source"] } | null;
+  /** The workspace's mode; null without a workspace. */
+  readonly workspaceMode: WorkspaceMode | null;
+  /** Overlay mode: what became of the change set; null in live mode. */
+  readonly changes: ChangeSetOutcome | null;
 }
 
 const DEFAULT_MEMORY_MIB = 512;
@@ -169,6 +211,10 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   const verity = await resolveVerityRoot(image, kind, opts.rootHash, opts.rootHashSource);
   await requireInitramfsInit(kind, image);
   await checkShareDirectories(opts);
+  checkWorkspaceOptions(opts, false);
+  if (opts.workspace !== undefined && (await finishInterruptedApply(opts.workspace))) {
+    progress(`finished applying a change set that an earlier, killed run or apply had committed to ${opts.workspace}`);
+  }
   // What a cpio image unpacks to is read now, while the kernel, the shares
   // and the boot media are made ready: a large compressed image takes a
   // fraction of a second to read through (memory-need.ts).
@@ -184,12 +230,13 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     const decision = await chooseAccelerator(opts.accel ?? "auto", qemu, kernel.kernelPath, cacheRoot());
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
     const { transport, shares } = await startShares(opts, work, started.children, progress);
-    const media = await prepareBootMedia({ kind, image, kernel, transport, verity: verity !== undefined, workDir: work });
+    const scratchDisk = opts.scratchDiskMiB !== undefined ? await createScratchDisk(work, opts.scratchDiskMiB, opts.signal) : undefined;
+    const media = await prepareBootMedia({ kind, image, kernel, transport, verity: verity !== undefined, scratchDisk: scratchDisk !== undefined, workDir: work });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
     checkGuestMemory(memoryMiB, await bootMemoryNeed(opts.image, imageFootprint, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
 
-    const { sockets, control } = await listenToGuest(work, guest, started);
-    guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag))));
+    const { sockets, control, changes } = await listenToGuest(work, guest, started);
+    guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag), scratchDisk !== undefined)));
     const consoleLog = join(work, "console.log");
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
@@ -203,10 +250,12 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       shares,
       sockets,
       consoleLog,
+      ...(scratchDisk ? { scratchDisk } : {}),
     });
     const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
-    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin }, verity);
+    const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
+    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin }, changeSet, verity);
   } finally {
     await started.stop();
     await rm(work, { recursive: true, force: true });
@@ -222,6 +271,10 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
 async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, progress: (message: string) => void): Promise<RunResult> {
   if (opts.snapshot !== undefined && opts.warm) throw new A3sError("EUSAGE", "--snapshot and --warm exclude each other: --warm uses a snapshot of its own");
   await checkShareDirectories(opts);
+  checkWorkspaceOptions(opts, true);
+  if (opts.workspace !== undefined && (await finishInterruptedApply(opts.workspace))) {
+    progress(`finished applying a change set that an earlier, killed run or apply had committed to ${opts.workspace}`);
+  }
   const path = opts.snapshot ?? (await warmTemplateFor(opts, progress)).path;
   const snapshot = await OpenSnapshot.open(path);
   const work = await createRunDirectory();
@@ -231,8 +284,8 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
     const m = snapshot.manifest;
     progress(`snapshot: ${path} (${m.image.kind} ${m.image.path}, ${m.kernel.origin}; ${m.machine.accel}, ${m.machine.cpus} CPU, ${m.machine.memoryMiB} MiB, shares over ${m.machine.transport})`);
     const plan = await prepareRestore(snapshot, { workspace: opts.workspace, skills: opts.skills, work, children: started.children });
-    const { sockets, control } = await listenToGuest(work, guest, started);
-    const conversation = new GuestConversation(control, jobRequest(opts, plan.providedShares));
+    const { sockets, control, changes } = await listenToGuest(work, guest, started);
+    const conversation = new GuestConversation(control, jobRequest(opts, plan.providedShares, false));
     guest.converse(conversation);
     const qmpSocket = join(work, "qmp.sock");
     const qmp = await QmpClient.listen(qmpSocket);
@@ -252,7 +305,8 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
       conversation.sendJob();
     });
     const end = await readOutcome(guest, consoleLog, vm, opts);
-    return resultOf(end, guest, vm, { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin });
+    const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
+    return resultOf(end, guest, vm, { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin }, changeSet);
   } finally {
     await started.stop();
     snapshot.close();
@@ -307,6 +361,7 @@ function resultOf(
   guest: GuestOutput,
   vm: { exitMs: number; timedOut: boolean },
   machine: { accel: Accelerator; transport: ShareTransport; kernel: string },
+  changes: { mode: WorkspaceMode | null; outcome: ChangeSetOutcome | null },
   verity?: VerityRoot,
 ): RunResult {
   return {
@@ -321,6 +376,8 @@ function resultOf(
     transport: machine.transport,
     kernel: machine.kernel,
     rootVerity: verity ? { rootHash: verity.rootHash, source: verity.source } : null,
+    workspaceMode: changes.mode,
+    changes: changes.outcome,
   };
 }
 
@@ -417,6 +474,11 @@ class GuestOutput {
     return at === null ? null : at - this.vmStart;
   }
 
+  /** Bytes of the change set read from its channel. */
+  changeBytes(n: number): void {
+    this.conversation?.output("changes", n);
+  }
+
   /** Passes a chunk on; while the live stream is full, a promise that holds the channel until it drains. */
   keep(which: "stdout" | "stderr", chunk: Buffer): Promise<void> | undefined {
     this.conversation?.output(which, chunk.length);
@@ -457,18 +519,20 @@ class GuestOutput {
   }
 }
 
-/** Listens on the guest's three channels (stdout, stderr, control) before QEMU connects to them. */
+/** Listens on the guest's four channels (stdout, stderr, control, changes) before QEMU connects to them. */
 async function listenToGuest(
   work: string,
   guest: GuestOutput,
   started: StartedProcesses,
-): Promise<{ sockets: VmSpec["sockets"]; control: GuestChannel }> {
-  const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
+): Promise<{ sockets: VmSpec["sockets"]; control: GuestChannel; changes: ChangeSetReceiver }> {
+  const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock"), changes: join(work, "chg.sock") };
+  const { receiver, channel } = await ChangeSetReceiver.listen(work, sockets.changes, (n) => guest.changeBytes(n));
+  started.channels.push(channel);
   started.channels.push(await GuestChannel.listen(sockets.stdout, (b) => guest.keep("stdout", b)));
   started.channels.push(await GuestChannel.listen(sockets.stderr, (b) => guest.keep("stderr", b)));
   const control = await GuestChannel.listen(sockets.control, (b) => guest.control.push(b));
   started.channels.push(control);
-  return { sockets, control };
+  return { sockets, control, changes: receiver };
 }
 
 /** Runs QEMU until it exits, with the timeout and the caller's abort watching it. */
@@ -595,6 +659,9 @@ async function readOutcome(
     // An init from before guest protocol 2 cannot wait for its job.
     return { ...end, message: `${end.message} (the image's init is older than guest protocol 2: rebuild the image with this a3s-rootfs)` };
   }
+  if (end?.kind === "error" && /unknown key "(overlay|scratch|tmpfs)"/.test(end.message)) {
+    return { ...end, message: `${end.message} (the image's init predates workspace modes and --tmpfs: rebuild the image with this a3s-rootfs)` };
+  }
   if (end) return end;
   const corrupt = verityFailure(consoleText);
   if (corrupt) {
@@ -641,13 +708,88 @@ function roundOrNull(ms: number | null): number | null {
  * run sets it: the image's config keeps the rest) and the tags of the
  * shares this host provides.
  */
-function jobRequest(opts: RunOptions, providedShares: readonly string[]): JobRequest {
+function jobRequest(opts: RunOptions, providedShares: readonly string[], scratchDisk: boolean): JobRequest {
   return {
     ...(opts.args?.length ? { args: [...opts.args] } : {}),
     ...(opts.env?.length ? { env: [...opts.env] } : {}),
     ...(opts.user !== undefined ? { user: parseUserSpec(opts.user) } : {}),
     providedShares: [...providedShares],
+    ...(opts.workspaceMode === "overlay" ? { overlay: "workspace" } : {}),
+    ...(scratchDisk ? { scratch: SCRATCH_DISK_SERIAL } : {}),
+    ...(opts.tmpfs?.length ? { tmpfs: [...opts.tmpfs] } : {}),
   };
+}
+
+/** The workspace options fit together (checked before anything starts). */
+function checkWorkspaceOptions(opts: RunOptions, restore: boolean): void {
+  const overlay = opts.workspaceMode === "overlay";
+  if (opts.workspaceMode !== undefined && opts.workspaceMode !== "live" && !overlay) {
+    throw new A3sError("EUSAGE", `the workspace mode must be live or overlay, not ${JSON.stringify(opts.workspaceMode)}`);
+  }
+  if (overlay && opts.workspace === undefined) throw new A3sError("EUSAGE", "--workspace-mode overlay needs a --workspace");
+  if (opts.changesFile !== undefined && !overlay) throw new A3sError("EUSAGE", "--changes needs --workspace-mode overlay: a live workspace has no change set");
+  if (opts.scratchDiskMiB !== undefined) {
+    if (!overlay) throw new A3sError("EUSAGE", "--scratch-disk holds the overlay's upper layer: it needs --workspace-mode overlay");
+    if (restore) throw new A3sError("EUSAGE", "--scratch-disk needs a boot: a snapshot's machine has no slot for a disk it did not have", { hint: "leave out --snapshot/--warm, or use the tmpfs upper layer (no --scratch-disk)" });
+    if (!Number.isInteger(opts.scratchDiskMiB) || opts.scratchDiskMiB < MIN_SCRATCH_DISK_MIB) {
+      throw new A3sError("EUSAGE", `the scratch disk must be a whole number of MiB, at least ${MIN_SCRATCH_DISK_MIB}, not ${opts.scratchDiskMiB}`);
+    }
+  }
+  for (const t of opts.tmpfs ?? []) {
+    try {
+      checkTmpfsVolume(t);
+    } catch (e) {
+      throw new A3sError("EUSAGE", `--tmpfs: ${(e as Error).message.replace(/^tmpfs volume /, "")}`, { subject: t });
+    }
+  }
+}
+
+/**
+ * Overlay mode, once the VM has ended: the change set is applied to the
+ * workspace (or saved to `changesFile`) only when init reported the agent's
+ * end and the whole set, and exactly the bytes it reported arrived; then
+ * only if every rule of change-set.ts holds. Anything else applies nothing
+ * and says why. A run interrupted before this point (the VM killed, the
+ * CLI signalled) never gets here: nothing is applied.
+ */
+async function takeChangeSet(
+  opts: RunOptions,
+  guest: GuestOutput,
+  receiver: ChangeSetReceiver,
+  end: Extract<ControlEvent, { kind: "agent-exit" | "error" }>,
+  progress: (message: string) => void,
+): Promise<{ mode: WorkspaceMode | null; outcome: ChangeSetOutcome | null }> {
+  const mode: WorkspaceMode | null = opts.workspace === undefined ? null : (opts.workspaceMode ?? "live");
+  if (mode !== "overlay" || opts.workspace === undefined) return { mode, outcome: null };
+  const reported = guest.events.find((e): e is Extract<ControlEvent, { kind: "changes" }> => e.kind === "changes");
+  const counts = { bytes: reported?.bytes ?? null, entries: reported?.entries ?? null, skipped: reported?.skipped ?? null };
+  const failed = (error: string, nothingApplied = true): { mode: WorkspaceMode; outcome: ChangeSetOutcome } => {
+    progress(`change set: ${error}${nothingApplied ? `; nothing was applied to ${opts.workspace}` : ""}`);
+    return { mode, outcome: { outcome: "failed", ...counts, error } };
+  };
+  try {
+    await receiver.close();
+  } catch (e) {
+    return failed(`could not be kept on the host: ${(e as Error).message}`);
+  }
+  const guestError = guest.events.find((e): e is Extract<ControlEvent, { kind: "changes-error" }> => e.kind === "changes-error");
+  if (end.kind !== "agent-exit") return failed("the agent never ran (init reported a setup error), so there is no change set");
+  if (guestError) return failed(`the guest could not write it: ${guestError.message}`);
+  if (!reported) return failed("the guest did not send one");
+  if (receiver.bytes !== reported.bytes) return failed(`${receiver.bytes} of the ${reported.bytes} bytes the guest sent arrived`);
+  try {
+    if (opts.changesFile !== undefined) {
+      await saveChangeSet(receiver.path, opts.changesFile);
+      progress(`change set: ${reported.entries} entries (${reported.bytes} bytes) saved to ${opts.changesFile}; apply it with: a3s-rootfs apply ${opts.changesFile} ${opts.workspace}`);
+      return { mode, outcome: { outcome: "saved", ...counts, path: opts.changesFile } };
+    }
+    const applied = await applyChangeSet(receiver.path, opts.workspace, { label: "the run's change set" });
+    progress(`change set: ${applied.written} written, ${applied.removed} removed in ${opts.workspace}`);
+    return { mode, outcome: { outcome: "applied", ...counts, written: applied.written, removed: applied.removed } };
+  } catch (e) {
+    // A refused set changed nothing; an apply stopped past its commit point says so itself (its journal finishes it).
+    return failed((e as Error).message, !/journal .* is kept/.test(isA3sError(e) ? (e.hint ?? "") : ""));
+  }
 }
 
 function signalName(n: number): string | null {

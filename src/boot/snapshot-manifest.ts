@@ -19,7 +19,7 @@ import type { BootImageKind } from "./image-kind.js";
 export const SNAPSHOT_FILES = { manifest: "snapshot.json", state: "state", memory: "memory", disk: "disk.img" } as const;
 
 /** The layout of the directory and of this manifest. */
-export const SNAPSHOT_FORMAT = 1;
+export const SNAPSHOT_FORMAT = 2;
 
 export interface SnapshotManifest {
   readonly format: typeof SNAPSHOT_FORMAT;

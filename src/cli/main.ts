@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { packageManifest } from "../util/package-root.js";
+import { registerApplyCommand } from "./apply-command.js";
 import { registerBuildCommand } from "./build-command.js";
 import { registerCacheCommand } from "./cache-command.js";
 import { registerDemoCommand } from "./demo-command.js";
@@ -37,6 +38,7 @@ registerDemoCommand(program);
 registerBuildCommand(program);
 registerRunCommand(program);
 registerSnapshotCommand(program);
+registerApplyCommand(program);
 registerInspectCommand(program);
 registerKernelCommand(program);
 registerCacheCommand(program);

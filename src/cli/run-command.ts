@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { runRootfs } from "../boot/run-vm.js";
+import { runRootfs, type RunOptions } from "../boot/run-vm.js";
 import { ROOT_VERIFICATION_FAILED } from "../boot/verity-root.js";
 import { A3sError } from "../errors.js";
 import { checkAgentSettings } from "../layout/apply-guest-config.js";
@@ -10,6 +10,10 @@ interface RunFlags {
   snapshot?: string;
   warm?: boolean;
   workspace?: string;
+  workspaceMode?: string;
+  changes?: string;
+  tmpfs?: string[];
+  scratchDisk?: string;
   skills?: string;
   kernel?: string;
   modules?: string;
@@ -50,6 +54,10 @@ export function registerRunCommand(program: Command): void {
     .option("--snapshot <DIR>", "restore this snapshot (made by `a3s-rootfs snapshot`) instead of booting; IMAGE may be left out")
     .option("--warm", "restore this image's template from the cache, made on first use, instead of booting")
     .option("--workspace <DIR>", "host directory shared read-write at /workspace")
+    .option("--workspace-mode <MODE>", "live (writes go straight to the host) or overlay (writes stay in the guest and come back as one change set when the agent ends)", "live")
+    .option("--changes <FILE>", "overlay mode: save the change set (a tar with whiteouts) to FILE instead of applying it; apply it later with `a3s-rootfs apply`")
+    .option("--tmpfs <GUESTPATH[:SIZE]>", "a guest-local tmpfs at GUESTPATH (e.g. /workspace/node_modules:2g); nothing in it comes back (repeatable)", collect)
+    .option("--scratch-disk <SIZE>", "overlay mode: keep the overlay's writes on a sparse ext4 disk of SIZE (e.g. 8g, 512m) instead of guest memory")
     .option("--skills <DIR>", "host directory shared read-only at /skills")
     .option("--kernel <FILE|debian|microvm>", "kernel to boot: a file, `debian` (Debian's generic kernel) or `microvm` (the one `kernel build` made); default: the microVM kernel when built, else Debian's")
     .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree); not needed for built-in drivers")
@@ -116,6 +124,7 @@ export function registerRunCommand(program: Command): void {
             ...(flags.warm ? { warm: true } : {}),
             ...(args.length ? { args } : {}),
             ...(flags.workspace ? { workspace: flags.workspace } : {}),
+            ...workspaceOptions(flags),
             ...(flags.skills ? { skills: flags.skills } : {}),
             ...(flags.kernel ? { kernel: flags.kernel } : {}),
             ...(flags.modules ? { modules: flags.modules } : {}),
@@ -131,6 +140,9 @@ export function registerRunCommand(program: Command): void {
         } finally {
           await target?.dispose();
         }
+        if (result.changes?.outcome === "failed") {
+          process.stderr.write(`a3s-rootfs: the change set was not applied: ${result.changes.error}\n`);
+        }
         if (flags.json) {
           process.stdout.write(JSON.stringify(result) + "\n");
         } else if (result.exitCode === ROOT_VERIFICATION_FAILED && result.setupError) {
@@ -140,9 +152,27 @@ export function registerRunCommand(program: Command): void {
         } else if (result.timedOut) {
           process.stderr.write(`a3s-rootfs: the agent timed out and ended with status ${result.exitCode}\n`);
         }
-        return result.exitCode;
+        // A change set that could not be applied is the run's failure even when the agent succeeded.
+        return result.changes?.outcome === "failed" && result.exitCode === 0 ? 1 : result.exitCode;
       }),
     );
+}
+
+/** --workspace-mode, --changes, --tmpfs and --scratch-disk, checked as typed (runRootfs checks how they fit together). */
+function workspaceOptions(flags: RunFlags): Pick<RunOptions, "workspaceMode" | "changesFile" | "tmpfs" | "scratchDiskMiB"> {
+  return {
+    ...(flags.workspaceMode !== undefined ? { workspaceMode: oneOf("--workspace-mode", flags.workspaceMode, ["live", "overlay"] as const) } : {}),
+    ...(flags.changes !== undefined ? { changesFile: flags.changes } : {}),
+    ...(flags.tmpfs?.length ? { tmpfs: flags.tmpfs } : {}),
+    ...(flags.scratchDisk !== undefined ? { scratchDiskMiB: sizeInMiB("--scratch-disk", flags.scratchDisk) } : {}),
+  };
+}
+
+/** "8g", "512m", "512" (MiB) as whole MiB. */
+function sizeInMiB(flag: string, value: string): number {
+  const m = /^([0-9]+)([mMgG]?)$/.exec(value);
+  if (!m) throw new A3sError("EUSAGE", `${flag} must be a size like 512m or 8g, got ${JSON.stringify(value)}`);
+  return Number(m[1]) * (m[2] === "g" || m[2] === "G" ? 1024 : 1);
 }
 
 /**

@@ -82,6 +82,12 @@ export interface GuestJob {
   entropy: Buffer;
   /** The host's wall clock when the job is sent, ms since the Unix epoch. */
   clockMs: number;
+  /** Overlay mode (docs/guest-protocol.md §8): the share with this tag is mounted read-only under an overlay whose writes come back as a change set. */
+  overlay?: string;
+  /** The virtio serial of a scratch disk that holds the overlay's upper layer (else a tmpfs). */
+  scratch?: string;
+  /** Guest-local tmpfs volumes, "PATH" or "PATH:SIZE" (SIZE as tmpfs's size=: digits and k, m, g or %). */
+  tmpfs?: string[];
 }
 
 /** Keys init accepts as a3s.KEY=VALUE on the kernel command line (§4). */
@@ -160,6 +166,9 @@ export function renderGuestJob(job: GuestJob): string {
   put("entropy", job.entropy.toString("hex"));
   const ms = Math.max(0, Math.floor(job.clockMs));
   put("clock", `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, "0")}`);
+  if (job.overlay !== undefined) put("overlay", checkTag(job.overlay));
+  if (job.scratch !== undefined) put("scratch", checkScratchSerial(job.scratch));
+  for (const t of job.tmpfs ?? []) put("tmpfs", checkTmpfsVolume(t));
   lines.push(JOB_END);
   const text = lines.join("\n") + "\n";
   if (Buffer.byteLength(text) > CONFIG_MAX_BYTES) {
@@ -310,4 +319,32 @@ function checkHostname(name: string): string {
 
 function hex(b: number): string {
   return b.toString(16).padStart(2, "0");
+}
+
+/** A scratch disk's virtio serial as init's scratch= key takes it: 1 to 20 of A-Z a-z 0-9 . _ - (virtio-blk keeps 20 bytes). */
+function checkScratchSerial(serial: string): string {
+  if (!/^[A-Za-z0-9._-]{1,20}$/.test(serial)) {
+    throw new A3sError("ECONFIG", `scratch disk serial ${JSON.stringify(serial)} must be 1 to 20 of A-Z a-z 0-9 . _ -`, { subject: serial });
+  }
+  return serial;
+}
+
+/**
+ * A tmpfs volume as init's tmpfs= key takes it: an absolute PATH, then
+ * optionally ":SIZE" with SIZE as tmpfs's size= (digits, then k, m, g or
+ * %); no ".." (the mount point is made if missing, and must be where it says).
+ */
+export function checkTmpfsVolume(volume: string): string {
+  const colon = volume.indexOf(":");
+  const path = colon < 0 ? volume : volume.slice(0, colon);
+  const size = colon < 0 ? undefined : volume.slice(colon + 1);
+  if (!path.startsWith("/") || path === "/" || path.split("/").includes("..")) {
+    throw new A3sError("ECONFIG", `tmpfs volume ${JSON.stringify(volume)}: GUESTPATH must be an absolute path other than / and without ".."`, { subject: volume });
+  }
+  if (size !== undefined && !/^[0-9]+[kKmMgG%]?$/.test(size)) {
+    throw new A3sError("ECONFIG", `tmpfs volume ${JSON.stringify(volume)}: SIZE must be a number with an optional k, m, g or % (as tmpfs's size=), e.g. 512m`, {
+      subject: volume,
+    });
+  }
+  return checkText("tmpfs", volume);
 }

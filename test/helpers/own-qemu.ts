@@ -74,7 +74,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
   const kernel = await resolveKernel({ kernel: opts.kernel, workDir: opts.dir });
   const media = await prepareBootMedia({ kind: "cpio", image: opts.image, kernel, transport: "9p", workDir: opts.dir });
   const { accel } = await chooseAccelerator("auto", QEMU, kernel.kernelPath, cacheRoot());
-  const sockets = { stdout: join(opts.dir, "out.sock"), stderr: join(opts.dir, "err.sock"), control: join(opts.dir, "ctl.sock") };
+  const sockets = { stdout: join(opts.dir, "out.sock"), stderr: join(opts.dir, "err.sock"), control: join(opts.dir, "ctl.sock"), changes: join(opts.dir, "chg.sock") };
   const consoleLog = join(opts.dir, "console.log");
 
   const events: ControlEvent[] = [];
@@ -89,6 +89,10 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
     s.on("data", (b: Buffer) => stdout.push(b));
   });
   await listen(sockets.stderr, (s) => {
+    track(s);
+    s.resume();
+  });
+  await listen(sockets.changes, (s) => {
     track(s);
     s.resume();
   });
