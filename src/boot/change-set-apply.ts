@@ -169,7 +169,12 @@ class Applier {
   private async directory(parts: readonly string[]): Promise<void> {
     const p = await this.inside(parts);
     const st = await lstat(p).catch(() => undefined);
-    if (st?.isDirectory()) return;
+    // Writable by its owner while the set is applied (a run again after a kill may meet the set's
+    // own read-only modes); the last step gives every directory of the set its mode.
+    if (st?.isDirectory()) {
+      if ((st.mode & 0o700) !== 0o700) await chmod(p, (st.mode & 0o7777) | 0o700);
+      return;
+    }
     if (st) await rm(p, { recursive: true, force: true });
     await mkdir(p, { mode: 0o700 });
   }
