@@ -21,6 +21,9 @@ interface InspectFlags {
   failOn?: string;
   verify?: boolean;
   rootHash?: string;
+  creds?: string;
+  insecure?: boolean;
+  platform?: string;
 }
 
 export function registerInspectCommand(program: Command): void {
@@ -36,6 +39,9 @@ export function registerInspectCommand(program: Command): void {
     .option("--list", "list every entry (kind, mode, owner, size, link, sha256) instead of auditing")
     .option("--verify", "erofs, squashfs and ext4 images built with --verity: check every block against the root hash; exit 1 if one does not match")
     .option("--root-hash <HEX>", "the root hash to verify against (default: the image's IMAGE.verity.json)")
+    .option("--creds <USER:PASSWORD>", "docker://REF: registry credentials (default: ~/.docker/config.json and its credential helpers)")
+    .option("--insecure", "docker://REF: allow plain HTTP and unverified TLS to a registry that is not on loopback")
+    .option("--platform <OS/ARCH[/VARIANT]>", "docker://REF and oci: the platform to read (default: the host's)")
     .option("--fail-on <severity>", `exit with status ${FINDINGS_EXIT_STATUS} if a finding is this severe or worse (${SEVERITIES.join(", ")})`)
     .action(
       action(async ({ signal }, target: string, flags: InspectFlags) => {
@@ -51,7 +57,12 @@ export function registerInspectCommand(program: Command): void {
           process.stderr.write(`a3s-rootfs: ${target}: verification failed: ${verity.mismatch}\n`);
           return 1;
         }
-        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine, signal } });
+        const sourceOptions = {
+          ...(flags.creds ? { creds: flags.creds } : {}),
+          ...(flags.insecure ? { insecure: true } : {}),
+          ...(flags.platform ? { platform: flags.platform } : {}),
+        };
+        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine, signal }, sourceOptions });
         try {
           if (flags.list) {
             await printListing(target, opened, flags.json === true);
