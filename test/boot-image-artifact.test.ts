@@ -241,6 +241,24 @@ describe("boot image artifacts: pushing and reading them back", () => {
     assert.deepEqual(got?.verity, expected);
   });
 
+  it("inspect --verify docker://REF checks every block against the annotation's root hash; another pinned one fails", async () => {
+    const ref = `docker://${registry.host}/art/box:verity`;
+    const ok = await runCliAsync(["inspect", "--verify", "--json", ref], { env: { A3S_CACHE_DIR: tempDir() } });
+    assert.equal(ok.status, 0, ok.stderr);
+    const report = JSON.parse(ok.stdout) as { verity: { present: boolean; rootHash: string; rootHashSource: string; mismatch: string | null } };
+    const pulled = await pullBootImage(client(), parseReference(`${registry.host}/art/box:verity`), { records: false });
+    assert.deepEqual(
+      { present: report.verity.present, rootHash: report.verity.rootHash, source: report.verity.rootHashSource, mismatch: report.verity.mismatch },
+      { present: true, rootHash: pulled?.verity?.rootHash, source: "registry", mismatch: null },
+    );
+    const pinned = await runCliAsync(["inspect", "--verify", "--root-hash", "11".repeat(32), ref], { env: { A3S_CACHE_DIR: tempDir() } });
+    assert.equal(pinned.status, 1);
+    assert.match(pinned.stderr, new RegExp(`${ref}: verification failed`));
+    const unverified = await runCliAsync(["inspect", "--verify", `docker://${registry.host}/art/box:erofs`], { env: { A3S_CACHE_DIR: tempDir() } });
+    assert.equal(unverified.status, 1);
+    assert.match(unverified.stderr, new RegExp(`docker://${registry.host}/art/box:erofs carries no dm-verity hash tree`));
+  });
+
   it("run docker://REF boots the pulled artifact without building it, through dm-verity with the annotation's root hash", async () => {
     const r = await runCliAsync(["run", "--json", `docker://${registry.host}/art/box:verity`], { env: { A3S_CACHE_DIR: tempDir() } });
     assert.equal(r.status, 7, r.stderr);

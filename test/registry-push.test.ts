@@ -201,6 +201,21 @@ describe("pushing: the CLI end to end", () => {
     assert.equal(ok.status, 0, ok.stderr);
   });
 
+  it("inspect docker://REF of an artifact in a registry that asks for a login takes --creds", async () => {
+    const clean = { ...env, DOCKER_CONFIG: tempDir() };
+    const creds = `${USER.username}:${USER.password}`;
+    const ref = `docker://${basic.host}/auth/boot:erofs`;
+    const pushed = await runCliAsync(["build", "--agent", agent, "--creds", creds, "-o", `erofs:${ref}`], { env: clean });
+    assert.equal(pushed.status, 0, pushed.stderr);
+    const anonymous = await runCliAsync(["inspect", "--list", "--json", ref], { env: { ...clean, A3S_CACHE_DIR: tempDir() } });
+    assert.equal(anonymous.status, 1);
+    assert.match(anonymous.stderr, /refused an anonymous pull/);
+    const listed = await runCliAsync(["inspect", "--list", "--json", "--creds", creds, ref], { env: { ...clean, A3S_CACHE_DIR: tempDir() } });
+    assert.equal(listed.status, 0, listed.stderr);
+    const paths = (JSON.parse(listed.stdout) as { list: { path: string }[] }).list.map((e) => e.path);
+    assert.ok(paths.includes("/etc/a3s/guest.conf"), paths.join(" "));
+  });
+
   it("pushes with the credentials docker's config gives: a credential helper for Basic, an auths entry for a token registry", async () => {
     const dir = tempDir();
     const asked = join(dir, "asked");

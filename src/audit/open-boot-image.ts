@@ -1,8 +1,10 @@
 import { openArchiveTree } from "../formats/open-archive.js";
 import { readImageTree } from "../formats/read-image.js";
+import { parsePlatform } from "../oci/platform.js";
 import { parseReference } from "../oci/reference.js";
 import { pullBootImage } from "../oci/registry/boot-image-pull.js";
 import { RegistryClient } from "../oci/registry/client.js";
+import { parseCredsFlag } from "../oci/registry/credentials.js";
 import type { ImageFormat } from "../formats/read-image.js";
 import type { RootfsTree } from "../tree/index.js";
 
@@ -24,12 +26,29 @@ export interface OpenedBootImage {
  */
 export async function openPulledBootImage(
   target: string,
-  opts: { privileged?: boolean; warn?: (m: string) => void; progress?: (m: string) => void; signal?: AbortSignal },
+  opts: {
+    privileged?: boolean;
+    warn?: (m: string) => void;
+    progress?: (m: string) => void;
+    signal?: AbortSignal;
+    /** "user:password", plain HTTP, "os/arch[/variant]", as `build` takes them. */
+    registry?: { creds?: string; insecure?: boolean; platform?: string };
+  },
 ): Promise<OpenedBootImage | undefined> {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`));
   const progress = opts.progress ?? (() => undefined);
-  const client = new RegistryClient({ warn, progress });
-  const pulled = await pullBootImage(client, parseReference(target.slice("docker://".length)), { progress, ...(opts.signal ? { signal: opts.signal } : {}) });
+  const { creds, insecure, platform } = opts.registry ?? {};
+  const client = new RegistryClient({
+    warn,
+    progress,
+    ...(creds ? { credentials: parseCredsFlag(creds) } : {}),
+    ...(insecure ? { insecure: true } : {}),
+  });
+  const pulled = await pullBootImage(client, parseReference(target.slice("docker://".length)), {
+    progress,
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    ...(platform ? { platform: parsePlatform(platform) } : {}),
+  });
   if (!pulled) return undefined;
   const note = `${target} is an a3s boot image (${pulled.format}), pulled and verified: ${pulled.digest}`;
   if (pulled.format === "cpio") {

@@ -6,7 +6,7 @@ import { detectFileFormat } from "../formats/detect.js";
 import { readDirectoryTree, readHostXattrs, sidecarPathFor } from "../formats/dir/index.js";
 import { openArchiveTree } from "../formats/open-archive.js";
 import { isImageFormat, readImageTree, type ImageFormat } from "../formats/read-image.js";
-import { parseSourceSpec } from "../sources/parse-source.js";
+import { parseSourceSpec, type SourceOptions } from "../sources/parse-source.js";
 import { openPulledBootImage } from "./open-boot-image.js";
 import type { SourceContext } from "../sources/source.js";
 import { DEFAULT_EPOCH, type RootfsTree } from "../tree/index.js";
@@ -29,6 +29,8 @@ export interface OpenTargetOptions {
   readonly privileged?: boolean;
   /** For source specs (oci:, docker://...): where warnings and progress go. */
   readonly sourceContext?: Partial<SourceContext>;
+  /** For source specs and boot image artifacts: registry credentials, plain HTTP, the platform (as `build` takes them). */
+  readonly sourceOptions?: Pick<SourceOptions, "creds" | "insecure" | "platform">;
 }
 
 /**
@@ -50,6 +52,7 @@ export async function openInspectTarget(target: string, opts: OpenTargetOptions 
         ...(opts.sourceContext?.warn ? { warn: opts.sourceContext.warn } : {}),
         ...(opts.sourceContext?.progress ? { progress: opts.sourceContext.progress } : {}),
         ...(opts.sourceContext?.signal ? { signal: opts.sourceContext.signal } : {}),
+        ...(opts.sourceOptions ? { registry: opts.sourceOptions } : {}),
       });
       if (pulled) return pulled;
     }
@@ -86,7 +89,7 @@ export async function openInspectTarget(target: string, opts: OpenTargetOptions 
 }
 
 async function openSource(spec: string, opts: OpenTargetOptions): Promise<InspectTarget> {
-  const source = parseSourceSpec(spec);
+  const source = parseSourceSpec(spec, opts.sourceOptions ?? {});
   const ctx = opts.sourceContext ?? {};
   const warn = ctx.warn ?? ((m: string) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`));
   const { tree, agentWarnings } = await source.load({ ...ctx, epoch: ctx.epoch ?? DEFAULT_EPOCH, warn, progress: ctx.progress ?? (() => undefined) });

@@ -10,8 +10,8 @@ export interface VerityReport {
   readonly salt?: string;
   /** The root hash the image is checked against, when one is known. */
   readonly rootHash?: string;
-  /** Where that root hash came from: `--root-hash`, or the IMAGE.verity.json record beside the image. */
-  readonly rootHashSource?: "--root-hash" | "sidecar";
+  /** Where that root hash came from: `--root-hash`, the IMAGE.verity.json record beside the image, or a pulled artifact's annotation. */
+  readonly rootHashSource?: "--root-hash" | "sidecar" | "registry";
   /** With --verify: null when every block and hash matched; else what did not. Absent without --verify. */
   readonly mismatch?: string | null;
 }
@@ -25,13 +25,22 @@ export interface VerityReport {
 export async function checkVerity(
   image: string,
   kind: VerityImageKind,
-  opts: { verify?: boolean; rootHash?: string; signal?: AbortSignal } = {},
+  opts: {
+    verify?: boolean;
+    rootHash?: string;
+    /** Where `rootHash` came from (default --root-hash). */
+    rootHashSource?: "--root-hash" | "registry";
+    /** What messages call the image (default its path): a pulled one is named by its reference, not its place in the store. */
+    name?: string;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<VerityReport> {
+  const name = opts.name ?? image;
   const sidecar = await readVeritySidecar(image).catch(() => null);
   const tree = await findVerityTree(image, kind, sidecar?.hashOffset);
   if (!tree) {
     if (opts.verify || opts.rootHash) {
-      throw new A3sError("EVERITY", `${image} carries no dm-verity hash tree to verify`, { subject: image, hint: "build it with --verity" });
+      throw new A3sError("EVERITY", `${name} carries no dm-verity hash tree to verify`, { subject: name, hint: "build it with --verity" });
     }
     if (sidecar) return { present: false, mismatch: `no hash tree at byte ${sidecar.hashOffset}, where ${veritySidecarPath(image)} says it is` };
     return { present: false };
@@ -43,12 +52,12 @@ export async function checkVerity(
     dataBlocks: tree.dataBlocks,
     hashOffset: tree.hashOffset,
     salt: tree.salt,
-    ...(rootHash ? { rootHash, rootHashSource: pinned ? "--root-hash" : "sidecar" } : {}),
+    ...(rootHash ? { rootHash, rootHashSource: pinned ? (opts.rootHashSource ?? "--root-hash") : "sidecar" } : {}),
   };
   if (!opts.verify) return base;
   if (!rootHash) {
-    throw new A3sError("EVERITY", `${image} has a hash tree but its root hash is not known`, {
-      subject: image,
+    throw new A3sError("EVERITY", `${name} has a hash tree but its root hash is not known`, {
+      subject: name,
       hint: `give --root-hash, or keep ${veritySidecarPath(image)} beside the image`,
     });
   }

@@ -9,6 +9,11 @@ import { openInspectTarget, type InspectTarget } from "../audit/open-target.js";
 import { checkVerity, type VerityReport } from "../audit/verity-check.js";
 import { A3sError } from "../errors.js";
 import { detectFileFormat } from "../formats/detect.js";
+import { parsePlatform } from "../oci/platform.js";
+import { parseReference } from "../oci/reference.js";
+import { pullBootImage } from "../oci/registry/boot-image-pull.js";
+import { RegistryClient } from "../oci/registry/client.js";
+import { parseCredsFlag } from "../oci/registry/credentials.js";
 import { action, oneOf } from "./command-runner.js";
 import { humanBytes, modeString } from "./format.js";
 
@@ -21,6 +26,9 @@ interface InspectFlags {
   failOn?: string;
   verify?: boolean;
   rootHash?: string;
+  creds?: string;
+  insecure?: boolean;
+  platform?: string;
 }
 
 export function registerInspectCommand(program: Command): void {
@@ -36,6 +44,9 @@ export function registerInspectCommand(program: Command): void {
     .option("--list", "list every entry (kind, mode, owner, size, link, sha256) instead of auditing")
     .option("--verify", "erofs, squashfs and ext4 images built with --verity: check every block against the root hash; exit 1 if one does not match")
     .option("--root-hash <HEX>", "the root hash to verify against (default: the image's IMAGE.verity.json)")
+    .option("--creds <USER:PASSWORD>", "docker://REF: registry credentials (default: ~/.docker/config.json and its credential helpers)")
+    .option("--insecure", "docker://REF: allow plain HTTP and unverified TLS to a registry that is not on loopback")
+    .option("--platform <OS/ARCH[/VARIANT]>", "docker://REF and oci: the platform to read (default: the host's)")
     .option("--fail-on <severity>", `exit with status ${FINDINGS_EXIT_STATUS} if a finding is this severe or worse (${SEVERITIES.join(", ")})`)
     .action(
       action(async ({ signal }, target: string, flags: InspectFlags) => {
@@ -51,7 +62,12 @@ export function registerInspectCommand(program: Command): void {
           process.stderr.write(`a3s-rootfs: ${target}: verification failed: ${verity.mismatch}\n`);
           return 1;
         }
-        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine, signal } });
+        const sourceOptions = {
+          ...(flags.creds ? { creds: flags.creds } : {}),
+          ...(flags.insecure ? { insecure: true } : {}),
+          ...(flags.platform ? { platform: flags.platform } : {}),
+        };
+        const opened = await openInspectTarget(target, { sourceContext: { progress: progressLine, signal }, sourceOptions });
         try {
           if (flags.list) {
             await printListing(target, opened, flags.json === true);
@@ -75,6 +91,7 @@ export function registerInspectCommand(program: Command): void {
 
 /** The verity report of an erofs, squashfs or ext4 image file (checked with --verify); undefined for anything else. */
 async function verityOf(target: string, flags: InspectFlags, signal: AbortSignal): Promise<VerityReport | undefined> {
+  if (target.startsWith("docker://")) return (flags.verify || flags.rootHash) ? pulledVerity(target, flags, signal) : undefined;
   const format = await stat(target).then((st) => (st.isFile() ? detectFileFormat(target) : undefined), () => undefined);
   const isImage = format === "erofs" || format === "squashfs" || format === "ext4";
   if (!isImage) {
@@ -183,4 +200,33 @@ function binaryLine(b: BinaryReport | null, where: string): string {
   if (b.kind === "script") return `${at}: script for ${interp}`;
   const missing = b.missingLibraries.length ? `, missing ${b.missingLibraries.join(", ")}` : "";
   return `${at}: dynamic ELF, interpreter ${interp}, ${b.libraries.length} libraries${missing}`;
+}
+
+/**
+ * --verify of `docker://REF`: the a3s boot image artifact is pulled into the
+ * store (verified against its digest as always) and its blocks checked
+ * against the root hash its annotation carries, or against --root-hash.
+ */
+async function pulledVerity(target: string, flags: InspectFlags, signal: AbortSignal): Promise<VerityReport> {
+  const client = new RegistryClient({
+    warn: (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`),
+    progress: progressLine,
+    ...(flags.creds ? { credentials: parseCredsFlag(flags.creds) } : {}),
+    ...(flags.insecure ? { insecure: true } : {}),
+  });
+  const pulled = await pullBootImage(client, parseReference(target.slice("docker://".length)), {
+    progress: progressLine,
+    signal,
+    ...(flags.platform ? { platform: parsePlatform(flags.platform) } : {}),
+  });
+  if (!pulled || pulled.format === "cpio") {
+    throw new A3sError("EUSAGE", `--verify and --root-hash need an erofs, squashfs or ext4 image; ${target} is ${pulled ? "a cpio boot image" : "not an a3s boot image"}`);
+  }
+  const rootHash = flags.rootHash ?? pulled.verity?.rootHash;
+  return checkVerity(pulled.path, pulled.format, {
+    ...(flags.verify ? { verify: true } : {}),
+    ...(rootHash ? { rootHash, rootHashSource: flags.rootHash ? "--root-hash" : "registry" } : {}),
+    name: target,
+    signal,
+  });
 }
