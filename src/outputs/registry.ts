@@ -71,11 +71,17 @@ export const tarOutput: OutputWriter = {
 export const cpioOutput: OutputWriter = {
   format: "cpio",
   async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void> {
-    const withXattrs = tree.entries().filter((e) => e.kind !== "hardlink" && e.inode.xattrs.size > 0);
-    if (withXattrs.length > 0) {
+    let withXattrs = 0;
+    let first: string | undefined;
+    for (const e of tree.walk()) {
+      if (e.kind === "hardlink" || e.inode.xattrs.size === 0) continue;
+      withXattrs++;
+      first ??= e.path;
+    }
+    if (withXattrs > 0) {
       ctx.warn(
-        `cpio (newc) cannot store extended attributes: ${withXattrs.length} entries lose theirs ` +
-          `(first: ${withXattrs[0]?.path}); use an erofs, squashfs or ext4 output to keep them`,
+        `cpio (newc) cannot store extended attributes: ${withXattrs} entries lose theirs ` +
+          `(first: ${first}); use an erofs, squashfs or ext4 output to keep them`,
       );
     }
     const [{ writeArchiveFile }, { compressionForPath, INITRAMFS_GZIP_LEVEL }, { cpioProducer }] = await Promise.all([
