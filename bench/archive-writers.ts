@@ -16,19 +16,20 @@ import { fileURLToPath } from "node:url";
 import { writeArchiveFile } from "../src/formats/archive/index.js";
 import { cpioProducer } from "../src/formats/newc/index.js";
 import { tarProducer } from "../src/formats/tar/index.js";
-import { RootfsTree } from "../src/tree/index.js";
+import { hostFileContent, RootfsTree } from "../src/tree/index.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 /** Reads ROOT into a tree the way a `dir:` source would, but synchronously: lstat every name, reference file contents. */
 function walkIntoTree(root: string): RootfsTree {
   const tree = new RootfsTree({ epoch: 1_700_000_000 });
   const firstName = new Map<string, string>();
-  const visit = (host: string, path: string): void => {
+  const visit = (dir: string, name: string, path: string): void => {
+    const host = join(dir, name);
     const st = lstatSync(host);
     const meta = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: Math.floor(st.mtimeMs / 1000) };
     if (st.isDirectory()) {
       tree.addDirectory(path, meta);
-      for (const name of readdirSync(host)) visit(join(host, name), path === "/" ? `/${name}` : `${path}/${name}`);
+      for (const child of readdirSync(host)) visit(host, child, path === "/" ? `/${child}` : `${path}/${child}`);
       return;
     }
     if (st.nlink > 1) {
@@ -40,7 +41,7 @@ function walkIntoTree(root: string): RootfsTree {
       }
       firstName.set(key, path);
     }
-    if (st.isFile()) tree.addFile(path, { type: "hostFile", path: host, size: st.size }, meta);
+    if (st.isFile()) tree.addFile(path, hostFileContent(dir, name, st.size), meta);
     else if (st.isSymbolicLink()) tree.addSymlink(path, readlinkSync(host), meta);
     else if (st.isFIFO()) tree.addFifo(path, meta);
     else if (st.isCharacterDevice() || st.isBlockDevice()) {
@@ -48,7 +49,7 @@ function walkIntoTree(root: string): RootfsTree {
     }
     // sockets cannot be archived; GNU tar skips them too
   };
-  visit(root, "/");
+  visit(root, "", "/");
   return tree;
 }
 

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { RootfsBuilder } from "../builder/rootfs-builder.js";
 import { A3sError } from "../errors.js";
-import { parseVeritySalt } from "../formats/verity/index.js";
+import { parseVeritySalt } from "../formats/verity/params.js";
 import { checkAgentSettings } from "../layout/apply-guest-config.js";
 import { DEFAULT_LAYOUT, resolveLayout, type GuestLayout } from "../layout/index.js";
 import { checkOutputTargets } from "../outputs/output-target.js";

@@ -1,16 +1,6 @@
 #!/usr/bin/env node
 import { Command } from "commander";
 import { packageManifest } from "../util/package-root.js";
-import { registerApplyCommand } from "./apply-command.js";
-import { registerBuildCommand } from "./build-command.js";
-import { registerCacheCommand } from "./cache-command.js";
-import { registerDemoCommand } from "./demo-command.js";
-import { registerDoctorCommand } from "./doctor-command.js";
-import { registerInspectCommand } from "./inspect-command.js";
-import { registerKernelCommand } from "./kernel-command.js";
-import { registerRunCommand } from "./run-command.js";
-import { registerSnapshotCommand } from "./snapshot-command.js";
-import { registerVirtiofsdCommand } from "./virtiofsd-command.js";
 
 const program = new Command()
   .name("a3s-rootfs")
@@ -34,15 +24,29 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
-registerDemoCommand(program);
-registerBuildCommand(program);
-registerRunCommand(program);
-registerSnapshotCommand(program);
-registerApplyCommand(program);
-registerInspectCommand(program);
-registerKernelCommand(program);
-registerCacheCommand(program);
-registerVirtiofsdCommand(program);
-registerDoctorCommand(program);
+/**
+ * Each command's module, loaded only when it is used. A command module pulls
+ * in everything its action needs (the builder, the VM runner, the audit), so
+ * loading all of them costs more than a small build takes; a run names one
+ * command, and only that one is registered. Help, --version and an unknown
+ * name register them all (in this order, which is the order help lists).
+ */
+const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+  demo: async () => (await import("./demo-command.js")).registerDemoCommand,
+  build: async () => (await import("./build-command.js")).registerBuildCommand,
+  run: async () => (await import("./run-command.js")).registerRunCommand,
+  snapshot: async () => (await import("./snapshot-command.js")).registerSnapshotCommand,
+  apply: async () => (await import("./apply-command.js")).registerApplyCommand,
+  inspect: async () => (await import("./inspect-command.js")).registerInspectCommand,
+  kernel: async () => (await import("./kernel-command.js")).registerKernelCommand,
+  cache: async () => (await import("./cache-command.js")).registerCacheCommand,
+  virtiofsd: async () => (await import("./virtiofsd-command.js")).registerVirtiofsdCommand,
+  doctor: async () => (await import("./doctor-command.js")).registerDoctorCommand,
+};
+
+/** The command a run names: its first argument (`a3s-rootfs --help build` names none and lists them all). */
+const named = process.argv[2];
+const load = named !== undefined && Object.hasOwn(COMMANDS, named) ? [named] : Object.keys(COMMANDS);
+for (const register of await Promise.all(load.map((n) => (COMMANDS[n] as () => Promise<(program: Command) => void>)()))) register(program);
 
 await program.parseAsync(process.argv);

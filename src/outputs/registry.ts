@@ -1,14 +1,8 @@
 import { rm, writeFile } from "node:fs/promises";
 import type { RootfsTree } from "../tree/index.js";
-import { writeArchiveFile } from "../formats/archive/index.js";
-import { compressionForPath } from "../formats/compression/index.js";
-import { buildSidecar, directoryIdentity, materialiseTree, sidecarPathFor } from "../formats/dir/index.js";
-import { writeErofsImage, type ErofsWriterOptions } from "../formats/erofs/index.js";
-import { writeExt4Image } from "../formats/ext4/index.js";
+import type { ErofsWriterOptions } from "../formats/erofs/index.js";
 import type { ImageWriterOptions } from "../formats/image/index.js";
-import { cpioProducer } from "../formats/newc/index.js";
-import { writeSquashfsImage, type SquashfsWriterOptions } from "../formats/squashfs/index.js";
-import { tarProducer } from "../formats/tar/index.js";
+import type { SquashfsWriterOptions } from "../formats/squashfs/index.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { temporaryPathFor } from "./atomic.js";
 import { ociLayoutOutput } from "./oci-layout-output.js";
@@ -19,6 +13,10 @@ import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputW
  * the tree to its format's writer (src/formats) at the temporary path
  * `writeOutputs` gives it; publishing is writeOutputs' job. Adding a format
  * is one writer here and one line in OUTPUT_WRITERS.
+ *
+ * Each writer loads its format's code when it runs, not when this module
+ * loads: a build writes one or two formats, and loading every writer (and
+ * the image tools' wrappers) is a large part of the CLI's start time.
  */
 
 /**
@@ -31,6 +29,7 @@ import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputW
 export const dirOutput: OutputWriter = {
   format: "dir",
   async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<OutputCompanion[]> {
+    const { buildSidecar, directoryIdentity, materialiseTree, sidecarPathFor } = await import("../formats/dir/index.js");
     const privileged = runningAsRoot();
     const { approximated } = await materialiseTree(tree, paths.tmp, { privileged, signal: ctx.signal });
     const sidecar = sidecarPathFor(paths.final);
@@ -59,39 +58,55 @@ export const dirOutput: OutputWriter = {
 export const tarOutput: OutputWriter = {
   format: "tar",
   async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void> {
+    const [{ writeArchiveFile }, { compressionForPath }, { tarProducer }] = await Promise.all([
+      import("../formats/archive/index.js"),
+      import("../formats/compression/compress.js"),
+      import("../formats/tar/index.js"),
+    ]);
     // The extension is read from the final name: the temporary one ends in random characters.
     await writeArchiveFile(tarProducer(tree), paths.tmp, compressionForPath(paths.final), ctx.signal);
   },
 };
 
-/** `cpio`: a newc initramfs; .gz and .zst by extension. */
+/** `cpio`: a newc initramfs; .gz and .zst by extension (gzip at INITRAMFS_GZIP_LEVEL, see compression/compress.ts). */
 export const cpioOutput: OutputWriter = {
   format: "cpio",
   async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void> {
-    const withXattrs = tree.entries().filter((e) => e.kind !== "hardlink" && e.inode.xattrs.size > 0);
-    if (withXattrs.length > 0) {
+    let withXattrs = 0;
+    let first: string | undefined;
+    for (const e of tree.walk()) {
+      if (e.kind === "hardlink" || e.inode.xattrs.size === 0) continue;
+      withXattrs++;
+      first ??= e.path;
+    }
+    if (withXattrs > 0) {
       ctx.warn(
-        `cpio (newc) cannot store extended attributes: ${withXattrs.length} entries lose theirs ` +
-          `(first: ${withXattrs[0]?.path}); use an erofs, squashfs or ext4 output to keep them`,
+        `cpio (newc) cannot store extended attributes: ${withXattrs} entries lose theirs ` +
+          `(first: ${first}); use an erofs, squashfs or ext4 output to keep them`,
       );
     }
-    await writeArchiveFile(cpioProducer(tree), paths.tmp, compressionForPath(paths.final), ctx.signal);
+    const [{ writeArchiveFile }, { compressionForPath, INITRAMFS_GZIP_LEVEL }, { cpioProducer }] = await Promise.all([
+      import("../formats/archive/index.js"),
+      import("../formats/compression/compress.js"),
+      import("../formats/newc/index.js"),
+    ]);
+    await writeArchiveFile(cpioProducer(tree), paths.tmp, compressionForPath(paths.final), ctx.signal, { gzipLevel: INITRAMFS_GZIP_LEVEL });
   },
 };
 
 /** `ext4` with writer options (privileged, toolDirs); see formats/ext4/writer.ts. */
 export function createExt4Writer(opts: ImageWriterOptions = {}): OutputWriter {
-  return { format: "ext4", write: (tree, paths, ctx) => writeExt4Image(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
+  return { format: "ext4", write: async (tree, paths, ctx) => (await import("../formats/ext4/index.js")).writeExt4Image(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
 }
 
 /** `erofs` with writer options (compression, privileged, toolDirs); see formats/erofs/writer.ts. */
 export function createErofsWriter(opts: ErofsWriterOptions = {}): OutputWriter {
-  return { format: "erofs", write: (tree, paths, ctx) => writeErofsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
+  return { format: "erofs", write: async (tree, paths, ctx) => (await import("../formats/erofs/index.js")).writeErofsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
 }
 
 /** `squashfs` with writer options (compression, privileged, toolDirs); see formats/squashfs/writer.ts. */
 export function createSquashfsWriter(opts: SquashfsWriterOptions = {}): OutputWriter {
-  return { format: "squashfs", write: (tree, paths, ctx) => writeSquashfsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
+  return { format: "squashfs", write: async (tree, paths, ctx) => (await import("../formats/squashfs/index.js")).writeSquashfsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
 }
 
 /** What an image writer takes from the build: the epoch, cancellation, and where to stage. */

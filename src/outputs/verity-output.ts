@@ -1,6 +1,5 @@
 import { rm, writeFile } from "node:fs/promises";
-import { treeDigest } from "../formats/image/index.js";
-import { appendVerityTree, deriveVeritySalt, readVeritySidecar, renderVeritySidecar, veritySidecarPath, type VerityInfo } from "../formats/verity/index.js";
+import type { VerityInfo } from "../formats/verity/index.js";
 import type { RootfsTree } from "../tree/index.js";
 import { temporaryPathFor } from "./atomic.js";
 import type { OutputCompanion, OutputFormat } from "./output.js";
@@ -31,6 +30,11 @@ export async function addVerityTree(
   request: VerityRequest,
   signal?: AbortSignal,
 ): Promise<{ info: VerityInfo; fileSha256: string; companion: OutputCompanion }> {
+  // Loaded when a build asks for verity: other builds never need the hash-tree code (CLI start time).
+  const [{ treeDigest }, { appendVerityTree, deriveVeritySalt, renderVeritySidecar, veritySidecarPath }] = await Promise.all([
+    import("../formats/image/index.js"),
+    import("../formats/verity/index.js"),
+  ]);
   const salt = request.salt ?? deriveVeritySalt(treeDigest(tree, format).toString("hex"));
   const written = await appendVerityTree(paths.tmp, salt, signal ? { signal } : {});
   const { fileSha256, ...treeInfo } = written;
@@ -48,6 +52,7 @@ export async function addVerityTree(
  * record is not ours and stays.
  */
 export async function removeStaleVerityRecord(final: string): Promise<void> {
+  const { readVeritySidecar, veritySidecarPath } = await import("../formats/verity/sidecar.js");
   const record = await readVeritySidecar(final).catch(() => null);
   if (record) await rm(veritySidecarPath(final), { force: true });
 }

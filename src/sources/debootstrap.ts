@@ -5,10 +5,8 @@ import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { DOCTOR_HINT, findExecutable, runTool } from "../util/host-tool.js";
 import { runningAsRoot } from "../util/running-as-root.js";
-import { openArchiveTree } from "../formats/open-archive.js";
-import { installedPackages } from "./dpkg-status.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";
-import { trimTree, type TrimProfile } from "./trim.js";
+import type { TrimProfile } from "./trim.js";
 
 export interface DebootstrapOptions {
   /** Extra packages (mmdebstrap/debootstrap --include). */
@@ -55,6 +53,12 @@ export function debootstrapSource(rest: string, opts: DebootstrapOptions = {}): 
       } else {
         ctx.progress(`using the cached ${suite} bootstrap ${tarball}`);
       }
+      // Loaded here, not at the top: a build from another source never needs them (CLI start time).
+      const [{ openArchiveTree }, { installedPackages }, { trimTree }] = await Promise.all([
+        import("../formats/open-archive.js"),
+        import("./dpkg-status.js"),
+        import("./trim.js"),
+      ]);
       const { tree } = await openArchiveTree(tarball, { epoch: ctx.epoch });
       const removed = trimTree(tree, trim);
       const packages = await installedPackages(tree);

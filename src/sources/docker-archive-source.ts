@@ -1,5 +1,4 @@
 import { A3sError } from "../errors.js";
-import { openDockerArchive } from "../oci/archive/docker-archive.js";
 import { hostPlatform, parsePlatform } from "../oci/platform.js";
 import { loadImage, type ImageFileSourceOptions } from "./oci-layout-source.js";
 import type { RootfsSource } from "./source.js";
@@ -24,6 +23,8 @@ export function dockerArchiveSource(rest: string, opts: ImageFileSourceOptions =
     spec: `docker-archive:${rest}`,
     providesAgent: true,
     load: async (ctx) => {
+      // Loaded here, not at the top: a build from another source never needs it (CLI start time).
+      const { openDockerArchive } = await import("../oci/archive/docker-archive.js");
       const opened = await openDockerArchive(file, ref, {
         platform,
         platformChosen: opts.platform !== undefined,

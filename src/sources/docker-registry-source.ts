@@ -1,14 +1,12 @@
 import { A3sError } from "../errors.js";
-import { imageToTree } from "../oci/layers/image-to-tree.js";
 import type { LayerLimits } from "../oci/layers/layer-limits.js";
 import { formatPlatform, hostPlatform, parsePlatform, type Platform } from "../oci/platform.js";
 import { parseReference, type ImageReference } from "../oci/reference.js";
-import { RegistryClient } from "../oci/registry/client.js";
+import type { RegistryClient } from "../oci/registry/client.js";
 import { parseCredsFlag, type RegistryCredentials } from "../oci/registry/credentials.js";
-import { openRemoteImage } from "../oci/registry/remote-image.js";
 import type { RetryPolicy } from "../oci/registry/retry.js";
-import { ContentStore } from "../oci/store/content-store.js";
-import { ImageRecords } from "../oci/store/image-records.js";
+import type { ContentStore } from "../oci/store/content-store.js";
+import type { ImageRecords } from "../oci/store/image-records.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";
 
 export interface DockerRegistrySourceOptions {
@@ -60,6 +58,14 @@ async function load(
   opts: DockerRegistrySourceOptions,
   ctx: SourceContext,
 ): Promise<SourceResult> {
+  // Loaded here, not at the top: a build from another source never needs the registry code (CLI start time).
+  const [{ imageToTree }, { RegistryClient }, { openRemoteImage }, { ContentStore }, { ImageRecords }] = await Promise.all([
+    import("../oci/layers/image-to-tree.js"),
+    import("../oci/registry/client.js"),
+    import("../oci/registry/remote-image.js"),
+    import("../oci/store/content-store.js"),
+    import("../oci/store/image-records.js"),
+  ]);
   const store = opts.store ?? new ContentStore();
   const client = new RegistryClient({
     store,

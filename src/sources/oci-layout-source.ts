@@ -1,10 +1,9 @@
 import { A3sError } from "../errors.js";
 import type { ResolvedImage } from "../oci/image.js";
-import { imageToTree } from "../oci/layers/image-to-tree.js";
 import type { LayerLimits } from "../oci/layers/layer-limits.js";
-import { chooseLayoutImage, directoryLayout, type LayoutChoice } from "../oci/layout/oci-layout.js";
-import { ContentStore } from "../oci/store/content-store.js";
-import { ImageRecords } from "../oci/store/image-records.js";
+import type { LayoutChoice } from "../oci/layout/oci-layout.js";
+import type { ContentStore } from "../oci/store/content-store.js";
+import type { ImageRecords } from "../oci/store/image-records.js";
 import { formatPlatform, hostPlatform, parsePlatform } from "../oci/platform.js";
 import type { RootfsSource, SourceContext, SourceResult } from "./source.js";
 
@@ -37,8 +36,11 @@ export function ociLayoutSource(rest: string, opts: ImageFileSourceOptions = {})
   return {
     spec: `oci:${rest}`,
     providesAgent: true,
-    load: async (ctx) =>
-      loadImage(await chooseLayoutImage(directoryLayout(dir), ref, { platform, platformChosen: opts.platform !== undefined }), opts, ctx),
+    load: async (ctx) => {
+      // Loaded here, not at the top: a build from another source never needs the OCI code (CLI start time).
+      const { chooseLayoutImage, directoryLayout } = await import("../oci/layout/oci-layout.js");
+      return loadImage(await chooseLayoutImage(directoryLayout(dir), ref, { platform, platformChosen: opts.platform !== undefined }), opts, ctx);
+    },
   };
 }
 
@@ -55,6 +57,11 @@ export async function loadImage(
 ): Promise<SourceResult> {
   const { image } = choice;
   for (const w of choice.warnings) ctx.warn(w);
+  const [{ imageToTree }, { ContentStore }, { ImageRecords }] = await Promise.all([
+    import("../oci/layers/image-to-tree.js"),
+    import("../oci/store/content-store.js"),
+    import("../oci/store/image-records.js"),
+  ]);
   const store = opts.store ?? new ContentStore();
   ctx.progress(`applying ${image.reference} (${image.layers.length} layers)`);
   const built = await imageToTree(image, {

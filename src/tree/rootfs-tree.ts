@@ -2,6 +2,7 @@ import { A3sError } from "../errors.js";
 import { contentSize, type ContentRef } from "./content.js";
 import { DEFAULT_EPOCH } from "./epoch.js";
 import {
+  NO_XATTRS,
   PERMISSION_BITS,
   type DirectoryInode,
   type EntryKind,
@@ -100,18 +101,21 @@ export class RootfsTree {
     for (const [key, value] of Object.entries(this.limits)) {
       if (!Number.isSafeInteger(value) || value < 1) throw new A3sError("EUSAGE", `tree limit ${key} must be a positive integer, not ${value}`);
     }
-    this.root = { kind: "directory", children: new Map(), ...this.metadata("directory", {}) };
+    const m = this.metadata("directory", {});
+    this.root = { kind: "directory", children: new Map(), mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs };
   }
 
   // ---- adding -------------------------------------------------------------
 
   addDirectory(path: string, meta: MetadataInit = {}): DirectoryInode {
-    const inode: DirectoryInode = { kind: "directory", children: new Map(), ...this.metadata("directory", meta) };
+    const m = this.metadata("directory", meta);
+    const inode: DirectoryInode = { kind: "directory", children: new Map(), mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs };
     return this.place(path, inode) as DirectoryInode;
   }
 
   addFile(path: string, content: ContentRef, meta: MetadataInit = {}): Inode {
-    return this.place(path, { kind: "file", content, ...this.metadata("file", meta) });
+    const m = this.metadata("file", meta);
+    return this.place(path, { kind: "file", content, mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs });
   }
 
   addSymlink(path: string, target: string, meta: MetadataInit = {}): Inode {
@@ -121,7 +125,8 @@ export class RootfsTree {
     if (Buffer.byteLength(target) >= PATH_MAX) {
       throw new A3sError("EPATH", `the symlink ${shortPath(path)} has a target of ${Buffer.byteLength(target)} bytes; Linux allows ${PATH_MAX - 1}`, { subject: path });
     }
-    return this.place(path, { kind: "symlink", target, ...this.metadata("symlink", meta) });
+    const m = this.metadata("symlink", meta);
+    return this.place(path, { kind: "symlink", target, mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs });
   }
 
   addDevice(path: string, kind: "char" | "block", major: number, minor: number, meta: MetadataInit = {}): Inode {
@@ -130,11 +135,13 @@ export class RootfsTree {
         throw new A3sError("EDEVICE", `invalid device number ${n} for ${path}`, { subject: path });
       }
     }
-    return this.place(path, { kind, major, minor, ...this.metadata(kind, meta) });
+    const m = this.metadata(kind, meta);
+    return this.place(path, { kind, major, minor, mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs });
   }
 
   addFifo(path: string, meta: MetadataInit = {}): Inode {
-    return this.place(path, { kind: "fifo", ...this.metadata("fifo", meta) });
+    const m = this.metadata("fifo", meta);
+    return this.place(path, { kind: "fifo", mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs });
   }
 
   /**
@@ -190,45 +197,65 @@ export class RootfsTree {
    * so they are stable for a given tree whatever order it was built in.
    */
   entries(): TreeEntry[] {
+    return [...this.walk()];
+  }
+
+  /**
+   * The same names as `entries()`, in the same order with the same inode
+   * numbers and link counts, one at a time: a writer that streams the tree
+   * holds one entry, not a list of all of them with every path (15 MiB for
+   * a tree of /usr). The tree must not change while a walk is under way.
+   */
+  *walk(): Generator<TreeEntry, void, undefined> {
     // Iterative, with an explicit stack: a recursive walk's depth would be
     // the tree's, and the tree's depth comes from untrusted input.
+    // Names per inode, kept only for inodes with more than one (hardlinks):
+    // every other inode has one name, a directory 2 + its subdirectories.
+    const once = new Set<Inode>();
     const names = new Map<Inode, number>();
     for (const dirs: DirectoryInode[] = [this.root]; dirs.length > 0; ) {
       for (const child of (dirs.pop() as DirectoryInode).children.values()) {
-        names.set(child, (names.get(child) ?? 0) + 1);
         if (child.kind === "directory") dirs.push(child);
+        else if (names.has(child)) names.set(child, (names.get(child) as number) + 1);
+        else if (once.has(child)) {
+          once.delete(child);
+          names.set(child, 2);
+        } else once.add(child);
       }
     }
+    once.clear();
 
-    const out: TreeEntry[] = [];
+    // The first name and inode number of each inode with several names.
     const firstPath = new Map<Inode, { path: string; ino: number }>();
     let nextIno = 1;
     // Pushed in reverse so they pop in sorted order: parents before children, depth first.
     const stack: { path: string; inode: Inode }[] = [{ path: "/", inode: this.root }];
     while (stack.length > 0) {
       const { path, inode } = stack.pop() as { path: string; inode: Inode };
-      const seen = firstPath.get(inode);
-      if (seen) {
-        out.push({ path, kind: "hardlink", inode, linkPath: seen.path, ino: seen.ino, nlink: names.get(inode) ?? 1 });
-        continue;
+      const nlink = names.get(inode);
+      if (nlink !== undefined) {
+        const seen = firstPath.get(inode);
+        if (seen) {
+          yield { path, kind: "hardlink", inode, linkPath: seen.path, ino: seen.ino, nlink };
+          continue;
+        }
+        firstPath.set(inode, { path, ino: nextIno });
       }
       const ino = nextIno++;
-      firstPath.set(inode, { path, ino });
       if (inode.kind !== "directory") {
-        out.push({ path, kind: inode.kind, inode, ino, nlink: names.get(inode) ?? 1 });
+        yield { path, kind: inode.kind, inode, ino, nlink: nlink ?? 1 };
         continue;
       }
       const childNames = [...inode.children.keys()].sort();
       let subdirs = 0;
       for (const n of childNames) if (inode.children.get(n)?.kind === "directory") subdirs++;
-      out.push({ path, kind: "directory", inode, ino, nlink: 2 + subdirs });
       const prefix = path === "/" ? "/" : path + "/";
       for (let i = childNames.length - 1; i >= 0; i--) {
         const n = childNames[i] as string;
         stack.push({ path: prefix + n, inode: inode.children.get(n) as Inode });
       }
+      yield { path, kind: "directory", inode, ino, nlink: 2 + subdirs };
     }
-    return out;
   }
 
   /** Number of names (entries) in the tree, the root included. */
@@ -240,7 +267,7 @@ export class RootfsTree {
   contentBytes(): number {
     let total = 0;
     const seen = new Set<Inode>();
-    for (const e of this.entries()) {
+    for (const e of this.walk()) {
       if (e.inode.kind === "file" && !seen.has(e.inode)) {
         seen.add(e.inode);
         total += contentSize(e.inode.content);
@@ -251,12 +278,18 @@ export class RootfsTree {
 
   // ---- internals ----------------------------------------------------------
 
+  /**
+   * An inode's metadata from what the caller gave. Inodes are object
+   * literals that list these fields one by one (not spread from this
+   * object): a spread literal takes about 40 bytes more per inode.
+   */
   private metadata(kind: InodeKind, init: MetadataInit): Metadata {
     const mode = init.mode ?? (kind === "directory" ? 0o755 : kind === "symlink" ? 0o777 : 0o644);
-    const xattrs = new Map<string, Uint8Array>();
+    let xattrs: Map<string, Uint8Array> = NO_XATTRS;
     if (init.xattrs instanceof Map) {
-      for (const [k, v] of init.xattrs) xattrs.set(k, v);
-    } else if (init.xattrs) {
+      if (init.xattrs.size > 0) xattrs = new Map(init.xattrs);
+    } else if (init.xattrs && Object.keys(init.xattrs).length > 0) {
+      xattrs = new Map();
       for (const [k, v] of Object.entries(init.xattrs)) xattrs.set(k, typeof v === "string" ? Buffer.from(v) : v);
     }
     for (const [what, n] of [
@@ -374,7 +407,8 @@ export class RootfsTree {
       if (!child) {
         if (!create) return undefined;
         this.checkNewName(names, part, given);
-        child = { kind: "directory", children: new Map(), ...this.metadata("directory", {}) };
+        const m = this.metadata("directory", {});
+        child = { kind: "directory", children: new Map(), mode: m.mode, uid: m.uid, gid: m.gid, mtime: m.mtime, xattrs: m.xattrs };
         dir.children.set(part, child);
         this.names++;
       }

@@ -1,4 +1,5 @@
-import { openCompressingFile, type Compression } from "../compression/index.js";
+import { openCompressingFile } from "../compression/compress.js";
+import type { Compression } from "../compression/magic.js";
 import { writeArchiveToFile } from "./archive-file-sink.js";
 import { pumpArchiveInto, type ArchiveProducer } from "./archive-stream.js";
 
@@ -6,7 +7,7 @@ import { pumpArchiveInto, type ArchiveProducer } from "./archive-stream.js";
  * Writes an archive to `path`, compressed as asked: uncompressed by a
  * worker thread (see archive-file-sink.ts), compressed through
  * compression/compress.ts (the same bytes for the same input on one host).
- * `signal` cancels the write; the promise settles only once nothing writes
+ * `opts.gzipLevel` overrides the default gzip level. `signal` cancels the write; the promise settles only once nothing writes
  * `path` any more.
  */
 export async function writeArchiveFile(
@@ -14,12 +15,13 @@ export async function writeArchiveFile(
   path: string,
   compression: Compression | "none",
   signal?: AbortSignal,
+  opts: { gzipLevel?: number } = {},
 ): Promise<void> {
   if (compression === "none") {
     await writeArchiveToFile(produce, path, signal);
     return;
   }
-  const file = await openCompressingFile(path, compression);
+  const file = await openCompressingFile(path, compression, opts);
   try {
     await pumpArchiveInto(produce, file.input, signal);
   } catch (e) {

@@ -2,7 +2,7 @@ import { lstatSync, readdirSync, readlinkSync, type Stats } from "node:fs";
 import { lstat } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../../errors.js";
-import { RootfsTree, type MetadataInit } from "../../tree/index.js";
+import { hostFileContent, RootfsTree, type MetadataInit } from "../../tree/index.js";
 import { applySidecar, sidecarPathFor } from "./sidecar.js";
 
 /** Linux's encoding of st_rdev (glibc's gnu_dev_major/minor). */
@@ -64,7 +64,7 @@ export async function readDirectoryTree(dir: string, opts: { epoch?: number } = 
         }
         seenInodes.set(key, treePath);
       }
-      if (st.isFile()) tree.addFile(treePath, { type: "hostFile", path: hostPath, size: st.size }, m);
+      if (st.isFile()) tree.addFile(treePath, hostFileContent(hostDir, name, st.size), m);
       else if (st.isSymbolicLink()) tree.addSymlink(treePath, readlinkSync(hostPath), m);
       else if (st.isCharacterDevice() || st.isBlockDevice()) {
         const { major, minor } = deviceNumbers(st.rdev);

@@ -54,17 +54,43 @@ export function cpioStream(tree: RootfsTree, opts: CpioOptions = {}): Readable {
 
 /** The initramfs of `tree` as a producer (see archive/archive-stream.ts); throws like `cpioStream`. */
 export function cpioProducer(tree: RootfsTree, opts: CpioOptions = {}): ArchiveProducer {
-  const entries: CpioEntry[] = tree.entries();
-  if (opts.initramfsDevices ?? true) entries.push(...missingInitramfsDevices(tree, entries));
-  for (const e of entries) {
-    if (e.inode.kind === "file" && contentSize(e.inode.content) > FIELD_MAX) {
-      throw new A3sError("ETOOBIG", `${e.path} is 4 GiB or larger, which a cpio newc archive cannot hold`, {
-        subject: e.path,
-        hint: "use a tar, ext4, erofs or squashfs output for this tree",
-      });
+  if (hasFileOver(tree, FIELD_MAX)) {
+    for (const e of tree.walk()) {
+      if (e.inode.kind === "file" && contentSize(e.inode.content) > FIELD_MAX) {
+        throw new A3sError("ETOOBIG", `${e.path} is 4 GiB or larger, which a cpio newc archive cannot hold`, {
+          subject: e.path,
+          hint: "use a tar, ext4, erofs or squashfs output for this tree",
+        });
+      }
     }
   }
-  return (out) => produceCpio(entries, out);
+  const devices = opts.initramfsDevices ?? true;
+  // The tree is walked as the archive is written, one entry at a time, not
+  // listed first: a list of every entry with its path is 15 MiB for /usr.
+  return (out) => produceCpio(withDevices(tree, devices), out);
+}
+
+/** Whether a regular file in the tree is larger than `max` bytes; a walk without paths, for the check before writing. */
+function hasFileOver(tree: RootfsTree, max: number): boolean {
+  for (const dirs: Inode[] = [tree.root]; dirs.length > 0; ) {
+    const dir = dirs.pop() as Inode;
+    if (dir.kind !== "directory") continue;
+    for (const child of dir.children.values()) {
+      if (child.kind === "directory") dirs.push(child);
+      else if (child.kind === "file" && contentSize(child.content) > max) return true;
+    }
+  }
+  return false;
+}
+
+/** The tree's entries, then (with `devices`) the device nodes the kernel needs that it lacks. */
+function* withDevices(tree: RootfsTree, devices: boolean): Generator<CpioEntry, void, undefined> {
+  let maxIno = 0;
+  for (const e of tree.walk()) {
+    if (e.ino > maxIno) maxIno = e.ino;
+    yield e;
+  }
+  if (devices) yield* missingInitramfsDevices(tree, maxIno);
 }
 
 /**
@@ -73,10 +99,10 @@ export function cpioProducer(tree: RootfsTree, opts: CpioOptions = {}): ArchiveP
  * parents still come before children). Nothing is added when /dev is
  * something other than a directory: the tree's author chose that.
  */
-function missingInitramfsDevices(tree: RootfsTree, entries: readonly CpioEntry[]): CpioEntry[] {
+function missingInitramfsDevices(tree: RootfsTree, maxIno: number): CpioEntry[] {
   const dev = tree.lookup("/dev", false);
   if (dev && dev.kind !== "directory") return [];
-  let ino = entries.reduce((max, e) => Math.max(max, e.ino), 0);
+  let ino = maxIno;
   const meta = { uid: 0, gid: 0, mtime: tree.epoch, xattrs: new Map<string, Uint8Array>() };
   const added: CpioEntry[] = [];
   if (!dev) {
@@ -95,20 +121,24 @@ function missingInitramfsDevices(tree: RootfsTree, entries: readonly CpioEntry[]
   return added;
 }
 
-function* produceCpio(entries: readonly CpioEntry[], out: ChunkWriter): Generator<void, void, void> {
-  // The data of a file with several names goes with its last name.
-  const lastName = new Map<Inode, number>();
-  entries.forEach((e, i) => {
-    if (e.inode.kind === "file" && e.nlink > 1) lastName.set(e.inode, i);
-  });
+function* produceCpio(entries: Iterable<CpioEntry>, out: ChunkWriter): Generator<void, void, void> {
+  // The data of a file with several names goes with its last name: the one
+  // that brings the count of names written to its link count.
+  const namesWritten = new Map<Inode, number>();
 
-  for (const [i, e] of entries.entries()) {
+  for (const e of entries) {
     const inode = e.inode;
     let size = 0;
     let body: Uint8Array | undefined;
     let carriesContent = false;
     if (inode.kind === "file") {
-      carriesContent = e.nlink <= 1 || lastName.get(inode) === i;
+      if (e.nlink <= 1) carriesContent = true;
+      else {
+        const written = (namesWritten.get(inode) ?? 0) + 1;
+        carriesContent = written === e.nlink;
+        if (carriesContent) namesWritten.delete(inode);
+        else namesWritten.set(inode, written);
+      }
       if (carriesContent) size = contentSize(inode.content);
     } else if (inode.kind === "symlink") {
       // Also for a second name of a symlink: the kernel links only regular
