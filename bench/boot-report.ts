@@ -245,13 +245,23 @@ function bootTargets(
   for (const s of systemdRatios) {
     targets.push({ target: `Debian minbase + systemd ≥ 8× slower than scratch, ${s.kernel} kernel`, measured: `${s.ratio.toFixed(1)}×`, met: s.ratio >= 8 });
   }
-  for (const c of input.cases.filter((x) => x.init === "a3s" && x.image === "scratch cpio")) {
+  for (const c of input.cases.filter((x) => x.init === "a3s" && x.image.startsWith("scratch") && !x.image.includes("bzImage"))) {
     const d = medianOf(c.runs, initOwnMs);
-    targets.push({ target: `init start → agent exec ≤ 30 ms (no shares), ${c.kernel} kernel`, measured: `${d.toFixed(1)} ms median`, met: d <= 30 });
+    const own = medianOf(c.runs, (r) => initOwnMs(r) - hostWaitMs(r));
+    targets.push({
+      target: `init start → agent exec ≤ 30 ms (no shares; guest clock), ${c.kernel} kernel, ${c.image}`,
+      measured: `${d.toFixed(1)} ms median (without the wait for the job: ${own.toFixed(1)} ms)`,
+      met: d <= 30,
+    });
   }
   for (const l of input.loops) {
     const d = median(l.runs.map((r) => r.initToAgentMs));
-    targets.push({ target: `init start → agent exec ≤ 30 ms (workspace and skills shares; guest clock), ${l.kernel} kernel`, measured: `${d.toFixed(1)} ms median`, met: d <= 30 });
+    const own = median(l.runs.map((r) => r.initToAgentMs - (Number.isFinite(r.hostWaitMs) ? r.hostWaitMs : 0)));
+    targets.push({
+      target: `init start → agent exec ≤ 30 ms (workspace and skills shares; guest clock), ${l.kernel} kernel`,
+      measured: `${d.toFixed(1)} ms median (without the wait for the job: ${own.toFixed(1)} ms)`,
+      met: d <= 30,
+    });
   }
   return targets;
 }

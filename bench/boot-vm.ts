@@ -88,6 +88,15 @@ export interface ConsoleBoot {
   readonly guestExecMs: number | null;
   /** QEMU's CPU time (all threads) when the probe's bytes arrived. */
   readonly cpuAtProbeMs: number | null;
+  /**
+   * QEMU's CPU time (all threads) when the init-start and the agent-start
+   * lines reached this process: their difference is what init's steps cost
+   * in work, which a loaded host does not inflate the way it inflates the
+   * guest's clock (the vCPU waiting for its turn on a host CPU counts on
+   * the guest's clock, not here; nor does an idle vCPU waiting for the job).
+   */
+  readonly cpuAtInitStartMs: number | null;
+  readonly cpuAtAgentStartMs: number | null;
   /** Host: QEMU spawned → QEMU exited (or was killed after the grace period). */
   readonly vmExitMs: number;
   readonly poweredOff: boolean;
@@ -126,6 +135,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
   };
   let controlSocket: Socket | undefined;
   let readyHostMs: number | null = null;
+  const cpuAt: Record<string, number | null> = {};
   let jobSentMs: number | null = null;
   const sendJob = (): void => {
     if (jobSentMs !== null || !controlSocket) return;
@@ -135,6 +145,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
   const control = new LineSplitter((line) => {
     const ev = parseControlLine(line);
     controlLines.push({ kind: ev?.kind ?? "other", bytes: Buffer.byteLength(line) + 1, ms: ev && "ms" in ev ? ev.ms : null });
+    if (ev?.kind === "init-start" || ev?.kind === "agent-start") cpuAt[ev.kind] = qemuCpuMs(pid);
     if (!o.job) return;
     if (ev?.kind === "ready") readyHostMs = performance.now() - started;
     if (ev?.kind === "ready" || (o.job === "started" && ev?.kind === (o.disk ? "root-ready" : "init-start"))) sendJob();
@@ -236,6 +247,8 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       readyHostMs,
       jobSentMs,
       cpuAtProbeMs: seen.cpuMs,
+      cpuAtInitStartMs: cpuAt["init-start"] ?? null,
+      cpuAtAgentStartMs: cpuAt["agent-start"] ?? null,
       vmExitMs,
       poweredOff,
       consoleTail: consoleText.replace(/\r/g, "").slice(-2048),

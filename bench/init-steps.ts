@@ -13,6 +13,9 @@
 //   ready    the host writes the job only when `a3s ready` reaches it (the
 //            design before): one round trip through the host inside init's
 //            time;
+//   named    started, but the channels found by their port names (no
+//            a3s.stdout/stderr/control on the command line): init walks
+//            sysfs and links /dev/virtio-ports/NAME (the design before);
 //   debug    started, with a3s.debug=1: init's progress lines, each with
 //            the CLOCK_BOOTTIME it was noted at (init prints them only
 //            before it waits and once the agent runs), the step by step
@@ -20,7 +23,7 @@
 //
 // Run: npm run build && node dist/bench/init-steps.js
 //   INIT_STEPS_RUNS=N boots per image and kind (default 10),
-//   INIT_STEPS_KINDS=started,ready,debug (the kinds, in this order)
+//   INIT_STEPS_KINDS=started,ready,named,debug (the kinds, in this order)
 // Writes bench/results/init-steps.{md,json}.
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -40,7 +43,7 @@ import { machineLine, median, writeResults } from "./stats.js";
 const RUNS = Number(process.env.INIT_STEPS_RUNS ?? 10);
 const say = (m: string): void => void process.stderr.write(`init-steps: ${m}\n`);
 
-type Kind = "started" | "ready" | "debug";
+type Kind = "started" | "ready" | "named" | "debug";
 
 interface Boot {
   readonly image: string;
@@ -55,6 +58,8 @@ interface Boot {
   readonly readyHost: number | null;
   readonly jobSent: number | null;
   readonly vmmToAgentHost: number;
+  /** QEMU's CPU time from the init-start line's arrival to the agent-start line's. */
+  readonly qemuCpuInit: number | null;
   /** debug: each progress line, guest ms and text. */
   readonly steps: { ms: number; text: string }[];
 }
@@ -66,16 +71,17 @@ async function main(): Promise<void> {
   const kernel = microvmKernelBundle(built);
   const accel = (await chooseAccelerator("auto", qemu, kernel.kernelPath, cacheRoot())).accel;
   const cmdline = await kernelCommandLine(accel, { job: true, channelDevices: true });
+  const namedCmdline = await kernelCommandLine(accel, { job: true });
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-init-"));
   try {
     const media = await buildMedia(work, kernel);
-    const kinds = (process.env.INIT_STEPS_KINDS ?? "started,ready,debug").split(",") as Kind[];
+    const kinds = (process.env.INIT_STEPS_KINDS ?? "started,ready,named,debug").split(",") as Kind[];
     const boots: Boot[] = [];
     const loadAtStart = loadavg();
     for (let round = 1; round <= RUNS; round++) {
       for (const [image, m] of Object.entries(media)) {
         for (const kind of kinds) {
-          const b = await bootOnce(image, kind, m, kernel.kernelPath, cmdline, accel);
+          const b = await bootOnce(image, kind, m, kernel.kernelPath, kind === "named" ? namedCmdline : cmdline, accel);
           if (b) boots.push(b);
         }
       }
@@ -150,6 +156,7 @@ async function bootOnce(image: string, kind: Kind, media: BootMedia, kernelPath:
     readyHost: r.readyHostMs,
     jobSent: r.jobSentMs,
     vmmToAgentHost: r.hostAgentStartMs,
+    qemuCpuInit: r.cpuAtInitStartMs !== null && r.cpuAtAgentStartMs !== null ? r.cpuAtAgentStartMs - r.cpuAtInitStartMs : null,
     steps,
   };
 }
@@ -183,8 +190,8 @@ function makeReport(
     "",
     "## The split (guest clock, CLOCK_BOOTTIME; median (min–max) of the boots)",
     "",
-    "| image | boots | init start → agent exec | init start → ready (set-up) | ready → job read (host round trip) | job read → agent exec (the run) | init's own work | VMM start → agent start (host) |",
-    "|---|---|---|---|---|---|---|---|",
+    "| image | boots | init start → agent exec | init start → ready (set-up) | ready → job read (host round trip) | job read → agent exec (the run) | init's own work | QEMU CPU time, init-start → agent-start line | VMM start → agent start (host) |",
+    "|---|---|---|---|---|---|---|---|---|",
   ];
   const json: Record<string, unknown> = { cmdline: ctx.cmdline, kernel: ctx.kernel, load: { atStart: ctx.loadAtStart, atEnd: ctx.loadAtEnd, median: median(loads) }, cases: [] as unknown[] };
   for (const image of images) {
@@ -198,8 +205,9 @@ function makeReport(
       const run = withJob.map((b) => b.agentStart - b.job);
       const own = withJob.map((b) => b.ready - b.initStart + (b.agentStart - b.job));
       const host = bs.map((b) => b.vmmToAgentHost);
+      const cpu = bs.flatMap((b) => (b.qemuCpuInit === null ? [] : [b.qemuCpuInit]));
       md.push(
-        `| ${image}, ${kind} | ${bs.length} | ${spread(total)} | ${spread(setup)} | ${wait.length ? spread(wait) : "–"} | ${run.length ? spread(run) : "–"} | ${own.length ? spread(own) : "–"} | ${spread(host)} |`,
+        `| ${image}, ${kind} | ${bs.length} | ${spread(total)} | ${spread(setup)} | ${wait.length ? spread(wait) : "–"} | ${run.length ? spread(run) : "–"} | ${own.length ? spread(own) : "–"} | ${cpu.length ? spread(cpu) : "–"} | ${spread(host)} |`,
       );
       (json.cases as unknown[]).push({ image, kind, boots: bs });
     }
@@ -229,7 +237,9 @@ function makeReport(
     "- bench/init-steps.ts boots each image with QEMU as `run` does (bench/boot-vm.ts: the argv of qemu-command.ts, no shares), one boot at a time, the kinds interleaved.",
     "- init-start, ready, job and agent-start are init's control lines (docs/guest-protocol.md §7), each carrying CLOCK_BOOTTIME in the guest: init's first instruction, the ready point, the job's `end` line read, the agent's execve done.",
     "- \"init's own work\" = (ready − init start) + (agent exec − job read): the guest's time without the wait for the host.",
-    "- started and debug: the host writes the job when init-start (cpio) or root-ready (erofs) reaches it, as `run` does; ready: when the ready line reaches it.",
+    "- The guest's clock runs on while the vCPU thread waits for a host CPU, so on a loaded host every guest-clock column grows with the load. QEMU CPU time (all its threads, from /proc/PID/task/*/schedstat, read when the init-start and agent-start lines reach the bench) is the work itself: it does not count the waits for a CPU, nor the idle vCPU waiting for the job; it does count QEMU's own I/O threads, and is read with the bench's latency in receiving each line (the agent may have run a little by then).",
+    "- started, named and debug: the host writes the job when init-start (cpio) or root-ready (erofs) reaches it, as `run` does; ready: when the ready line reaches it.",
+    "- named: the command line without the channels' device nodes, so init finds its ports by name in sysfs.",
     "- debug lines are noted in memory with the time and printed when init waits or the agent runs, so the console's cost (the UART is emulated byte by byte) stays out of the steps; the totals to quote are still those of the boots without debug.",
   );
   return { json, markdown: md.join("\n") };

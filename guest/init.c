@@ -561,6 +561,30 @@ static void loopback_up(void)
 }
 
 /*
+ * On a disk root, start reading the agent's file into the page cache now
+ * (readahead(2) queues the reads and returns), so that the disk works
+ * while init sets up the rest: its execve then faults in pages already
+ * read, where it waited for the disk page by page (measured under TCG:
+ * the agent's execve took 25-50 ms from an erofs disk against 4-8 ms from
+ * the initramfs). A machine snapshotted at the ready point keeps those
+ * pages too. It is the agent the image names; a job may name another,
+ * which is then read as it runs. Failures change nothing: execve reports
+ * them.
+ */
+static void prefetch_agent(void)
+{
+	struct stat st;
+	int fd = open(cfg.str[K_AGENT], O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+		readahead(fd, 0, (size_t)st.st_size);
+	close(fd);
+	dbg("agent's file being read ahead");
+}
+
+/*
  * Everything that does not depend on the job, in order: the pseudo file
  * systems, the config, the modules and channels, the disk root, then the
  * read-only sandbox around it.
@@ -597,6 +621,8 @@ static void setup_machine(const char *t0)
 		emit(ONCE, "root-ready %s", ms(t));
 	}
 
+	if (!root_is_initramfs())
+		prefetch_agent();
 	make_root_readonly();
 	mount_tmpfs();
 	loopback_up();
