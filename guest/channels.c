@@ -232,6 +232,23 @@ static int port_may_come(const char *path, int ports_pending, int hvc_up)
 	return 0;
 }
 
+/*
+ * A virtio-serial port whose host side the guest does not know to be
+ * connected yet: its poll says POLLHUP. The kernel learns it from a
+ * message of its own (QEMU sends "port open" right after the port's name,
+ * and a kernel worker handles it), so a port opened the moment its device
+ * node exists, just after init loaded virtio_console, can still say so
+ * for a moment; a channel that said "hung up" then would end the boot
+ * (the host "hung up before it sent a job"). A host that connects at
+ * start-up (QEMU's chardevs do) is soon known.
+ */
+static int host_unknown(int fd)
+{
+	struct pollfd p = { fd, POLLOUT, 0 };
+
+	return !isatty(fd) && poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
 /* A tty (an hvc console) is put in raw mode; a virtio-serial port is not a tty. */
 static int open_one(const char *path, int flags)
 {
@@ -273,9 +290,10 @@ void open_channels(int n, const char *const paths[], const int flags[], int fds[
 			hvc_up |= fds[i] >= 0 && is_hvc(paths[i]);
 		}
 		for (int i = 0; i < n; i++)
-			waiting |= fds[i] < 0 && (errs[i] == ENOENT || errs[i] == ENODEV ||
-						  errs[i] == ENXIO) &&
-				   port_may_come(paths[i], ports_pending, hvc_up);
+			waiting |= fds[i] < 0 ? (errs[i] == ENOENT || errs[i] == ENODEV ||
+						 errs[i] == ENXIO) &&
+						port_may_come(paths[i], ports_pending, hvc_up)
+					      : ports_pending && host_unknown(fds[i]);
 		if (!waiting)
 			break;
 		if (!wait_end)
