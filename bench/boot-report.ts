@@ -4,7 +4,7 @@
 import type { ConsoleBoot } from "./boot-vm.js";
 import { machineLine, median } from "./stats.js";
 
-export interface BootRun extends ConsoleBoot {
+export interface BootRun extends Omit<ConsoleBoot, "consoleLines"> {
   /** The host's 1-minute load average when the boot started. */
   readonly load: number;
 }
@@ -27,7 +27,8 @@ export interface LoopResult {
   readonly kernel: "debian" | "microvm";
   readonly kernelOrigin: string;
   readonly boots: number;
-  readonly runs: { agentStartHostMs: number; initToAgentMs: number; vmExitMs: number }[];
+  /** hostWaitMs: init's wait for its job (ready → job, guest clock), part of initToAgentMs. */
+  readonly runs: { agentStartHostMs: number; initToAgentMs: number; hostWaitMs: number; vmExitMs: number }[];
   readonly failures: string[];
   transport: string;
   readonly load: number[];
@@ -65,6 +66,10 @@ function ms(x: number): string {
   return x >= 10_000 ? `${(x / 1000).toFixed(1)} s` : x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(0)} ms`;
 }
 
+function ms1(x: number): string {
+  return Number.isFinite(x) ? `${x.toFixed(1)} ms` : "–";
+}
+
 function range(s: { min: number; max: number }): string {
   return `${ms(s.min)}–${ms(s.max)}`;
 }
@@ -77,6 +82,11 @@ function range(s: { min: number; max: number }): string {
  */
 function initOwnMs(r: BootRun): number {
   return r.guestInitMs === null || r.guestExecMs === null ? NaN : r.guestExecMs - r.guestInitMs;
+}
+
+/** Of init's own time, the wait for the host's job (ready → job, guest clock); 0 when init ran without a job. */
+function hostWaitMs(r: BootRun): number {
+  return r.guestReadyMs === null || r.guestJobMs === null ? 0 : r.guestJobMs - r.guestReadyMs;
 }
 
 /** Median of a per-run difference, skipping runs where either end is missing. */
@@ -108,8 +118,9 @@ export function bootReport(input: BootReportInput): { markdown: string; json: un
     }
     const kernel = medianOf(c.runs, (r) => (r.agentStartMs === null || r.kernelEntryMs === null ? null : r.agentStartMs - initOwnMs(r) - r.kernelEntryMs));
     const init = medianOf(c.runs, initOwnMs);
+    const wait = medianOf(c.runs, hostWaitMs);
     const report = medianOf(c.runs, (r) => (r.agentStartMs === null ? null : r.hostAgentStartMs - r.agentStartMs));
-    return `| ${c.kernel} | ${c.image} | ${ms(ready)} | ${ms(entry)} | ${ms(kernel)} | ${ms(init)} | ${ms(report)} |`;
+    return `| ${c.kernel} | ${c.image} | ${ms(ready)} | ${ms(entry)} | ${ms(kernel)} | ${ms1(init)} (waiting for the job ${ms1(wait)}) | ${ms(report)} |`;
   });
 
   const speedups = ["scratch cpio", "scratch erofs", "systemd"].map((image) => {
@@ -126,9 +137,10 @@ export function bootReport(input: BootReportInput): { markdown: string; json: un
   const loopRows = loops.map((l) => {
     const t = l.runs.map((r) => r.agentStartHostMs);
     const i = stat(l.runs.map((r) => r.initToAgentMs));
+    const w = median(l.runs.map((r) => r.hostWaitMs));
     return (
       `| ${l.kernel} | ${l.boots} | ${l.failures.length} | ${ms(percentile(t, 0))} / ${ms(percentile(t, 10))} / **${ms(median(t))}** / ${ms(percentile(t, 90))} / ${ms(percentile(t, 100))} | ` +
-      `${i.median.toFixed(1)} ms (${i.min.toFixed(1)}–${i.max.toFixed(1)}) | ${median(l.load).toFixed(2)} |`
+      `${i.median.toFixed(1)} ms (${i.min.toFixed(1)}–${i.max.toFixed(1)}); waiting for the job ${w.toFixed(1)} ms | ${median(l.load).toFixed(2)} |`
     );
   });
   const targets = bootTargets(input, speedups, systemdRatios);
@@ -158,14 +170,16 @@ export function bootReport(input: BootReportInput): { markdown: string; json: un
     "",
     "## Timeline (medians; host clock, QEMU's trace)",
     "",
-    "| kernel | rootfs | QEMU ready | kernel entry | kernel entry → init start | init start → agent start | agent start → probe's report |",
+    "| kernel | rootfs | QEMU ready | kernel entry | kernel entry → init start | init start → agent start (guest clock) | agent start → probe's report |",
     "|---|---|---|---|---|---|---|",
     ...timelineRows,
     "",
     "QEMU ready: its first fw_cfg access, while it sets up the machine. Kernel entry: the firmware (qboot) selects fw_cfg's",
     "kernel entry point to jump to it (not seen for a bzImage, which boots another way). Agent start: the `agent-start` line",
     "left the guest. Init start: init's first instruction, placed on the host clock by init's own time to the agent (on the",
-    "guest's clock, steady by then); it includes loading Debian's kernel modules. The guest's clock is not used for the",
+    "guest's clock, steady by then); it includes loading Debian's kernel modules, and the wait for the job: the host writes it",
+    "when init-start (cpio) or root-ready (erofs) reaches it, as `run` does, and init waits only for what has not come by the",
+    "time it is ready (bench/init-steps.ts splits init's time step by step). The guest's clock is not used for the",
     "kernel's part: under TCG it stands still for the ~100 ms in which the kernel calibrates its APIC timer with no tick.",
     "",
     "## The microVM kernel against Debian's kernel (same run)",
@@ -231,13 +245,23 @@ function bootTargets(
   for (const s of systemdRatios) {
     targets.push({ target: `Debian minbase + systemd ≥ 8× slower than scratch, ${s.kernel} kernel`, measured: `${s.ratio.toFixed(1)}×`, met: s.ratio >= 8 });
   }
-  for (const c of input.cases.filter((x) => x.init === "a3s" && x.image === "scratch cpio")) {
+  for (const c of input.cases.filter((x) => x.init === "a3s" && x.image.startsWith("scratch") && !x.image.includes("bzImage"))) {
     const d = medianOf(c.runs, initOwnMs);
-    targets.push({ target: `init start → agent exec ≤ 30 ms (no shares), ${c.kernel} kernel`, measured: `${d.toFixed(1)} ms median`, met: d <= 30 });
+    const own = medianOf(c.runs, (r) => initOwnMs(r) - hostWaitMs(r));
+    targets.push({
+      target: `init start → agent exec ≤ 30 ms (no shares; guest clock), ${c.kernel} kernel, ${c.image}`,
+      measured: `${d.toFixed(1)} ms median (without the wait for the job: ${own.toFixed(1)} ms)`,
+      met: d <= 30,
+    });
   }
   for (const l of input.loops) {
     const d = median(l.runs.map((r) => r.initToAgentMs));
-    targets.push({ target: `init start → agent exec ≤ 30 ms (workspace and skills shares; guest clock), ${l.kernel} kernel`, measured: `${d.toFixed(1)} ms median`, met: d <= 30 });
+    const own = median(l.runs.map((r) => r.initToAgentMs - (Number.isFinite(r.hostWaitMs) ? r.hostWaitMs : 0)));
+    targets.push({
+      target: `init start → agent exec ≤ 30 ms (workspace and skills shares; guest clock), ${l.kernel} kernel`,
+      measured: `${d.toFixed(1)} ms median (without the wait for the job: ${own.toFixed(1)} ms)`,
+      met: d <= 30,
+    });
   }
   return targets;
 }

@@ -21,8 +21,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Accelerator } from "../src/boot/accelerator.js";
-import { createServer, type Server } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
 import { LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
+import { renderGuestJob } from "../src/layout/guest-config.js";
+import { randomBytes } from "node:crypto";
 import { qemuArgs } from "../src/boot/qemu-command.js";
 import { requireTool } from "../src/util/host-tool.js";
 
@@ -42,6 +44,20 @@ export interface ConsoleBootOptions {
   readonly timeoutMs: number;
   /** After the probe has reported, how long the guest gets to power itself off before it is killed. */
   readonly poweroffGraceMs: number;
+  /**
+   * Speak guest protocol 2 (the A3S init booted with a3s.job=1): the job is
+   * written the moment `a3s ready` arrives ("ready"), or when init holds
+   * its control channel for good, `a3s init-start`, or `a3s root-ready`
+   * with a disk ("started", as `run` does); init reads it once it is
+   * ready. `poweroff` once `agent-exit` came.
+   */
+  readonly job?: "ready" | "started";
+}
+
+/** One console line and when it arrived (ms after QEMU was spawned). */
+export interface TimedLine {
+  readonly hostMs: number;
+  readonly text: string;
 }
 
 export interface ConsoleBoot {
@@ -55,6 +71,12 @@ export interface ConsoleBoot {
   /** A3S init only, QEMU's trace: the init-start and agent-start lines left the guest. */
   readonly initStartMs: number | null;
   readonly agentStartMs: number | null;
+  /** Job mode, the guest's clock: init wrote `a3s ready`; it had read the job (`a3s job`). */
+  readonly guestReadyMs: number | null;
+  readonly guestJobMs: number | null;
+  /** Job mode, ms after spawning QEMU: the ready line arrived, the job was written. */
+  readonly readyHostMs: number | null;
+  readonly jobSentMs: number | null;
   /**
    * A3S init only, the guest's clock as the lines carry it: init's first
    * instruction (init-start carries that time, though init writes the line
@@ -66,19 +88,30 @@ export interface ConsoleBoot {
   readonly guestExecMs: number | null;
   /** QEMU's CPU time (all threads) when the probe's bytes arrived. */
   readonly cpuAtProbeMs: number | null;
+  /**
+   * QEMU's CPU time (all threads) when the init-start and the agent-start
+   * lines reached this process: their difference is what init's steps cost
+   * in work, which a loaded host does not inflate the way it inflates the
+   * guest's clock (the vCPU waiting for its turn on a host CPU counts on
+   * the guest's clock, not here; nor does an idle vCPU waiting for the job).
+   */
+  readonly cpuAtInitStartMs: number | null;
+  readonly cpuAtAgentStartMs: number | null;
   /** Host: QEMU spawned → QEMU exited (or was killed after the grace period). */
   readonly vmExitMs: number;
   readonly poweredOff: boolean;
   /** The end of the console log, for a person to check what happened. */
   readonly consoleTail: string;
+  /** Every console line with its arrival time (init's debug lines among them). */
+  readonly consoleLines: readonly TimedLine[];
 }
 
 /** The probe's first bytes; the "," makes sure the number has fully arrived, not just the chunk that ends in it. */
 const PROBE_START = /\{"probe":1,"uptime_ms":([\d.]+),/;
 /** Console text kept for error messages and for finding the probe's line; the probe's line is near the end. */
 const KEEP_CONSOLE = 64 << 10;
-/** The virtio console port of the control channel: the third virtconsole in qemuArgs (stdout 0, stderr 1). */
-const CONTROL_PORT = 2;
+/** The virtio-serial port of the control channel in qemuArgs (0 is kept for a console; stdout 1, stderr 2). */
+const CONTROL_PORT = 3;
 
 export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot> {
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
@@ -100,10 +133,26 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       onProbe();
     }
   };
+  let controlSocket: Socket | undefined;
+  let readyHostMs: number | null = null;
+  const cpuAt: Record<string, number | null> = {};
+  let jobSentMs: number | null = null;
+  const sendJob = (): void => {
+    if (jobSentMs !== null || !controlSocket) return;
+    controlSocket.write(renderGuestJob({ providedShares: [], entropy: randomBytes(64), clockMs: Date.now() }));
+    jobSentMs = performance.now() - started;
+  };
   const control = new LineSplitter((line) => {
     const ev = parseControlLine(line);
     controlLines.push({ kind: ev?.kind ?? "other", bytes: Buffer.byteLength(line) + 1, ms: ev && "ms" in ev ? ev.ms : null });
+    if (ev?.kind === "init-start" || ev?.kind === "agent-start") cpuAt[ev.kind] = qemuCpuMs(pid);
+    if (!o.job) return;
+    if (ev?.kind === "ready") readyHostMs = performance.now() - started;
+    if (ev?.kind === "ready" || (o.job === "started" && ev?.kind === (o.disk ? "root-ready" : "init-start"))) sendJob();
+    if (ev?.kind === "agent-exit" || ev?.kind === "error") controlSocket?.write("poweroff\n");
   });
+  const consoleLines: TimedLine[] = [];
+  let consolePartial = "";
   const channels = [
     await listenChannel(sockets.stdout, (b) => {
       if (o.probeOn !== "stdout-channel") return;
@@ -112,7 +161,11 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
     }),
     await listenChannel(sockets.stderr, () => {}),
     await listenChannel(sockets.changes, () => {}),
-    await listenChannel(sockets.control, (b) => control.push(b)),
+    await listenChannel(
+      sockets.control,
+      (b) => control.push(b),
+      (sock) => (controlSocket = sock),
+    ),
   ];
   try {
     const args = qemuArgs({
@@ -143,6 +196,10 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
     vm.stderr.on("data", (b: Buffer) => (qemuStderr += b.toString()));
     vm.stdout.on("data", (b: Buffer) => {
       consoleText = (consoleText + b.toString("latin1")).slice(-KEEP_CONSOLE);
+      const now = performance.now() - started;
+      const parts = (consolePartial + b.toString("latin1")).split("\n");
+      consolePartial = parts.pop() as string;
+      for (const text of parts) consoleLines.push({ hostMs: now, text: text.replace(/\r$/, "") });
       if (o.probeOn === "console") seeProbe(consoleText);
     });
     let exitStatus = "";
@@ -186,10 +243,17 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       agentStartMs: lineLeftGuest(controlLines, trace.controlFlushes, "agent-start"),
       guestInitMs: controlLines.find((l) => l.kind === "init-start")?.ms ?? null,
       guestExecMs: controlLines.find((l) => l.kind === "agent-start")?.ms ?? null,
+      guestReadyMs: controlLines.find((l) => l.kind === "ready")?.ms ?? null,
+      guestJobMs: controlLines.find((l) => l.kind === "job")?.ms ?? null,
+      readyHostMs,
+      jobSentMs,
       cpuAtProbeMs: seen.cpuMs,
+      cpuAtInitStartMs: cpuAt["init-start"] ?? null,
+      cpuAtAgentStartMs: cpuAt["agent-start"] ?? null,
       vmExitMs,
       poweredOff,
       consoleTail: consoleText.replace(/\r/g, "").slice(-2048),
+      consoleLines,
     };
   } finally {
     channels.forEach((c) => c.server.close());
@@ -246,9 +310,14 @@ function qemuCpuMs(pid: number): number | null {
  * start-up. `drained` resolves once QEMU's connection has ended and every
  * byte it sent has been handled (at once if it never connected).
  */
-async function listenChannel(path: string, onData: (chunk: Buffer) => void): Promise<{ server: Server; drained: () => Promise<void> }> {
+async function listenChannel(
+  path: string,
+  onData: (chunk: Buffer) => void,
+  onConnect: (sock: Socket) => void = () => {},
+): Promise<{ server: Server; drained: () => Promise<void> }> {
   let ended: Promise<void> | undefined;
   const server = createServer((sock) => {
+    onConnect(sock);
     sock.on("data", onData);
     sock.on("error", () => {});
     ended = new Promise((resolve) => sock.on("close", () => resolve()));

@@ -261,7 +261,7 @@ async function main(): Promise<void> {
 
     // ---- designs -------------------------------------------------------------
     const media = await prepareBootMedia({ kind: "cpio", image, kernel, transport: "9p", workDir: work });
-    const setup = { work, kernelPath: kernel.kernelPath, initrd: media.initrd, cmdline: await kernelCommandLine(accel, { job: true }), qemu };
+    const setup = { work, kernelPath: kernel.kernelPath, initrd: media.initrd, cmdline: await kernelCommandLine(accel, { job: true, channelDevices: true }), qemu };
     const designs: Record<string, Awaited<ReturnType<typeof designSample>>> = {};
     for (const d of ["x-ignore-shared", "mapped-ram", "plain"] as const) {
       sampleLoad();

@@ -62,6 +62,8 @@ void say(const char *fmt, ...)
 	va_list ap;
 	int n = snprintf(buf, sizeof buf, "a3s-init: ");
 
+	dbg_flush(); /* what was noted before comes first */
+
 	va_start(ap, fmt);
 	n += vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
 	va_end(ap);
@@ -69,6 +71,34 @@ void say(const char *fmt, ...)
 		n = (int)sizeof buf - 2;
 	buf[n++] = '\n';
 	console_write(buf, (size_t)n);
+}
+
+static char dbg_buf[8192];
+static size_t dbg_len;
+
+void dbg_note(long long us, const char *fmt, ...)
+{
+	char msg[600];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	n = snprintf(dbg_buf + dbg_len, sizeof dbg_buf - dbg_len, "a3s-init: [%lld.%03lld ms] %s\n",
+		     us / 1000, us % 1000, msg);
+	if (n < 0 || (size_t)n >= sizeof dbg_buf - dbg_len) {
+		dbg_flush(); /* full: out now, and this one on its own */
+		say("[%lld.%03lld ms] %s", us / 1000, us % 1000, msg);
+		return;
+	}
+	dbg_len += (size_t)n;
+}
+
+void dbg_flush(void)
+{
+	console_write(dbg_buf, dbg_len);
+	dbg_len = 0;
 }
 
 /* ---- opening channels ----------------------------------------------- */
@@ -135,6 +165,7 @@ static void link_named_ports(void)
 		snprintf(target, sizeof target, "../%s", e->d_name);
 		if (symlink(target, link) != 0 && errno != EEXIST)
 			say("%s: %s", link, strerror(errno));
+		dbg("port %s is /dev/%s", name, e->d_name);
 	}
 	closedir(d);
 }
@@ -201,6 +232,23 @@ static int port_may_come(const char *path, int ports_pending, int hvc_up)
 	return 0;
 }
 
+/*
+ * A virtio-serial port whose host side the guest does not know to be
+ * connected yet: its poll says POLLHUP. The kernel learns it from a
+ * message of its own (QEMU sends "port open" right after the port's name,
+ * and a kernel worker handles it), so a port opened the moment its device
+ * node exists, just after init loaded virtio_console, can still say so
+ * for a moment; a channel that said "hung up" then would end the boot
+ * (the host "hung up before it sent a job"). A host that connects at
+ * start-up (QEMU's chardevs do) is soon known.
+ */
+static int host_unknown(int fd)
+{
+	struct pollfd p = { fd, POLLOUT, 0 };
+
+	return !isatty(fd) && poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
 /* A tty (an hvc console) is put in raw mode; a virtio-serial port is not a tty. */
 static int open_one(const char *path, int flags)
 {
@@ -219,25 +267,33 @@ void open_channels(int n, const char *const paths[], const int flags[], int fds[
 		   int ports_pending)
 {
 	static long long wait_end; /* one limit for the whole boot */
-	int errs[8], hvc_up = 0;
+	int errs[8], hvc_up = 0, named = 0, rounds;
 
 	if (n > 8)
 		n = 8;
-	for (int round = 0;; round++) {
+	/* Names cost a scan of sysfs: under TCG the first walk of kernfs
+	 * (lookup, readdir, an attribute read) is some 10 ms of the boot. A
+	 * host that knows its VMM's port numbers names /dev/vportNpM instead
+	 * (the kernel command line, §4), and then no scan is made. */
+	for (int i = 0; i < n; i++)
+		named |= !strncmp(paths[i], NAMED_PORTS, sizeof NAMED_PORTS - 1);
+	for (rounds = 0;; rounds++) {
 		int waiting = 0;
 
-		link_named_ports();
+		if (named)
+			link_named_ports();
 		for (int i = 0; i < n; i++) {
-			if (round > 0 && fds[i] >= 0)
+			if (rounds > 0 && fds[i] >= 0)
 				continue;
 			fds[i] = open_one(paths[i], flags[i]);
 			errs[i] = errno;
 			hvc_up |= fds[i] >= 0 && is_hvc(paths[i]);
 		}
 		for (int i = 0; i < n; i++)
-			waiting |= fds[i] < 0 && (errs[i] == ENOENT || errs[i] == ENODEV ||
-						  errs[i] == ENXIO) &&
-				   port_may_come(paths[i], ports_pending, hvc_up);
+			waiting |= fds[i] < 0 ? (errs[i] == ENOENT || errs[i] == ENODEV ||
+						 errs[i] == ENXIO) &&
+						port_may_come(paths[i], ports_pending, hvc_up)
+					      : ports_pending && host_unknown(fds[i]);
 		if (!waiting)
 			break;
 		if (!wait_end)
@@ -246,6 +302,7 @@ void open_channels(int n, const char *const paths[], const int flags[], int fds[
 			break;
 		usleep(1000); /* lets the kernel worker that adds ports run */
 	}
+	dbg("channels looked for %d time%s", rounds + 1, rounds ? "s" : "");
 	for (int i = 0; i < n; i++)
 		if (fds[i] < 0)
 			say("%s: %s (using the console instead)", paths[i], strerror(errs[i]));

@@ -14,12 +14,25 @@ const char *ms(char buf[32]);
 /* A message on the console (init's fd 2): "a3s-init: ...". */
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* Progress messages, only with a3s.debug; prefixed with the boot time. */
+/*
+ * Progress messages, only with a3s.debug, each with the boot time it was
+ * noted at. They are kept in memory and printed by dbg_flush(), which init
+ * calls before it waits for anything and once the agent runs: a console
+ * write under TCG takes milliseconds of the guest's only CPU (the UART is
+ * emulated byte by byte), which would land inside the very steps the
+ * times measure.
+ */
 extern int debug;
+void dbg_note(long long us, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void dbg_flush(void);
 #define dbg(fmt, ...) do { \
-	char dbg_t_[32]; \
 	if (debug) \
-		say("[%s ms] " fmt, ms(dbg_t_), ##__VA_ARGS__); \
+		dbg_note(now_us(), fmt, ##__VA_ARGS__); \
+} while (0)
+/* The same for a moment taken earlier (now_us()). */
+#define dbg_at(us, fmt, ...) do { \
+	if (debug) \
+		dbg_note(us, fmt, ##__VA_ARGS__); \
 } while (0)
 
 /*

@@ -44,7 +44,8 @@ static const char *const defaults[K_COUNT] = {
 #define ON_CMDLINE (KEY_BIT(K_AGENT) | KEY_BIT(K_ARG) | KEY_BIT(K_ENV) | \
 	KEY_BIT(K_CWD) | KEY_BIT(K_USER) | KEY_BIT(K_GROUPS) | KEY_BIT(K_HOSTNAME) | \
 	KEY_BIT(K_SHARE) | KEY_BIT(K_ROOT) | KEY_BIT(K_ROOTFSTYPE) | \
-	KEY_BIT(K_ROOTFLAGS) | KEY_BIT(K_ROOTVERITY) | KEY_BIT(K_DEBUG) | KEY_BIT(K_JOB))
+	KEY_BIT(K_ROOTFLAGS) | KEY_BIT(K_ROOTVERITY) | KEY_BIT(K_DEBUG) | KEY_BIT(K_JOB) | \
+	KEY_BIT(K_STDOUT) | KEY_BIT(K_STDERR) | KEY_BIT(K_CONTROL))
 /*
  * Keys a job may set: what the agent runs and how, its shares, and the
  * per-run state of a machine that may be one of many restored from one

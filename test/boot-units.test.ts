@@ -11,6 +11,7 @@ import { detectBootImage } from "../src/boot/image-kind.js";
 import { modulesFor } from "../src/boot/kernel-bundle.js";
 import { parseModinfo } from "../src/boot/modinfo.js";
 import { moduleLoadOrder } from "../src/boot/module-closure.js";
+import { kernelCommandLine } from "../src/boot/kernel-cmdline.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
 import { isA3sError, RootfsBuilder } from "../src/index.js";
 import { findExecutable } from "../src/util/host-tool.js";
@@ -24,6 +25,7 @@ describe("control lines", () => {
     assert.deepEqual(parseControlLine("a3s signal 10.000 15 control"), { kind: "signal", ms: 10, signal: 15, source: "control" });
     assert.deepEqual(parseControlLine("a3s error 127 agent /x: not found"), { kind: "error", status: 127, message: "agent /x: not found" });
     assert.deepEqual(parseControlLine("a3s agent-exit 1.000 3 future-field"), { kind: "agent-exit", ms: 1, status: 3 });
+    assert.deepEqual(parseControlLine("a3s job 40.125"), { kind: "job", ms: 40.125 });
     for (const junk of ["a3s future-event 1", "a3s agent-exit soon 3", "hello", "a3s init-start", "x".repeat(5000)]) {
       assert.equal(parseControlLine(junk), undefined, junk);
     }
@@ -66,7 +68,7 @@ describe("QEMU command line", () => {
     assert.match(a, /^-M microvm,pit=off,pic=off -accel tcg -smp 2 -m 256M -nodefaults/);
     assert.match(
       a,
-      /-device virtio-serial-device,max_ports=5 -chardev socket,id=out,path=\/w\/out\.sock -device virtserialport,chardev=out,name=a3s\.stdout -chardev socket,id=err,path=\/w\/err\.sock -device virtserialport,chardev=err,name=a3s\.stderr -chardev socket,id=ctl,path=\/w\/ctl\.sock -device virtserialport,chardev=ctl,name=a3s\.control -chardev socket,id=chg,path=\/w\/chg\.sock -device virtserialport,chardev=chg,name=a3s\.changes /,
+      /-device virtio-serial-device,max_ports=5 -chardev socket,id=out,path=\/w\/out\.sock -device virtserialport,chardev=out,name=a3s\.stdout,nr=1 -chardev socket,id=err,path=\/w\/err\.sock -device virtserialport,chardev=err,name=a3s\.stderr,nr=2 -chardev socket,id=ctl,path=\/w\/ctl\.sock -device virtserialport,chardev=ctl,name=a3s\.control,nr=3 -chardev socket,id=chg,path=\/w\/chg\.sock -device virtserialport,chardev=chg,name=a3s\.changes,nr=4 /,
     );
     assert.doesNotMatch(a, /virtconsole/);
     assert.match(a, /-fsdev local,id=fs0,path=\/home\/me\/my,,project,security_model=none -device virtio-9p-device,fsdev=fs0,mount_tag=workspace/);
@@ -86,6 +88,18 @@ describe("QEMU command line", () => {
     assert.match(a, /-drive id=root,file=\/img\/root\.erofs,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root/);
     assert.match(a, /-object memory-backend-memfd,id=mem,size=256M,share=on/);
     assert.match(a, /-chardev socket,id=vfs0,path=\/w\/ws\.sock -device vhost-user-fs-device,chardev=vfs0,tag=workspace/);
+  });
+
+  it("names each channel's device node on the kernel command line as the QEMU command numbers its port", async () => {
+    // The serial device is the second virtio device (after virtio-rng): the guest calls it virtio1.
+    const devices = qemuArgs(spec).filter((a) => a.startsWith("virtio-") || a.startsWith("virtserialport,"));
+    assert.deepEqual(devices.slice(0, 2), ["virtio-rng-device", "virtio-serial-device,max_ports=4"]);
+    const line = await kernelCommandLine("kvm", { job: true, channelDevices: true });
+    for (const [name, nr] of [["stdout", 1], ["stderr", 2], ["control", 3]] as const) {
+      assert.ok(devices.includes(`virtserialport,chardev=${{ stdout: "out", stderr: "err", control: "ctl" }[name]},name=a3s.${name},nr=${nr}`));
+      assert.match(line, new RegExp(`(^| )a3s\\.${name}=/dev/vport1p${nr}( |$)`));
+    }
+    assert.doesNotMatch(await kernelCommandLine("kvm", { job: true }), /vport/, "without the VM's devices, init finds its ports by name");
   });
 });
 

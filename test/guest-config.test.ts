@@ -353,6 +353,10 @@ describe("the job writer (guest protocol 2) against the real guest parser", { sk
     assert.match(cmdline.stderr, /key "entropy" cannot be set on the kernel command line/);
     const job = await runChecker(["--cmdline", kernelCmdlineArg("job", "1")]);
     assert.deepEqual(parseEcho(job.stdout, 2), [["job", "1"]]);
+    // The host names its VMM's channel devices on the command line (§4, §6).
+    const channels = await runChecker(["--cmdline", [kernelCmdlineArg("stdout", "/dev/vport1p1"), kernelCmdlineArg("control", "/dev/vport1p3")].join(" ")]);
+    assert.equal(channels.status, 0, channels.stderr);
+    assert.deepEqual(parseEcho(channels.stdout, 1), [["stdout", "/dev/vport1p1"], ["control", "/dev/vport1p3"]]);
   });
 
   it("refuses entropy outside 16 to 512 bytes on the host already", () => {

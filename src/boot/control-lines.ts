@@ -5,7 +5,7 @@
  * are bounded and anything that does not parse is ignored.
  */
 export type ControlEvent =
-  | { kind: "init-start" | "root-ready" | "ready" | "agent-start" | "poweroff"; ms: number }
+  | { kind: "init-start" | "root-ready" | "ready" | "job" | "agent-start" | "poweroff"; ms: number }
   /** output: the bytes of stdout and stderr init carried to the channels (protocol 2). */
   | { kind: "agent-exit"; ms: number; status: number; output?: { stdout: number; stderr: number } }
   | { kind: "signal"; ms: number; signal: number; source: string }
@@ -29,6 +29,7 @@ export function parseControlLine(line: string): ControlEvent | undefined {
     case "init-start":
     case "root-ready":
     case "ready":
+    case "job":
     case "agent-start":
     case "poweroff":
       return ms === undefined ? undefined : { kind: event, ms };

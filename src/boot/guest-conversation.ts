@@ -13,11 +13,15 @@ export type JobRequest = Omit<GuestJob, "entropy" | "clockMs">;
  * The host's half of guest protocol 2 on the control channel
  * (docs/guest-protocol.md §8):
  *
- * - the job, when the guest is ready for it: on `a3s ready` for a machine
- *   that booted, or at once for one restored from a snapshot, whose init
- *   is already waiting. Its clock and entropy are taken at that moment, so
- *   that the guest's clock is current and no two machines share random
- *   state;
+ * - the job: for a machine that boots, as soon as its init has the
+ *   control channel open for good (`a3s init-start`, or `a3s root-ready`
+ *   when init moves to a disk root), so that the job is there when init
+ *   is ready and init waits for no round trip through the host (measured
+ *   under TCG: 4 to 10 ms of init's start, bench/results/init-steps.md);
+ *   for one restored from a snapshot at once, its init is already
+ *   waiting. Its clock and entropy are taken at that moment, so no two
+ *   machines share random state, and the clock a booting guest is given
+ *   is as old as init's set-up (tens of ms under TCG);
  * - `poweroff`, once every byte of the agent's output that `agent-exit`
  *   counts has arrived, and every byte of the change set that `changes`
  *   counts (overlay mode): until then the guest keeps the VM up, because a
@@ -33,9 +37,15 @@ export class GuestConversation {
   private changesExpected = 0;
   private poweroffSent = false;
 
+  /**
+   * @param sendOn the guest's control line on which a booting machine gets
+   *   its job (the default, `ready`, is always safe); a restore calls
+   *   sendJob() itself.
+   */
   constructor(
     private readonly control: GuestChannel,
     private readonly job: JobRequest,
+    private readonly sendOn: "init-start" | "root-ready" | "ready" = "ready",
   ) {}
 
   /** Writes the job (once). */
@@ -48,7 +58,7 @@ export class GuestConversation {
 
   /** A control line from the guest. */
   event(ev: ControlEvent): void {
-    if (ev.kind === "ready") this.sendJob();
+    if (ev.kind === this.sendOn || ev.kind === "ready") this.sendJob();
     // Sent before agent-exit: the power-off waits for the change set too.
     if (ev.kind === "changes") this.changesExpected = ev.bytes;
     if (ev.kind === "agent-exit" && ev.output) {

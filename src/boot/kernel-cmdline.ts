@@ -1,5 +1,6 @@
 import { A3sError } from "../errors.js";
 import { kernelCmdlineArg, parseUserSpec } from "../layout/guest-config.js";
+import { GUEST_PORT_DEVICES } from "./qemu-command.js";
 import type { Accelerator } from "./accelerator.js";
 import { hostTscKhz } from "./host-tsc.js";
 
@@ -11,7 +12,15 @@ import { hostTscKhz } from "./host-tsc.js";
  */
 export async function kernelCommandLine(
   accel: Accelerator,
-  opts: { user?: string; env?: readonly string[]; args?: readonly string[]; job?: boolean; rootVerity?: string } = {},
+  opts: {
+    user?: string;
+    env?: readonly string[];
+    args?: readonly string[];
+    job?: boolean;
+    rootVerity?: string;
+    /** The VM is qemuArgs's: name its channel devices for init (see below). */
+    channelDevices?: boolean;
+  } = {},
 ): Promise<string> {
   // noreplace-smp: a kernel that finds one CPU rewrites every LOCK prefix in
   // its text to a NOP-like prefix, one text_poke each (a page-table switch
@@ -22,6 +31,11 @@ export async function kernelCommandLine(
   const parts = ["console=ttyS0", "panic=-1", "quiet", "noreplace-smp"];
   // init waits at the ready point for its job on the control channel (§8)
   if (opts.job) parts.push(kernelCmdlineArg("job", "1"));
+  // The channels' device nodes, as qemuArgs numbers the ports: init opens
+  // them as they are, where a port's name would cost it a walk of sysfs
+  // (about 10 ms of its start under TCG, docs/guest-protocol.md §6). They
+  // override the image's config, which cannot know this VMM's devices.
+  if (opts.channelDevices) for (const ch of ["stdout", "stderr", "control"] as const) parts.push(kernelCmdlineArg(ch, GUEST_PORT_DEVICES[ch]));
   if (accel === "tcg") {
     // Under TCG the guest's TSC calibration can fail on a busy host and hang
     // the boot; giving the host's TSC rate (see host-tsc.ts) skips it.

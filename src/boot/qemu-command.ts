@@ -58,14 +58,36 @@ export const GUEST_PORT_NAMES = { stdout: "a3s.stdout", stderr: "a3s.stderr", co
 export const SCRATCH_DISK_SERIAL = "a3s-scratch";
 
 /**
+ * Each channel's port number on the one virtio-serial device (0 is kept
+ * for a console), set with `nr=` so that it never depends on the order of
+ * QEMU's arguments, and the device node the guest kernel gives it:
+ * /dev/vport<virtio device index>p<port number>. The guest numbers its
+ * virtio devices in the order microvm lists them, which is the order of
+ * the -device arguments: virtio-rng is 0 and the serial device 1, whatever
+ * follows (a disk, shares). The host names these nodes on the kernel
+ * command line (kernel-cmdline.ts), so init opens its channels without
+ * looking the names up in sysfs (docs/guest-protocol.md §6).
+ */
+export const GUEST_PORT_NUMBERS = { stdout: 1, stderr: 2, control: 3, changes: 4 } as const;
+const SERIAL_DEVICE_INDEX = 1;
+export const GUEST_PORT_DEVICES = {
+  stdout: `/dev/vport${SERIAL_DEVICE_INDEX}p${GUEST_PORT_NUMBERS.stdout}`,
+  stderr: `/dev/vport${SERIAL_DEVICE_INDEX}p${GUEST_PORT_NUMBERS.stderr}`,
+  control: `/dev/vport${SERIAL_DEVICE_INDEX}p${GUEST_PORT_NUMBERS.control}`,
+} as const;
+
+/**
  * One channel: a virtio-serial port named `name` whose host end connects
  * to the Unix socket `path`. A `virtserialport`, not a `virtconsole`: QEMU
  * throttles a serial port whose host end cannot take more (the guest's
  * writes then wait), while it drops what a console port's host end cannot
  * take at once (hw/char/virtio-console.c throttles only non-console ports).
  */
-function channelArgs(id: string, name: string, path: string): string[] {
-  return ["-chardev", `socket,id=${id},path=${qemuOptionValue(path)}`, "-device", `virtserialport,chardev=${id},name=${name}`];
+function channelArgs(id: string, channel: keyof typeof GUEST_PORT_NAMES, path: string): string[] {
+  return [
+    "-chardev", `socket,id=${id},path=${qemuOptionValue(path)}`,
+    "-device", `virtserialport,chardev=${id},name=${GUEST_PORT_NAMES[channel]},nr=${GUEST_PORT_NUMBERS[channel]}`,
+  ];
 }
 
 /**
@@ -98,6 +120,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     // Entropy from the host: the guest's random generator is seeded as it
     // boots (a kernel with virtio-rng built in), so getrandom() never waits
     // for entropy the guest gathers itself, slowly under TCG.
+    // First of the virtio devices, then the serial device: see GUEST_PORT_DEVICES.
     "-device", "virtio-rng-device",
     // max_ports: port 0 is kept for a console, and the four named ports
     // below take 1 to 4. The default, 31, makes the guest driver set up 64
@@ -105,10 +128,10 @@ export function qemuArgs(spec: VmSpec): string[] {
     // each with its own ring and MMIO set-up: measured under TCG, 3 ports
     // start the agent about 60 ms sooner (median of 12).
     "-device", `virtio-serial-device,max_ports=${GUEST_CHANNELS + 1}`,
-    ...channelArgs("out", GUEST_PORT_NAMES.stdout, spec.sockets.stdout),
-    ...channelArgs("err", GUEST_PORT_NAMES.stderr, spec.sockets.stderr),
-    ...channelArgs("ctl", GUEST_PORT_NAMES.control, spec.sockets.control),
-    ...channelArgs("chg", GUEST_PORT_NAMES.changes, spec.sockets.changes),
+    ...channelArgs("out", "stdout", spec.sockets.stdout),
+    ...channelArgs("err", "stderr", spec.sockets.stderr),
+    ...channelArgs("ctl", "control", spec.sockets.control),
+    ...channelArgs("chg", "changes", spec.sockets.changes),
   ];
   if (spec.memoryFile) {
     const f = spec.memoryFile;

@@ -142,6 +142,14 @@ export interface BootTimeline {
   readonly hostSetupMs: number;
   /** Guest clock (ms since the kernel started): init began. */
   readonly initStartMs: number | null;
+  /** Guest clock: init was set up and began to wait for its job (`a3s ready`). */
+  readonly readyMs: number | null;
+  /**
+   * Guest clock: init had its job (`a3s job`). jobMs − readyMs is the wait
+   * for the host; (readyMs − initStartMs) + (agentStartMs − jobMs) is
+   * init's own work.
+   */
+  readonly jobMs: number | null;
   /** Guest clock: the agent's execve succeeded. */
   readonly agentStartMs: number | null;
   /** Guest clock: the agent was reaped. */
@@ -236,13 +244,16 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     checkGuestMemory(memoryMiB, await bootMemoryNeed(opts.image, imageFootprint, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
 
     const { sockets, control, changes } = await listenToGuest(work, guest, started);
-    guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag), scratchDisk !== undefined)));
+    // The job goes out once init holds the control channel for good: after
+    // the switch to a disk root (init may open the channel anew there, and
+    // the kernel drops what a closed port had not read), else at once.
+    guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag), scratchDisk !== undefined), media.disk ? "root-ready" : "init-start"));
     const consoleLog = join(work, "console.log");
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, { job: true, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB,
@@ -690,6 +701,8 @@ function timelineOf(guest: GuestOutput, vmExitMs: number): BootTimeline {
     vmmStartMs: 0,
     hostSetupMs: Math.round(guest.setupMs()),
     initStartMs: at("init-start"),
+    readyMs: at("ready"),
+    jobMs: at("job"),
     agentStartMs: at("agent-start"),
     agentExitMs: at("agent-exit"),
     vmExitMs: Math.round(vmExitMs),

@@ -93,6 +93,7 @@ export interface GuestJob {
 /** Keys init accepts as a3s.KEY=VALUE on the kernel command line (§4). */
 const CMDLINE_KEYS = new Set([
   "agent", "arg", "env", "cwd", "user", "groups", "hostname", "share", "root", "rootfstype", "rootflags", "rootverity", "debug", "job",
+  "stdout", "stderr", "control",
 ]);
 const PATH_KEYS = new Set(["agent", "cwd", "stdin", "stdout", "stderr", "control"]);
 
