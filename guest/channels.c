@@ -133,7 +133,7 @@ static int is_hvc(const char *path)
  * depends on the order of the VMM's devices; its name does not. A name
  * with '/' or a leading '.' is not linked.
  */
-static void link_named_ports(void)
+void link_named_ports(void)
 {
 	DIR *d = opendir("/sys/class/virtio-ports");
 	struct dirent *e;

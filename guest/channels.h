@@ -42,6 +42,12 @@ void dbg_flush(void);
  * within one time limit per boot. ports_pending: init loaded kernel
  * modules in this boot, so ports may still be being set up.
  */
+/*
+ * Makes /dev/virtio-ports/NAME for every named port the kernel lists, for a
+ * port opened by its name after the channels were opened by device node.
+ */
+void link_named_ports(void);
+
 void open_channels(int n, const char *const paths[], const int flags[], int fds[],
 		   int ports_pending);
 

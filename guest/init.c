@@ -796,8 +796,13 @@ static void send_changes(void)
 {
 	struct change_counts c;
 	char err[400];
-	int fd = open(CHANGES_PORT, O_WRONLY | O_CLOEXEC);
+	int fd;
 
+	/* The host names the channels' device nodes on the command line, so no
+	 * link by name exists yet: made here, once, for this port alone. */
+	if (access(CHANGES_PORT, F_OK) != 0)
+		link_named_ports();
+	fd = open(CHANGES_PORT, O_WRONLY | O_CLOEXEC);
 	if (fd < 0) {
 		emit(ONCE, "changes-error opening %s: %s", CHANGES_PORT, strerror(errno));
 		return;

@@ -93,7 +93,7 @@ describe("QEMU command line", () => {
   it("names each channel's device node on the kernel command line as the QEMU command numbers its port", async () => {
     // The serial device is the second virtio device (after virtio-rng): the guest calls it virtio1.
     const devices = qemuArgs(spec).filter((a) => a.startsWith("virtio-") || a.startsWith("virtserialport,"));
-    assert.deepEqual(devices.slice(0, 2), ["virtio-rng-device", "virtio-serial-device,max_ports=4"]);
+    assert.deepEqual(devices.slice(0, 2), ["virtio-rng-device", "virtio-serial-device,max_ports=5"]);
     const line = await kernelCommandLine("kvm", { job: true, channelDevices: true });
     for (const [name, nr] of [["stdout", 1], ["stderr", 2], ["control", 3]] as const) {
       assert.ok(devices.includes(`virtserialport,chardev=${{ stdout: "out", stderr: "err", control: "ctl" }[name]},name=a3s.${name},nr=${nr}`));
