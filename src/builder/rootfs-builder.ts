@@ -11,6 +11,7 @@ import { checkGuestProgram, readGuestProgram, type GuestProgramRole } from "../p
 import { parseSourceSpec } from "../sources/parse-source.js";
 import type { RootfsSource, SourceResult } from "../sources/source.js";
 import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
+import { cacheRoot } from "../util/cache-dir.js";
 import { removeTree } from "../util/remove-tree.js";
 import { pausePoint } from "../util/test-pause.js";
 
@@ -200,7 +201,8 @@ export class RootfsBuilder {
       if (!this.agent && !source.agentDefaults?.path) {
         throw new A3sError("ENOAGENT", `no agent: the source ${this.source.spec} names none; call withAgentBinary(await findAgentBinary())`);
       }
-      const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force, verity: this.verity });
+      const toolCache = { dir: cacheRoot(), provision: true, progress: (m: string) => this.progress(m) };
+      const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force, verity: this.verity, toolCache });
       return {
         source: this.source.spec,
         entries: tree.entryCount,

@@ -11,6 +11,7 @@ import { writeSquashfsImage, type SquashfsWriterOptions } from "../formats/squas
 import { tarProducer } from "../formats/tar/index.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { temporaryPathFor } from "./atomic.js";
+import { chooseImageTools } from "./image-tool-choice.js";
 import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputWriter } from "./output.js";
 
 /**
@@ -85,12 +86,24 @@ export function createExt4Writer(opts: ImageWriterOptions = {}): OutputWriter {
 
 /** `erofs` with writer options (compression, privileged, toolDirs); see formats/erofs/writer.ts. */
 export function createErofsWriter(opts: ErofsWriterOptions = {}): OutputWriter {
-  return { format: "erofs", write: (tree, paths, ctx) => writeErofsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
+  return {
+    format: "erofs",
+    write: async (tree, paths, ctx) => {
+      const tools = opts.tools ?? (await chooseImageTools("erofs", ctx));
+      await writeErofsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx), tools });
+    },
+  };
 }
 
 /** `squashfs` with writer options (compression, privileged, toolDirs); see formats/squashfs/writer.ts. */
 export function createSquashfsWriter(opts: SquashfsWriterOptions = {}): OutputWriter {
-  return { format: "squashfs", write: (tree, paths, ctx) => writeSquashfsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
+  return {
+    format: "squashfs",
+    write: async (tree, paths, ctx) => {
+      const tools = opts.tools ?? (await chooseImageTools("squashfs", ctx));
+      await writeSquashfsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx), tools });
+    },
+  };
 }
 
 /** What an image writer takes from the build: the epoch, cancellation, and where to stage. */
