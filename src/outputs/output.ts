@@ -75,4 +75,6 @@ export interface OutputResult {
   readonly sha256: string | null;
   /** The dm-verity hash tree appended to the image, when the build asked for one. */
   readonly verity?: VerityInfo;
+  /** True when the build cache held this output and it was copied (and verified) rather than built. */
+  readonly fromCache?: boolean;
 }

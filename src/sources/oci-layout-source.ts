@@ -39,6 +39,11 @@ export function ociLayoutSource(rest: string, opts: ImageFileSourceOptions = {})
     providesAgent: true,
     load: async (ctx) =>
       loadImage(await chooseLayoutImage(directoryLayout(dir), ref, { platform, platformChosen: opts.platform !== undefined }), opts, ctx),
+    // The manifest's digest pins the config and every layer (each verified when it is read).
+    identify: async () => {
+      const { image } = await chooseLayoutImage(directoryLayout(dir), ref, { platform, platformChosen: opts.platform !== undefined });
+      return `oci-image ${image.manifestDigest} ${formatPlatform(image.platform)} limits=${JSON.stringify(opts.limits ?? null)}`;
+    },
   };
 }
 
