@@ -16,7 +16,7 @@ import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type
 import { cacheRoot } from "../util/cache-dir.js";
 import { removeTree } from "../util/remove-tree.js";
 import { pausePoint } from "../util/test-pause.js";
-import { buildInputs, CACHEABLE_FORMATS, outputKey } from "./build-key.js";
+import { buildInputs, CACHEABLE_FORMATS, outputKey, type BuildInputs } from "./build-key.js";
 
 export interface BuildResult {
   readonly source: string;
@@ -240,8 +240,11 @@ export class RootfsBuilder {
       const outputs = await writeOutputs(tree, toBuild, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force, verity: this.verity, toolCache });
       if (this.buildCache && cached) {
         for (const [i, r] of outputs.entries()) {
-          const key = cached.keys.get(toBuild[i] as OutputSpec);
-          if (key) await this.buildCache.store(key, r, { entries: tree.entryCount, sourceReport: source.report });
+          const spec = toBuild[i] as OutputSpec;
+          if (!CACHEABLE_FORMATS.includes(spec.format)) continue;
+          // Keyed again now: a tool provisioned by this build is part of what made the output.
+          const key = outputKey(cached.inputs, spec, await toolIdentity(spec.format, toolCache.dir));
+          await this.buildCache.store(key, r, { entries: tree.entryCount, sourceReport: source.report });
         }
       }
       return {
@@ -267,7 +270,7 @@ export class RootfsBuilder {
     epoch: number,
     toolCache: OutputContext["toolCache"],
     signal: AbortSignal | undefined,
-  ): Promise<{ keys: Map<OutputSpec, string>; published: Map<OutputSpec, OutputResult>; report?: { entries: number; sourceReport?: Readonly<Record<string, unknown>> } } | undefined> {
+  ): Promise<{ inputs: BuildInputs; published: Map<OutputSpec, OutputResult>; report?: { entries: number; sourceReport?: Readonly<Record<string, unknown>> } } | undefined> {
     const sourceId = await this.source.identify?.({ signal });
     if (sourceId === undefined) return undefined;
     const inputs = await buildInputs({
@@ -278,14 +281,12 @@ export class RootfsBuilder {
       files: this.files,
       verity: this.verity ? (this.verity.salt?.toString("hex") ?? "derived") : null,
     });
-    const keys = new Map<OutputSpec, string>();
     const published = new Map<OutputSpec, OutputResult>();
     let report: { entries: number; sourceReport?: Readonly<Record<string, unknown>> } | undefined;
     for (const [i, spec] of this.outputs.entries()) {
       const target = targets[i] as OutputTarget;
       if (!CACHEABLE_FORMATS.includes(spec.format)) continue;
-      const key = outputKey(inputs, spec, await toolIdentity(spec.format, { epoch, warn: this.warn, toolCache }));
-      keys.set(spec, key);
+      const key = outputKey(inputs, spec, await toolIdentity(spec.format, toolCache?.dir));
       const hit = await cache.lookup(key);
       if (!hit) continue;
       const result = await cache.publish(hit, target.path, { signal, beforePublish: () => checkReplaceable(target, { force: this.force }) });
@@ -296,7 +297,7 @@ export class RootfsBuilder {
       published.set(spec, result);
       report = { entries: hit.entry.entries, ...(hit.entry.sourceReport ? { sourceReport: hit.entry.sourceReport } : {}) };
     }
-    return { keys, published, ...(report ? { report } : {}) };
+    return { inputs, published, ...(report ? { report } : {}) };
   }
 
   /** The checks that need no source: any failure here stops the build before it starts. */

@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
-import { mke2fsCapabilities, mkfsErofsCapabilities, mksquashfsCapabilities, type ImageWriterOptions } from "../formats/image/index.js";
-import { resolveImageTool } from "../provision/index.js";
-import { findExecutable, hostCommand, type ToolCommand } from "../util/host-tool.js";
+import { mkfsErofsCapabilities, mksquashfsCapabilities, type ImageWriterOptions } from "../formats/image/index.js";
+import { imageToolKind, listBundles, resolveImageTool, type ImageToolName } from "../provision/index.js";
+import { findExecutable } from "../util/host-tool.js";
 import type { OutputContext, OutputFormat } from "./output.js";
 
 /**
@@ -25,38 +25,34 @@ export async function chooseImageTools(format: "erofs" | "squashfs", ctx: Output
 
 /**
  * Which programs would write `format`, as one string for the build cache's
- * key: each tool's version as it reports it, and for the host's programs
- * also the file's size and mtime (a rebuilt package may keep its version
- * string). tar and cpio are written by a3s-rootfs itself: its version is in
- * the key already.
+ * key, found without running anything (a cache hit runs no tool, so this
+ * must cost next to nothing): for each host program its path, size and
+ * mtime (an upgrade changes them even when the version string stays), and
+ * for erofs and squashfs also the newest Debian 13 bundle in the cache (its
+ * name holds every package version), since that is what the writer runs
+ * where the host's cannot read tar. tar and cpio are written by a3s-rootfs
+ * itself: its version is in the key already.
  */
-export async function toolIdentity(format: OutputFormat, ctx: OutputContext): Promise<string> {
-  const describe = async (cmd: ToolCommand | undefined, version: string): Promise<string> => {
-    if (!cmd) return "none";
-    if (cmd.origin === "cache") return `${version} ${cmd.label}`;
-    const st = await stat(cmd.file).catch(() => undefined);
-    return `${version} ${cmd.file} ${st?.size ?? 0} ${st?.mtimeMs ?? 0}`;
+export async function toolIdentity(format: OutputFormat, cacheDir: string | undefined): Promise<string> {
+  const host = async (name: string): Promise<string> => {
+    const path = findExecutable(name);
+    if (!path) return `${name}:none`;
+    const st = await stat(path).catch(() => undefined);
+    return `${name}:${path}:${st?.size ?? 0}:${st?.mtimeMs ?? 0}`;
+  };
+  const bundle = async (tool: ImageToolName): Promise<string> => {
+    if (!cacheDir) return "no-cache";
+    const newest = (await listBundles(cacheDir, imageToolKind(tool)))[0];
+    return newest ? newest.dir.split("/").pop() ?? "" : "none";
   };
   switch (format) {
-    case "erofs": {
-      const cmd = (await chooseImageTools("erofs", ctx))?.["mkfs.erofs"] ?? hostTool("mkfs.erofs");
-      return `mkfs.erofs ${await describe(cmd, cmd ? (await mkfsErofsCapabilities(cmd)).version : "")}`;
-    }
-    case "squashfs": {
-      const cmd = (await chooseImageTools("squashfs", ctx))?.mksquashfs ?? hostTool("mksquashfs");
-      return `mksquashfs ${await describe(cmd, cmd ? (await mksquashfsCapabilities(cmd)).version : "")}`;
-    }
-    case "ext4": {
-      const mke2fs = hostTool("mke2fs");
-      const debugfs = hostTool("debugfs");
-      return `mke2fs ${await describe(mke2fs, mke2fs ? (await mke2fsCapabilities(mke2fs)).version : "")} debugfs ${await describe(debugfs, "")}`;
-    }
+    case "erofs":
+      return `${await host("mkfs.erofs")} ${await bundle("mkfs.erofs")}`;
+    case "squashfs":
+      return `${await host("mksquashfs")} ${await bundle("mksquashfs")}`;
+    case "ext4":
+      return `${await host("mke2fs")} ${await host("debugfs")}`;
     default:
       return "";
   }
-}
-
-function hostTool(name: string): ToolCommand | undefined {
-  const path = findExecutable(name);
-  return path ? hostCommand(path) : undefined;
 }
