@@ -69,7 +69,7 @@ describe("Debian 13's mkfs tools, provisioned into the cache", () => {
     const { command } = await provisioned("mkfs.erofs");
     const cache = tempDir("a3s-damaged-tools-");
     const bundle = join(command.label, "..", "..");
-    const copy = join(cache, "erofs-utils", "copy");
+    const copy = join(cache, "erofs-utils", bundle.split("/").pop() as string);
     cpSync(bundle, copy, { recursive: true });
     const lib = readdirSync(join(copy, "lib")).find((n) => n.startsWith("liblz4"));
     assert.ok(lib);
@@ -80,5 +80,14 @@ describe("Debian 13's mkfs tools, provisioned into the cache", () => {
       assert.match(e.message, new RegExp(`the cached erofs-utils file .*lib/${lib.replace(/\./g, "\\.")} does not match its recorded SHA256`));
       return true;
     });
+
+    // An output that may provision replaces the damaged bundle (same versions, fetched again) and runs the fresh one.
+    const warnings: string[] = [];
+    const tools = await chooseImageTools("erofs", { epoch: 0, warn: (w) => warnings.push(w), toolCache: { dir: cache, provision: true } });
+    const hostReadsTar = (await chooseImageTools("erofs", { epoch: 0, warn: () => {}, toolCache: { dir: tempDir("a3s-empty-cache-"), provision: false } }))?.["mkfs.erofs"];
+    if (hostReadsTar?.origin === "host" && (await mkfsErofsCapabilities(hostReadsTar)).tarInput) return; // a Debian 13 host never looks at the cache
+    assert.ok(warnings.some((w) => /does not match its recorded SHA256; it will not be run; fetching a fresh copy/.test(w)), warnings.join("\n"));
+    assert.equal(tools?.["mkfs.erofs"]?.origin, "cache");
+    assert.ok(await cachedImageTool(cache, "mkfs.erofs"), "the bundle verifies again");
   });
 });

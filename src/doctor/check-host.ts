@@ -265,8 +265,8 @@ async function checkTarReadingTool(tool: ImageToolName, cacheDir: string): Promi
     const cached = await cachedImageTool(cacheDir, tool);
     if (cached) return check({ ...base, status: "ok", path: cached.command.label, version: parseVersion(cached.version) ?? cached.version, detail: "Debian 13's, provisioned into the cache, verified" });
   } catch (e) {
-    // A damaged bundle: the next build that needs it fetches a fresh one.
-    return check({ ...base, status: "fail", detail: `${e instanceof Error ? e.message : String(e)}; delete that directory and build again to fetch a fresh copy` });
+    // A damaged bundle: the next build that needs it fetches a fresh one in its place.
+    return check({ ...base, status: "warn", detail: `${e instanceof Error ? e.message : String(e)}; the next build of this format fetches a fresh copy` });
   }
   return check({
     ...base,

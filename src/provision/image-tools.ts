@@ -11,48 +11,39 @@ import { bundleCommand, newestVerifiedBundle, type BundleKind } from "./tool-bun
  */
 export type ImageToolName = "mkfs.erofs" | "mksquashfs";
 
-/** Per tool: the bundle that provides it, and whether a host program is new enough (read from the program itself). */
-interface ImageToolBundle {
-  readonly spec: BundleSpec;
-}
-
-const DEBIAN_13 = DEBIAN_13_SUITES;
-
-export const IMAGE_TOOL_BUNDLES: Readonly<Record<ImageToolName, ImageToolBundle>> = {
+/** Per tool, the Debian 13 bundle that provides it: the program's package and the packages of every library it links. */
+export const IMAGE_TOOL_BUNDLES: Readonly<Record<ImageToolName, BundleSpec>> = {
   "mkfs.erofs": {
-    spec: {
-      name: "erofs-utils",
-      refetch: "a3s-rootfs doctor --fix",
-      suites: DEBIAN_13,
-      // erofs-utils and the packages of every library mkfs.erofs links (libselinux1 needs libpcre2-8-0).
-      packages: ["erofs-utils", "libc6", "libdeflate0", "liblz4-1", "liblzma5", "libselinux1", "libpcre2-8-0", "libuuid1", "libxxhash0", "libzstd1", "zlib1g"],
-      program: { package: "erofs-utils", path: "usr/bin/mkfs.erofs", name: "mkfs.erofs" },
-      versionArgs: ["--version"],
-      versionPattern: /^mkfs\.erofs .*\d+\.\d+/,
-      errorCode: "ETOOL",
-    },
+    name: "erofs-utils",
+    // A damaged bundle is replaced by the next build that needs it (provisionBundle checks the one it finds).
+    refetch: "any a3s-rootfs build with an erofs output",
+    suites: DEBIAN_13_SUITES,
+    // liblz4-1 needs libxxhash0, libselinux1 needs libpcre2-8-0.
+    packages: ["erofs-utils", "libc6", "libdeflate0", "liblz4-1", "liblzma5", "libselinux1", "libpcre2-8-0", "libuuid1", "libxxhash0", "libzstd1", "zlib1g"],
+    program: { package: "erofs-utils", path: "usr/bin/mkfs.erofs", name: "mkfs.erofs" },
+    versionArgs: ["--version"],
+    versionPattern: /^mkfs\.erofs .*\d+\.\d+/,
+    errorCode: "ETOOL",
   },
   mksquashfs: {
-    spec: {
-      name: "squashfs-tools",
-      refetch: "a3s-rootfs doctor --fix",
-      suites: DEBIAN_13,
-      packages: ["squashfs-tools", "libc6", "liblz4-1", "libxxhash0", "liblzma5", "liblzo2-2", "libzstd1", "zlib1g"],
-      program: { package: "squashfs-tools", path: "usr/bin/mksquashfs", name: "mksquashfs" },
-      versionArgs: ["-version"],
-      versionPattern: /^mksquashfs version \d/,
-      errorCode: "ETOOL",
-    },
+    name: "squashfs-tools",
+    refetch: "any a3s-rootfs build with a squashfs output",
+    suites: DEBIAN_13_SUITES,
+    packages: ["squashfs-tools", "libc6", "liblz4-1", "libxxhash0", "liblzma5", "liblzo2-2", "libzstd1", "zlib1g"],
+    program: { package: "squashfs-tools", path: "usr/bin/mksquashfs", name: "mksquashfs" },
+    versionArgs: ["-version"],
+    versionPattern: /^mksquashfs version \d/,
+    errorCode: "ETOOL",
   },
 };
 
 export function imageToolKind(tool: ImageToolName): BundleKind {
-  return IMAGE_TOOL_BUNDLES[tool].spec;
+  return IMAGE_TOOL_BUNDLES[tool];
 }
 
 /** The newest provisioned copy of `tool` in the cache, verified file by file; undefined when there is none. */
 export async function cachedImageTool(cache: string, tool: ImageToolName): Promise<{ command: ToolCommand; version: string } | undefined> {
-  const spec = IMAGE_TOOL_BUNDLES[tool].spec;
+  const spec = IMAGE_TOOL_BUNDLES[tool];
   const found = await newestVerifiedBundle(cache, spec);
   if (!found) return undefined;
   return { command: bundleCommand(found.dir, found.manifest, spec.program.name), version: found.manifest.version };
@@ -60,7 +51,7 @@ export async function cachedImageTool(cache: string, tool: ImageToolName): Promi
 
 /** Fetches `tool` from Debian 13 into the cache (kept when the same versions are there and intact). */
 export function provisionImageTool(cache: string, tool: ImageToolName, progress: (m: string) => void): Promise<string> {
-  return provisionBundle(IMAGE_TOOL_BUNDLES[tool].spec, cache, progress);
+  return provisionBundle(IMAGE_TOOL_BUNDLES[tool], cache, progress);
 }
 
 /**
@@ -83,10 +74,15 @@ export async function resolveImageTool(
   const hostPath = findExecutable(tool);
   const host = hostPath ? hostCommand(hostPath) : undefined;
   if (host && (await opts.hostIsEnough(host))) return host;
-  const cached = await cachedImageTool(opts.cache, tool);
+  const spec = IMAGE_TOOL_BUNDLES[tool];
+  const cached = await cachedImageTool(opts.cache, tool).catch((e: unknown) => {
+    // A damaged bundle is never run; provisioning below replaces it, else the error stands.
+    if (!opts.provision) throw e;
+    opts.warn?.(`${e instanceof Error ? e.message : String(e)}; fetching a fresh copy`);
+    return undefined;
+  });
   if (cached) return cached.command;
   if (!opts.provision) return host;
-  const spec = IMAGE_TOOL_BUNDLES[tool].spec;
   opts.progress?.(`${tool}: the host's ${spec.name} cannot read a tar stream; provisioning ${spec.name} from Debian 13 into the cache, once`);
   try {
     await provisionImageTool(opts.cache, tool, opts.progress ?? (() => {}));
