@@ -7,6 +7,7 @@ import { renderVeritySidecar, veritySidecarPath } from "../formats/verity/index.
 import { cacheRoot } from "../util/cache-dir.js";
 import { temporaryPathFor, writeAtomically } from "./atomic.js";
 import type { OutputFormat, OutputResult } from "./output.js";
+import { removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
 
 /**
  * The build cache: finished file outputs (tar, cpio, ext4, erofs, squashfs),
@@ -119,6 +120,8 @@ export class BuildCache {
       await this.discard(entry.key);
       return undefined;
     }
+    // As after a build: a record an earlier --verity build left beside this path would describe another image.
+    if (!entry.verity && VERITY_FORMATS.includes(entry.outputFormat)) await removeStaleVerityRecord(final);
     // The entry's mtime is its last use, for the LRU order of gc.
     const now = new Date();
     await utimes(join(hit.dir, ENTRY), now, now).catch(() => {});
