@@ -69,6 +69,8 @@ async function main(): Promise<void> {
         .onProgress(say)
         .build();
       const buildMs = performance.now() - started;
+      // No build cache here, so the tree is always there.
+      if (!build.tree) throw new Error(`${s.spec}: the build returned no tree`);
       const audit = await auditTree(build.tree, { target: s.spec });
       const bytesOf = (format: "cpio" | "erofs"): number => build.outputs.find((o) => o.format === format)?.bytes ?? 0;
       approaches.push({

@@ -11,7 +11,7 @@
 // Run as root (umoci and our dir output then apply ownership exactly):
 //   npm run build && node dist/bench/oci-registry.js
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,47 +21,12 @@ import { materialiseTree } from "../src/formats/dir/index.js";
 import { dockerRegistrySource } from "../src/sources/docker-registry-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { startRegistry } from "../test/helpers/registry.js";
-import { MINBASE_TAR, minbaseTar } from "./minbase.js";
+import { minbaseLayout } from "./minbase-layout.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 const RUNS = 5;
-const LAYOUT_CACHE = "/tmp/a3s-bench-registry-layout";
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TIME = "/usr/bin/time";
-
-function sh(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): void {
-  execFileSync(file, args, { stdio: ["ignore", "ignore", "inherit"], env });
-}
-
-/** An OCI layout with tag v2: layer 1 the minbase, layer 2 whiteouts and additions, made by umoci. */
-function benchLayout(): string {
-  const stamp = String(statSync(minbaseTar()).mtimeMs);
-  const layout = join(LAYOUT_CACHE, "layout");
-  const stampFile = join(LAYOUT_CACHE, "minbase.stamp");
-  if (existsSync(stampFile) && execFileSync("cat", [stampFile], { encoding: "utf8" }) === stamp) return layout;
-  rmSync(LAYOUT_CACHE, { recursive: true, force: true });
-  mkdirSync(LAYOUT_CACHE, { recursive: true });
-  const b1 = join(LAYOUT_CACHE, "b1");
-  const b2 = join(LAYOUT_CACHE, "b2");
-  sh("umoci", ["init", "--layout", layout]);
-  sh("umoci", ["new", "--image", `${layout}:base`]);
-  sh("umoci", ["unpack", "--image", `${layout}:base`, b1]);
-  sh("tar", ["--numeric-owner", "-xpf", MINBASE_TAR, "-C", join(b1, "rootfs")]);
-  sh("umoci", ["repack", "--image", `${layout}:base`, b1]);
-  sh("umoci", ["unpack", "--image", `${layout}:base`, b2]);
-  const r2 = join(b2, "rootfs");
-  for (const d of ["usr/share/doc", "usr/share/man", "usr/share/locale"]) rmSync(join(r2, d), { recursive: true, force: true });
-  mkdirSync(join(r2, "opt/agent"), { recursive: true });
-  writeFileSync(join(r2, "opt/agent/README"), "the second layer\n");
-  writeFileSync(join(r2, "etc/motd"), "bench image layer 2\n");
-  sh("umoci", ["repack", "--image", `${layout}:v2`, b2]);
-  sh("umoci", ["config", "--image", `${layout}:v2`, "--config.entrypoint", "/bin/bash"]);
-  sh("umoci", ["gc", "--layout", layout]);
-  rmSync(b1, { recursive: true, force: true });
-  rmSync(b2, { recursive: true, force: true });
-  writeFileSync(stampFile, stamp);
-  return layout;
-}
 
 /** Runs a command under /usr/bin/time; returns wall milliseconds and peak RSS in MiB. */
 function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env): { ms: number; rssMiB: number } {
@@ -79,12 +44,12 @@ interface Run {
 }
 
 async function main(): Promise<void> {
-  const layout = benchLayout();
+  const layout = minbaseLayout();
   const registry = await startRegistry();
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-registry-"));
   try {
     const ref = `${registry.host}/bench/minbase:v2`;
-    sh("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:v2`, `docker://${ref}`]);
+    execFileSync("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:v2`, `docker://${ref}`], { stdio: ["ignore", "ignore", "inherit"] });
     const layerBytes = Number(
       execFileSync("skopeo", ["inspect", "--raw", "--tls-verify=false", `docker://${ref}`], { encoding: "utf8" }).match(/"size":\s*\d+/g)?.reduce(
         (n, s) => n + Number(s.replace(/\D/g, "")),

@@ -7,6 +7,7 @@ export { A3sError, isA3sError } from "./errors.js";
 
 // Building a rootfs
 export { RootfsBuilder, type BuildOptions, type BuildResult, type FileInput } from "./builder/rootfs-builder.js";
+export { BuildCache } from "./outputs/build-cache.js";
 export { findAgentBinary, type FindAgentOptions } from "./programs/find-agent-binary.js";
 export { guestProgramPath, type GuestProgram } from "./programs/guest-programs.js";
 export { parseSourceSpec, type SourceOptions } from "./sources/parse-source.js";

@@ -16,6 +16,7 @@ const LAYERS = [
   ["builder", "doctor"],
   ["audit", "boot"],
   ["sources", "outputs"],
+  ["provision"],
   ["programs"],
   ["oci"],
   ["formats", "layout"],

@@ -238,7 +238,7 @@ describe("a3s-rootfs cache", () => {
     assert.equal(records[0]!.digests.length, 6);
 
     const gc = await cli(["cache", "gc", "--json"], env);
-    assert.deepEqual(JSON.parse(gc.stdout), { forgotten: 0, removed: 0, bytes: 0, inUse: 0, warmTemplates: { removed: 0, bytes: 0 } });
+    assert.deepEqual(JSON.parse(gc.stdout), { forgotten: 0, removed: 0, bytes: 0, inUse: 0, warmTemplates: { removed: 0, bytes: 0 }, builds: { removed: 0, bytes: 0 } });
     const all = await cli(["cache", "gc", "--all", "--json"], env);
     const result = JSON.parse(all.stdout);
     assert.equal(result.forgotten, 1);

@@ -42,13 +42,20 @@ describe("image tool capabilities", () => {
       "mkfs.erofs",
       'printf "usage: [options] FILE DIRECTORY\\n --all-root  make all files owned by root\\n\\nAvailable compressors are: lz4hc, lz4\\n"',
     );
-    assert.deepEqual(await mkfsErofsCapabilities(v15), { tarInput: false, compressors: ["lz4hc", "lz4"] });
+    assert.deepEqual(await mkfsErofsCapabilities(v15), { version: "0", tarInput: false, compressors: ["lz4hc", "lz4"] });
     const v18 = fakeTool(
       tempDir("a3s-fake-tools-"),
       "mkfs.erofs",
-      'printf "usage: [options] FILE SOURCE(s)\\n --tar=X     generate a full or index-only image from a tarball(-ish) source\\n\\nAvailable compressors are: lz4, lz4hc, lzma, deflate, zstd\\n"',
+      'printf "mkfs.erofs (erofs-utils) 1.8.6\\nusage: [options] FILE SOURCE(s)\\n --tar=X     generate a full or index-only image from a tarball(-ish) source\\n\\nAvailable compressors are: lz4, lz4hc, lzma, deflate, zstd\\n"',
     );
-    assert.deepEqual(await mkfsErofsCapabilities(v18), { tarInput: true, compressors: ["lz4", "lz4hc", "lzma", "deflate", "zstd"] });
+    assert.deepEqual(await mkfsErofsCapabilities(v18), { version: "1.8.6", tarInput: true, compressors: ["lz4", "lz4hc", "lzma", "deflate", "zstd"] });
+    // 1.8's own layout: one compressor a line, its options indented below it.
+    const v186 = fakeTool(
+      tempDir("a3s-fake-tools-"),
+      "mkfs.erofs",
+      'printf "mkfs.erofs (erofs-utils) 1.8.6\\n --tar=X     generate an image from a tarball\\n    [:...]             supported compressors and their option ranges are:\\n                         lz4\\n                         lz4hc\\n                           [,level=<0-12>]\\t\\t(default=9)\\n                         deflate\\n -C#                   specify the size\\n"',
+    );
+    assert.deepEqual(await mkfsErofsCapabilities(v186), { version: "1.8.6", tarInput: true, compressors: ["lz4", "lz4hc", "deflate"] });
   });
 
   it("reads mksquashfs: -tar counts from 4.6 only; compressors from -help", async () => {

@@ -45,7 +45,8 @@ async function interruptBuild(
   opts: { cwd: string; tmp: string; pauseAt?: string; ready: (stderr: string) => boolean; sig: NodeJS.Signals },
 ): Promise<Interrupted> {
   const env = { ...process.env, TMPDIR: opts.tmp, ...(opts.pauseAt ? { A3S_TEST_PAUSE_AT: opts.pauseAt } : {}) };
-  const child = spawn(process.execPath, [CLI, "build", ...args], { cwd: opts.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  // --no-cache: what is interrupted is real work, never a copy from the build cache.
+  const child = spawn(process.execPath, [CLI, "build", "--no-cache", ...args], { cwd: opts.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   let stdout = "";
   child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
@@ -143,8 +144,9 @@ describe("interrupted builds publish nothing, keep the previous output and leave
         // mkfs.erofs / mksquashfs has created the image under its temporary name.
         ready = () => temporaryBeside() !== undefined;
       } else if (format === "erofs" || format === "squashfs") {
-        // The staging copy of the tree in the build's scratch directory has the agent in it.
-        ready = () => findUnder(tmp, (p) => p.endsWith("/root/a3s/agent/a3s-box-code")) !== undefined;
+        // The tool reads the tree's tar stream and has begun the image under its temporary name; where
+        // it cannot read tar, the staging copy of the tree in the build's scratch directory has the agent in it.
+        ready = () => temporaryBeside() !== undefined || findUnder(tmp, (p) => p.endsWith("/root/a3s/agent/a3s-box-code")) !== undefined;
       } else if (format === "dir") {
         ready = () => {
           const t = temporaryBeside();
@@ -169,7 +171,7 @@ describe("interrupted builds publish nothing, keep the previous output and leave
     });
   }
 
-  it("dir + ext4 + erofs + squashfs in one build, SIGINT while squashfs stages: the earlier outputs stay published, squashfs's path is untouched, no staging copy is left", async () => {
+  it("dir + ext4 + erofs + squashfs in one build, SIGINT while squashfs is written: the earlier outputs stay published, squashfs's path is untouched, no staging copy is left", async () => {
     const work = tempDir("a3s-interrupt-many-");
     const cwd = join(work, "project");
     const tmp = join(work, "tmp");
@@ -177,7 +179,11 @@ describe("interrupted builds publish nothing, keep the previous output and leave
     mkdirSync(tmp);
     writeFileSync(join(cwd, "rootfs.sqfs"), "the previous squashfs\n");
     const args = ["--agent", bigAgent, "-o", "dir:rootfs", "-o", "ext4:rootfs.ext4", "-o", "erofs:rootfs.erofs", "-o", "squashfs:rootfs.sqfs"];
-    const ready = (): boolean => findUnder(tmp, (p) => /\/squashfs-[^/]+\/root\/a3s\/agent\/a3s-box-code$/.test(p)) !== undefined;
+    // squashfs is being written: its image under a temporary name beside rootfs.sqfs once erofs is
+    // published (the tar stream), or its staging copy in TMPDIR (a tool that cannot read tar).
+    const ready = (): boolean =>
+      (existsSync(join(cwd, "rootfs.erofs")) && readdirSync(cwd).some((n) => n.startsWith(".a3s-"))) ||
+      findUnder(tmp, (p) => /\/squashfs-[^/]+\/root\/a3s\/agent\/a3s-box-code$/.test(p)) !== undefined;
     const r = await interruptBuild(args, { cwd, tmp, ready, sig: "SIGINT" });
     assert.deepEqual({ status: r.status, signal: r.signal }, { status: 130, signal: null }, r.stderr);
     assert.equal(readFileSync(join(cwd, "rootfs.sqfs"), "utf8"), "the previous squashfs\n");

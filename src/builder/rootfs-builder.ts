@@ -4,15 +4,19 @@ import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/index.js";
 import { applyGuestConfig, checkAgentSettings, type AgentLaunch, type AgentSettings } from "../layout/apply-guest-config.js";
-import type { OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
-import { checkOutputTargets } from "../outputs/output-target.js";
+import { BuildCache } from "../outputs/build-cache.js";
+import { toolIdentity } from "../outputs/image-tool-choice.js";
+import type { OutputContext, OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
+import { checkOutputTargets, checkReplaceable, type OutputTarget } from "../outputs/output-target.js";
 import { writeOutputs } from "../outputs/write-outputs.js";
 import { checkGuestProgram, readGuestProgram, type GuestProgramRole } from "../programs/index.js";
 import { parseSourceSpec } from "../sources/parse-source.js";
 import type { RootfsSource, SourceResult } from "../sources/source.js";
 import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type RootfsTree } from "../tree/index.js";
+import { cacheRoot } from "../util/cache-dir.js";
 import { removeTree } from "../util/remove-tree.js";
 import { pausePoint } from "../util/test-pause.js";
+import { buildInputs, CACHEABLE_FORMATS, outputKey, type BuildInputs } from "./build-key.js";
 
 export interface BuildResult {
   readonly source: string;
@@ -22,7 +26,8 @@ export interface BuildResult {
   readonly durationMs: number;
   /** What the source reported (e.g. an image digest, a package manifest), if anything. */
   readonly sourceReport?: Readonly<Record<string, unknown>>;
-  readonly tree: RootfsTree;
+  /** The tree the outputs were written from; absent when every output came from the build cache (nothing was built). */
+  readonly tree?: RootfsTree;
 }
 
 /** File content for `withFile`: text, bytes, or a file on the host read when an output is written. */
@@ -70,6 +75,7 @@ export class RootfsBuilder {
   private epoch: number | undefined;
   private warn: (message: string) => void = (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`);
   private progress: (message: string) => void = () => {};
+  private buildCache: BuildCache | undefined;
 
   /** With a path, the build writes the rootfs there as a directory (more outputs with `withOutput`). */
   constructor(dirPath?: string) {
@@ -159,6 +165,18 @@ export class RootfsBuilder {
     return this;
   }
 
+  /**
+   * Keeps file outputs (tar, cpio, ext4, erofs, squashfs) in the build cache
+   * (outputs/build-cache.ts), keyed by everything they are made from, and
+   * copies a cached output, verified, instead of building it again. Only
+   * sources that can name their content cheaply take part (scratch, oci:);
+   * the CLI turns it on unless --no-cache.
+   */
+  withBuildCache(cache: BuildCache | boolean = true): this {
+    this.buildCache = cache === true ? new BuildCache() : cache === false ? undefined : cache;
+    return this;
+  }
+
   /** SOURCE_DATE_EPOCH for this build; default: the environment's, else a fixed epoch. */
   withEpoch(epoch: number): this {
     this.epoch = epoch;
@@ -196,23 +214,93 @@ export class RootfsBuilder {
       throw new A3sError("EUSAGE", "nothing to write: give the builder a directory path or call withOutput()");
     }
     const checked = await this.check();
-    await checkOutputTargets(this.outputs, { force: this.force });
+    const targets = await checkOutputTargets(this.outputs, { force: this.force });
     const { signal } = opts;
+    const epoch = this.epoch ?? sourceDateEpoch();
     return this.inScratch(signal, async (scratchDir) => {
-      const { tree, source } = await this.produce(checked, signal, scratchDir);
+      const toolCache = { dir: cacheRoot(), provision: true, progress: (m: string) => this.progress(m) };
+      const cached = this.buildCache ? await this.fromBuildCache(this.buildCache, checked, targets, epoch, toolCache, signal) : undefined;
+      const published = cached?.published ?? new Map<OutputSpec, OutputResult>();
+      const toBuild = this.outputs.filter((o) => !published.has(o));
+      // writeOutputs answers in the order it was given toBuild.
+      const inOrder = (built: readonly OutputResult[]): OutputResult[] => {
+        let next = 0;
+        return this.outputs.map((o) => published.get(o) ?? (built[next++] as OutputResult));
+      };
+      if (toBuild.length === 0 && cached?.report) {
+        return {
+          source: this.source.spec,
+          entries: cached.report.entries,
+          outputs: inOrder([]),
+          durationMs: Math.round(performance.now() - started),
+          ...(cached.report.sourceReport ? { sourceReport: cached.report.sourceReport } : {}),
+        };
+      }
+      const { tree, source } = await this.produce(checked, signal, scratchDir, epoch);
       if (!this.agent && !source.agentDefaults?.path) {
         throw new A3sError("ENOAGENT", `no agent: the source ${this.source.spec} names none; call withAgentBinary(await findAgentBinary())`);
       }
-      const outputs = await writeOutputs(tree, this.outputs, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force, verity: this.verity });
+      const outputs = await writeOutputs(tree, toBuild, { epoch: tree.epoch, warn: this.warn, signal, scratchDir, force: this.force, verity: this.verity, toolCache });
+      if (this.buildCache && cached) {
+        for (const [i, r] of outputs.entries()) {
+          const spec = toBuild[i] as OutputSpec;
+          if (!CACHEABLE_FORMATS.includes(spec.format)) continue;
+          // Keyed again now: a tool provisioned by this build is part of what made the output.
+          const key = outputKey(cached.inputs, spec, await toolIdentity(spec.format, toolCache.dir));
+          await this.buildCache.store(key, r, { entries: tree.entryCount, sourceReport: source.report });
+        }
+      }
       return {
         source: this.source.spec,
         entries: tree.entryCount,
-        outputs,
+        outputs: inOrder(outputs),
         durationMs: Math.round(performance.now() - started),
         ...(source.report ? { sourceReport: source.report } : {}),
         tree,
       };
     });
+  }
+
+  /**
+   * Publishes every output the build cache holds, verified, and returns
+   * them with the keys of all cacheable outputs (for storing the rest once
+   * built). Undefined when the source cannot name its content cheaply.
+   */
+  private async fromBuildCache(
+    cache: BuildCache,
+    checked: Checked,
+    targets: readonly OutputTarget[],
+    epoch: number,
+    toolCache: OutputContext["toolCache"],
+    signal: AbortSignal | undefined,
+  ): Promise<{ inputs: BuildInputs; published: Map<OutputSpec, OutputResult>; report?: { entries: number; sourceReport?: Readonly<Record<string, unknown>> } } | undefined> {
+    const sourceId = await this.source.identify?.({ signal });
+    if (sourceId === undefined) return undefined;
+    const inputs = await buildInputs({
+      source: sourceId,
+      epoch,
+      checked,
+      agentSettings: this.agentSettings,
+      files: this.files,
+      verity: this.verity ? (this.verity.salt?.toString("hex") ?? "derived") : null,
+    });
+    const published = new Map<OutputSpec, OutputResult>();
+    let report: { entries: number; sourceReport?: Readonly<Record<string, unknown>> } | undefined;
+    for (const [i, spec] of this.outputs.entries()) {
+      const target = targets[i] as OutputTarget;
+      if (!CACHEABLE_FORMATS.includes(spec.format)) continue;
+      const key = outputKey(inputs, spec, await toolIdentity(spec.format, toolCache?.dir));
+      const hit = await cache.lookup(key);
+      if (!hit) continue;
+      const result = await cache.publish(hit, target.path, { signal, beforePublish: () => checkReplaceable(target, { force: this.force }) });
+      if (!result) {
+        this.warn(`the build cache's copy of ${spec.format}:${spec.path} did not match its recorded SHA-256; it was discarded and the output is built again`);
+        continue;
+      }
+      published.set(spec, result);
+      report = { entries: hit.entry.entries, ...(hit.entry.sourceReport ? { sourceReport: hit.entry.sourceReport } : {}) };
+    }
+    return { inputs, published, ...(report ? { report } : {}) };
   }
 
   /** The checks that need no source: any failure here stops the build before it starts. */
@@ -247,8 +335,7 @@ export class RootfsBuilder {
     }
   }
 
-  private async produce(checked: Checked, signal: AbortSignal | undefined, scratchDir: string): Promise<{ tree: RootfsTree; source: SourceResult }> {
-    const epoch = this.epoch ?? sourceDateEpoch();
+  private async produce(checked: Checked, signal: AbortSignal | undefined, scratchDir: string, epoch = this.epoch ?? sourceDateEpoch()): Promise<{ tree: RootfsTree; source: SourceResult }> {
     const { layout } = checked;
     const progress = (m: string): void => this.progress(m);
     const source = await this.source.load({ epoch, warn: this.warn, progress, signal, scratchDir });

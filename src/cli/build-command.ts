@@ -37,6 +37,7 @@ interface BuildFlags {
   insecure?: boolean;
   layerCompression?: string;
   json?: boolean;
+  cache?: boolean;
 }
 
 export function registerBuildCommand(program: Command): void {
@@ -77,7 +78,8 @@ export function registerBuildCommand(program: Command): void {
     .option("--force", "replace what a3s-rootfs did not write at an output path (a non-empty directory, a file where a directory goes); never /, system directories, the current directory or home")
     .option("--verity", "append a dm-verity hash tree (sha256, 4 KiB blocks) to erofs, squashfs and ext4 outputs, pushed ones too; run then verifies every block the guest reads")
     .option("--verity-salt <HEX>", "the verity salt, hex (or - for none); default: derived from the tree, so the same build gives the same root hash")
-    .option("--json", "print one JSON object: {source, entries, outputs: [{format, path, bytes, sha256, verity?, digest?, reference?, pushed?}], durationMs}")
+    .option("--no-cache", "build every output even when the build cache holds it (and store nothing there); see a3s-rootfs cache ls")
+    .option("--json", "print one JSON object: {source, entries, outputs: [{format, path, bytes, sha256, verity?, fromCache?, digest?, reference?, pushed?}], durationMs}")
     .addHelpText(
       "after",
       "\nExamples:\n  a3s-rootfs build --agent ./a3s-box-code -o cpio:rootfs.cpio.gz -o erofs:rootfs.erofs\n" +
@@ -130,6 +132,7 @@ export function registerBuildCommand(program: Command): void {
         if (flags.user) builder.withAgentUser(flags.user);
         for (const o of outputs) builder.withOutput(o);
         if (flags.verity) builder.withVerity(veritySalt ? { salt: veritySalt } : {});
+        builder.withBuildCache(flags.cache !== false);
         const result = await builder.build({ signal });
         if (flags.json) {
           const { tree: _tree, ...report } = result;
@@ -140,7 +143,7 @@ export function registerBuildCommand(program: Command): void {
         for (const o of result.outputs) {
           const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
           const digest = o.digest ? `  ${o.reference ? "pushed " : ""}manifest ${o.digest}` : "";
-          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}${digest}\n`);
+          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}${digest}${o.fromCache ? "  (from the build cache)" : ""}\n`);
           const record = o.reference ? "in the artifact's annotations" : `${o.path}.verity.json`;
           if (o.verity) process.stdout.write(`           verity root hash ${o.verity.rootHash} (hash tree at byte ${o.verity.hashOffset}; ${record})\n`);
         }

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { gcWarmTemplates, listWarmTemplates, warmTemplateRoot } from "../boot/warm-templates.js";
 import { A3sError } from "../errors.js";
 import { ContentStore } from "../oci/store/content-store.js";
+import { BuildCache } from "../outputs/build-cache.js";
 import { ImageRecords } from "../oci/store/image-records.js";
 import { action } from "./command-runner.js";
 import { humanBytes } from "./format.js";
@@ -41,8 +42,17 @@ export function registerCacheCommand(program: Command): void {
         }));
         const total = blobs.reduce((n, b) => n + b.size, 0);
         const warm = (await listWarmTemplates()).templates.map((t) => ({ path: t.path, bytes: t.bytes, lastUsed: new Date(t.lastUsedMs).toISOString() }));
+        const buildCache = new BuildCache();
+        const builds = (await buildCache.list()).map((b) => ({
+          key: b.entry.key,
+          format: b.entry.outputFormat,
+          bytes: b.diskBytes,
+          sha256: b.entry.sha256,
+          source: typeof b.entry.sourceReport?.reference === "string" ? b.entry.sourceReport.reference : null,
+          lastUsed: new Date(b.lastUsedMs).toISOString(),
+        }));
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ store: store.root, blobs: blobs.length, bytes: total, images, warmTemplates: warm }) + "\n");
+          process.stdout.write(JSON.stringify({ store: store.root, blobs: blobs.length, bytes: total, images, warmTemplates: warm, builds: { root: buildCache.root, maxBytes: buildCache.maxBytes, entries: builds } }) + "\n");
           return;
         }
         process.stdout.write(`${store.root}: ${blobs.length} blobs, ${humanBytes(total)}\n`);
@@ -53,6 +63,9 @@ export function registerCacheCommand(program: Command): void {
           process.stdout.write(`${warmTemplateRoot()}: ${warm.length} warm templates, ${humanBytes(warm.reduce((n, t) => n + t.bytes, 0))}\n`);
           for (const t of warm) process.stdout.write(`  ${t.path}  ${humanBytes(t.bytes)}  last used ${t.lastUsed}\n`);
         }
+        const buildBytes = builds.reduce((n, b) => n + b.bytes, 0);
+        process.stdout.write(`${buildCache.root}: ${builds.length} cached build outputs, ${humanBytes(buildBytes)} of at most ${humanBytes(buildCache.maxBytes)}\n`);
+        for (const b of builds) process.stdout.write(`  ${b.key.slice(0, 16)}  ${b.format.padEnd(8)} ${humanBytes(b.bytes)}  ${b.source ?? ""}  last used ${b.lastUsed}\n`);
       }),
     );
 
@@ -90,10 +103,13 @@ export function registerCacheCommand(program: Command): void {
 
   cache
     .command("gc")
-    .description(`delete cached blobs that no remembered image needs and no running a3s-rootfs process uses, and run --warm templates not used for ${WARM_TEMPLATE_DAYS} days`)
+    .description(
+      `delete cached blobs that no remembered image needs and no running a3s-rootfs process uses, run --warm templates not used for ${WARM_TEMPLATE_DAYS} days, ` +
+        "and build outputs least recently used first until the build cache is under its cap",
+    )
     .option("--older-than <DAYS>", "first forget images, and remove warm templates, not used for this many days")
-    .option("--all", "forget every image, delete every blob (but those in use) and every warm template")
-    .option("--json", "print one JSON object: {forgotten, removed, bytes, inUse, warmTemplates: {removed, bytes}}")
+    .option("--all", "forget every image, delete every blob (but those in use), every warm template and every cached build output")
+    .option("--json", "print one JSON object: {forgotten, removed, bytes, inUse, warmTemplates: {removed, bytes}, builds: {removed, bytes}}")
     .action(
       action(async (_ctx, flags: GcFlags) => {
         const store = new ContentStore();
@@ -123,13 +139,15 @@ export function registerCacheCommand(program: Command): void {
         // Blobs a running build, run or inspect uses are kept (the store's use records), --all included.
         const { removed, bytes, inUse } = await store.gc(keep, now);
         const warm = await gcWarmTemplates({ olderThanMs: (days ?? WARM_TEMPLATE_DAYS) * 86_400_000, all: flags.all === true, now });
+        const builds = await new BuildCache().gc({ all: flags.all === true, ...(days !== undefined ? { olderThanMs: days * 86_400_000 } : {}), now });
         if (flags.json) {
-          process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse, warmTemplates: warm }) + "\n");
+          process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse, warmTemplates: warm, builds }) + "\n");
           return;
         }
         const kept = inUse > 0 ? `; kept ${inUse} in use by running processes` : "";
         process.stdout.write(
-          `forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}${kept}; ${warm.removed} warm templates, ${humanBytes(warm.bytes)}\n`,
+          `forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}${kept}; ${warm.removed} warm templates, ${humanBytes(warm.bytes)}; ` +
+            `${builds.removed} cached build outputs, ${humanBytes(builds.bytes)}\n`,
         );
       }),
     );

@@ -6,7 +6,8 @@ import { debianKernel } from "../boot/debian-kernel.js";
 import { findMicrovmKernel } from "../boot/microvm-kernel-cache.js";
 import { cachedVirtiofsd, findHostVirtiofsd } from "../boot/virtiofsd.js";
 import { isA3sError } from "../errors.js";
-import { versionAtLeast } from "../formats/image/image-tools.js";
+import { mkfsErofsCapabilities, mksquashfsCapabilities, versionAtLeast } from "../formats/image/image-tools.js";
+import { cachedImageTool, imageToolKind, type ImageToolName } from "../provision/index.js";
 import { guestProgramsPlace, readGuestProgram } from "../programs/guest-programs.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { findExecutable } from "../util/host-tool.js";
@@ -95,6 +96,7 @@ export async function checkHost(opts: CheckHostOptions = {}): Promise<HostReport
     const need: Need = mine.some((g) => req.groups[g] === "required") ? "required" : "optional";
     checks.push(await checkTool(req, first, need, system));
   }
+  if (chosen.has("build")) checks.push(await checkTarReadingTool("mkfs.erofs", cacheDir), await checkTarReadingTool("mksquashfs", cacheDir));
   if (chosen.has("run")) {
     const kernel = await checkKernel(cacheDir);
     checks.push(kernel.check);
@@ -243,6 +245,34 @@ async function checkVirtiofsd(cacheDir: string): Promise<HostCheck> {
     return check({ ...base, status: "fail", detail: e instanceof Error ? e.message : String(e), fix: { kind: "a3s", args: ["virtiofsd", "--fetch"] } });
   }
   return check({ ...base, status: "warn", detail: "none on the host or in the cache: shares use virtio-9p until one is fetched", fix: { kind: "a3s", args: ["virtiofsd", "--fetch"] } });
+}
+
+/**
+ * The mkfs.erofs / mksquashfs that reads a tar stream, so erofs and
+ * squashfs outputs need no staging copy: the host's where it can, else
+ * Debian 13's provisioned into the cache (verified here like on every use),
+ * else a warning: the first such build provisions it.
+ */
+async function checkTarReadingTool(tool: ImageToolName, cacheDir: string): Promise<HostCheck> {
+  const kind = imageToolKind(tool);
+  const base = { id: `${tool} (tar input)`, group: "build" as const, need: "optional" as const, debianPackage: kind.name, neededBy: `build -o ${tool === "mkfs.erofs" ? "erofs" : "squashfs"}: without a staging copy` };
+  const hostPath = findExecutable(tool);
+  if (hostPath) {
+    const caps = tool === "mkfs.erofs" ? await mkfsErofsCapabilities(hostPath) : await mksquashfsCapabilities(hostPath);
+    if (caps.tarInput) return check({ ...base, status: "ok", path: hostPath, version: caps.version, detail: "the host's reads a tar stream" });
+  }
+  try {
+    const cached = await cachedImageTool(cacheDir, tool);
+    if (cached) return check({ ...base, status: "ok", path: cached.command.label, version: parseVersion(cached.version) ?? cached.version, detail: "Debian 13's, provisioned into the cache, verified" });
+  } catch (e) {
+    // A damaged bundle: the next build that needs it fetches a fresh one in its place.
+    return check({ ...base, status: "warn", detail: `${e instanceof Error ? e.message : String(e)}; the next build of this format fetches a fresh copy` });
+  }
+  return check({
+    ...base,
+    status: "warn",
+    detail: `the host's cannot read a tar stream (${kind.name} 1.7/4.6 or newer can); the first build of this format fetches Debian 13's into the cache`,
+  });
 }
 
 async function checkCacheSpace(cacheDir: string, group: "run" | "kernel-build"): Promise<HostCheck> {

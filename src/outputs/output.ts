@@ -62,6 +62,12 @@ export interface OutputContext {
    * (verity-output.ts), with the salt given or one derived from the tree.
    */
   readonly verity?: { readonly salt?: Buffer | undefined } | undefined;
+  /**
+   * Where erofs and squashfs outputs find (and, with `provision`, fetch)
+   * Debian 13's mkfs.erofs and mksquashfs when the host's cannot read a tar
+   * stream (image-tool-choice.ts). Without it the host's tools are used.
+   */
+  readonly toolCache?: { readonly dir: string; readonly provision: boolean; readonly progress?: (message: string) => void } | undefined;
 }
 
 /** Where one output is written (`tmp`) and where it will be published (`final`). */
@@ -106,6 +112,8 @@ export interface OutputResult {
    * `hashPath` is then the `docker://` reference).
    */
   readonly verity?: VerityInfo;
+  /** True when the build cache held this output and it was copied (and verified) rather than built. */
+  readonly fromCache?: boolean;
 }
 
 /** What a push sent: blobs uploaded, mounted from another repository, or found there already. */

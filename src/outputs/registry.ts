@@ -101,12 +101,26 @@ export function createExt4Writer(opts: ImageWriterOptions = {}): OutputWriter {
 
 /** `erofs` with writer options (compression, privileged, toolDirs); see formats/erofs/writer.ts. */
 export function createErofsWriter(opts: ErofsWriterOptions = {}): OutputWriter {
-  return { format: "erofs", write: async (tree, paths, ctx) => (await import("../formats/erofs/index.js")).writeErofsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
+  return {
+    format: "erofs",
+    write: async (tree, paths, ctx) => {
+      // Loaded when used (CLI start time): the writer, and the choice of the host's or the provisioned tool.
+      const tools = opts.tools ?? (await (await import("./image-tool-choice.js")).chooseImageTools("erofs", ctx));
+      await (await import("../formats/erofs/index.js")).writeErofsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx), tools });
+    },
+  };
 }
 
 /** `squashfs` with writer options (compression, privileged, toolDirs); see formats/squashfs/writer.ts. */
 export function createSquashfsWriter(opts: SquashfsWriterOptions = {}): OutputWriter {
-  return { format: "squashfs", write: async (tree, paths, ctx) => (await import("../formats/squashfs/index.js")).writeSquashfsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx) }) };
+  return {
+    format: "squashfs",
+    write: async (tree, paths, ctx) => {
+      // Loaded when used (CLI start time): the writer, and the choice of the host's or the provisioned tool.
+      const tools = opts.tools ?? (await (await import("./image-tool-choice.js")).chooseImageTools("squashfs", ctx));
+      await (await import("../formats/squashfs/index.js")).writeSquashfsImage(tree, paths.tmp, { ...opts, ...imageContext(ctx), tools });
+    },
+  };
 }
 
 /** What an image writer takes from the build: the epoch, cancellation, and where to stage. */

@@ -41,6 +41,12 @@ export function ociLayoutSource(rest: string, opts: ImageFileSourceOptions = {})
       const { chooseLayoutImage, directoryLayout } = await import("../oci/layout/oci-layout.js");
       return loadImage(await chooseLayoutImage(directoryLayout(dir), ref, { platform, platformChosen: opts.platform !== undefined }), opts, ctx);
     },
+    // The manifest's digest pins the config and every layer (each verified when it is read).
+    identify: async () => {
+      const { chooseLayoutImage, directoryLayout } = await import("../oci/layout/oci-layout.js");
+      const { image } = await chooseLayoutImage(directoryLayout(dir), ref, { platform, platformChosen: opts.platform !== undefined });
+      return `oci-image ${image.manifestDigest} ${formatPlatform(image.platform)} limits=${JSON.stringify(opts.limits ?? null)}`;
+    },
   };
 }
 

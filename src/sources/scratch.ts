@@ -7,4 +7,5 @@ export const scratchSource: RootfsSource = {
   async load(ctx: SourceContext): Promise<SourceResult> {
     return { tree: new RootfsTree({ epoch: ctx.epoch }) };
   },
+  identify: async () => "scratch",
 };

@@ -34,4 +34,12 @@ export interface RootfsSource {
   /** True when the source can name the agent itself (container images), so none has to be searched for. */
   readonly providesAgent?: boolean;
   load(ctx: SourceContext): Promise<SourceResult>;
+  /**
+   * A string naming exactly what `load` would produce (an image's manifest
+   * digest and platform; "scratch"), found without loading it, for the
+   * build cache's key. Undefined, or absent, when the source cannot say
+   * that cheaply (a directory, a tarball, a package mirror): such builds are
+   * not cached.
+   */
+  identify?(ctx: Pick<SourceContext, "signal">): Promise<string | undefined>;
 }

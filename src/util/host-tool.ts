@@ -42,6 +42,37 @@ export function requireTool(name: string, debianPackage: string, minimum?: strin
   );
 }
 
+/**
+ * How a program is run: the host's own (`file`, no prefix), or one
+ * provisioned into the cache, run through its bundle's loader (`file` is the
+ * loader and `prefix` names the library path and the program). `origin`
+ * "cache" also means the host's LD_* variables are not passed on: preloads
+ * built against the host's older libc would break the bundle's.
+ */
+export interface ToolCommand {
+  readonly file: string;
+  readonly prefix: readonly string[];
+  readonly origin: "host" | "cache";
+  /** What a person reads in messages: the host's path, or the bundle's directory. */
+  readonly label: string;
+}
+
+/** The host's program at `path` as a ToolCommand. */
+export function hostCommand(path: string): ToolCommand {
+  return { file: path, prefix: [], origin: "host", label: path };
+}
+
+/** Runs a ToolCommand like `runTool` runs a file. */
+export function runToolCommand(cmd: ToolCommand, args: readonly string[], opts: RunToolOptions = {}): Promise<ToolResult> {
+  if (cmd.origin === "host") return runTool(cmd.file, args, opts);
+  const env = Object.fromEntries(Object.entries(opts.env ?? process.env).filter(([k]) => !k.startsWith("LD_")));
+  return runTool(cmd.file, [...cmd.prefix, ...args], { ...opts, env }).catch((e: unknown) => {
+    // Named by the program, not by the loader that ran it.
+    if (e instanceof ToolFailure) throw new ToolFailure(cmd.label, args, e.why, e.status, e.stderr);
+    throw e;
+  });
+}
+
 export interface ToolResult {
   stdout: string;
   /** stdout as raw bytes, for tools that print binary data. */
@@ -58,7 +89,8 @@ export class ToolFailure extends A3sError {
   constructor(
     readonly tool: string,
     readonly args: readonly string[],
-    why: string,
+    /** "exited with status N: last lines of stderr", or how it was killed. */
+    readonly why: string,
     readonly status: number | null,
     readonly stderr: string,
   ) {

@@ -1,9 +1,7 @@
-import { createWriteStream } from "node:fs";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree } from "../../tree/index.js";
-import { DOCTOR_HINT, requireTool, runTool } from "../../util/host-tool.js";
+import { DOCTOR_HINT, hostCommand, requireTool, runToolCommand } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
@@ -41,8 +39,12 @@ export interface ErofsImageOptions extends ErofsWriterOptions {
  * Writes `tree` as an erofs image at `path` with mkfs.erofs.
  *
  * How the tree gets in:
- * - erofs-utils >= 1.7 (`--tar=f`): from this project's tar stream, exact for
- *   every kind, mode, owner, mtime, hardlink, device and xattr, root or not.
+ * - erofs-utils >= 1.7 (`--tar=f` with no source: the tarball on stdin):
+ *   from this project's tar stream, piped, exact for every kind, mode, owner,
+ *   mtime, hardlink, device and xattr, root or not, with nothing written to
+ *   disk but the image. The host's mkfs.erofs when it is new enough (Debian
+ *   13), else the copy of Debian 13's that the output provisions into the
+ *   cache (`opts.tools`, provision/image-tools.ts).
  * - older erofs-utils (Debian 12 has 1.5), as root: a staging directory
  *   written exactly by materialiseTree (owners, devices, security xattrs).
  * - older erofs-utils, not root: a staging directory plus `--all-root` or
@@ -60,8 +62,9 @@ export interface ErofsImageOptions extends ErofsWriterOptions {
  * the host puts on staging files (security.selinux) cannot leak in.
  */
 export async function writeErofsImage(tree: RootfsTree, path: string, opts: ErofsImageOptions): Promise<void> {
-  const mkfs = requireTool("mkfs.erofs", "erofs-utils", undefined, opts.toolDirs);
-  const caps = await mkfsErofsCapabilities(mkfs);
+  const mkfsCommand = opts.tools?.["mkfs.erofs"] ?? hostCommand(requireTool("mkfs.erofs", "erofs-utils", undefined, opts.toolDirs));
+  const mkfs = mkfsCommand.label;
+  const caps = await mkfsErofsCapabilities(mkfsCommand);
   const compression = opts.compression ?? "lz4hc";
   if (compression !== "none" && !caps.compressors.includes(compression)) {
     throw new A3sError("ETOOL", `${mkfs} has no ${compression} compressor (it has: ${caps.compressors.join(", ") || "none"})`, {
@@ -85,24 +88,22 @@ export async function writeErofsImage(tree: RootfsTree, path: string, opts: Erof
 
   const signal = opts.signal;
 
+  if (caps.tarInput) {
+    // The tar stream goes straight into mkfs.erofs's stdin: no tarball and no staging copy on disk.
+    try {
+      await runToolCommand(mkfsCommand, ["--tar=f", ...args, path], { env, signal, input: tarStream(tree) });
+    } catch (e) {
+      throw await explainImageToolFailure(e, { format: "erofs", path });
+    }
+    return;
+  }
   await withScratchDir(
     "erofs-",
     async (scratch) => {
-      let input: string;
-      if (caps.tarInput) {
-        input = join(scratch, "rootfs.tar");
-        // A cancelled pipeline rejects with an AbortError; the caller expects the signal's reason.
-        await pipeline(tarStream(tree), createWriteStream(input), { signal }).catch((e: unknown) => {
-          signal?.throwIfAborted();
-          throw e;
-        });
-      } else {
-        input = join(scratch, "root");
-        await materialiseTree(tree, input, { privileged, signal });
-      }
-      const tarArg = caps.tarInput ? ["--tar=f"] : [];
+      const input = join(scratch, "root");
+      await materialiseTree(tree, input, { privileged, signal });
       try {
-        await runTool(mkfs, [...tarArg, ...args, path, input], { env, signal });
+        await runToolCommand(mkfsCommand, [...args, path, input], { env, signal });
       } catch (e) {
         throw await explainImageToolFailure(e, { format: "erofs", path });
       }

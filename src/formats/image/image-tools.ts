@@ -1,7 +1,7 @@
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runTool } from "../../util/host-tool.js";
+import { hostCommand, runToolCommand, type ToolCommand } from "../../util/host-tool.js";
 import { removeTree } from "../../util/remove-tree.js";
 
 /**
@@ -24,6 +24,12 @@ export interface ImageWriterOptions {
    * missing-tool error.
    */
   readonly toolDirs?: readonly string[];
+  /**
+   * Programs to run instead of the host's: a newer mkfs.erofs or mksquashfs
+   * provisioned into the cache (provision/image-tools.ts), which reads the
+   * tree's tar stream where the host's needs a staging copy.
+   */
+  readonly tools?: { readonly "mkfs.erofs"?: ToolCommand | undefined; readonly mksquashfs?: ToolCommand | undefined } | undefined;
   /** Where staging copies go: the build's scratch directory (default: os.tmpdir()). */
   readonly scratchDir?: string;
   /** Cancels the write: the tool is killed and awaited, the staging copy removed. */
@@ -56,9 +62,9 @@ export function toolEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 /** Output of a command that may exit non-zero just for printing its help. */
-async function toolText(file: string, args: readonly string[]): Promise<string> {
+async function toolText(cmd: ToolCommand, args: readonly string[]): Promise<string> {
   try {
-    const { stdout, stderr } = await runTool(file, args, { env: toolEnv() });
+    const { stdout, stderr } = await runToolCommand(cmd, args, { env: toolEnv() });
     return stdout + stderr;
   } catch (e) {
     // Some tools print their usage and exit 1; the text is in the error.
@@ -76,6 +82,16 @@ function cached<T>(key: string, probe: () => Promise<T>): Promise<T> {
   return p;
 }
 
+/** A program path (the host's) or a ToolCommand (possibly a provisioned one). */
+function asCommand(tool: string | ToolCommand): ToolCommand {
+  return typeof tool === "string" ? hostCommand(tool) : tool;
+}
+
+function commandKey(tool: string | ToolCommand): string {
+  const cmd = asCommand(tool);
+  return [cmd.file, ...cmd.prefix].join("\0");
+}
+
 export interface Mke2fsCapabilities {
   readonly version: string;
   /** `-d file.tar` (e2fsprogs 1.47.1, through a dlopen()ed libarchive). */
@@ -84,8 +100,9 @@ export interface Mke2fsCapabilities {
   readonly tarFromStdin: boolean;
 }
 
-export function mke2fsCapabilities(mke2fs: string): Promise<Mke2fsCapabilities> {
-  return cached(`mke2fs:${mke2fs}`, async () => {
+export function mke2fsCapabilities(tool: string | ToolCommand): Promise<Mke2fsCapabilities> {
+  return cached(`mke2fs:${commandKey(tool)}`, async () => {
+    const mke2fs = asCommand(tool);
     const text = await toolText(mke2fs, ["-V"]);
     const version = /mke2fs\s+(\d+(?:\.\d+)+)/.exec(text)?.[1] ?? "0";
     return {
@@ -98,16 +115,30 @@ export function mke2fsCapabilities(mke2fs: string): Promise<Mke2fsCapabilities> 
 }
 
 export interface MkfsErofsCapabilities {
+  /** From `--version` (1.7 and later) or the usage line (1.5 prints "mkfs.erofs 1.5"); "0" when neither says. */
+  readonly version: string;
   /** `--tar=f`: build straight from a tarball (erofs-utils 1.7). */
   readonly tarInput: boolean;
   readonly compressors: readonly string[];
 }
 
-export function mkfsErofsCapabilities(mkfsErofs: string): Promise<MkfsErofsCapabilities> {
-  return cached(`mkfs.erofs:${mkfsErofs}`, async () => {
+export function mkfsErofsCapabilities(tool: string | ToolCommand): Promise<MkfsErofsCapabilities> {
+  return cached(`mkfs.erofs:${commandKey(tool)}`, async () => {
+    const mkfsErofs = asCommand(tool);
     const help = await toolText(mkfsErofs, ["--help"]);
-    const list = /Available compressors are:\s*([^\n]*)/.exec(help)?.[1] ?? "";
+    // 1.5-1.7: "Available compressors are: lz4hc, lz4"; 1.8: a list, one name a line, under
+    // "supported compressors and their option ranges are:", options indented below each.
+    const oneLine = /Available compressors are:\s*([^\n]*)/.exec(help)?.[1];
+    const block = /supported compressors and their option ranges are:\n((?:\s{8,}\S[^\n]*\n)+)/.exec(help)?.[1] ?? "";
+    const list =
+      oneLine ??
+      block
+        .split("\n")
+        .filter((l) => /^\s+[a-z0-9]+\s*$/.test(l))
+        .join(",");
+    const version = /mkfs\.erofs(?: \(erofs-utils\))? (\d+(?:\.\d+)+)/.exec(help + "\n" + (await toolText(mkfsErofs, ["--version"])))?.[1] ?? "0";
     return {
+      version,
       tarInput: /--tar\b/.test(help),
       compressors: list
         .split(/[,\s]+/)
@@ -129,8 +160,9 @@ export interface MksquashfsCapabilities {
   readonly compressors: readonly string[];
 }
 
-export function mksquashfsCapabilities(mksquashfs: string): Promise<MksquashfsCapabilities> {
-  return cached(`mksquashfs:${mksquashfs}`, async () => {
+export function mksquashfsCapabilities(tool: string | ToolCommand): Promise<MksquashfsCapabilities> {
+  return cached(`mksquashfs:${commandKey(tool)}`, async () => {
+    const mksquashfs = asCommand(tool);
     const versionText = await toolText(mksquashfs, ["-version"]);
     const version = /version\s+(\d+(?:\.\d+)+)/.exec(versionText)?.[1] ?? "0";
     const help = await toolText(mksquashfs, ["-help"]);

@@ -2,7 +2,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { A3sError } from "../../errors.js";
 import type { RootfsTree, TreeEntry } from "../../tree/index.js";
-import { DOCTOR_HINT, requireTool, runTool } from "../../util/host-tool.js";
+import { DOCTOR_HINT, hostCommand, requireTool, runToolCommand } from "../../util/host-tool.js";
 import { runningAsRoot } from "../../util/running-as-root.js";
 import { materialiseTree } from "../dir/index.js";
 import {
@@ -38,7 +38,9 @@ export interface SquashfsImageOptions extends SquashfsWriterOptions {
  * Writes `tree` as a squashfs image at `path` with mksquashfs.
  *
  * How the tree gets in:
- * - squashfs-tools >= 4.6: this project's tar stream on stdin (`-tar`), with
+ * - squashfs-tools >= 4.6 (the host's on Debian 13, else Debian 13's copy
+ *   provisioned into the cache: `opts.tools`, provision/image-tools.ts):
+ *   this project's tar stream on stdin (`-tar`, what sqfstar does), with
  *   the root directory's mode, owner and time given by -root-* (a tarball's
  *   "./" entry is ignored by mksquashfs). Exact for everything, root or not.
  * - older squashfs-tools, as root: a staging directory written exactly by
@@ -58,8 +60,9 @@ export interface SquashfsImageOptions extends SquashfsWriterOptions {
  * NFS export tables are not written (-no-exports): a rootfs is never exported.
  */
 export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: SquashfsImageOptions): Promise<void> {
-  const mksquashfs = requireTool("mksquashfs", "squashfs-tools", undefined, opts.toolDirs);
-  const caps = await mksquashfsCapabilities(mksquashfs);
+  const command = opts.tools?.mksquashfs ?? hostCommand(requireTool("mksquashfs", "squashfs-tools", undefined, opts.toolDirs));
+  const mksquashfs = command.label;
+  const caps = await mksquashfsCapabilities(command);
   const compression = opts.compression ?? "zstd";
   if (!caps.compressors.includes(compression)) {
     throw new A3sError(
@@ -97,7 +100,7 @@ export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: S
   const signal = opts.signal;
   const run = async (args: string[], input?: NodeJS.ReadableStream): Promise<void> => {
     try {
-      await runTool(mksquashfs, args, { env, signal, ...(input ? { input } : {}) });
+      await runToolCommand(command, args, { env, signal, ...(input ? { input } : {}) });
     } catch (e) {
       throw await explainImageToolFailure(e, { format: "squashfs", path });
     }

@@ -1,0 +1,174 @@
+// Benchmark: an OCI image straight to a bootable image, side by side with
+// the tools a user would chain, every pair from the same run:
+//   oci → erofs, ext4, squashfs, cpio:
+//     ours:   a3s-rootfs build oci:L:v2 -o FORMAT:OUT --no-cache   (an empty layer store every run)
+//     theirs: umoci unpack --image L:v2 B  +  the host's mkfs tool on B/rootfs
+//   registry → erofs:
+//     ours:   a3s-rootfs build docker://REF -o erofs:OUT --no-cache (empty store)
+//     theirs: skopeo copy docker://REF oci:L2:v2 + umoci unpack + mkfs.erofs
+//   the warm rebuild: the same build twice with the build cache on, cold then warm.
+// The image: Debian bookworm minbase + a second umoci layer (bench/minbase-layout.ts).
+// Every "empty cache" of ours holds the Debian 13 tool bundles (erofs-utils
+// 1.8, squashfs-tools 4.6) copied in untimed, as after the first build on a
+// Debian 12 host; nothing else. Same compression on both sides: erofs lz4hc,
+// squashfs zstd, ext4 the size ours computes, cpio uncompressed newc.
+// Run as root:  npm run build && node dist/bench/oci-images.js   (BENCH_RUNS=N, default 3)
+import { execFileSync, spawnSync } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { cacheRoot } from "../src/util/cache-dir.js";
+import { cachedImageTool } from "../src/provision/index.js";
+import { startRegistry } from "../test/helpers/registry.js";
+import { minbaseLayout } from "./minbase-layout.js";
+import { machineLine, median, writeResults } from "./stats.js";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+
+interface Run {
+  ms: number;
+  rssMiB: number;
+}
+
+/** A command's wall time and peak RSS (/usr/bin/time), after a sync so no one pays for the writes of the one before. */
+function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Run {
+  execFileSync("sync");
+  const t = performance.now();
+  const r = spawnSync("/usr/bin/time", ["-f", "A3S_RSS_KB=%M", file, ...args], { encoding: "utf8", env, cwd, stdio: ["ignore", "ignore", "pipe"], maxBuffer: 1 << 26 });
+  const ms = performance.now() - t;
+  if (r.status !== 0) throw new Error(`${file} ${args.join(" ")} failed: ${r.stderr}`);
+  return { ms, rssMiB: Number(/A3S_RSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024 };
+}
+
+const sum = (...parts: Run[]): Run => ({ ms: parts.reduce((n, p) => n + p.ms, 0), rssMiB: Math.max(...parts.map((p) => p.rssMiB)) });
+const med = (runs: readonly Run[]): number => Math.round(median(runs.map((r) => r.ms)));
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error("run as root: umoci unpack and the plain mkfs tools then keep ownership exactly");
+  const layout = minbaseLayout();
+  const bundles = ["erofs-utils", "squashfs-tools"].map((k) => join(cacheRoot(), k));
+  const erofsTool = await cachedImageTool(cacheRoot(), "mkfs.erofs");
+  const squashfsTool = await cachedImageTool(cacheRoot(), "mksquashfs");
+  if (!erofsTool || !squashfsTool) throw new Error("provision the tools first: run any build with -o erofs:... and -o squashfs:... once");
+  const work = mkdtempSync(join(tmpdir(), "a3s-bench-oci-images-"));
+  let n = 0;
+  const path = (name: string): string => join(work, `${n++}-${name}`);
+  /** A fresh A3S_CACHE_DIR holding only the tool bundles. */
+  const freshCache = (): NodeJS.ProcessEnv => {
+    const dir = path("cache");
+    mkdirSync(dir);
+    for (const b of bundles) cpSync(b, join(dir, b.split("/").pop() as string), { recursive: true });
+    return { ...process.env, A3S_CACHE_DIR: dir };
+  };
+  const clean = (...paths: (string | undefined)[]): void => {
+    for (const p of paths) if (p) rmSync(p, { recursive: true, force: true });
+  };
+  const loadBefore = loadavg();
+  const registry = await startRegistry();
+  try {
+    const ref = `${registry.host}/bench/minbase:v2`;
+    execFileSync("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:v2`, `docker://${ref}`], { stdio: ["ignore", "ignore", "inherit"] });
+    const formats = ["erofs", "ext4", "squashfs", "cpio"] as const;
+    const ours: Record<string, Run[]> = Object.fromEntries(formats.map((f) => [f, []]));
+    const theirs: Record<string, Run[]> = Object.fromEntries(formats.map((f) => [f, []]));
+    const theirsUnpack: Run[] = [];
+    const pullOurs: Run[] = [];
+    const pullTheirs: Run[] = [];
+    const cold: Run[] = [];
+    const warm: Run[] = [];
+    const sizes: Record<string, { ours: number; theirs: number }> = {};
+    for (let i = 0; i < RUNS; i++) {
+      for (const format of formats) {
+        const env = freshCache();
+        const out = path(`ours.${format}`);
+        ours[format]?.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `${format}:${out}`, "--no-cache"], env));
+        const bundle = path("umoci");
+        const unpack = timed("umoci", ["unpack", "--image", `${layout}:v2`, bundle]);
+        theirsUnpack.push(unpack);
+        const rootfs = join(bundle, "rootfs");
+        const img = path(`theirs.${format}`);
+        let tool: Run;
+        if (format === "erofs") tool = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, rootfs]);
+        else if (format === "squashfs") tool = timed("mksquashfs", [rootfs, img, "-comp", "zstd", "-quiet", "-no-progress", "-noappend", "-no-exports"]);
+        else if (format === "ext4") tool = timed("mke2fs", ["-q", "-F", "-t", "ext4", "-d", rootfs, img, `${Math.ceil(statSync(out).size / 1024)}k`]);
+        else tool = timed("sh", ["-c", `find . -depth -print0 | cpio --null -o -H newc --quiet > ${img}`], process.env, rootfs);
+        theirs[format]?.push(sum(unpack, tool));
+        sizes[format] = { ours: statSync(out).size, theirs: statSync(img).size };
+        clean(out, img, bundle, env.A3S_CACHE_DIR);
+      }
+
+      // Registry pull → erofs.
+      const env = freshCache();
+      const out = path("pull.erofs");
+      pullOurs.push(timed(process.execPath, [CLI, "build", `docker://${ref}`, "-o", `erofs:${out}`, "--no-cache"], env));
+      const l2 = path("layout");
+      const copy = timed("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${l2}:v2`]);
+      const bundle = path("umoci");
+      const unpack = timed("umoci", ["unpack", "--image", `${l2}:v2`, bundle]);
+      const img = path("pull-theirs.erofs");
+      const mkfs = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, join(bundle, "rootfs")]);
+      pullTheirs.push(sum(copy, unpack, mkfs));
+      clean(out, l2, bundle, img, env.A3S_CACHE_DIR);
+
+      // The warm rebuild: the build cache on, the same build twice.
+      const cacheEnv = freshCache();
+      const a = path("cold.erofs");
+      cold.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${a}`], cacheEnv));
+      const b = path("warm.erofs");
+      warm.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${b}`], cacheEnv));
+      const [ha, hb] = execFileSync("sha256sum", [a, b], { encoding: "utf8" }).trim().split("\n").map((l) => l.split(" ")[0]);
+      if (ha !== hb) throw new Error(`the warm rebuild's erofs differs from the cold one: ${ha} vs ${hb}`);
+      clean(a, b, cacheEnv.A3S_CACHE_DIR);
+    }
+    const loadAfter = loadavg();
+    const ratio = (theirsMs: number, oursMs: number): number => Math.round((theirsMs / oursMs) * 100) / 100;
+    const rows = formats.map((f) => ({
+      format: f,
+      oursMs: med(ours[f] ?? []),
+      theirsMs: med(theirs[f] ?? []),
+      speedup: ratio(med(theirs[f] ?? []), med(ours[f] ?? [])),
+      oursRuns: (ours[f] ?? []).map((r) => Math.round(r.ms)),
+      theirsRuns: (theirs[f] ?? []).map((r) => Math.round(r.ms)),
+      bytes: sizes[f],
+    }));
+    const json = {
+      machine: machineLine(),
+      command: "node dist/bench/oci-images.js",
+      runs: RUNS,
+      loadAverage: { before: loadBefore.map((x) => Math.round(x * 100) / 100), after: loadAfter.map((x) => Math.round(x * 100) / 100) },
+      tools: { ours: { erofs: erofsTool.version, squashfs: squashfsTool.version }, theirs: "the host's: mkfs.erofs 1.5, mksquashfs 4.5.1, mke2fs 1.47.2 (bookworm-backports), GNU cpio" },
+      umociUnpackMs: med(theirsUnpack),
+      images: rows,
+      registryPullErofs: { oursMs: med(pullOurs), theirsMs: med(pullTheirs), speedup: ratio(med(pullTheirs), med(pullOurs)), oursRuns: pullOurs.map((r) => Math.round(r.ms)), theirsRuns: pullTheirs.map((r) => Math.round(r.ms)) },
+      warmRebuild: { coldMs: med(cold), warmMs: med(warm), percentOfCold: Math.round((1000 * med(warm)) / med(cold)) / 10, coldRuns: cold.map((r) => Math.round(r.ms)), warmRuns: warm.map((r) => Math.round(r.ms)) },
+    };
+    const mib = (b: number | undefined): string => `${((b ?? 0) / 2 ** 20).toFixed(1)} MiB`;
+    const md = [
+      "# OCI image → bootable image, side by side with umoci + the mkfs tool",
+      "",
+      `${json.machine}; 2 cores, **shared with other helpers' builds and tests while this ran**: 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after. Median of ${RUNS} runs; every pair ran back to back in the same iteration; wall time of whole commands (\`sync\` before each, untimed). Absolute times on this loaded VM vary a lot between runs; read the ratios.`,
+      "",
+      `Image: Debian bookworm minbase (mmdebstrap) + a second umoci layer (whiteouts, additions), oci layout tag v2. Our tools: ${erofsTool.version}, ${squashfsTool.version} (Debian 13, provisioned into the cache), mke2fs of the host. Theirs: ${json.tools.theirs}. umoci unpack alone: ${json.umociUnpackMs} ms (median).`,
+      "",
+      "| output | ours (`a3s-rootfs build oci:L:v2 -o F:OUT --no-cache`, empty layer store) | theirs (`umoci unpack` + tool) | speed-up | runs ours / theirs (ms) | size ours / theirs |",
+      "|---|---:|---:|---:|---|---|",
+      ...rows.map((r) => `| ${r.format} | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes?.ours)} / ${mib(r.bytes?.theirs)} |`),
+      `| registry pull → erofs | ${json.registryPullErofs.oursMs} ms | ${json.registryPullErofs.theirsMs} ms (skopeo copy + umoci unpack + mkfs.erofs) | ${json.registryPullErofs.speedup}× | ${json.registryPullErofs.oursRuns.join(", ")} / ${json.registryPullErofs.theirsRuns.join(", ")} | |`,
+      "",
+      `Warm rebuild (build cache on; the same \`build oci:L:v2 -o erofs:OUT\` twice): cold ${json.warmRebuild.coldMs} ms, warm ${json.warmRebuild.warmMs} ms = **${json.warmRebuild.percentOfCold} %** of cold (target ≤ 10 %). Runs: cold ${json.warmRebuild.coldRuns.join(", ")}; warm ${json.warmRebuild.warmRuns.join(", ")}.`,
+      "",
+      "Tool commands on their side: `mkfs.erofs --quiet -zlz4hc IMG DIR`, `mksquashfs DIR IMG -comp zstd -noappend -no-exports`, `mke2fs -q -F -t ext4 -d DIR IMG SIZE` (SIZE = our image's), `find . -depth -print0 | cpio --null -o -H newc`.",
+      "",
+      `Command: \`${json.command}\` (as root; BENCH_RUNS=${RUNS}).`,
+    ].join("\n");
+    writeResults("oci-images", json, md);
+    process.stdout.write(md + "\n");
+  } finally {
+    await registry.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();

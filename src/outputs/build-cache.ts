@@ -1,0 +1,235 @@
+import { createHash } from "node:crypto";
+import { constants, createReadStream } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { VerityInfo } from "../formats/verity/index.js";
+import { renderVeritySidecar, veritySidecarPath } from "../formats/verity/index.js";
+import { cacheRoot } from "../util/cache-dir.js";
+import { temporaryPathFor, writeAtomically } from "./atomic.js";
+import type { OutputFormat, OutputResult } from "./output.js";
+import { removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
+
+/**
+ * The build cache: finished file outputs (tar, cpio, ext4, erofs, squashfs),
+ * content-addressed by everything they are made from (the builder computes
+ * the key: source digest, agent and init hashes, layout and guest config,
+ * added files, format and its options, verity, epoch, tool versions and
+ * the a3s-rootfs version). Those outputs are reproducible, so a build with
+ * the same key would write the same bytes: a repeated build copies them
+ * instead of building.
+ *
+ *   CACHE/builds/KEY/
+ *     output        the file, exactly as the build published it
+ *     entry.json    its SHA-256 and size, the build's report, last use
+ *
+ * Trust: every byte read from here is verified. The published copy is
+ * hashed after it is made and compared with the SHA-256 recorded when the
+ * entry was stored; a mismatch discards the entry and the build goes on as
+ * a miss, so a corrupted entry costs one rebuild, never a bad output. The
+ * published output is a copy (a reflink where the filesystem has them),
+ * never a hard link: the user owns it and may write to it, and a write
+ * through a hard link would change the cached bytes for every later build.
+ *
+ * Bounded: after each store, entries are removed least recently used first
+ * until the cache is under its cap; `cache gc` does the same on demand.
+ */
+
+/** The default cap on the build cache: a few dozen agent images. */
+export const DEFAULT_BUILD_CACHE_BYTES = 2 * 1024 ** 3;
+const ENTRY = "entry.json";
+const OUTPUT = "output";
+
+/** What an entry records besides its bytes. */
+export interface BuildCacheEntry {
+  readonly format: 1;
+  readonly key: string;
+  readonly outputFormat: OutputFormat;
+  readonly sha256: string;
+  readonly bytes: number;
+  /** The dm-verity record of the image, without the path it was published at. */
+  readonly verity?: Omit<VerityInfo, "hashPath">;
+  /** What the build reported that a cache hit cannot recompute: the tree's entry count, the source's report. */
+  readonly entries: number;
+  readonly sourceReport?: Readonly<Record<string, unknown>>;
+  readonly createdAt: string;
+}
+
+export interface CachedBuild {
+  readonly dir: string;
+  readonly entry: BuildCacheEntry;
+  /** Last use (the entry file's mtime), for LRU. */
+  readonly lastUsedMs: number;
+}
+
+export class BuildCache {
+  constructor(
+    readonly root: string = join(cacheRoot(), "builds"),
+    readonly maxBytes: number = DEFAULT_BUILD_CACHE_BYTES,
+  ) {}
+
+  /** The entry for `key`, or undefined; an unreadable entry counts as none (and is removed). */
+  async lookup(key: string): Promise<CachedBuild | undefined> {
+    const dir = join(this.root, key);
+    const raw = await readFile(join(dir, ENTRY), "utf8").catch(() => undefined);
+    if (raw === undefined) return undefined;
+    let entry: BuildCacheEntry;
+    try {
+      entry = JSON.parse(raw) as BuildCacheEntry;
+    } catch {
+      await this.discard(key);
+      return undefined;
+    }
+    if (entry.format !== 1 || entry.key !== key || !/^[0-9a-f]{64}$/.test(entry.sha256)) {
+      await this.discard(key);
+      return undefined;
+    }
+    return { dir, entry, lastUsedMs: (await stat(join(dir, ENTRY))).mtimeMs };
+  }
+
+  /**
+   * Publishes a cached output at `final` (atomically, like a built one),
+   * its verity record beside it. The copy is hashed and checked against the
+   * recorded SHA-256 before it is published; on a mismatch nothing is
+   * published, the entry is discarded, and the result is undefined: the
+   * caller builds instead. Returns the output's result otherwise.
+   */
+  async publish(hit: CachedBuild, final: string, opts: { signal?: AbortSignal | undefined; beforePublish?: () => Promise<void> } = {}): Promise<OutputResult | undefined> {
+    const { entry } = hit;
+    let intact = true;
+    await writeAtomically(
+      final,
+      async (tmp) => {
+        // A reflink where the filesystem can, else a plain copy: never the cached inode itself.
+        await copyFile(join(hit.dir, OUTPUT), tmp, constants.COPYFILE_FICLONE);
+        const got = await sha256Of(tmp);
+        if (got.sha256 !== entry.sha256 || got.bytes !== entry.bytes) {
+          intact = false;
+          throw new CacheMiss();
+        }
+        if (!entry.verity) return [];
+        const record = veritySidecarPath(final);
+        const companion = { tmp: temporaryPathFor(record), final: record };
+        await writeFile(companion.tmp, renderVeritySidecar({ ...entry.verity, hashPath: final }));
+        return [companion];
+      },
+      { signal: opts.signal, ...(opts.beforePublish ? { beforePublish: opts.beforePublish } : {}) },
+    ).catch(async (e: unknown) => {
+      if (!(e instanceof CacheMiss) && !(e instanceof Error && e.cause instanceof CacheMiss)) throw e;
+    });
+    if (!intact) {
+      await this.discard(entry.key);
+      return undefined;
+    }
+    // As after a build: a record an earlier --verity build left beside this path would describe another image.
+    if (!entry.verity && VERITY_FORMATS.includes(entry.outputFormat)) await removeStaleVerityRecord(final);
+    // The entry's mtime is its last use, for the LRU order of gc.
+    const now = new Date();
+    await utimes(join(hit.dir, ENTRY), now, now).catch(() => {});
+    return {
+      format: entry.outputFormat,
+      path: final,
+      bytes: entry.bytes,
+      sha256: entry.sha256,
+      ...(entry.verity ? { verity: { ...entry.verity, hashPath: final } } : {}),
+      fromCache: true,
+    };
+  }
+
+  /**
+   * Stores a published output under `key`: a copy of the file (reflink where
+   * possible), hashed as it is stored and checked against the build's own
+   * SHA-256, so an output changed between its publishing and this copy is
+   * not cached. Then the cache is trimmed to its cap.
+   */
+  async store(key: string, result: OutputResult, report: { entries: number; sourceReport?: Readonly<Record<string, unknown>> | undefined }): Promise<void> {
+    if (result.sha256 === null) return;
+    await mkdir(this.root, { recursive: true });
+    const work = await mkdtemp(join(this.root, ".store-"));
+    try {
+      await copyFile(result.path, join(work, OUTPUT), constants.COPYFILE_FICLONE);
+      const got = await sha256Of(join(work, OUTPUT));
+      if (got.sha256 !== result.sha256) return;
+      const { hashPath: _published, ...verity } = result.verity ?? { hashPath: "" };
+      const entry: BuildCacheEntry = {
+        format: 1,
+        key,
+        outputFormat: result.format,
+        sha256: got.sha256,
+        bytes: got.bytes,
+        ...(result.verity ? { verity: verity as Omit<VerityInfo, "hashPath"> } : {}),
+        entries: report.entries,
+        ...(report.sourceReport ? { sourceReport: report.sourceReport } : {}),
+        createdAt: new Date().toISOString(),
+      };
+      await writeFile(join(work, ENTRY), JSON.stringify(entry, null, 2) + "\n");
+      await rm(join(this.root, key), { recursive: true, force: true });
+      await rename(work, join(this.root, key)).catch((e: NodeJS.ErrnoException) => {
+        // A concurrent build stored the same key first: its bytes are the same.
+        if (e.code !== "ENOTEMPTY" && e.code !== "EEXIST") throw e;
+      });
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+    await this.gc({ maxBytes: this.maxBytes });
+  }
+
+  /** Every entry, most recently used first, with its size on disk. */
+  async list(): Promise<(CachedBuild & { diskBytes: number })[]> {
+    const names = await readdir(this.root).catch(() => [] as string[]);
+    const out: (CachedBuild & { diskBytes: number })[] = [];
+    for (const name of names) {
+      if (name.startsWith(".")) continue;
+      const hit = await this.lookup(name);
+      if (!hit) continue;
+      const diskBytes = await stat(join(hit.dir, OUTPUT)).then((s) => s.size, () => 0);
+      out.push({ ...hit, diskBytes });
+    }
+    return out.sort((a, b) => b.lastUsedMs - a.lastUsedMs);
+  }
+
+  /**
+   * Removes entries least recently used first until the rest fit in
+   * `maxBytes`; with `all`, every entry; with `olderThanMs`, also every
+   * entry unused for that long. Unfinished stores older than an hour go too.
+   */
+  async gc(opts: { maxBytes?: number; all?: boolean; olderThanMs?: number; now?: number } = {}): Promise<{ removed: number; bytes: number }> {
+    const now = opts.now ?? Date.now();
+    const maxBytes = opts.maxBytes ?? this.maxBytes;
+    let removed = 0;
+    let bytes = 0;
+    let kept = 0;
+    for (const e of await this.list()) {
+      const old = opts.olderThanMs !== undefined && now - e.lastUsedMs > opts.olderThanMs;
+      if (opts.all || old || kept + e.diskBytes > maxBytes) {
+        await this.discard(e.entry.key);
+        removed++;
+        bytes += e.diskBytes;
+      } else {
+        kept += e.diskBytes;
+      }
+    }
+    for (const name of await readdir(this.root).catch(() => [] as string[])) {
+      if (!name.startsWith(".store-")) continue;
+      const st = await stat(join(this.root, name)).catch(() => undefined);
+      if (st && now - st.mtimeMs > 3_600_000) await rm(join(this.root, name), { recursive: true, force: true });
+    }
+    return { removed, bytes };
+  }
+
+  async discard(key: string): Promise<void> {
+    await rm(join(this.root, key), { recursive: true, force: true });
+  }
+}
+
+/** Thrown inside a publish when the copy does not match its record. */
+class CacheMiss extends Error {}
+
+async function sha256Of(path: string): Promise<{ sha256: string; bytes: number }> {
+  const h = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    h.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { sha256: h.digest("hex"), bytes };
+}
