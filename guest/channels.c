@@ -298,8 +298,13 @@ void open_channels(int n, const char *const paths[], const int flags[], int fds[
 			break;
 		if (!wait_end)
 			wait_end = now_us() + PORT_WAIT_MS * 1000LL;
-		if (now_us() >= wait_end)
+		if (now_us() >= wait_end) {
+			/* Said once: the limit is one for the whole boot. */
+			static int said;
+			if (!said++)
+				dbg("channels: stopped waiting for ports at the %d ms limit", PORT_WAIT_MS);
 			break;
+		}
 		usleep(1000); /* lets the kernel worker that adds ports run */
 	}
 	dbg("channels looked for %d time%s", rounds + 1, rounds ? "s" : "");

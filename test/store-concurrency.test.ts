@@ -171,7 +171,7 @@ describe("one store, many processes", () => {
     // Killed: its record names a process that is gone, so the next gc is free to collect.
     const again = await runCliAsync(["cache", "gc", "--all", "--json"], { env });
     const second = JSON.parse(again.stdout) as { bytes: number };
-    assert.deepEqual(second, { forgotten: 0, removed: 2, bytes: second.bytes, inUse: 0, warmTemplates: { removed: 0, bytes: 0 } });
+    assert.deepEqual(second, { forgotten: 0, removed: 2, bytes: second.bytes, inUse: 0, warmTemplates: { removed: 0, bytes: 0 }, builds: { removed: 0, bytes: 0 } });
     assert.deepEqual(await store.list(), []);
     assert.deepEqual(readdirSync(join(cache, "blobs", "uses")), [], "the dead process's use record was removed");
   });

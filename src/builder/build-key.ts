@@ -25,6 +25,11 @@ import { packageManifest } from "../util/package-root.js";
 /** The outputs kept in the build cache: single files, byte-for-byte reproducible. */
 export const CACHEABLE_FORMATS: readonly OutputFormat[] = ["tar", "cpio", "ext4", "erofs", "squashfs"];
 
+/** Whether an output goes through the build cache: a file of a cacheable format, not a push (a registry holds no file to copy). */
+export function isCacheable(spec: Pick<OutputSpec, "format" | "push">): boolean {
+  return CACHEABLE_FORMATS.includes(spec.format) && spec.push === undefined;
+}
+
 /** Bump when what a key covers, or how an output is written from the same inputs, changes. */
 const KEY_RECIPE = "a3s-build-cache/1";
 

@@ -16,7 +16,7 @@ import { bytesContent, sourceDateEpoch, type ContentRef, type MetadataInit, type
 import { cacheRoot } from "../util/cache-dir.js";
 import { removeTree } from "../util/remove-tree.js";
 import { pausePoint } from "../util/test-pause.js";
-import { buildInputs, CACHEABLE_FORMATS, outputKey, type BuildInputs } from "./build-key.js";
+import { buildInputs, isCacheable, outputKey, type BuildInputs } from "./build-key.js";
 
 export interface BuildResult {
   readonly source: string;
@@ -244,7 +244,7 @@ export class RootfsBuilder {
       if (this.buildCache && cached) {
         for (const [i, r] of outputs.entries()) {
           const spec = toBuild[i] as OutputSpec;
-          if (!CACHEABLE_FORMATS.includes(spec.format)) continue;
+          if (!isCacheable(spec)) continue;
           // Keyed again now: a tool provisioned by this build is part of what made the output.
           const key = outputKey(cached.inputs, spec, await toolIdentity(spec.format, toolCache.dir));
           await this.buildCache.store(key, r, { entries: tree.entryCount, sourceReport: source.report });
@@ -288,7 +288,7 @@ export class RootfsBuilder {
     let report: { entries: number; sourceReport?: Readonly<Record<string, unknown>> } | undefined;
     for (const [i, spec] of this.outputs.entries()) {
       const target = targets[i] as OutputTarget;
-      if (!CACHEABLE_FORMATS.includes(spec.format)) continue;
+      if (!isCacheable(spec)) continue;
       const key = outputKey(inputs, spec, await toolIdentity(spec.format, toolCache?.dir));
       const hit = await cache.lookup(key);
       if (!hit) continue;

@@ -27,7 +27,7 @@ export interface OwnQemuOptions {
   /** More kernel command line. */
   append?: string;
   /** QEMU device for each channel (default: the named virtserialport `run` uses); null leaves the channel out. */
-  devices?: Partial<Record<"out" | "err" | "ctl", "virtconsole" | "virtserialport" | null>>;
+  devices?: Partial<Record<"out" | "err" | "ctl" | "chg", "virtconsole" | "virtserialport" | null>>;
   /** Called with the control socket and each control line the host reads from it. */
   onControlLine?: (socket: Socket, event: ControlEvent) => void;
 }
