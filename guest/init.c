@@ -5,6 +5,11 @@
  * its child, reports how that program ended and powers the VM off. The
  * contract (config, kernel command line, channels, control lines, exit
  * statuses) is docs/guest-protocol.md; the config language is config.c.
+ * Its parts by job: modules.c (kernel modules), channels.c and pump.c
+ * (the channels, control lines, the agent's output), control.c (control
+ * input, the job, the per-run identity), workspace.c (shares, overlay,
+ * change set, tmpfs volumes), root.c and dm-verity.c (the disk root, a
+ * verified one); shared state is in init.h.
  *
  * The work is in two parts, kept apart so that a later version can stop
  * between them (a set-up VM that waits for its job, e.g. to be snapshotted):
@@ -31,7 +36,6 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -49,45 +53,33 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <dirent.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "changes.h"
 #include "channels.h"
 #include "config.h"
-#include "dm-verity.h"
+#include "control.h"
+#include "init.h"
+#include "modules.h"
 #include "pump.h"
+#include "root.h"
+#include "workspace.h"
 
-/* Exit statuses for failures of init itself (same meaning as in sh/docker). */
-#define EXIT_SETUP 125    /* bad config, failed mount, module, chdir, setuid */
-#define EXIT_NOEXEC 126   /* agent exists but cannot be executed */
-#define EXIT_NOTFOUND 127 /* agent (or its ELF interpreter) not found */
-
-#define SYSROOT "/sysroot"
 #define KILL_WAIT_MS 2000  /* at most, for leftover processes to die */
 #define CTL_DRAIN_MS 10000 /* at most, for the host to take the last lines */
 
-/* Not in musl's headers (they come from linux/magic.h, linux/module.h and
- * linux/random.h). */
+/* Not in musl's headers (they come from linux/magic.h). */
 #define RAMFS_MAGIC 0x858458f6
 #define TMPFS_MAGIC 0x01021994
-#define MODULE_INIT_COMPRESSED_FILE 4
-#define RNDADDENTROPY _IOW('R', 0x03, int[2])
-#define RNDRESEEDCRNG _IO('R', 0x07)
 
-static struct config cfg;      /* the effective config */
-static struct cmdline cmdline; /* the kernel command line */
+struct config cfg;             /* the effective config */
+struct cmdline cmdline;        /* the kernel command line */
+int sig_fd = -1;               /* signalfd: SIGCHLD and the forwarded signals */
 static int loaded_modules;     /* init loaded a module in this boot */
 static int in_fd = -1, out_fd = -1, err_fd = -1; /* the agent's; -1 = console */
-static int sig_fd = -1;        /* signalfd: SIGCHLD and the forwarded signals */
 static pid_t agent_pid;
 static int job_mode;           /* job=1: the job comes from the host (§8) */
 static struct pump agent_out[2]; /* init carries the agent's stdout, stderr */
 static int agent_ends[2];      /* the pipes' write ends, for the agent */
-
-static void fatal(int status, const char *fmt, ...)
-	__attribute__((noreturn, format(printf, 2, 3)));
 
 /* ---- the end of a boot ------------------------------------------------ */
 
@@ -150,7 +142,7 @@ static void __attribute__((noreturn)) power_off(void)
 		pause();
 }
 
-static void fatal(int status, const char *fmt, ...)
+void fatal(int status, const char *fmt, ...)
 {
 	char msg[900];
 	va_list ap;
@@ -182,7 +174,7 @@ void config_out_of_memory(void)
 	fatal(EXIT_SETUP, "out of memory");
 }
 
-/* ---- setup: file systems, config, modules ---------------------------- */
+/* ---- setup: file systems, config ------------------------------------- */
 
 /* Is path the root of a mount? (st_dev differs from its parent's) */
 static int is_mountpoint(const char *path)
@@ -196,8 +188,8 @@ static int is_mountpoint(const char *path)
 	return a.st_dev != b.st_dev;
 }
 
-static void must_mount(const char *src, const char *dst, const char *type,
-		       unsigned long flags, const char *data)
+void must_mount(const char *src, const char *dst, const char *type,
+		unsigned long flags, const char *data)
 {
 	if (mount(src, dst, type, flags, data) != 0)
 		fatal(EXIT_SETUP, "mount %s (%s) on %s: %s%s", src, type, dst,
@@ -241,32 +233,6 @@ static void open_console(void)
 		close(fd);
 }
 
-/*
- * Turn off module autoloading: with an empty kernel.modprobe the kernel no
- * longer runs /sbin/modprobe (as root, from the image) whenever something
- * asks for a missing driver, e.g. mount -t virtiofs without the module.
- * The modules init was given are the only ones there will be. A kernel
- * without module support has no such file and nothing to turn off; it
- * answers finit_module with ENOSYS (a module kernel, with EBADF for fd -1),
- * which is asked first: a sysctl lookup is a kernel path run for nothing
- * there, about 1.4 ms under TCG.
- */
-static void no_autoload(void)
-{
-	int fd;
-
-	if (syscall(SYS_finit_module, -1, "", 0) != 0 && errno == ENOSYS)
-		return;
-	fd = open("/proc/sys/kernel/modprobe", O_WRONLY | O_CLOEXEC);
-
-	if (fd < 0 && errno == ENOENT)
-		return;
-	if (fd < 0 || write(fd, "\n", 1) != 1)
-		say("cannot disable module autoloading: %s", strerror(errno));
-	if (fd >= 0)
-		close(fd);
-}
-
 static void read_cmdline(void)
 {
 	int e = 0;
@@ -285,77 +251,6 @@ static void load_config(void)
 	if (config_load(&cfg, &cmdline.overrides, err))
 		fatal(EXIT_SETUP, "%s", err);
 	debug = !strcmp(cfg.str[K_DEBUG], "1");
-}
-
-/*
- * Options for a module from the kernel command line (MODULE.PARAM=VALUE),
- * as modprobe would pass them: the kernel applies those only to built-in
- * code. '-' and '_' are the same in module names.
- */
-static void module_params(const char *path, char *out, size_t outlen)
-{
-	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
-	char name[64];
-	size_t n = 0, used = 0;
-
-	for (; base[n] && base[n] != '.' && n < sizeof name - 1; n++)
-		name[n] = base[n] == '-' ? '_' : base[n];
-	name[n] = '\0';
-	out[0] = '\0';
-	for (size_t i = 0; i < cmdline.ntokens; i++) {
-		const char *t = cmdline.tokens[i], *eq, *opt;
-		size_t j;
-		int w;
-
-		for (j = 0; j < n && (t[j] == name[j] || (t[j] == '-' && name[j] == '_')); j++)
-			;
-		if (j != n || t[n] != '.' || !t[n + 1])
-			continue;
-		opt = t + n + 1;
-		eq = strchr(opt, '=');
-		/* values are re-quoted: the tokenizer removed the quotes */
-		w = eq ? snprintf(out + used, outlen - used, "%s%.*s\"%s\"", used ? " " : "",
-				  (int)(eq + 1 - opt), opt, eq + 1)
-		       : snprintf(out + used, outlen - used, "%s%s", used ? " " : "", opt);
-		if (w < 0 || (size_t)w >= outlen - used)
-			fatal(EXIT_SETUP, "module %s: command line options too long", name);
-		used += (size_t)w;
-	}
-}
-
-/*
- * finit_module(2) returns once the module's init has run, including the
- * probing of the devices it drives (the kernel waits for asynchronous
- * probes too), so a device that is not there afterwards will not come.
- */
-static void load_modules(const struct strvec *mods)
-{
-	for (size_t i = 0; i < mods->n; i++) {
-		const char *path = mods->v[i], *ext = strrchr(path, '.');
-		char params[1024];
-		int flags = 0, fd, r;
-
-		/* Uncompressed .ko is what the host should pack; compressed ones
-		 * only load if the kernel has CONFIG_MODULE_DECOMPRESS. */
-		if (ext && (!strcmp(ext, ".xz") || !strcmp(ext, ".zst") || !strcmp(ext, ".gz")))
-			flags |= MODULE_INIT_COMPRESSED_FILE;
-		module_params(path, params, sizeof params);
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			fatal(EXIT_SETUP, "module %s: %s", path, strerror(errno));
-		r = (int)syscall(SYS_finit_module, fd, params, flags);
-		if (r != 0 && errno != EEXIST) {
-			int e = errno;
-			fatal(EXIT_SETUP, "module %s: %s%s", path, strerror(e),
-			      e == ENOENT ? " (unknown symbol: a dependency is missing or listed after it)" :
-			      e == ENOEXEC ? " (not a module for this kernel)" :
-			      (e == EOPNOTSUPP || e == EINVAL) && flags ?
-			      " (this kernel cannot load compressed modules: decompress on the host)" : "");
-		}
-		close(fd);
-		loaded_modules |= r == 0;
-		dbg("loaded module %s %s%s", path, params, r ? "(already there)" : "");
-	}
 }
 
 /* ---- setup: channels -------------------------------------------------- */
@@ -427,71 +322,6 @@ static int root_is_initramfs(void)
 	if (statfs("/", &s) != 0)
 		fatal(EXIT_SETUP, "statfs /: %s", strerror(errno));
 	return s.f_type == RAMFS_MAGIC || s.f_type == TMPFS_MAGIC;
-}
-
-/*
- * switch_root: mount the root device read-only on /sysroot, move /dev,
- * /proc and /sys into it, make it / and chroot. The initramfs stays in
- * memory underneath (its files are not deleted: it is small). The device
- * is not waited for: its driver probed it before init started or before
- * finit_module returned (see load_modules).
- */
-static void switch_root(const char *dev, const char *type, const char *flags)
-{
-	static const char *const types[] = { "erofs", "squashfs", "ext4" };
-	static const char *const moved[] = { "/dev", "/proc", "/sys" };
-	char err[600] = "", dst[64];
-	size_t n = 0;
-	int ok = 0;
-
-	if (mkdir(SYSROOT, 0755) != 0 && errno != EEXIST)
-		fatal(EXIT_SETUP, "mkdir " SYSROOT ": %s", strerror(errno));
-	if (access(dev, F_OK) != 0)
-		fatal(EXIT_SETUP, "root device %s: %s (no such disk: is its driver "
-		      "built in or among the modules?)", dev, strerror(errno));
-	for (size_t i = 0; i < 3 && !ok; i++) {
-		const char *t = type[0] ? type : types[i];
-		ok = mount(dev, SYSROOT, t, MS_RDONLY, flags) == 0;
-		if (!ok)
-			n += (size_t)snprintf(err + n, n < sizeof err ? sizeof err - n : 0,
-					      "%s%s: %s", n ? "; " : "", t, strerror(errno));
-		if (type[0])
-			break;
-	}
-	if (!ok)
-		fatal(EXIT_SETUP, "mount root %s read-only: %s", dev, err);
-	dbg("mounted root %s on " SYSROOT, dev);
-	for (int i = 0; i < 3; i++) {
-		snprintf(dst, sizeof dst, SYSROOT "%s", moved[i]);
-		if (mount(moved[i], dst, NULL, MS_MOVE, NULL) != 0)
-			fatal(EXIT_SETUP, "move %s to %s: %s", moved[i], dst, strerror(errno));
-	}
-	if (chdir(SYSROOT) != 0 || mount(".", "/", NULL, MS_MOVE, NULL) != 0 ||
-	    chroot(".") != 0 || chdir("/") != 0)
-		fatal(EXIT_SETUP, "switch root to %s: %s", dev, strerror(errno));
-}
-
-/*
- * The device to mount as the root: the disk itself, or with rootverity a
- * dm-verity device over it, so that every block the guest reads from the
- * root is checked against the root hash the host gave (dm-verity.c).
- */
-static const char *verified_root(const char *dev, const char *rootverity)
-{
-	static char node[64];
-	struct verity_root v;
-	char err[CONFIG_ERR_MAX];
-	const char *why;
-
-	if (!rootverity[0])
-		return dev;
-	if ((why = config_parse_rootverity(rootverity, &v)))
-		fatal(EXIT_SETUP, "%s", why); /* the parser checked it already */
-	v.device = dev;
-	if (dm_verity_open(&v, "a3s-root", node, sizeof node, err, sizeof err) != 0)
-		fatal(EXIT_SETUP, "verified root on %s: %s", dev, err);
-	dbg("root %s verified by dm-verity as %s (root hash %.16s...)", dev, node, v.root_hash);
-	return node;
 }
 
 static void make_root_readonly(void)
@@ -611,7 +441,7 @@ static void setup_machine(const char *t0)
 	dbg_at(early[1], "console open, module autoloading off");
 	dbg_at(early[3], "command line read");
 	dbg_at(early[2], "config read");
-	load_modules(&cfg.modules);
+	loaded_modules |= load_modules(&cfg.modules);
 	setup_channels();
 	emit(ONCE, "init-start %s", t0);
 
@@ -619,7 +449,7 @@ static void setup_machine(const char *t0)
 		switch_root(verified_root(cfg.str[K_ROOT], cfg.str[K_ROOTVERITY]), cfg.str[K_ROOTFSTYPE],
 			    cfg.str[K_ROOTFLAGS]);
 		load_config(); /* the root file system's own config */
-		load_modules(&cfg.modules);
+		loaded_modules |= load_modules(&cfg.modules);
 		setup_channels();
 		emit(ONCE, "root-ready %s", ms(t));
 	}
@@ -636,231 +466,7 @@ static void setup_machine(const char *t0)
 	dbg("output pipes made");
 }
 
-/* ---- the job: shares and the agent ------------------------------------ */
-
-/*
- * Does the host provide tag? Without a "shares" key (from a job) it is
- * known only by trying to mount it; with one, only the tags it lists are
- * provided: a VM restored from a snapshot has the devices of every share
- * its template had, the ones this job does not use included.
- */
-static int share_provided(const char *tag)
-{
-	const char *list = cfg.str[K_SHARES];
-	size_t n = strlen(tag);
-
-	if (!list)
-		return 1;
-	for (const char *p = list; *p; p += strcspn(p, ",") + (p[strcspn(p, ",")] == ',')) {
-		if (strcspn(p, ",") == n && !strncmp(p, tag, n))
-			return 1;
-	}
-	return 0;
-}
-
-/*
- * Mount one share's device on path: virtio-fs first, then virtio-9p. A tag
- * the host did not provide fails with ENODEV (driver absent), EINVAL
- * (virtio-fs: no such tag) or ENOENT (9p: no such tag); an "optional"
- * share is then skipped (returns 0), any other failure is fatal.
- */
-static int mount_share_on(const struct share *s, const char *path, int ro)
-{
-	unsigned long flags = MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
-	int e1, e2;
-
-	if (mount(s->tag, path, "virtiofs", flags, NULL) == 0) {
-		dbg("share %s on %s: virtiofs %s", s->tag, path, ro ? "ro" : "rw");
-		return 1;
-	}
-	e1 = errno;
-	if (mount(s->tag, path, "9p", flags,
-		  "trans=virtio,version=9p2000.L,msize=512000,cache=none") == 0) {
-		dbg("share %s on %s: 9p %s", s->tag, path, ro ? "ro" : "rw");
-		return 1;
-	}
-	e2 = errno;
-	if (s->optional && (e1 == ENODEV || e1 == EINVAL || e1 == ENOENT) &&
-	    (e2 == ENODEV || e2 == ENOENT)) {
-		dbg("share %s: not provided by the host, skipped", s->tag);
-		return 0;
-	}
-	fatal(EXIT_SETUP, "share %s on %s: virtiofs: %s; 9p: %s", s->tag, path,
-	      strerror(e1), strerror(e2));
-}
-
-/* ---- the job: the workspace's overlay mode (docs/guest-protocol.md §8, "The change set") -- */
-
-#define OVERLAY_DIR "/run/a3s-overlay"
-#define OVERLAY_LOWER OVERLAY_DIR "/lower"
-#define OVERLAY_LAYER OVERLAY_DIR "/layer"
-#define OVERLAY_UPPER OVERLAY_LAYER "/upper"
-#define OVERLAY_WORK OVERLAY_LAYER "/work"
-#define CHANGES_PORT "/dev/virtio-ports/a3s.changes"
-
-static int overlay_mounted; /* the change set is to be sent when the agent ends */
-
-static void must_mkdir(const char *path, mode_t mode)
-{
-	if (mkdir(path, mode) != 0 && errno != EEXIST)
-		fatal(EXIT_SETUP, "mkdir %s: %s", path, strerror(errno));
-}
-
-/*
- * The block device whose virtio serial is `serial` (the scratch disk the
- * host attached), as /dev/NAME in dev. Found by serial, not by name: the
- * names (vda, vdb) follow the order the devices were probed in.
- */
-static void disk_by_serial(const char *serial, char *dev, size_t devlen)
-{
-	DIR *d = opendir("/sys/block");
-	struct dirent *e;
-
-	if (!d)
-		fatal(EXIT_SETUP, "scratch disk %s: /sys/block: %s", serial, strerror(errno));
-	while ((e = readdir(d))) {
-		char p[300], v[64];
-		int fd, n;
-
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
-		fd = open(p, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		n = (int)read(fd, v, sizeof v - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		v[n] = '\0';
-		v[strcspn(v, "\n")] = '\0';
-		if (!strcmp(v, serial)) {
-			snprintf(dev, devlen, "/dev/%s", e->d_name);
-			closedir(d);
-			return;
-		}
-	}
-	closedir(d);
-	fatal(EXIT_SETUP, "scratch disk %s: no block device has this serial (is "
-	      "virtio_blk built in or among the modules?)", serial);
-}
-
-/*
- * Overlay mode: the share goes read-only under OVERLAY_LOWER, and an
- * overlayfs on its path takes every write into an upper directory on
- * guest-local storage: a tmpfs, or the scratch disk (ext4) with scratch=.
- * redirect_dir, index and metacopy are off so that the upper directory
- * holds only whole files, whiteouts and opaque directories, which is all a
- * change set can say; renaming a directory that has lower entries then
- * fails with EXDEV, which mv and the like answer by copying.
- */
-static void mount_overlay(const struct share *s)
-{
-	char opts[600], dev[300];
-	struct stat lower;
-
-	must_mkdir(OVERLAY_DIR, 0700);
-	must_mkdir(OVERLAY_LOWER, 0755);
-	must_mkdir(OVERLAY_LAYER, 0755);
-	if (!mount_share_on(s, OVERLAY_LOWER, 1))
-		fatal(EXIT_SETUP, "overlay=%s: the host does not provide that share", s->tag);
-	if (cfg.str[K_SCRATCH]) {
-		disk_by_serial(cfg.str[K_SCRATCH], dev, sizeof dev);
-		/* noatime: reads write nothing back to a disk nobody keeps */
-		must_mount(dev, OVERLAY_LAYER, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL);
-	} else {
-		must_mount("tmpfs", OVERLAY_LAYER, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
-	}
-	must_mkdir(OVERLAY_UPPER, 0755);
-	must_mkdir(OVERLAY_WORK, 0700);
-	/* The overlay's root takes the upper directory's owner and mode: the
-	 * share's, so that an agent that could write there still can. */
-	if (stat(OVERLAY_LOWER, &lower) != 0 || chown(OVERLAY_UPPER, lower.st_uid, lower.st_gid) != 0 ||
-	    chmod(OVERLAY_UPPER, lower.st_mode & 07777) != 0)
-		fatal(EXIT_SETUP, "overlay=%s: the upper directory: %s", s->tag, strerror(errno));
-	snprintf(opts, sizeof opts, "lowerdir=" OVERLAY_LOWER ",upperdir=" OVERLAY_UPPER
-		 ",workdir=" OVERLAY_WORK ",redirect_dir=off,index=off,metacopy=off");
-	must_mount("overlay", s->path, "overlay", MS_NOSUID | MS_NODEV, opts);
-	overlay_mounted = 1;
-	dbg("share %s on %s: overlay, upper on %s", s->tag, s->path,
-	    cfg.str[K_SCRATCH] ? dev : "tmpfs");
-}
-
-/*
- * Send the change set: the upper directory as a tar on the changes port,
- * then "a3s changes BYTES ENTRIES SKIPPED" (or "a3s changes-error MSG"),
- * before agent-exit. The host applies nothing unless it received exactly
- * BYTES bytes and the tar is whole (docs/guest-protocol.md §8, "The change set").
- */
-static void send_changes(void)
-{
-	struct change_counts c;
-	char err[400];
-	int fd;
-
-	/* The host names the channels' device nodes on the command line, so no
-	 * link by name exists yet: made here, once, for this port alone. */
-	if (access(CHANGES_PORT, F_OK) != 0)
-		link_named_ports();
-	fd = open(CHANGES_PORT, O_WRONLY | O_CLOEXEC);
-	if (fd < 0) {
-		emit(ONCE, "changes-error opening %s: %s", CHANGES_PORT, strerror(errno));
-		return;
-	}
-	if (changes_write(OVERLAY_UPPER, fd, &c, err, sizeof err) != 0)
-		emit(ONCE, "changes-error %s", err);
-	else
-		emit(ONCE, "changes %llu %llu %llu", c.bytes, c.entries, c.skipped);
-	close(fd);
-	dbg("change set: %llu bytes, %llu entries, %llu skipped", c.bytes, c.entries, c.skipped);
-}
-
-/*
- * Mount one share by tag on its path, or under an overlay (overlay=TAG).
- * Without a "shares" key it is known only by trying whether the host
- * provides it; with one, only the tags it lists are provided.
- */
-static void mount_share(const struct share *s)
-{
-	if (!share_provided(s->tag)) {
-		if (!s->optional)
-			fatal(EXIT_SETUP, "share %s on %s: the host does not provide it (its job "
-			      "lists shares=%s)", s->tag, s->path, cfg.str[K_SHARES]);
-		dbg("share %s: not provided by the host (job), skipped", s->tag);
-		return;
-	}
-	if (cfg.str[K_OVERLAY] && !strcmp(cfg.str[K_OVERLAY], s->tag) && !s->ro)
-		mount_overlay(s);
-	else
-		mount_share_on(s, s->path, s->ro);
-}
-
-/*
- * tmpfs=PATH[:SIZE]: guest-local writable volumes, mounted after the
- * shares so that one can sit inside a share (/workspace/node_modules). The
- * mount point is made if missing (in the share, then) and the volume
- * belongs to the agent's user. Nothing in it comes back to the host.
- */
-static void mount_volumes(void)
-{
-	for (size_t i = 0; i < cfg.tmpfs.n; i++) {
-		char path[PATH_MAX], data[96];
-		const char *v = cfg.tmpfs.v[i], *colon = strchr(v, ':');
-		size_t n = colon ? (size_t)(colon - v) : strlen(v);
-
-		if (n >= sizeof path)
-			fatal(EXIT_SETUP, "tmpfs %s: path too long", v);
-		memcpy(path, v, n);
-		path[n] = '\0';
-		if (mkdir(path, 0755) != 0 && errno != EEXIST)
-			fatal(EXIT_SETUP, "tmpfs %s: mkdir: %s%s", path, strerror(errno),
-			      errno == EROFS ? " (the root is read-only: choose a path in a "
-			      "share or one the image has)" : "");
-		snprintf(data, sizeof data, "mode=0755,uid=%u,gid=%u%s%s", (unsigned)cfg.uid,
-			 (unsigned)cfg.gid, colon ? ",size=" : "", colon ? colon + 1 : "");
-		must_mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, data);
-	}
-}
+/* ---- the job: the agent ---------------------------------------------- */
 
 /* What the agent's process runs, built before it exists. */
 struct agent_exec {
@@ -952,251 +558,13 @@ static void start_agent(const sigset_t *mask, int out, int err)
 	fatal(EXIT_NOEXEC, "agent %s: cannot execute: %s", a.argv[0], strerror(a.errn));
 }
 
-static int signal_number(const char *s)
-{
-	static const struct { const char *name; int sig; } names[] = {
-		{ "TERM", SIGTERM }, { "INT", SIGINT }, { "HUP", SIGHUP },
-		{ "KILL", SIGKILL }, { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 },
-		{ "USR2", SIGUSR2 },
-	};
-	const char *end;
-	unsigned n;
-
-	if (!strncmp(s, "SIG", 3))
-		s += 3;
-	for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-		if (!strcmp(s, names[i].name))
-			return names[i].sig;
-	if (config_parse_uint(s, &end, &n) == 0 && !*end && n >= 1 && n <= 64)
-		return (int)n;
-	return -1;
-}
-
-static void forward(int sig, const char *from)
+void forward_signal(int sig, const char *from)
 {
 	char t[32];
 
 	emit(REPEATABLE, "signal %s %d %s", ms(t), sig, from);
 	if (agent_pid > 0 && kill(agent_pid, sig) != 0)
 		say("forward signal %d: %s", sig, strerror(errno));
-}
-
-/* ---- control input (docs/guest-protocol.md §8) ------------------------- */
-
-/*
- * What the host writes on the control channel: while init waits for a job,
- * the job's text, up to a line "end"; after it, one command per line.
- */
-static struct {
-	char line[256];
-	size_t len;
-	int poweroff; /* the host said "poweroff" */
-} ctl_in;
-
-static struct {
-	int collecting; /* init is reading a job */
-	int complete;   /* the "end" line came */
-	char *text;
-	size_t len, cap, line_start;
-} job;
-
-/* One line of host input: "signal SIG" or "poweroff". */
-static void control_line(char *line)
-{
-	size_t n = strlen(line);
-
-	if (n && line[n - 1] == '\r')
-		line[n - 1] = '\0';
-	if (!strncmp(line, "signal ", 7) && signal_number(line + 7) > 0)
-		forward(signal_number(line + 7), "control");
-	else if (!strcmp(line, "poweroff"))
-		ctl_in.poweroff = 1;
-	else if (line[0])
-		say("control input ignored: \"%.60s\"", line);
-}
-
-/* One byte of a job. The job is the text before a line "end". */
-static void job_byte(char c)
-{
-	if (job.len + 2 > job.cap) {
-		if (job.cap >= CONFIG_MAX)
-			fatal(EXIT_SETUP, "job: larger than 1 MiB");
-		job.cap = job.cap ? 2 * job.cap : 4096;
-		job.text = config_realloc(job.text, job.cap);
-	}
-	job.text[job.len++] = c;
-	if (c != '\n')
-		return;
-	if (job.len - job.line_start == 4 && !memcmp(job.text + job.line_start, "end", 3)) {
-		job.text[job.line_start] = '\0';
-		job.collecting = 0;
-		job.complete = 1;
-		return;
-	}
-	job.line_start = job.len;
-}
-
-/* Read what the host wrote; 0 when the input has ended or broken. */
-static int read_control(void)
-{
-	char c[4096];
-	ssize_t n = read(control_fd(), c, sizeof c);
-
-	if (n < 0)
-		return errno == EINTR || errno == EAGAIN;
-	for (ssize_t i = 0; i < n; i++) {
-		if (job.collecting) {
-			job_byte(c[i]);
-		} else if (c[i] == '\n') {
-			ctl_in.line[ctl_in.len] = '\0';
-			control_line(ctl_in.line);
-			ctl_in.len = 0;
-		} else if (ctl_in.len < sizeof ctl_in.line - 1) {
-			ctl_in.line[ctl_in.len++] = c[i];
-		}
-	}
-	return n > 0;
-}
-
-/*
- * Wait on the signalfd and the control channel (input, and output while
- * control lines are queued) until `done` says so, for at most timeout_ms
- * (-1: no limit). Returns 0 when done, 1 on timeout, 2 when the host hung
- * up, or the number of a signal that reached init (SIGTERM, SIGINT,
- * SIGHUP), which a caller that is not supervising the agent stops on.
- */
-static int wait_control(int (*done)(void), int timeout_ms)
-{
-	long long end = now_us() + timeout_ms * 1000LL;
-
-	while (!done()) {
-		struct pollfd pf[2] = { { sig_fd, POLLIN, 0 }, { control_fd(), POLLIN, 0 } };
-		struct signalfd_siginfo si;
-		long long left = (end - now_us()) / 1000;
-
-		if (timeout_ms >= 0 && left <= 0)
-			return 1;
-		if (pf[1].fd < 0)
-			return 2;
-		if (control_pending())
-			pf[1].events |= POLLOUT;
-		if (poll(pf, 2, timeout_ms < 0 ? -1 : (int)left) < 0) {
-			if (errno != EINTR)
-				fatal(EXIT_SETUP, "poll: %s", strerror(errno));
-			continue;
-		}
-		if ((pf[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == sizeof si &&
-		    si.ssi_signo != SIGCHLD)
-			return (int)si.ssi_signo;
-		while (waitpid(-1, NULL, WNOHANG) > 0)
-			; /* orphans of an agent that is gone */
-		if (pf[1].revents & POLLOUT)
-			control_flush();
-		if (pf[1].revents & POLLIN) {
-			if (!read_control()) {
-				control_hangup();
-				return 2;
-			}
-		} else if (pf[1].revents & (POLLHUP | POLLERR)) {
-			control_hangup();
-			return 2;
-		}
-	}
-	return 0;
-}
-
-static int job_complete(void)
-{
-	return job.complete;
-}
-
-/*
- * With job=1 the machine is set up and waits for its job: "a3s ready",
- * then the job's text on the control channel, laid over the config like a
- * drop-in (docs/guest-protocol.md §8). A VM is snapshotted at this point;
- * every machine restored from it reads its own job here.
- */
-static void wait_for_job(void)
-{
-	char t[32], err[CONFIG_ERR_MAX];
-	struct config j;
-	int r;
-
-	if (control_fd() < 0)
-		fatal(EXIT_SETUP, "job=1, but there is no control channel to read a job from");
-	job.collecting = 1;
-	emit(ONCE, "ready %s", ms(t));
-	dbg_flush();
-	r = wait_control(job_complete, -1);
-	if (r == 2)
-		fatal(EXIT_SETUP, "the host hung up before it sent a job");
-	if (r > 2)
-		fatal(EXIT_SETUP, "signal %d before a job came", r);
-	/* When the job had come: ready -> job is the host's share of init
-	 * start -> agent exec (docs/guest-protocol.md §7). */
-	emit(ONCE, "job %s", ms(t));
-	memset(&j, 0, sizeof j);
-	if (config_parse_text("job", job.text, SRC_JOB, &j, err))
-		fatal(EXIT_SETUP, "%s", err);
-	config_overlay(&cfg, &j);
-	debug = !strcmp(cfg.str[K_DEBUG], "1");
-	dbg("job read (%zu bytes)", job.len);
-}
-
-/* ---- the job ----------------------------------------------------------- */
-
-static int hex_digit(char c)
-{
-	return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
-}
-
-/*
- * The machine's own random state: the host's bytes are added to the
- * kernel's input pool and credited (RNDADDENTROPY), then the CRNG is
- * reseeded from it at once (RNDRESEEDCRNG): on Linux 5.18 and later,
- * adding entropy to an initialised CRNG does not reseed it by itself. Two
- * machines restored from one snapshot start with the same random state;
- * this is what makes them differ before the agent draws a byte. The bytes
- * are wiped from init's memory after.
- */
-static void reseed(char *hex)
-{
-	struct { int count, size; unsigned char buf[512]; } pool;
-	size_t n = strlen(hex) / 2;
-	int fd;
-
-	for (size_t i = 0; i < n; i++)
-		pool.buf[i] = (unsigned char)(hex_digit(hex[2 * i]) << 4 | hex_digit(hex[2 * i + 1]));
-	pool.count = (int)(8 * n);
-	pool.size = (int)n;
-	fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) != 0 || ioctl(fd, RNDRESEEDCRNG) != 0)
-		fatal(EXIT_SETUP, "reseeding the kernel's random generator: %s", strerror(errno));
-	close(fd);
-	explicit_bzero(&pool, sizeof pool);
-	explicit_bzero(hex, 2 * n);
-	dbg("random generator reseeded with %zu bytes from the host", n);
-}
-
-/* The wall clock, from the host: a restored machine's clock is the
- * snapshot's. "SECONDS[.FRACTION]", checked by the config parser. */
-static void set_clock(const char *v)
-{
-	struct timespec ts = { 0, 0 };
-	const char *end;
-	unsigned sec;
-	long scale = 100000000;
-
-	if (config_parse_uint(v, &end, &sec) != 0)
-		return;
-	ts.tv_sec = (time_t)sec;
-	if (*end == '.')
-		for (end++; *end && scale > 0; end++, scale /= 10)
-			ts.tv_nsec += (*end - '0') * scale;
-	if (clock_settime(CLOCK_REALTIME, &ts) != 0)
-		say("setting the clock: %s", strerror(errno));
-	else
-		dbg("clock set to %s", v);
 }
 
 static int decode_status(int st)
@@ -1236,7 +604,7 @@ static int supervise(char exit_ms[32], struct pump out[2])
 		}
 		if ((pf[0].revents & POLLIN) && read(sig_fd, &si, sizeof si) == sizeof si &&
 		    si.ssi_signo != SIGCHLD)
-			forward((int)si.ssi_signo, "signal");
+			forward_signal((int)si.ssi_signo, "signal");
 		pump_step(&out[0], pf[2].revents);
 		pump_step(&out[1], pf[3].revents);
 		/* Reap on every wakeup: SIGCHLD coalesces. */
@@ -1289,11 +657,6 @@ static void finish_output(struct pump out[2], int all_gone)
 		pump_step(&out[0], pf[1].revents);
 		pump_step(&out[1], pf[2].revents);
 	}
-}
-
-static int poweroff_asked(void)
-{
-	return ctl_in.poweroff;
 }
 
 /*
