@@ -127,14 +127,14 @@ async function designSample(
   const memoryFile = join(dir, "memory");
   const state = join(dir, "state");
   const caps = [{ capability: "events", state: true }, ...(design === "x-ignore-shared" ? [{ capability: "x-ignore-shared", state: true }] : []), ...(design === "mapped-ram" ? [{ capability: "mapped-ram", state: true }] : [])];
-  const start = async (tag: string, incoming: boolean, onLine: (l: string) => void): Promise<{ pid: number; qmp: QmpClient; exited: Promise<unknown>; channels: GuestChannel[] }> => {
+  const start = async (
+    tag: string,
+    incoming: boolean,
+    onLine: (l: string) => void,
+  ): Promise<{ pid: number; qmp: QmpClient; exited: Promise<unknown>; channels: GuestChannel[]; control: GuestChannel }> => {
     const sockets = { stdout: join(dir, `${tag}.out`), stderr: join(dir, `${tag}.err`), control: join(dir, `${tag}.ctl`), changes: join(dir, `${tag}.chg`) };
-    const channels = [
-      await GuestChannel.listen(sockets.stdout, () => {}),
-      await GuestChannel.listen(sockets.stderr, () => {}),
-      await GuestChannel.listen(sockets.changes, () => {}),
-      await GuestChannel.listen(sockets.control, (b) => b.toString().split("\n").forEach(onLine)),
-    ];
+    const control = await GuestChannel.listen(sockets.control, (b) => b.toString().split("\n").forEach(onLine));
+    const channels = [await GuestChannel.listen(sockets.stdout, () => {}), await GuestChannel.listen(sockets.stderr, () => {}), await GuestChannel.listen(sockets.changes, () => {}), control];
     const qmp = await QmpClient.listen(join(dir, `${tag}.qmp`));
     const args = qemuArgs({
       kernelPath: setup.kernelPath,
@@ -155,7 +155,7 @@ async function designSample(
     const exited = new Promise((r) => vm.on("exit", r));
     await qmp.ready();
     await qmp.execute("migrate-set-capabilities", { capabilities: caps });
-    return { pid: vm.pid as number, qmp, exited, channels };
+    return { pid: vm.pid as number, qmp, exited, channels, control };
   };
   let ready!: () => void;
   const isReady = new Promise<void>((r) => (ready = r));
@@ -186,7 +186,7 @@ async function designSample(
   if ((await loaded).data?.status !== "completed") throw new Error(`${design}: the restore failed`);
   const restorePausedMs = performance.now() - r0;
   await restored.qmp.execute("cont");
-  restored.channels[2]?.write(renderGuestJob({ args: ["--sleep", "60000"], providedShares: [], entropy: Buffer.alloc(64, 7), clockMs: Date.now() }));
+  restored.control.write(renderGuestJob({ args: ["--sleep", "60000"], providedShares: [], entropy: Buffer.alloc(64, 7), clockMs: Date.now() }));
   await agentStarted;
   const agentStartMs = performance.now() - r0;
   await new Promise((r) => setTimeout(r, 500));
