@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { RootfsBuilder } from "../builder/rootfs-builder.js";
+import { RootfsBuilder, type BuildResult } from "../builder/rootfs-builder.js";
 import { A3sError } from "../errors.js";
 import { parseVeritySalt } from "../formats/verity/params.js";
 import { checkAgentSettings } from "../layout/apply-guest-config.js";
@@ -86,67 +86,73 @@ export function registerBuildCommand(program: Command): void {
         "  SOURCE_DATE_EPOCH=0 a3s-rootfs build -o tar:rootfs.tar --json",
     );
   const given = flagsGiven(cmd, ["init", "no-init", "dns", "no-dns"]);
-  cmd.action(
-      action(async ({ signal }, source: string, flags: BuildFlags) => {
-        // Every value typed on the command line is checked before any work: a mistake exits 2 at once.
-        refuseBoth(given, "init", "no-init");
-        refuseBoth(given, "dns", "no-dns");
-        const src = usage(() =>
-          parseSourceSpec(source, {
-            appletLinks: oneOf("--links", flags.links, ["symlink", "hardlink"] as const) ?? "symlink",
-            ...(flags.include ? { include: flags.include.split(",").filter(Boolean) } : {}),
-            trim: oneOf("--trim", flags.trim, ["none", "docs", "minimal"] as const) ?? "minimal",
-            ...(flags.platform ? { platform: flags.platform } : {}),
-            ...(flags.creds ? { creds: flags.creds } : {}),
-            ...(flags.insecure ? { insecure: true } : {}),
-          }),
-        );
-        const compression = oneOf("--layer-compression", flags.layerCompression, ["gzip", "zstd", "none"] as const);
-        const outputs = (flags.output ?? ["dir:rootfs"]).map((spec) =>
-          withRegistryFlags(usage(() => parseOutputSpec(spec)), { compression, creds: flags.creds, insecure: flags.insecure }),
-        );
-        if (flags.veritySalt !== undefined && !flags.verity) throw new A3sError("EUSAGE", "--verity-salt needs --verity");
-        const veritySalt = flags.veritySalt === undefined ? undefined : usage(() => parseVeritySalt(flags.veritySalt as string));
-        if (flags.verity && !outputs.some((o) => VERITY_FORMATS.includes(o.format))) {
-          throw new A3sError("EUSAGE", "--verity needs an erofs, squashfs or ext4 output (-o erofs:PATH ...): the hash tree is appended to a block-device image");
-        }
-        const layout: Partial<GuestLayout> = {
-          ...(flags.agentPath ? { agentPath: flags.agentPath } : {}),
-          ...(flags.hostname ? { hostname: flags.hostname } : {}),
-          ...(flags.dns === false ? { dns: [] } : flags.dns ? { dns: flags.dns } : {}),
-        };
-        usage(() => resolveLayout(layout));
-        const agentArgs = [...(flags.agentArgs ? flags.agentArgs.split(/\s+/).filter(Boolean) : []), ...(flags.agentArg ?? [])];
-        usage(() => checkAgentSettings({ args: agentArgs, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
-        await checkOutputTargets(outputs, { force: flags.force ?? false });
+  cmd.action(action(async ({ signal }, source: string, flags: BuildFlags) => buildCommand(source, flags, given, signal)));
+}
 
-        // Container images name their own agent; otherwise one is searched for.
-        const agent = flags.agent || !src.providesAgent ? await findAgentBinary(flags.agent ? { path: flags.agent } : {}) : undefined;
-        const builder = new RootfsBuilder().withSource(src).withLayout(layout).withForce(flags.force ?? false);
-        if (agent) builder.withAgentBinary(agent, { allowDynamic: flags.allowDynamicAgent ?? false });
-        if (!flags.json && process.stderr.isTTY) builder.onProgress((m) => process.stderr.write(`a3s-rootfs: ${m}\n`));
-        if (flags.init === false) builder.withInit(false);
-        else if (typeof flags.init === "string") builder.withInit(flags.init, { allowDynamic: flags.allowDynamicInit ?? false });
-        if (agentArgs.length) builder.withAgentArgs(agentArgs);
-        if (flags.env) builder.withAgentEnv(flags.env);
-        if (flags.user) builder.withAgentUser(flags.user);
-        for (const o of outputs) builder.withOutput(o);
-        if (flags.verity) builder.withVerity(veritySalt ? { salt: veritySalt } : {});
-        builder.withBuildCache(flags.cache !== false);
-        const result = await builder.build({ signal });
-        if (flags.json) {
-          const { tree: _tree, ...report } = result;
-          process.stdout.write(JSON.stringify(report) + "\n");
-          return;
-        }
-        process.stdout.write(`built ${result.source} rootfs: ${result.entries} entries in ${result.durationMs} ms\n`);
-        for (const o of result.outputs) {
-          const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
-          const digest = o.digest ? `  ${o.reference ? "pushed " : ""}manifest ${o.digest}` : "";
-          process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}${digest}${o.fromCache ? "  (from the build cache)" : ""}\n`);
-          const record = o.reference ? "in the artifact's annotations" : `${o.path}.verity.json`;
-          if (o.verity) process.stdout.write(`           verity root hash ${o.verity.rootHash} (hash tree at byte ${o.verity.hashOffset}; ${record})\n`);
-        }
-      }),
+/** `build`: checks everything typed before any work (a mistake exits 2 at once), then builds and reports each output. */
+async function buildCommand(source: string, flags: BuildFlags, given: ReturnType<typeof flagsGiven>, signal: AbortSignal): Promise<void> {
+  // Every value typed on the command line is checked before any work: a mistake exits 2 at once.
+  refuseBoth(given, "init", "no-init");
+  refuseBoth(given, "dns", "no-dns");
+  const src = usage(() =>
+    parseSourceSpec(source, {
+      appletLinks: oneOf("--links", flags.links, ["symlink", "hardlink"] as const) ?? "symlink",
+      ...(flags.include ? { include: flags.include.split(",").filter(Boolean) } : {}),
+      trim: oneOf("--trim", flags.trim, ["none", "docs", "minimal"] as const) ?? "minimal",
+      ...(flags.platform ? { platform: flags.platform } : {}),
+      ...(flags.creds ? { creds: flags.creds } : {}),
+      ...(flags.insecure ? { insecure: true } : {}),
+    }),
   );
+  const compression = oneOf("--layer-compression", flags.layerCompression, ["gzip", "zstd", "none"] as const);
+  const outputs = (flags.output ?? ["dir:rootfs"]).map((spec) =>
+    withRegistryFlags(usage(() => parseOutputSpec(spec)), { compression, creds: flags.creds, insecure: flags.insecure }),
+  );
+  if (flags.veritySalt !== undefined && !flags.verity) throw new A3sError("EUSAGE", "--verity-salt needs --verity");
+  const veritySalt = flags.veritySalt === undefined ? undefined : usage(() => parseVeritySalt(flags.veritySalt as string));
+  if (flags.verity && !outputs.some((o) => VERITY_FORMATS.includes(o.format))) {
+    throw new A3sError("EUSAGE", "--verity needs an erofs, squashfs or ext4 output (-o erofs:PATH ...): the hash tree is appended to a block-device image");
+  }
+  const layout: Partial<GuestLayout> = {
+    ...(flags.agentPath ? { agentPath: flags.agentPath } : {}),
+    ...(flags.hostname ? { hostname: flags.hostname } : {}),
+    ...(flags.dns === false ? { dns: [] } : flags.dns ? { dns: flags.dns } : {}),
+  };
+  usage(() => resolveLayout(layout));
+  const agentArgs = [...(flags.agentArgs ? flags.agentArgs.split(/\s+/).filter(Boolean) : []), ...(flags.agentArg ?? [])];
+  usage(() => checkAgentSettings({ args: agentArgs, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
+  await checkOutputTargets(outputs, { force: flags.force ?? false });
+
+  // Container images name their own agent; otherwise one is searched for.
+  const agent = flags.agent || !src.providesAgent ? await findAgentBinary(flags.agent ? { path: flags.agent } : {}) : undefined;
+  const builder = new RootfsBuilder().withSource(src).withLayout(layout).withForce(flags.force ?? false);
+  if (agent) builder.withAgentBinary(agent, { allowDynamic: flags.allowDynamicAgent ?? false });
+  if (!flags.json && process.stderr.isTTY) builder.onProgress((m) => process.stderr.write(`a3s-rootfs: ${m}\n`));
+  if (flags.init === false) builder.withInit(false);
+  else if (typeof flags.init === "string") builder.withInit(flags.init, { allowDynamic: flags.allowDynamicInit ?? false });
+  if (agentArgs.length) builder.withAgentArgs(agentArgs);
+  if (flags.env) builder.withAgentEnv(flags.env);
+  if (flags.user) builder.withAgentUser(flags.user);
+  for (const o of outputs) builder.withOutput(o);
+  if (flags.verity) builder.withVerity(veritySalt ? { salt: veritySalt } : {});
+  builder.withBuildCache(flags.cache !== false);
+  const result = await builder.build({ signal });
+  printBuildReport(result, flags.json === true);
+}
+
+/** The build's report: one JSON object, or a line per output (its digest, verity root hash, or that it came from the cache). */
+function printBuildReport(result: BuildResult, json: boolean): void {
+  if (json) {
+    const { tree: _tree, ...report } = result;
+    process.stdout.write(JSON.stringify(report) + "\n");
+    return;
+  }
+  process.stdout.write(`built ${result.source} rootfs: ${result.entries} entries in ${result.durationMs} ms\n`);
+  for (const o of result.outputs) {
+    const hash = o.sha256 ? `  sha256:${o.sha256}` : "";
+    const digest = o.digest ? `  ${o.reference ? "pushed " : ""}manifest ${o.digest}` : "";
+    process.stdout.write(`  ${o.format.padEnd(8)} ${o.path}  ${humanBytes(o.bytes)}${hash}${digest}${o.fromCache ? "  (from the build cache)" : ""}\n`);
+    const record = o.reference ? "in the artifact's annotations" : `${o.path}.verity.json`;
+    if (o.verity) process.stdout.write(`           verity root hash ${o.verity.rootHash} (hash tree at byte ${o.verity.hashOffset}; ${record})\n`);
+  }
 }

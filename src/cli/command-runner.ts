@@ -150,3 +150,13 @@ export function oneOf<T extends string>(flag: string, value: string | undefined,
   }
   return value as T;
 }
+
+/** A flag's value as a positive number (`whole` for counts such as --cpus); a usage error otherwise. Undefined when not given. */
+export function positiveNumber(flag: string, value: string | undefined, opts: { whole?: boolean } = {}): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (opts.whole ? !Number.isInteger(n) || n <= 0 : !Number.isFinite(n) || n <= 0) {
+    throw new A3sError("EUSAGE", `${flag} must be a positive ${opts.whole ? "whole number" : "number"}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}

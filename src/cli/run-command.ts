@@ -1,10 +1,10 @@
 import type { Command } from "commander";
-import { runRootfs, type RunOptions } from "../boot/run-vm.js";
+import { runRootfs, type RunOptions, type RunResult } from "../boot/run-vm.js";
 import { ROOT_VERIFICATION_FAILED } from "../boot/verity-root.js";
 import { A3sError } from "../errors.js";
 import { checkAgentSettings } from "../layout/apply-guest-config.js";
 import { resolveBootTarget } from "./boot-reference.js";
-import { action, collect, oneOf, usage } from "./command-runner.js";
+import { action, collect, oneOf, positiveNumber, usage } from "./command-runner.js";
 
 interface RunFlags {
   snapshot?: string;
@@ -34,12 +34,6 @@ interface RunFlags {
   quiet?: boolean;
 }
 
-function positiveNumber(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new A3sError("EUSAGE", `${flag} must be a positive number, got ${JSON.stringify(value)}`);
-  return n;
-}
 
 export function registerRunCommand(program: Command): void {
   program
@@ -86,75 +80,7 @@ export function registerRunCommand(program: Command): void {
         "  a3s-rootfs snapshot rootfs.cpio.gz -o agent.snap && a3s-rootfs run --snapshot agent.snap -- --task x",
     )
     .action(
-      action(async ({ signal }, imageArg: string | undefined, argsArg: string[], flags: RunFlags) => {
-        const { image, args } = splitOperands(imageArg, argsArg, flags.snapshot !== undefined);
-        if (image === undefined && flags.snapshot === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE (or --snapshot DIR)");
-        // Every value typed on the command line is checked before the host is probed or a VM started.
-        usage(() => checkAgentSettings({ args, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
-        // --cpus and --memory are left out when not given: a snapshot brings its own.
-        const options = {
-          ...(flags.cpus !== undefined ? { cpus: positiveNumber("--cpus", flags.cpus) as number } : {}),
-          ...(flags.memory !== undefined ? { memoryMiB: positiveNumber("--memory", flags.memory) as number } : {}),
-          ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
-          accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
-          transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
-          ...(flags.virtiofsCache ? { virtiofs: { cache: oneOf("--virtiofs-cache", flags.virtiofsCache, ["auto", "never", "always", "metadata"] as const) } } : {}),
-        };
-        const quiet = flags.quiet || flags.json;
-        const progress = quiet ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
-        // docker://REF: an a3s boot image is pulled into the store (a container image is built first).
-        const target =
-          image === undefined
-            ? undefined
-            : await resolveBootTarget(image, {
-                ...(flags.creds ? { creds: flags.creds } : {}),
-                ...(flags.insecure ? { insecure: true } : {}),
-                ...(flags.platform ? { platform: flags.platform } : {}),
-                progress,
-                warn: (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`),
-                signal,
-              });
-        let result;
-        try {
-          const rootHash = pinnedRootHash(flags.rootHash, target?.pulled?.verity?.rootHash, image);
-          // On SIGINT, SIGTERM or SIGHUP the signal stops the VM and its helpers, and the runner exits 128+N.
-          result = await runRootfs({
-            ...(target !== undefined ? { image: target.path } : {}),
-            ...(flags.snapshot !== undefined ? { snapshot: flags.snapshot } : {}),
-            ...(flags.warm ? { warm: true } : {}),
-            ...(args.length ? { args } : {}),
-            ...(flags.workspace ? { workspace: flags.workspace } : {}),
-            ...workspaceOptions(flags),
-            ...(flags.skills ? { skills: flags.skills } : {}),
-            ...(flags.kernel ? { kernel: flags.kernel } : {}),
-            ...(flags.modules ? { modules: flags.modules } : {}),
-            ...options,
-            ...(flags.user ? { user: flags.user } : {}),
-            ...(flags.env ? { env: flags.env } : {}),
-            ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
-            ...rootHash,
-            ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
-            progress,
-            signal,
-          });
-        } finally {
-          await target?.dispose();
-        }
-        if (result.changes?.outcome === "failed") {
-          process.stderr.write(`a3s-rootfs: the change set was not applied: ${result.changes.error}\n`);
-        }
-        if (flags.json) {
-          process.stdout.write(JSON.stringify(result) + "\n");
-        } else if (result.exitCode === ROOT_VERIFICATION_FAILED && result.setupError) {
-          process.stderr.write(`a3s-rootfs: ${result.setupError} (status ${ROOT_VERIFICATION_FAILED})\n`);
-        } else if (result.setupError) {
-          process.stderr.write(`a3s-rootfs: the agent could not start (status ${result.exitCode}): ${result.setupError}\n`);
-        } else if (result.timedOut) {
-          process.stderr.write(`a3s-rootfs: the agent timed out and ended with status ${result.exitCode}\n`);
-        }
-        // A change set that could not be applied is the run's failure even when the agent succeeded.
-        return result.changes?.outcome === "failed" && result.exitCode === 0 ? 1 : result.exitCode;
-      }),
+      action(async ({ signal }, imageArg: string | undefined, argsArg: string[], flags: RunFlags) => runCommand(imageArg, argsArg, flags, signal)),
     );
 }
 
@@ -206,4 +132,80 @@ function splitOperands(image: string | undefined, args: string[], snapshot: bool
   const dd = process.argv.indexOf("--");
   const afterDashes = dd >= 0 ? process.argv.length - dd - 1 : 0;
   return all.length > afterDashes ? { image: all[0], args: all.slice(1) } : { image: undefined, args: all };
+}
+
+/** `run`: checks what was typed, resolves the image (a docker:// reference is pulled or built), boots it, and reports how the agent ended. */
+async function runCommand(imageArg: string | undefined, argsArg: string[], flags: RunFlags, signal: AbortSignal): Promise<number> {
+  const { image, args } = splitOperands(imageArg, argsArg, flags.snapshot !== undefined);
+  if (image === undefined && flags.snapshot === undefined) throw new A3sError("EUSAGE", "run needs an IMAGE (or --snapshot DIR)");
+  // Every value typed on the command line is checked before the host is probed or a VM started.
+  usage(() => checkAgentSettings({ args, ...(flags.env ? { env: flags.env } : {}), ...(flags.user ? { user: flags.user } : {}) }));
+  // --cpus and --memory are left out when not given: a snapshot brings its own.
+  const options = {
+    ...(flags.cpus !== undefined ? { cpus: positiveNumber("--cpus", flags.cpus) as number } : {}),
+    ...(flags.memory !== undefined ? { memoryMiB: positiveNumber("--memory", flags.memory) as number } : {}),
+    ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
+    accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
+    transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
+    ...(flags.virtiofsCache ? { virtiofs: { cache: oneOf("--virtiofs-cache", flags.virtiofsCache, ["auto", "never", "always", "metadata"] as const) } } : {}),
+  };
+  const quiet = flags.quiet || flags.json;
+  const progress = quiet ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
+  // docker://REF: an a3s boot image is pulled into the store (a container image is built first).
+  const target =
+    image === undefined
+      ? undefined
+      : await resolveBootTarget(image, {
+          ...(flags.creds ? { creds: flags.creds } : {}),
+          ...(flags.insecure ? { insecure: true } : {}),
+          ...(flags.platform ? { platform: flags.platform } : {}),
+          progress,
+          warn: (m) => process.stderr.write(`a3s-rootfs: warning: ${m}\n`),
+          signal,
+        });
+  let result;
+  try {
+    const rootHash = pinnedRootHash(flags.rootHash, target?.pulled?.verity?.rootHash, image);
+    // On SIGINT, SIGTERM or SIGHUP the signal stops the VM and its helpers, and the runner exits 128+N.
+    result = await runRootfs({
+      ...(target !== undefined ? { image: target.path } : {}),
+      ...(flags.snapshot !== undefined ? { snapshot: flags.snapshot } : {}),
+      ...(flags.warm ? { warm: true } : {}),
+      ...(args.length ? { args } : {}),
+      ...(flags.workspace ? { workspace: flags.workspace } : {}),
+      ...workspaceOptions(flags),
+      ...(flags.skills ? { skills: flags.skills } : {}),
+      ...(flags.kernel ? { kernel: flags.kernel } : {}),
+      ...(flags.modules ? { modules: flags.modules } : {}),
+      ...options,
+      ...(flags.user ? { user: flags.user } : {}),
+      ...(flags.env ? { env: flags.env } : {}),
+      ...(flags.consoleLog ? { consoleLog: flags.consoleLog } : {}),
+      ...rootHash,
+      ...(flags.json ? {} : { stdout: process.stdout, stderr: process.stderr }),
+      progress,
+      signal,
+    });
+  } finally {
+    await target?.dispose();
+  }
+  return reportRun(result, flags);
+}
+
+/** What the run says on stderr (or prints as JSON), and the exit status: the agent's, or 1 for an unapplied change set after a success. */
+function reportRun(result: RunResult, flags: RunFlags): number {
+  if (result.changes?.outcome === "failed") {
+    process.stderr.write(`a3s-rootfs: the change set was not applied: ${result.changes.error}\n`);
+  }
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(result) + "\n");
+  } else if (result.exitCode === ROOT_VERIFICATION_FAILED && result.setupError) {
+    process.stderr.write(`a3s-rootfs: ${result.setupError} (status ${ROOT_VERIFICATION_FAILED})\n`);
+  } else if (result.setupError) {
+    process.stderr.write(`a3s-rootfs: the agent could not start (status ${result.exitCode}): ${result.setupError}\n`);
+  } else if (result.timedOut) {
+    process.stderr.write(`a3s-rootfs: the agent timed out and ended with status ${result.exitCode}\n`);
+  }
+  // A change set that could not be applied is the run's failure even when the agent succeeded.
+  return result.changes?.outcome === "failed" && result.exitCode === 0 ? 1 : result.exitCode;
 }

@@ -1,7 +1,6 @@
 import type { Command } from "commander";
 import { makeSnapshot } from "../boot/make-snapshot.js";
-import { A3sError } from "../errors.js";
-import { action, oneOf } from "./command-runner.js";
+import { action, oneOf, positiveNumber } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 
 interface SnapshotFlags {
@@ -16,12 +15,6 @@ interface SnapshotFlags {
   quiet?: boolean;
 }
 
-function positiveInteger(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0) throw new A3sError("EUSAGE", `${flag} must be a positive whole number, got ${JSON.stringify(value)}`);
-  return n;
-}
 
 export function registerSnapshotCommand(program: Command): void {
   program
@@ -52,8 +45,8 @@ export function registerSnapshotCommand(program: Command): void {
             output: flags.output as string,
             ...(flags.kernel !== undefined ? { kernel: flags.kernel } : {}),
             ...(flags.modules !== undefined ? { modules: flags.modules } : {}),
-            cpus: positiveInteger("--cpus", flags.cpus) ?? 1,
-            memoryMiB: positiveInteger("--memory", flags.memory) ?? 512,
+            cpus: positiveNumber("--cpus", flags.cpus, { whole: true }) ?? 1,
+            memoryMiB: positiveNumber("--memory", flags.memory, { whole: true }) ?? 512,
             accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
             transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
             progress: flags.quiet || flags.json ? () => {} : (m) => process.stderr.write(`a3s-rootfs: ${m}\n`),

@@ -83,56 +83,8 @@ export async function provisionBundle(spec: BundleSpec, cache: string, progress:
     }
 
     progress(`${spec.name}: downloading ${packages.map((p) => `${p.name} ${p.version}`).join(", ")}`);
-    const debs = await apt.download(packages);
-    const unpacked = join(work, "unpacked");
-    const records: ToolBundleManifest["packages"][number][] = [];
-    const owner = new Map<string, string>();
-    for (const p of packages) {
-      const deb = debs.get(p.name) as string;
-      const { sha256 } = await sha256File(deb);
-      // apt already refused a .deb whose hash differs from the signed
-      // index; checking again here makes the manifest's record a fact.
-      if (sha256 !== p.sha256) {
-        throw new A3sError(spec.errorCode, `${basename(deb)} has SHA256 ${sha256}, but Debian's index lists ${p.sha256}`, { subject: p.filename });
-      }
-      records.push({ name: p.name, version: p.version, filename: p.filename, sha256 });
-      const dest = join(unpacked, p.name);
-      await mkdir(dest, { recursive: true });
-      await runTool(requireTool("dpkg-deb", "dpkg"), ["-x", deb, dest]);
-      owner.set(dest, p.name);
-    }
-
-    const staged = join(work, "bundle");
-    await mkdir(join(staged, "bin"), { recursive: true });
-    await mkdir(join(staged, "lib"));
-    const files: { path: string; from: string; package: string }[] = [];
-    const program = join(unpacked, spec.program.package, spec.program.path);
-    const programPath = `bin/${spec.program.name}`;
-    files.push({ path: programPath, from: program, package: spec.program.package });
-    const closure = await libraryClosure(spec, program, [...owner.keys()].map((d) => join(d, "usr/lib", multiarchOf(spec, arch))));
-    for (const lib of closure) {
-      files.push({ path: `lib/${lib.name}`, from: lib.path, package: owner.get(lib.packageDir) ?? "?" });
-    }
-    const manifestFiles: { path: string; sha256: string; size: number; package: string }[] = [];
-    for (const f of files) {
-      await copyFile(f.from, join(staged, f.path));
-      // Read-only, so that nothing edits a cached file by accident; the hashes catch the rest.
-      await chmod(join(staged, f.path), 0o555);
-      manifestFiles.push({ path: f.path, package: f.package, ...(await sha256File(join(staged, f.path))) });
-    }
-    const loader = closure.find((l) => l.isLoader);
-    if (!loader) throw new A3sError(spec.errorCode, `the libc6 package holds no dynamic loader for ${spec.program.name}`, { subject: "libc6" });
-    const manifest: ToolBundleManifest = {
-      format: 1,
-      version: "",
-      suites: [...spec.suites],
-      fetchedAt: new Date().toISOString(),
-      packages: records,
-      files: manifestFiles,
-      program: programPath,
-      loader: `lib/${loader.name}`,
-      libraryDir: "lib",
-    };
+    const { records, owner } = await unpackVerified(apt, packages, join(work, "unpacked"), spec);
+    const { staged, manifest } = await stageBundle(spec, arch, join(work, "bundle"), owner, records);
     const version = await programVersion(spec, bundleCommand(staged, manifest, spec.program.name));
     if (!spec.versionPattern.test(version)) {
       throw new A3sError(spec.errorCode, `the fetched ${spec.program.name} printed ${JSON.stringify(version)} for ${spec.versionArgs.join(" ")}`, {
@@ -154,6 +106,85 @@ export async function provisionBundle(spec: BundleSpec, cache: string, progress:
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Downloads the packages, checks each .deb's SHA256 against Debian's signed
+ * index once more, and unpacks each into a directory of its own under
+ * `unpacked`. Returns the manifest's package records and which package
+ * each directory holds.
+ */
+async function unpackVerified(
+  apt: PrivateApt,
+  packages: Awaited<ReturnType<PrivateApt["resolve"]>>,
+  unpacked: string,
+  spec: BundleSpec,
+): Promise<{ records: ToolBundleManifest["packages"][number][]; owner: Map<string, string> }> {
+  const debs = await apt.download(packages);
+  const records: ToolBundleManifest["packages"][number][] = [];
+  const owner = new Map<string, string>();
+  for (const p of packages) {
+    const deb = debs.get(p.name) as string;
+    const { sha256 } = await sha256File(deb);
+    // apt already refused a .deb whose hash differs from the signed
+    // index; checking again here makes the manifest's record a fact.
+    if (sha256 !== p.sha256) {
+      throw new A3sError(spec.errorCode, `${basename(deb)} has SHA256 ${sha256}, but Debian's index lists ${p.sha256}`, { subject: p.filename });
+    }
+    records.push({ name: p.name, version: p.version, filename: p.filename, sha256 });
+    const dest = join(unpacked, p.name);
+    await mkdir(dest, { recursive: true });
+    await runTool(requireTool("dpkg-deb", "dpkg"), ["-x", deb, dest]);
+    owner.set(dest, p.name);
+  }
+  return { records, owner };
+}
+
+/**
+ * The bundle as it will sit in the cache, staged in `staged`: the program
+ * and the libraries it loads (its own loader among them), read-only, with
+ * the manifest that records every file's SHA256 and package.
+ */
+async function stageBundle(
+  spec: BundleSpec,
+  arch: string,
+  staged: string,
+  owner: Map<string, string>,
+  records: ToolBundleManifest["packages"][number][],
+): Promise<{ staged: string; manifest: ToolBundleManifest }> {
+  const unpackedProgram = [...owner.entries()].find(([, name]) => name === spec.program.package)?.[0];
+  if (unpackedProgram === undefined) throw new A3sError(spec.errorCode, `${spec.program.package} was not among the packages fetched`, { subject: spec.program.package });
+  await mkdir(join(staged, "bin"), { recursive: true });
+  await mkdir(join(staged, "lib"));
+  const files: { path: string; from: string; package: string }[] = [];
+  const program = join(unpackedProgram, spec.program.path);
+  const programPath = `bin/${spec.program.name}`;
+  files.push({ path: programPath, from: program, package: spec.program.package });
+  const closure = await libraryClosure(spec, program, [...owner.keys()].map((d) => join(d, "usr/lib", multiarchOf(spec, arch))));
+  for (const lib of closure) {
+    files.push({ path: `lib/${lib.name}`, from: lib.path, package: owner.get(lib.packageDir) ?? "?" });
+  }
+  const manifestFiles: { path: string; sha256: string; size: number; package: string }[] = [];
+  for (const f of files) {
+    await copyFile(f.from, join(staged, f.path));
+    // Read-only, so that nothing edits a cached file by accident; the hashes catch the rest.
+    await chmod(join(staged, f.path), 0o555);
+    manifestFiles.push({ path: f.path, package: f.package, ...(await sha256File(join(staged, f.path))) });
+  }
+  const loader = closure.find((l) => l.isLoader);
+  if (!loader) throw new A3sError(spec.errorCode, `the libc6 package holds no dynamic loader for ${spec.program.name}`, { subject: "libc6" });
+  const manifest: ToolBundleManifest = {
+    format: 1,
+    version: "",
+    suites: [...spec.suites],
+    fetchedAt: new Date().toISOString(),
+    packages: records,
+    files: manifestFiles,
+    program: programPath,
+    loader: `lib/${loader.name}`,
+    libraryDir: "lib",
+  };
+  return { staged, manifest };
 }
 
 /** The first line the program prints for its version arguments (some tools print it on stderr, some exit 1). */

@@ -325,16 +325,25 @@ function closingUrl(location: URL, digest: string): URL {
   return url;
 }
 
-async function uploadError(res: HttpResponse, subject: string, doing: string): Promise<A3sError> {
-  let detail = "";
+/**
+ * The registry's own words for a failed request, from the distribution
+ * spec's error body ({"errors": [{code, message}]}): " (CODE: message)",
+ * or "" when the body says nothing readable.
+ */
+export async function registryErrorDetail(res: HttpResponse): Promise<string> {
   try {
     const body = await readBody(res, MAX_ERROR_BODY, "error body");
     const doc = JSON.parse(body.toString("utf8")) as { errors?: { code?: unknown; message?: unknown }[] };
     const first = doc.errors?.[0];
-    if (first && typeof first.message === "string") detail = ` (${typeof first.code === "string" ? `${first.code}: ` : ""}${first.message.slice(0, 200)})`;
+    if (first && typeof first.message === "string") return ` (${typeof first.code === "string" ? `${first.code}: ` : ""}${first.message.slice(0, 200)})`;
   } catch {
     res.body.destroy();
   }
+  return "";
+}
+
+async function uploadError(res: HttpResponse, subject: string, doing: string): Promise<A3sError> {
+  const detail = await registryErrorDetail(res);
   if (res.status === 403) {
     return new A3sError("EAUTH", `${doing} ${subject}: access denied${detail}`, { subject, hint: "these credentials may not push to this repository" });
   }
