@@ -2,7 +2,7 @@ import { A3sError, isA3sError } from "../../errors.js";
 import { openLocalBlobRange, type LocalBlob } from "../local-image.js";
 import type { ImageReference } from "../reference.js";
 import type { RegistryClient } from "./client.js";
-import { discard, readBody, type HttpResponse } from "./http.js";
+import { discard, registryMessage, type HttpResponse } from "./http.js";
 import { backoffDelay, isRetriableNetworkError, isRetriableStatus, parseRetryAfter, sleep } from "./retry.js";
 
 /** How one blob got into the repository. */
@@ -41,8 +41,6 @@ class Restart extends Error {
     super(why);
   }
 }
-
-const MAX_ERROR_BODY = 64 * 1024;
 
 /**
  * Puts one blob into a repository the cheapest way the registry allows
@@ -325,25 +323,8 @@ function closingUrl(location: URL, digest: string): URL {
   return url;
 }
 
-/**
- * The registry's own words for a failed request, from the distribution
- * spec's error body ({"errors": [{code, message}]}): " (CODE: message)",
- * or "" when the body says nothing readable.
- */
-export async function registryErrorDetail(res: HttpResponse): Promise<string> {
-  try {
-    const body = await readBody(res, MAX_ERROR_BODY, "error body");
-    const doc = JSON.parse(body.toString("utf8")) as { errors?: { code?: unknown; message?: unknown }[] };
-    const first = doc.errors?.[0];
-    if (first && typeof first.message === "string") return ` (${typeof first.code === "string" ? `${first.code}: ` : ""}${first.message.slice(0, 200)})`;
-  } catch {
-    res.body.destroy();
-  }
-  return "";
-}
-
 async function uploadError(res: HttpResponse, subject: string, doing: string): Promise<A3sError> {
-  const detail = await registryErrorDetail(res);
+  const detail = await registryMessage(res);
   if (res.status === 403) {
     return new A3sError("EAUTH", `${doing} ${subject}: access denied${detail}`, { subject, hint: "these credentials may not push to this repository" });
   }

@@ -11,7 +11,7 @@ import { MANIFEST_ACCEPT } from "../media-types.js";
 import { chooseFromIndex, formatPlatform, offeredPlatforms, type Platform } from "../platform.js";
 import { formatReference, manifestSelector, registryApiHost, type ImageReference } from "../reference.js";
 import { pullScope, pushScope, RegistryAuth } from "./auth.js";
-import { discard, httpRequest, plainHttpAllowed, readBody, redact, type BodySource, type HttpMethod, type HttpResponse } from "./http.js";
+import { discard, httpRequest, plainHttpAllowed, readBody, redact, registryMessage, type BodySource, type HttpMethod, type HttpResponse } from "./http.js";
 import {
   backoffDelay,
   DEFAULT_RETRY,
@@ -107,8 +107,6 @@ const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
 const MAX_INDEX_DEPTH = 4;
 /** Interruptions of one blob download that may be resumed before giving up. */
 const MAX_RESUMES = 20;
-/** Registry error bodies are read for their message, up to this much. */
-const MAX_ERROR_BODY = 64 * 1024;
 
 interface RegistryState {
   scheme: "https" | "http" | undefined;
@@ -627,15 +625,3 @@ async function statusError(res: HttpResponse, subject: string, what: string): Pr
   return new A3sError("EREGISTRY", `${what} ${subject}: the registry answered ${res.status}${message}`, { subject });
 }
 
-/** The message of a registry's JSON error body ({errors: [{code, message}]}), for the user. */
-async function registryMessage(res: HttpResponse): Promise<string> {
-  try {
-    const body = await readBody(res, MAX_ERROR_BODY, "error body");
-    const doc = JSON.parse(body.toString("utf8")) as { errors?: { code?: unknown; message?: unknown }[] };
-    const first = doc.errors?.[0];
-    if (first && typeof first.message === "string") return ` (${typeof first.code === "string" ? `${first.code}: ` : ""}${first.message.slice(0, 200)})`;
-  } catch {
-    res.body.destroy();
-  }
-  return "";
-}

@@ -154,3 +154,23 @@ export async function readBody(res: HttpResponse, maxBytes: number, subject: str
 export function discard(res: HttpResponse): void {
   res.body.resume();
 }
+
+/** Most of a registry's error body a message is read from. */
+const MAX_ERROR_BODY = 64 * 1024;
+
+/**
+ * The registry's own words for a failed request, from the distribution
+ * spec's error body ({"errors": [{code, message}]}), for the user:
+ * " (CODE: message)", or "" when the body says nothing readable.
+ */
+export async function registryMessage(res: HttpResponse): Promise<string> {
+  try {
+    const body = await readBody(res, MAX_ERROR_BODY, "error body");
+    const doc = JSON.parse(body.toString("utf8")) as { errors?: { code?: unknown; message?: unknown }[] };
+    const first = doc.errors?.[0];
+    if (first && typeof first.message === "string") return ` (${typeof first.code === "string" ? `${first.code}: ` : ""}${first.message.slice(0, 200)})`;
+  } catch {
+    res.body.destroy();
+  }
+  return "";
+}

@@ -2,9 +2,9 @@ import { A3sError } from "../../errors.js";
 import { digestOf } from "../digest.js";
 import type { LocalImage } from "../local-image.js";
 import { formatReference, type ImageReference } from "../reference.js";
-import { BlobUploader, registryErrorDetail, type BlobOutcome } from "./blob-upload.js";
+import { BlobUploader, type BlobOutcome } from "./blob-upload.js";
 import type { RegistryClient } from "./client.js";
-import { discard, type HttpResponse } from "./http.js";
+import { discard, registryMessage, type HttpResponse } from "./http.js";
 
 /** Chunks of an upload that is too large for one request: large enough that the per-request cost is noise. */
 export const DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024;
@@ -93,7 +93,7 @@ async function putManifest(
   if (head.status === 200 && header(head, "docker-content-digest") === manifest.descriptor.digest) return "existing";
   const res = await client.request(ref, "PUT", `manifests/${tag}`, subject, { "content-type": mediaType }, { access: "push", body: manifest.bytes });
   if (res.status !== 201 && res.status !== 200) {
-    const detail = await registryErrorDetail(res);
+    const detail = await registryMessage(res);
     throw new A3sError(res.status === 403 ? "EAUTH" : "EREGISTRY", `pushing the manifest of ${subject}: the registry answered ${res.status}${detail}`, {
       subject,
       hint: res.status === 403 ? "these credentials may not push to this repository" : "the registry refused the manifest; its blobs were pushed and stay",
