@@ -1,6 +1,6 @@
-import { DEFAULT_AGENT_PATH, GUEST_CONFIG_DROPIN_DIR, GUEST_CONFIG_PATH, unescapeGuestConfigValue } from "../layout/index.js";
+import { DEFAULT_AGENT_PATH, GUEST_CONFIG_PATH, guestConfigDropinPaths, unescapeGuestConfigValue } from "../layout/index.js";
 import type { RootfsTree } from "../tree/index.js";
-import { readTreeText, safeResolve } from "./tree-files.js";
+import { readTreeText } from "./tree-files.js";
 
 /** What the audit needs from the guest config baked into a rootfs (docs/guest-protocol.md §3). */
 export interface GuestFacts {
@@ -54,15 +54,9 @@ export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
     }
   };
   apply(main);
-  const dropins = safeResolve(tree, GUEST_CONFIG_DROPIN_DIR)?.inode;
-  if (dropins?.kind === "directory") {
-    const names = [...dropins.children.keys()]
-      .filter((n) => n.endsWith(".conf") && !n.startsWith("."))
-      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const name of names) {
-      const text = await readTreeText(tree, `${GUEST_CONFIG_DROPIN_DIR}/${name}`);
-      if (text !== undefined) apply(text);
-    }
+  for (const path of guestConfigDropinPaths(tree)) {
+    const text = await readTreeText(tree, path);
+    if (text !== undefined) apply(text);
   }
   return { configured: true, agentPath, shares: shareList, ...(sharePaths ? { sharePaths } : {}) };
 }

@@ -30,15 +30,9 @@ export async function readGuestLaunch(tree: RootfsTree): Promise<GuestLaunch | u
   if (main === undefined) return undefined;
   let launch: GuestLaunch = DEFAULTS;
   const texts = [main];
-  const dropins = resolveQuietly(tree, GUEST_CONFIG_DROPIN_DIR);
-  if (dropins?.kind === "directory") {
-    const names = [...dropins.children.keys()]
-      .filter((n) => n.endsWith(".conf") && !n.startsWith("."))
-      .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
-    for (const name of names) {
-      const text = await readText(tree, `${GUEST_CONFIG_DROPIN_DIR}/${name}`);
-      if (text !== undefined) texts.push(text);
-    }
+  for (const path of guestConfigDropinPaths(tree)) {
+    const text = await readText(tree, path);
+    if (text !== undefined) texts.push(text);
   }
   for (const text of texts) launch = layOver(launch, text);
   return launch;
@@ -89,6 +83,19 @@ export function unescapeGuestConfigValue(raw: string): string | undefined {
     } else return undefined;
   }
   return Buffer.from(bytes).toString("utf8");
+}
+
+/**
+ * The guest config's drop-ins in the order init reads them: the `*.conf`
+ * files of GUEST_CONFIG_DROPIN_DIR, no hidden ones, sorted by bytes.
+ */
+export function guestConfigDropinPaths(tree: RootfsTree): string[] {
+  const dropins = resolveQuietly(tree, GUEST_CONFIG_DROPIN_DIR);
+  if (dropins?.kind !== "directory") return [];
+  return [...dropins.children.keys()]
+    .filter((n) => n.endsWith(".conf") && !n.startsWith("."))
+    .sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)))
+    .map((name) => `${GUEST_CONFIG_DROPIN_DIR}/${name}`);
 }
 
 function resolveQuietly(tree: RootfsTree, path: string): ReturnType<RootfsTree["lookup"]> {
