@@ -1,13 +1,14 @@
 // Real boots of built rootfs in QEMU microvm (TCG here: ~10 s each), few and
 // chosen so each proves several parts of the guest contract at once.
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { RootfsBuilder, writeOutputs } from "../src/index.js";
 import { boot, buildProbeImage, isolateRunDirectories, leftoverVmProcesses } from "./helpers/boot.js";
 import { runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/temp-dir.js";
+import { makeShares as shares } from "./helpers/shares.js";
 
 interface ProbeReport {
   uid: number;
@@ -25,16 +26,6 @@ function report(stdout: string): ProbeReport {
   // The agent's stdout is exactly the probe's one JSON line: no kernel or init noise.
   const lines = stdout.trim().split("\n");
   return JSON.parse(lines[0] as string) as ProbeReport;
-}
-
-function shares(): { workspace: string; skills: string } {
-  const dir = tempDir();
-  const workspace = join(dir, "workspace");
-  const skills = join(dir, "skills");
-  mkdirSync(workspace);
-  mkdirSync(skills);
-  writeFileSync(join(skills, "skill.md"), "a skill\n");
-  return { workspace, skills };
 }
 
 const runDirs = isolateRunDirectories();

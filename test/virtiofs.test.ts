@@ -3,7 +3,7 @@
 // provisioned files' verification, and no helper outliving a killed CLI.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { listBundles } from "../src/boot/virtiofsd-bundle.js";
@@ -12,19 +12,10 @@ import { cacheRoot } from "../src/util/cache-dir.js";
 import { boot, buildProbeImage, isolateRunDirectories, leftoverVmProcesses } from "./helpers/boot.js";
 import { CLI, runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/temp-dir.js";
+import { makeShares as shares } from "./helpers/shares.js";
 
 const runDirs = isolateRunDirectories();
 const imageDir = tempDir();
-
-function shares(): { workspace: string; skills: string } {
-  const dir = tempDir();
-  const workspace = join(dir, "workspace");
-  const skills = join(dir, "skills");
-  mkdirSync(workspace);
-  mkdirSync(skills);
-  writeFileSync(join(skills, "skill.md"), "a skill\n");
-  return { workspace, skills };
-}
 
 interface Probe {
   workspace: { write: { writable: boolean } };
