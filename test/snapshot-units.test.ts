@@ -105,6 +105,20 @@ describe("QEMU's arguments for a template and a restore", () => {
   });
 });
 
+/**
+ * Waits until what the guest's end of a socket has read satisfies `done`:
+ * the bytes cross a real socket, so the test waits for them, never for a
+ * fixed time (a fixed 50 ms was too short on a loaded host).
+ */
+async function readUntil(read: () => string, done: (text: string) => boolean): Promise<string> {
+  const giveUp = Date.now() + 30_000;
+  while (!done(read())) {
+    if (Date.now() > giveUp) assert.fail(`the guest's end never read what was expected; it read: ${JSON.stringify(read())}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return read();
+}
+
 describe("the host's half of the control channel", () => {
   it("sends the job on `ready` with a current clock and fresh entropy, and `poweroff` only once the counted output is in", async () => {
     const dir = tempDir();
@@ -122,8 +136,9 @@ describe("the host's half of the control channel", () => {
       talk.event(exit!);
       talk.output("stdout", 10);
       talk.output("stderr", 2);
-      await new Promise((r) => setTimeout(r, 50));
-      const job = received.join("");
+      // A line written after everything above: once it is read, all of that was read too.
+      channel.write("# sync\n");
+      const job = (await readUntil(() => received.join(""), (t) => t.endsWith("# sync\n"))).slice(0, -"# sync\n".length);
       assert.equal(job.match(/^a3s-guest-config 2$/gm)?.length, 1, job);
       assert.ok(job.endsWith("\nend\n"), job);
       assert.match(job, /^arg=--task\narg=x$/m);
@@ -133,8 +148,7 @@ describe("the host's half of the control channel", () => {
       assert.ok(clock >= before - 1 && clock <= Date.now(), `clock ${clock}`);
       assert.ok(!job.includes("poweroff"), "poweroff before the last stderr byte");
       talk.output("stderr", 1);
-      await new Promise((r) => setTimeout(r, 50));
-      assert.ok(received.join("").endsWith("end\npoweroff\n"));
+      assert.ok((await readUntil(() => received.join(""), (t) => t.endsWith("poweroff\n"))).endsWith("end\n# sync\npoweroff\n"));
     } finally {
       guestEnd.destroy();
       channel.close();
@@ -150,8 +164,8 @@ describe("the host's half of the control channel", () => {
       const got: Buffer[] = [];
       end.on("data", (b: Buffer) => got.push(b));
       new GuestConversation(channel, { providedShares: [] }).sendJob();
-      await new Promise((r) => setTimeout(r, 50));
-      texts.push(/^entropy=(.*)$/m.exec(Buffer.concat(got).toString())?.[1] ?? "");
+      const job = await readUntil(() => Buffer.concat(got).toString(), (t) => t.endsWith("\nend\n"));
+      texts.push(/^entropy=(.*)$/m.exec(job)?.[1] ?? "");
       end.destroy();
       channel.close();
     }
