@@ -464,32 +464,13 @@ export class RegistryClient {
           ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
         });
       } catch (e) {
-        if (isA3sError(e)) throw e;
-        if (isCertificateError(e)) {
-          throw new A3sError("EREGISTRY", `${ref.registry}: its TLS certificate is not trusted (${(e as Error).message})`, {
-            subject: redact(url),
-            hint: "add its CA with NODE_EXTRA_CA_CERTS=ca.pem, or pass --insecure to skip verification",
-            cause: e,
-          });
-        }
-        // A registry without TLS answers a TLS handshake with garbage: where
-        // plain HTTP is allowed, that is the moment to learn it speaks HTTP.
-        if (state.scheme === undefined && opts.url === undefined && plainHttpAllowed(url, this.opts.insecure ?? false)) {
-          state.scheme = "http";
-          continue;
-        }
-        if (retry && attempt < this.retry.attempts && isRetriableNetworkError(e)) {
+        const next = this.afterNetworkFailure(e, ref, url, state, opts, retry, attempt);
+        if (next === "plain-http") state.scheme = "http";
+        else {
           this.stats.retries++;
           await sleep(backoffDelay(attempt++, this.retry));
-          continue;
         }
-        if (!retry && isRetriableNetworkError(e)) throw e;
-        const insecureHint = state.scheme === undefined ? " (a registry without TLS needs --insecure unless it is on loopback)" : "";
-        throw new A3sError("EREGISTRY", `cannot reach ${ref.registry}: ${(e as Error).message}${insecureHint}`, {
-          subject: redact(url),
-          hint: "check the registry name, the network and any proxy",
-          cause: e,
-        });
+        continue;
       }
       state.scheme ??= scheme;
       this.stats.requests++;
@@ -500,26 +481,68 @@ export class RegistryClient {
       }
       if (isRetriableStatus(res.status) && retry) {
         discard(res);
-        const asked = parseRetryAfter(header(res, "retry-after"));
-        if (asked !== undefined && asked > this.retry.maxRetryAfterMs) {
-          throw new A3sError("EREGISTRY", `${ref.registry} answered ${res.status} and asks to retry after ${Math.ceil(asked / 1000)} s`, {
-            subject,
-            hint: res.status === 429 ? "the registry's rate limit was hit; try again later or log in for a higher limit" : "try again later",
-          });
-        }
-        if (attempt >= this.retry.attempts) {
-          throw new A3sError("EREGISTRY", `${ref.registry} answered ${res.status} to ${method} ${subject} ${attempt} times`, {
-            subject,
-            hint: res.status === 429 ? "the registry's rate limit was hit; try again later or log in" : "the registry has trouble; try again later",
-          });
-        }
         this.stats.retries++;
-        await sleep(asked ?? backoffDelay(attempt, this.retry));
-        attempt++;
+        await sleep(this.retryDelay(res, ref, method, subject, attempt++));
         continue;
       }
       return res;
     }
+  }
+
+  /**
+   * What follows a request that never got an answer: learn that the registry
+   * speaks plain HTTP (a registry without TLS answers a TLS handshake with
+   * garbage, and where plain HTTP is allowed that is the moment to learn
+   * it), or retry a network error, or throw the error a user can act on.
+   */
+  private afterNetworkFailure(
+    e: unknown,
+    ref: ImageReference,
+    url: URL,
+    state: RegistryState,
+    opts: RegistryRequestOptions,
+    retry: boolean,
+    attempt: number,
+  ): "plain-http" | "retry" {
+    if (isA3sError(e)) throw e;
+    if (isCertificateError(e)) {
+      throw new A3sError("EREGISTRY", `${ref.registry}: its TLS certificate is not trusted (${(e as Error).message})`, {
+        subject: redact(url),
+        hint: "add its CA with NODE_EXTRA_CA_CERTS=ca.pem, or pass --insecure to skip verification",
+        cause: e,
+      });
+    }
+    if (state.scheme === undefined && opts.url === undefined && plainHttpAllowed(url, this.opts.insecure ?? false)) return "plain-http";
+    if (retry && attempt < this.retry.attempts && isRetriableNetworkError(e)) return "retry";
+    if (!retry && isRetriableNetworkError(e)) throw e;
+    const insecureHint = state.scheme === undefined ? " (a registry without TLS needs --insecure unless it is on loopback)" : "";
+    throw new A3sError("EREGISTRY", `cannot reach ${ref.registry}: ${(e as Error).message}${insecureHint}`, {
+      subject: redact(url),
+      hint: "check the registry name, the network and any proxy",
+      cause: e,
+    });
+  }
+
+  /**
+   * How long to wait before asking again after a 429 or 5xx: what the
+   * registry asked for in Retry-After, else the backoff. Throws when the
+   * registry asks for longer than we wait, or the attempts are used up.
+   */
+  private retryDelay(res: HttpResponse, ref: ImageReference, method: HttpMethod, subject: string, attempt: number): number {
+    const asked = parseRetryAfter(header(res, "retry-after"));
+    if (asked !== undefined && asked > this.retry.maxRetryAfterMs) {
+      throw new A3sError("EREGISTRY", `${ref.registry} answered ${res.status} and asks to retry after ${Math.ceil(asked / 1000)} s`, {
+        subject,
+        hint: res.status === 429 ? "the registry's rate limit was hit; try again later or log in for a higher limit" : "try again later",
+      });
+    }
+    if (attempt >= this.retry.attempts) {
+      throw new A3sError("EREGISTRY", `${ref.registry} answered ${res.status} to ${method} ${subject} ${attempt} times`, {
+        subject,
+        hint: res.status === 429 ? "the registry's rate limit was hit; try again later or log in" : "the registry has trouble; try again later",
+      });
+    }
+    return asked ?? backoffDelay(attempt, this.retry);
   }
 
   /** The retry policy this client follows (a blob upload paces its own restarts by it). */
