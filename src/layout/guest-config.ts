@@ -36,8 +36,8 @@ export interface GuestShare {
   optional: boolean;
 }
 
-/** The keys of a guest config; an unset key is not written (the guest default applies). */
-export interface GuestConfig {
+/** The agent's command and identity: what both the image's config and a run's job may set. */
+export interface GuestCommand {
   agent?: string;
   args?: string[];
   env?: string[];
@@ -45,6 +45,11 @@ export interface GuestConfig {
   user?: { uid: number; gid: number };
   groups?: number[];
   hostname?: string;
+  debug?: boolean;
+}
+
+/** The keys of a guest config; an unset key is not written (the guest default applies). */
+export interface GuestConfig extends GuestCommand {
   shares?: GuestShare[];
   modules?: string[];
   root?: string;
@@ -52,7 +57,6 @@ export interface GuestConfig {
   rootflags?: string;
   /** The root's dm-verity parameters, `ROOTHASH:SALT:DATABLOCKS:HASHSTART` (§3). */
   rootverity?: string;
-  debug?: boolean;
   stdin?: string;
   stdout?: string;
   stderr?: string;
@@ -67,15 +71,7 @@ export interface GuestConfig {
  * machine's own per-run state, which a snapshot would otherwise share
  * with every machine restored from it.
  */
-export interface GuestJob {
-  agent?: string;
-  args?: string[];
-  env?: string[];
-  cwd?: string;
-  user?: { uid: number; gid: number };
-  groups?: number[];
-  hostname?: string;
-  debug?: boolean;
+export interface GuestJob extends GuestCommand {
   /** The tags of the shares the host provides; the image's other shares are skipped. */
   providedShares: string[];
   /** Bytes for the guest's random pool (16 to 512), added and reseeded before anything else. */
