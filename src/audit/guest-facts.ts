@@ -1,4 +1,4 @@
-import { DEFAULT_AGENT_PATH, GUEST_CONFIG_PATH, guestConfigDropinPaths, unescapeGuestConfigValue } from "../layout/index.js";
+import { DEFAULT_AGENT_PATH, GUEST_CONFIG_PATH, guestConfigDropinPaths, guestConfigEntries } from "../layout/index.js";
 import type { RootfsTree } from "../tree/index.js";
 import { readTreeText } from "./tree-files.js";
 
@@ -29,16 +29,11 @@ export async function readGuestFacts(tree: RootfsTree): Promise<GuestFacts> {
   let sharePaths: string[] | undefined;
   let shareList: { tag: string; path: string }[] = [];
   const apply = (text: string): void => {
-    const lines = text.split("\n");
-    if (lines[0] !== "a3s-guest-config 1" && lines[0] !== "a3s-guest-config 2") return;
+    const entries = guestConfigEntries(text);
+    if (entries === undefined) return;
     const shares: string[] = [];
     const tagged: { tag: string; path: string }[] = [];
-    for (const line of lines.slice(1)) {
-      const eq = line.indexOf("=");
-      if (line.startsWith("#") || eq < 0) continue;
-      const key = line.slice(0, eq);
-      const value = unescapeGuestConfigValue(line.slice(eq + 1));
-      if (value === undefined) continue;
+    for (const { key, value } of entries) {
       if (key === "agent" && value.startsWith("/")) agentPath = value;
       if (key === "share") {
         const [tag, path] = value.split(":");

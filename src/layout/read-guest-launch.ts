@@ -39,17 +39,11 @@ export async function readGuestLaunch(tree: RootfsTree): Promise<GuestLaunch | u
 }
 
 function layOver(base: GuestLaunch, text: string): GuestLaunch {
-  const lines = text.split("\n");
-  // A file is written in the lowest version whose keys it uses (§13); both carry the launch keys.
-  if (lines[0] !== "a3s-guest-config 1" && lines[0] !== "a3s-guest-config 2") return base;
+  const entries = guestConfigEntries(text);
+  if (entries === undefined) return base;
   const next = { ...base, env: [...base.env] };
   const args: string[] = [];
-  for (const line of lines.slice(1)) {
-    const eq = line.indexOf("=");
-    if (line.startsWith("#") || eq < 0) continue;
-    const key = line.slice(0, eq);
-    const value = unescapeGuestConfigValue(line.slice(eq + 1));
-    if (value === undefined) continue;
+  for (const { key, value } of entries) {
     if (key === "agent" && value.startsWith("/")) next.agent = value;
     else if (key === "arg") args.push(value);
     else if (key === "env" && value.indexOf("=") > 0) next.env.push(value);
@@ -58,6 +52,25 @@ function layOver(base: GuestLaunch, text: string): GuestLaunch {
   }
   if (args.length > 0) next.args = args;
   return next;
+}
+
+/**
+ * A config file's KEY=VALUE lines, values unescaped, in file order; comments
+ * and lines init would refuse are left out. Undefined when the file is not a
+ * guest config: a file is written in the lowest version whose keys it uses
+ * (§13), and both versions carry the launch and share keys.
+ */
+export function guestConfigEntries(text: string): { key: string; value: string }[] | undefined {
+  const lines = text.split("\n");
+  if (lines[0] !== "a3s-guest-config 1" && lines[0] !== "a3s-guest-config 2") return undefined;
+  const entries: { key: string; value: string }[] = [];
+  for (const line of lines.slice(1)) {
+    const eq = line.indexOf("=");
+    if (line.startsWith("#") || eq < 0) continue;
+    const value = unescapeGuestConfigValue(line.slice(eq + 1));
+    if (value !== undefined) entries.push({ key: line.slice(0, eq), value });
+  }
+  return entries;
 }
 
 /** The config's escapes (`\\`, `\n`, `\t`, `\xHH`); undefined for a value init would refuse. */
