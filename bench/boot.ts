@@ -40,6 +40,8 @@ const RUNS = Number(process.env.BOOT_RUNS ?? 10);
 const LOOP = Number(process.env.BOOT_LOOP ?? 50);
 /** The same for every VM here; the systemd initramfs (~140 MiB) unpacks into it. */
 const MEMORY_MIB = 512;
+/** The rounds boot as `run IMAGE` does without --workspace or --skills: no share or overlay modules. */
+const NO_SHARES = { shares: false, overlay: false } as const;
 const say = (m: string): void => void process.stderr.write(`boot-bench: ${m}\n`);
 
 interface Kernel {
@@ -120,8 +122,8 @@ async function bootCases(kernels: readonly Kernel[], images: Images, work: strin
     const dir = join(work, k.name);
     mkdirSync(join(dir, "cpio"), { recursive: true });
     mkdirSync(join(dir, "erofs"));
-    const cpio = await prepareBootMedia({ kind: "cpio", image: images.scratchCpio, kernel: k.bundle, transport: "9p", workDir: join(dir, "cpio") });
-    const erofs = await prepareBootMedia({ kind: "erofs", image: images.scratchErofs, kernel: k.bundle, transport: "9p", workDir: join(dir, "erofs") });
+    const cpio = await prepareBootMedia({ kind: "cpio", image: images.scratchCpio, kernel: k.bundle, transport: "9p", jobs: NO_SHARES, workDir: join(dir, "cpio") });
+    const erofs = await prepareBootMedia({ kind: "erofs", image: images.scratchErofs, kernel: k.bundle, transport: "9p", jobs: NO_SHARES, workDir: join(dir, "erofs") });
     cases.push(
       a3sCase(k, "scratch cpio", k.bundle.kernelPath, cpio),
       a3sCase(k, "scratch erofs", k.bundle.kernelPath, erofs),

@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import { controlLinesInConsole, LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
 import { debianKernel } from "../src/boot/debian-kernel.js";
 import { tscKhzFromCpuinfo } from "../src/boot/host-tsc.js";
+import { prepareBootMedia } from "../src/boot/boot-media.js";
 import { detectBootImage } from "../src/boot/image-kind.js";
 import { modulesFor } from "../src/boot/kernel-bundle.js";
 import { parseModinfo } from "../src/boot/modinfo.js";
@@ -101,6 +102,10 @@ describe("QEMU command line", () => {
     }
     assert.doesNotMatch(await kernelCommandLine("kvm", { job: true }), /vport/, "without the VM's devices, init finds its ports by name");
   });
+
+  it("turns off the crypto self-tests of a packaged kernel on every boot", async () => {
+    for (const accel of ["kvm", "tcg"] as const) assert.match(await kernelCommandLine(accel), /(^| )cryptomgr\.notests( |$)/);
+  });
 });
 
 describe("boot image detection", () => {
@@ -148,6 +153,25 @@ describe("kernel modules", () => {
     assert.ok(position("virtio_ring") < position("virtio") && position("virtio") < position("9pnet_virtio"));
     assert.ok(position("9pnet") < position("9p") && position("netfs") < position("9p"));
     assert.equal(position("ext4"), -1);
+  });
+
+  it("packs only the modules a run's job can use: none for shares it does not have, overlay only in overlay mode", async () => {
+    const bundle = await debianKernel({ offline: true });
+    const dir = tempDir();
+    const image = join(dir, "root.cpio.gz");
+    await new RootfsBuilder().withAgentBinary(compileTestBinary()).withOutput("cpio", image).build();
+    const names = async (jobs?: { shares: boolean; overlay: boolean }, transport: "9p" | "virtiofs" = "9p") => {
+      const work = tempDir();
+      return (await prepareBootMedia({ kind: "cpio", image, kernel: bundle, transport, ...(jobs ? { jobs } : {}), workDir: work })).modules.map((m) => m.name);
+    };
+    const bare = await names({ shares: false, overlay: false });
+    assert.ok(bare.includes("virtio_mmio") && bare.includes("virtio_console"), bare.join(" "));
+    for (const m of ["9p", "9pnet", "fscache", "netfs", "virtiofs", "fuse", "overlay"]) assert.ok(!bare.includes(m), `${m} in ${bare.join(" ")}`);
+    const shared = await names({ shares: true, overlay: false });
+    assert.ok(shared.includes("9p") && !shared.includes("overlay"), shared.join(" "));
+    const overVirtiofs = await names({ shares: true, overlay: true }, "virtiofs");
+    assert.ok(overVirtiofs.includes("virtiofs") && overVirtiofs.includes("overlay") && !overVirtiofs.includes("9p"), overVirtiofs.join(" "));
+    assert.deepEqual(await names(), await names({ shares: true, overlay: true }), "a caller that cannot know (a snapshot) gets every job's modules");
   });
 
   it("refuses a file that is not a kernel module", () => {
