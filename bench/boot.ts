@@ -57,7 +57,8 @@ async function main(): Promise<void> {
   const kernels: Kernel[] = [{ name: "debian", bundle: debian }, ...(built ? [{ name: "microvm" as const, bundle: microvmKernelBundle(built) }] : [])];
   const accel: Accelerator = (await chooseAccelerator("auto", qemu, debian.kernelPath, cacheRoot())).accel;
   // As `run` boots: the job on the control channel, the channels' nodes named (the native inits ignore a3s.*).
-  const cmdline = await kernelCommandLine(accel, { job: true, channelDevices: true });
+  const cmdlines = new Map<string, string>();
+  for (const k of kernels) cmdlines.set(k.name, await kernelCommandLine(accel, { job: true, channelDevices: true, kernelOrigin: k.bundle.origin }));
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
   try {
     const images = await buildImages(work);
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     const loadAtStart = loadavg();
     const started = performance.now();
     for (let round = 1; round <= RUNS; round++) {
-      for (const c of cases) await bootOnce(c, cmdline, accel);
+      for (const c of cases) await bootOnce(c, cmdlines.get(c.kernel) as string, accel);
       say(`round ${round}/${RUNS}: ${cases.map((c) => `${c.label} ${fmtMs(c.runs.at(-1)?.hostAgentStartMs)}`).join(", ")}; load ${loadavg()[0]?.toFixed(2)}`);
     }
     const roundsSeconds = (performance.now() - started) / 1000;
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
     for (const k of kernels) loops.push(await bootLoop(k, images.scratchCpio, work, accel));
     const report = bootReport({
       accel,
-      cmdline,
+      cmdline: [...cmdlines].map(([k, line]) => `${k} \`${line}\``).join("; "),
       memoryMiB: MEMORY_MIB,
       runs: RUNS,
       cases,

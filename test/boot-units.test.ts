@@ -12,6 +12,7 @@ import { detectBootImage } from "../src/boot/image-kind.js";
 import { modulesFor } from "../src/boot/kernel-bundle.js";
 import { parseModinfo } from "../src/boot/modinfo.js";
 import { moduleLoadOrder } from "../src/boot/module-closure.js";
+import { withoutModuleSignature } from "../src/boot/module-signature.js";
 import { kernelCommandLine } from "../src/boot/kernel-cmdline.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
 import { isA3sError, RootfsBuilder } from "../src/index.js";
@@ -172,6 +173,34 @@ describe("kernel modules", () => {
     const overVirtiofs = await names({ shares: true, overlay: true }, "virtiofs");
     assert.ok(overVirtiofs.includes("virtiofs") && overVirtiofs.includes("overlay") && !overVirtiofs.includes("9p"), overVirtiofs.join(" "));
     assert.deepEqual(await names(), await names({ shares: true, overlay: true }), "a caller that cannot know (a snapshot) gets every job's modules");
+  });
+
+  it("packs Debian's modules without their signatures, which the kernel then has no keys for", async () => {
+    const bundle = await debianKernel({ offline: true });
+    const modinfo = findExecutable("modinfo");
+    assert.ok(modinfo, "modinfo (Debian package kmod) is installed");
+    const signed = bundle.modules.find((m) => m.name === "virtio_mmio");
+    assert.ok(signed);
+    assert.match(execFileSync(modinfo, ["-F", "sig_id", signed.path], { encoding: "utf8" }), /PKCS#7/, "Debian signs its modules");
+    const original = readFileSync(signed.path);
+    const stripped = withoutModuleSignature(original, signed.path);
+    assert.ok(stripped.length < original.length - 256, "the signature is gone");
+    assert.equal(parseModinfo(stripped, signed.path).name, "virtio_mmio", "what is left is the module");
+    const dir = tempDir();
+    writeFileSync(join(dir, "virtio_mmio.ko"), stripped);
+    assert.equal(execFileSync(modinfo, ["-F", "sig_id", join(dir, "virtio_mmio.ko")], { encoding: "utf8" }).trim(), "", "kmod sees no signature");
+    assert.equal(withoutModuleSignature(stripped, "x"), stripped, "an unsigned module is left as it is");
+    const bad = Buffer.concat([stripped, Buffer.from([0, 0, 2, 0, 0, 0, 0, 0, 0x7f, 0, 0, 0]), Buffer.from("~Module signature appended~\n")]);
+    assert.throws(() => withoutModuleSignature(bad, "/k/bad.ko"), (e) => isA3sError(e, "EMODULE") && /\/k\/bad\.ko: its module signature is malformed/.test(e.message));
+
+    const image = join(dir, "root.cpio.gz");
+    await new RootfsBuilder().withAgentBinary(compileTestBinary()).withOutput("cpio", image).build();
+    const initrd = readFileSync((await prepareBootMedia({ kind: "cpio", image, kernel: bundle, transport: "9p", jobs: { shares: false, overlay: false }, workDir: tempDir() })).initrd);
+    assert.ok(initrd.includes(stripped.subarray(stripped.length - 4096)) && !initrd.includes(Buffer.from("~Module signature appended~")), "the boot media carry the unsigned modules");
+
+    assert.match(await kernelCommandLine("tcg", { kernelOrigin: bundle.origin }), /(^| )initcall_blacklist=load_system_certificate_list( |$)/);
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "file:/my/vmlinux" }), /initcall_blacklist/, "a kernel of the user's own keeps its keys");
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "a3s-microvm:6.12" }), /initcall_blacklist/);
   });
 
   it("refuses a file that is not a kernel module", () => {

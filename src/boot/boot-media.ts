@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { appendFile, stat } from "node:fs/promises";
+import { appendFile, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { finished, pipeline } from "node:stream/promises";
 import { A3sError } from "../errors.js";
@@ -10,6 +10,7 @@ import { cpioStream } from "../formats/newc/index.js";
 import { RootfsTree, bytesContent } from "../tree/index.js";
 import type { BootImageKind } from "./image-kind.js";
 import { modulesFor, type KernelBundle, type KernelModule } from "./kernel-bundle.js";
+import { packsUnsignedModules, withoutModuleSignature } from "./module-signature.js";
 
 export type ShareTransport = "virtiofs" | "9p";
 
@@ -98,7 +99,7 @@ export async function prepareBootMedia(opts: {
       // The next archive must start on a 4-byte boundary; the kernel skips NUL padding between archives.
       const pad = (4 - (written % 4)) % 4;
       if (pad) out.write(Buffer.alloc(pad));
-      await pipeline(cpioStream(await moduleTree(modules, {}, true), { initramfsDevices: false }), out);
+      await pipeline(cpioStream(await moduleTree(modules, {}, true, packsUnsignedModules(opts.kernel.origin)), { initramfsDevices: false }), out);
     }
     await padClearOfFirmwareTables(initrd);
     return { initrd, modules };
@@ -107,7 +108,7 @@ export async function prepareBootMedia(opts: {
   const fsModules = FEATURE_MODULES[opts.kind];
   const verityModules = opts.verity ? FEATURE_MODULES.verity : [];
   const modules = modulesFor(opts.kernel, [...FEATURE_MODULES.base, ...FEATURE_MODULES.disk, ...verityModules, ...fsModules, ...shareModules]);
-  const tree = await moduleTree(modules, { root: "/dev/vda", rootfstype: opts.kind }, false);
+  const tree = await moduleTree(modules, { root: "/dev/vda", rootfstype: opts.kind }, false, packsUnsignedModules(opts.kernel.origin));
   for (const dir of ["/dev", "/proc", "/sys", "/sysroot"]) tree.addDirectory(dir);
   const init = guestProgramPath("init");
   tree.addFile("/init", { type: "hostFile", path: init, size: (await stat(init)).size }, { mode: 0o755 });
@@ -149,11 +150,16 @@ async function moduleTree(
   modules: readonly KernelModule[],
   extra: { root?: string; rootfstype?: string },
   dropIn: boolean,
+  unsigned: boolean,
 ): Promise<RootfsTree> {
   const tree = new RootfsTree();
   for (const m of modules) {
-    const size = (await stat(m.path)).size;
-    tree.addFile(`${GUEST_MODULE_DIR}/${m.name}.ko`, { type: "hostFile", path: m.path, size }, { mode: 0o644 });
+    const path = `${GUEST_MODULE_DIR}/${m.name}.ko`;
+    if (unsigned) {
+      tree.addFile(path, bytesContent(withoutModuleSignature(await readFile(m.path), m.path)), { mode: 0o644 });
+    } else {
+      tree.addFile(path, { type: "hostFile", path: m.path, size: (await stat(m.path)).size }, { mode: 0o644 });
+    }
   }
   const config = renderGuestConfig({
     modules: modules.map((m) => `${GUEST_MODULE_DIR}/${m.name}.ko`),
