@@ -36,6 +36,7 @@ export interface LoopResult {
 
 export interface BootReportInput {
   readonly accel: string;
+  /** Each kernel's command line, as markdown (the kernels' lines differ: kernel-cmdline.ts). */
   readonly cmdline: string;
   readonly memoryMiB: number;
   readonly runs: number;
@@ -150,7 +151,7 @@ export function bootReport(input: BootReportInput): { markdown: string; json: un
     `# Boot to the agent: Debian's kernel and the microVM kernel, A3S init and systemd (${input.accel.toUpperCase()})`,
     "",
     `${machineLine()}; ${input.qemuVersion}; microvm, ${input.accel.toUpperCase()}, 1 vCPU, ${input.memoryMiB} MiB.`,
-    `Kernels: ${[...new Set(cases.map((c) => c.kernelOrigin))].join(", ")}. Command line: \`${input.cmdline}\`.`,
+    `Kernels: ${[...new Set(cases.map((c) => c.kernelOrigin))].join(", ")}. Command lines: ${input.cmdline}.`,
     `Host load (1/5/15-min load average, 2 cores, shared with other work): ${la(input.load.atStart)} at the start, ${la(input.load.atEnd)} at the end; ` +
       `1-min load during the boots: median ${median(loads).toFixed(2)}, max ${Math.max(...loads).toFixed(2)}. Rounds: ${input.runs}, ${input.roundsSeconds.toFixed(0)} s.`,
     "",

@@ -40,6 +40,8 @@ export interface ConsoleBootOptions {
   readonly probeOn: "console" | "stdout-channel";
   /** Extra `-M microvm,...` properties, e.g. "pit=off" (for trying machine options). */
   readonly machineOptions?: string;
+  /** Extra QEMU arguments after the VM's own, e.g. ["-cpu", "..."] (for trying CPU models). */
+  readonly extraArgs?: readonly string[];
   /** Give up after this long; the VM is killed. */
   readonly timeoutMs: number;
   /** After the probe has reported, how long the guest gets to power itself off before it is killed. */
@@ -187,6 +189,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       const m = args.indexOf("-M");
       args[m + 1] = `${args[m + 1]},${o.machineOptions}`;
     }
+    if (o.extraArgs) args.push(...o.extraArgs);
     args.push("-trace", "fw_cfg_select", "-trace", "virtio_console_flush_buf", "-msg", "timestamp=on");
     started = performance.now();
     startedWall = performance.timeOrigin + started;

@@ -40,6 +40,8 @@ const RUNS = Number(process.env.BOOT_RUNS ?? 10);
 const LOOP = Number(process.env.BOOT_LOOP ?? 50);
 /** The same for every VM here; the systemd initramfs (~140 MiB) unpacks into it. */
 const MEMORY_MIB = 512;
+/** The rounds boot as `run IMAGE` does without --workspace or --skills: no share or overlay modules. */
+const NO_SHARES = { shares: false, overlay: false } as const;
 const say = (m: string): void => void process.stderr.write(`boot-bench: ${m}\n`);
 
 interface Kernel {
@@ -55,7 +57,8 @@ async function main(): Promise<void> {
   const kernels: Kernel[] = [{ name: "debian", bundle: debian }, ...(built ? [{ name: "microvm" as const, bundle: microvmKernelBundle(built) }] : [])];
   const accel: Accelerator = (await chooseAccelerator("auto", qemu, debian.kernelPath, cacheRoot())).accel;
   // As `run` boots: the job on the control channel, the channels' nodes named (the native inits ignore a3s.*).
-  const cmdline = await kernelCommandLine(accel, { job: true, channelDevices: true });
+  const cmdlines = new Map<string, string>();
+  for (const k of kernels) cmdlines.set(k.name, await kernelCommandLine(accel, { job: true, channelDevices: true, kernelOrigin: k.bundle.origin }));
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
   try {
     const images = await buildImages(work);
@@ -63,7 +66,7 @@ async function main(): Promise<void> {
     const loadAtStart = loadavg();
     const started = performance.now();
     for (let round = 1; round <= RUNS; round++) {
-      for (const c of cases) await bootOnce(c, cmdline, accel);
+      for (const c of cases) await bootOnce(c, cmdlines.get(c.kernel) as string, accel);
       say(`round ${round}/${RUNS}: ${cases.map((c) => `${c.label} ${fmtMs(c.runs.at(-1)?.hostAgentStartMs)}`).join(", ")}; load ${loadavg()[0]?.toFixed(2)}`);
     }
     const roundsSeconds = (performance.now() - started) / 1000;
@@ -71,7 +74,7 @@ async function main(): Promise<void> {
     for (const k of kernels) loops.push(await bootLoop(k, images.scratchCpio, work, accel));
     const report = bootReport({
       accel,
-      cmdline,
+      cmdline: [...cmdlines].map(([k, line]) => `${k} \`${line}\``).join("; "),
       memoryMiB: MEMORY_MIB,
       runs: RUNS,
       cases,
@@ -120,8 +123,8 @@ async function bootCases(kernels: readonly Kernel[], images: Images, work: strin
     const dir = join(work, k.name);
     mkdirSync(join(dir, "cpio"), { recursive: true });
     mkdirSync(join(dir, "erofs"));
-    const cpio = await prepareBootMedia({ kind: "cpio", image: images.scratchCpio, kernel: k.bundle, transport: "9p", workDir: join(dir, "cpio") });
-    const erofs = await prepareBootMedia({ kind: "erofs", image: images.scratchErofs, kernel: k.bundle, transport: "9p", workDir: join(dir, "erofs") });
+    const cpio = await prepareBootMedia({ kind: "cpio", image: images.scratchCpio, kernel: k.bundle, transport: "9p", jobs: NO_SHARES, workDir: join(dir, "cpio") });
+    const erofs = await prepareBootMedia({ kind: "erofs", image: images.scratchErofs, kernel: k.bundle, transport: "9p", jobs: NO_SHARES, workDir: join(dir, "erofs") });
     cases.push(
       a3sCase(k, "scratch cpio", k.bundle.kernelPath, cpio),
       a3sCase(k, "scratch erofs", k.bundle.kernelPath, erofs),

@@ -110,7 +110,7 @@ async function buildMedia(work: string, kernel: ReturnType<typeof microvmKernelB
   for (const [name, kind, image] of [["scratch cpio", "cpio", cpio], ["scratch erofs", "erofs", erofs]] as const) {
     const dir = join(work, kind);
     mkdirSync(dir);
-    out[name] = await prepareBootMedia({ kind, image, kernel, transport: "9p", workDir: dir });
+    out[name] = await prepareBootMedia({ kind, image, kernel, transport: "9p", jobs: { shares: false, overlay: false }, workDir: dir });
   }
   return out;
 }

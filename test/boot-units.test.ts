@@ -7,10 +7,12 @@ import { describe, it } from "node:test";
 import { controlLinesInConsole, LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
 import { debianKernel } from "../src/boot/debian-kernel.js";
 import { tscKhzFromCpuinfo } from "../src/boot/host-tsc.js";
+import { prepareBootMedia } from "../src/boot/boot-media.js";
 import { detectBootImage } from "../src/boot/image-kind.js";
 import { modulesFor } from "../src/boot/kernel-bundle.js";
 import { parseModinfo } from "../src/boot/modinfo.js";
 import { moduleLoadOrder } from "../src/boot/module-closure.js";
+import { withoutModuleSignature } from "../src/boot/module-signature.js";
 import { kernelCommandLine } from "../src/boot/kernel-cmdline.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
 import { isA3sError, RootfsBuilder } from "../src/index.js";
@@ -101,6 +103,10 @@ describe("QEMU command line", () => {
     }
     assert.doesNotMatch(await kernelCommandLine("kvm", { job: true }), /vport/, "without the VM's devices, init finds its ports by name");
   });
+
+  it("turns off the crypto self-tests of a packaged kernel on every boot", async () => {
+    for (const accel of ["kvm", "tcg"] as const) assert.match(await kernelCommandLine(accel), /(^| )cryptomgr\.notests( |$)/);
+  });
 });
 
 describe("boot image detection", () => {
@@ -148,6 +154,53 @@ describe("kernel modules", () => {
     assert.ok(position("virtio_ring") < position("virtio") && position("virtio") < position("9pnet_virtio"));
     assert.ok(position("9pnet") < position("9p") && position("netfs") < position("9p"));
     assert.equal(position("ext4"), -1);
+  });
+
+  it("packs only the modules a run's job can use: none for shares it does not have, overlay only in overlay mode", async () => {
+    const bundle = await debianKernel({ offline: true });
+    const dir = tempDir();
+    const image = join(dir, "root.cpio.gz");
+    await new RootfsBuilder().withAgentBinary(compileTestBinary()).withOutput("cpio", image).build();
+    const names = async (jobs?: { shares: boolean; overlay: boolean }, transport: "9p" | "virtiofs" = "9p") => {
+      const work = tempDir();
+      return (await prepareBootMedia({ kind: "cpio", image, kernel: bundle, transport, ...(jobs ? { jobs } : {}), workDir: work })).modules.map((m) => m.name);
+    };
+    const bare = await names({ shares: false, overlay: false });
+    assert.ok(bare.includes("virtio_mmio") && bare.includes("virtio_console"), bare.join(" "));
+    for (const m of ["9p", "9pnet", "fscache", "netfs", "virtiofs", "fuse", "overlay"]) assert.ok(!bare.includes(m), `${m} in ${bare.join(" ")}`);
+    const shared = await names({ shares: true, overlay: false });
+    assert.ok(shared.includes("9p") && !shared.includes("overlay"), shared.join(" "));
+    const overVirtiofs = await names({ shares: true, overlay: true }, "virtiofs");
+    assert.ok(overVirtiofs.includes("virtiofs") && overVirtiofs.includes("overlay") && !overVirtiofs.includes("9p"), overVirtiofs.join(" "));
+    assert.deepEqual(await names(), await names({ shares: true, overlay: true }), "a caller that cannot know (a snapshot) gets every job's modules");
+  });
+
+  it("packs Debian's modules without their signatures, which the kernel then has no keys for", async () => {
+    const bundle = await debianKernel({ offline: true });
+    const modinfo = findExecutable("modinfo");
+    assert.ok(modinfo, "modinfo (Debian package kmod) is installed");
+    const signed = bundle.modules.find((m) => m.name === "virtio_mmio");
+    assert.ok(signed);
+    assert.match(execFileSync(modinfo, ["-F", "sig_id", signed.path], { encoding: "utf8" }), /PKCS#7/, "Debian signs its modules");
+    const original = readFileSync(signed.path);
+    const stripped = withoutModuleSignature(original, signed.path);
+    assert.ok(stripped.length < original.length - 256, "the signature is gone");
+    assert.equal(parseModinfo(stripped, signed.path).name, "virtio_mmio", "what is left is the module");
+    const dir = tempDir();
+    writeFileSync(join(dir, "virtio_mmio.ko"), stripped);
+    assert.equal(execFileSync(modinfo, ["-F", "sig_id", join(dir, "virtio_mmio.ko")], { encoding: "utf8" }).trim(), "", "kmod sees no signature");
+    assert.equal(withoutModuleSignature(stripped, "x"), stripped, "an unsigned module is left as it is");
+    const bad = Buffer.concat([stripped, Buffer.from([0, 0, 2, 0, 0, 0, 0, 0, 0x7f, 0, 0, 0]), Buffer.from("~Module signature appended~\n")]);
+    assert.throws(() => withoutModuleSignature(bad, "/k/bad.ko"), (e) => isA3sError(e, "EMODULE") && /\/k\/bad\.ko: its module signature is malformed/.test(e.message));
+
+    const image = join(dir, "root.cpio.gz");
+    await new RootfsBuilder().withAgentBinary(compileTestBinary()).withOutput("cpio", image).build();
+    const initrd = readFileSync((await prepareBootMedia({ kind: "cpio", image, kernel: bundle, transport: "9p", jobs: { shares: false, overlay: false }, workDir: tempDir() })).initrd);
+    assert.ok(initrd.includes(stripped.subarray(stripped.length - 4096)) && !initrd.includes(Buffer.from("~Module signature appended~")), "the boot media carry the unsigned modules");
+
+    assert.match(await kernelCommandLine("tcg", { kernelOrigin: bundle.origin }), /(^| )initcall_blacklist=load_system_certificate_list( |$)/);
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "file:/my/vmlinux" }), /initcall_blacklist/, "a kernel of the user's own keeps its keys");
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "a3s-microvm:6.12" }), /initcall_blacklist/);
   });
 
   it("refuses a file that is not a kernel module", () => {

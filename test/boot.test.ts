@@ -59,6 +59,17 @@ describe("booting in a microvm", () => {
     assert.ok(r.timeline.initStartMs !== null && r.timeline.agentStartMs !== null && r.timeline.agentStartMs > r.timeline.initStartMs);
   });
 
+  it("Debian's kernel, overlay mode over 9p: the run packs the 9p and overlay modules it needs (unsigned), and the write comes back", async () => {
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "cpio", "rootfs.cpio.gz");
+    const { workspace } = shares();
+    const r = await boot({ image, kernel: "debian", workspace, workspaceMode: "overlay", transport: "9p", args: ["--write", "/workspace/from-guest.txt"] });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.workspaceMode, "overlay");
+    assert.equal(r.changes?.outcome, "applied", JSON.stringify(r.changes));
+    assert.equal(existsSync(join(workspace, "from-guest.txt")), true);
+  });
+
   it("run (CLI) on an erofs disk with --user: the agent runs as that user, its status and stderr come back separately", async () => {
     const dir = tempDir();
     const image = await buildProbeImage(dir, "erofs", "rootfs.erofs");

@@ -3,6 +3,7 @@ import { kernelCmdlineArg, parseUserSpec } from "../layout/guest-config.js";
 import { GUEST_PORT_DEVICES } from "./qemu-command.js";
 import type { Accelerator } from "./accelerator.js";
 import { hostTscKhz } from "./host-tsc.js";
+import { packsUnsignedModules, SKIP_MODULE_KEYS } from "./module-signature.js";
 
 /**
  * The kernel command line: kernel and init messages on the serial console,
@@ -20,6 +21,8 @@ export async function kernelCommandLine(
     rootVerity?: string;
     /** The VM is qemuArgs's: name its channel devices for init (see below). */
     channelDevices?: boolean;
+    /** The kernel's origin (KernelBundle.origin): Debian's kernel gets its own parameters (module-signature.ts). */
+    kernelOrigin?: string;
   } = {},
 ): Promise<string> {
   // noreplace-smp: a kernel that finds one CPU rewrites every LOCK prefix in
@@ -28,7 +31,19 @@ export async function kernelCommandLine(
   // translated-code caches: about 100 ms of the microVM kernel's boot, more
   // of Debian's. Keeping the prefixes costs a uniprocessor guest nothing
   // measurable (single-vCPU TCG runs them as plain instructions).
-  const parts = ["console=ttyS0", "panic=-1", "quiet", "noreplace-smp"];
+  //
+  // cryptomgr.notests (Documentation/admin-guide/kernel-parameters.txt:
+  // "Disable crypto self-tests"): Debian's kernel tests every crypto
+  // algorithm it registers against known answers as it boots, the
+  // crypto_algapi_init initcall: about 185 ms of its boot under TCG
+  // (initcall_debug), ~230 ms earlier to /init measured. The tests check
+  // the kernel's own code, the same bytes every boot of a packaged kernel;
+  // the microVM kernel is built without them
+  // (CRYPTO_MANAGER_DISABLE_TESTS, kernel/config/base.config) for the same
+  // reason. A kernel booted with fips=1 runs them regardless.
+  const parts = ["console=ttyS0", "panic=-1", "quiet", "noreplace-smp", "cryptomgr.notests"];
+  // The host packs this kernel's modules unsigned: no keys to load for them.
+  if (opts.kernelOrigin !== undefined && packsUnsignedModules(opts.kernelOrigin)) parts.push(SKIP_MODULE_KEYS);
   // init waits at the ready point for its job on the control channel (§8)
   if (opts.job) parts.push(kernelCmdlineArg("job", "1"));
   // The channels' device nodes, as qemuArgs numbers the ports: init opens

@@ -239,7 +239,17 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     progress(`accelerator: ${decision.accel} (${decision.reason})`);
     const { transport, shares } = await startShares(opts, work, started.children, progress);
     const scratchDisk = opts.scratchDiskMiB !== undefined ? await createScratchDisk(work, opts.scratchDiskMiB, opts.signal) : undefined;
-    const media = await prepareBootMedia({ kind, image, kernel, transport, verity: verity !== undefined, scratchDisk: scratchDisk !== undefined, workDir: work });
+    const media = await prepareBootMedia({
+      kind,
+      image,
+      kernel,
+      transport,
+      verity: verity !== undefined,
+      scratchDisk: scratchDisk !== undefined,
+      // This VM runs this one job: modules only for what it uses.
+      jobs: { shares: shares.length > 0, overlay: opts.workspaceMode === "overlay" },
+      workDir: work,
+    });
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
     checkGuestMemory(memoryMiB, await bootMemoryNeed(opts.image, imageFootprint, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
 
@@ -253,7 +263,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB,
