@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { compressionForPath } from "../formats/compression/index.js";
+import { compressionForPath } from "../formats/compression/compress.js";
 import type { GuestLayout } from "../layout/index.js";
 import type { AgentSettings } from "../layout/apply-guest-config.js";
 import type { OutputFormat, OutputSpec } from "../outputs/output.js";

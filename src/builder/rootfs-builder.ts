@@ -5,7 +5,7 @@ import { A3sError } from "../errors.js";
 import { applyGuestLayout, resolveLayout, type GuestLayout } from "../layout/index.js";
 import { applyGuestConfig, checkAgentSettings, type AgentLaunch, type AgentSettings } from "../layout/apply-guest-config.js";
 import { BuildCache } from "../outputs/build-cache.js";
-import { toolIdentity } from "../outputs/image-tool-choice.js";
+import { toolIdentity } from "../outputs/tool-identity.js";
 import type { OutputContext, OutputFormat, OutputResult, OutputSpec } from "../outputs/output.js";
 import { checkOutputTargets, checkReplaceable, type OutputTarget } from "../outputs/output-target.js";
 import { writeOutputs } from "../outputs/write-outputs.js";

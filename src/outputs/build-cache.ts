@@ -3,7 +3,7 @@ import { constants, createReadStream } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerityInfo } from "../formats/verity/index.js";
-import { renderVeritySidecar, veritySidecarPath } from "../formats/verity/index.js";
+import { renderVeritySidecar, veritySidecarPath } from "../formats/verity/sidecar.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { temporaryPathFor, writeAtomically } from "./atomic.js";
 import type { OutputFormat, OutputResult } from "./output.js";

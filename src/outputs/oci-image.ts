@@ -13,11 +13,8 @@ import type { Descriptor } from "../oci/manifest.js";
 import { OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST, type LayerCompression } from "../oci/media-types.js";
 import { hostPlatform, type Platform } from "../oci/platform.js";
 import type { RootfsTree } from "../tree/index.js";
+import { AGENT_LABEL, LAYOUT_VERSION_LABEL } from "./image-labels.js";
 
-/** The label an a3s-built image carries: the guest protocol version its rootfs speaks (docs/guest-protocol.md §13). */
-export const LAYOUT_VERSION_LABEL = "vnd.a3s.rootfs.layout.version";
-/** The label naming the agent's path in the image (also Entrypoint[0]). */
-export const AGENT_LABEL = "vnd.a3s.rootfs.agent";
 
 export interface OciImageOptions {
   /** SOURCE_DATE_EPOCH: the config's `created` time. */

@@ -5,7 +5,7 @@ import { A3sError } from "../errors.js";
 import { compressionForPath } from "../formats/compression/compress.js";
 import { sidecarMarks, sidecarPathFor } from "../formats/dir/sidecar.js";
 import { runningAsRoot } from "../util/running-as-root.js";
-import { layoutMarks } from "./oci-layout-output.js";
+import { layoutMarks } from "./oci-layout-marks.js";
 import type { OutputFormat, OutputSpec } from "./output.js";
 import { protectedPathReason } from "./protected-paths.js";
 

@@ -6,53 +6,15 @@ import type { VerityInfo } from "../formats/verity/index.js";
 import { GUEST_PROTOCOL_VERSION, readGuestLaunch } from "../layout/index.js";
 import type { LocalImage } from "../oci/local-image.js";
 import type { LayerCompression } from "../oci/media-types.js";
-import { formatReference, parseReference } from "../oci/reference.js";
+import { parseReference } from "../oci/reference.js";
 import { RegistryClient } from "../oci/registry/client.js";
 import { pushImage } from "../oci/registry/push.js";
 import { rootfsArtifact, type BootImageFormat } from "../oci/rootfs-artifact.js";
 import type { RootfsTree } from "../tree/index.js";
 import { hashFile, imagePlatform, writeOciImage } from "./oci-image.js";
-import type { OutputContext, OutputFormat, OutputResult, OutputSpec } from "./output.js";
+import type { OutputContext, OutputResult, OutputSpec } from "./output.js";
 import { OUTPUT_WRITERS } from "./registry.js";
 import { addVerityTree, VERITY_FORMATS } from "./verity-output.js";
-
-/** The formats `-o FORMAT:docker://REF` pushes as a boot image artifact. */
-export const ARTIFACT_FORMATS: readonly BootImageFormat[] = ["erofs", "ext4", "squashfs", "cpio"];
-const DOCKER = "docker://";
-
-/**
- * Parses the outputs that go to a registry: `docker://REF` (the rootfs as an
- * OCI image) and `FORMAT:docker://REF` (a boot image as an artifact). REF is
- * normalised as for pulls and must name a tag (default latest), not a
- * digest. Undefined for any other spec.
- */
-export function parseRegistryOutputSpec(spec: string): OutputSpec | undefined {
-  let format: OutputFormat = "oci";
-  let rest: string;
-  if (spec.startsWith(DOCKER)) rest = spec.slice(DOCKER.length);
-  else {
-    const colon = spec.indexOf(":");
-    if (colon <= 0 || !spec.startsWith(DOCKER, colon + 1)) return undefined;
-    const named = spec.slice(0, colon);
-    if (!(ARTIFACT_FORMATS as readonly string[]).includes(named)) {
-      throw new A3sError("EUSAGE", `invalid output ${JSON.stringify(spec)}: ${named} cannot be pushed`, {
-        subject: spec,
-        hint: `push the rootfs as an OCI image with -o docker://REF, or a boot image with -o FORMAT:docker://REF, FORMAT one of ${ARTIFACT_FORMATS.join(", ")}`,
-      });
-    }
-    format = named as OutputFormat;
-    rest = spec.slice(colon + 1 + DOCKER.length);
-  }
-  const ref = parseReference(rest);
-  if (ref.digest !== undefined) {
-    throw new A3sError("EUSAGE", `invalid output ${JSON.stringify(spec)}: a push names a tag, not a digest`, {
-      subject: spec,
-      hint: "e.g. -o docker://registry.example.com/team/box:v1; the digest is reported when the push is done",
-    });
-  }
-  const reference = formatReference(ref);
-  return { format, path: `${DOCKER}${reference}`, push: { reference } };
-}
 
 /**
  * Pushes one output: format `oci` as an OCI image (the one-layer image of

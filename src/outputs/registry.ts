@@ -5,7 +5,6 @@ import type { ImageWriterOptions } from "../formats/image/index.js";
 import type { SquashfsWriterOptions } from "../formats/squashfs/index.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { temporaryPathFor } from "./atomic.js";
-import { ociLayoutOutput } from "./oci-layout-output.js";
 import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputWriter } from "./output.js";
 
 /**
@@ -131,6 +130,12 @@ function imageContext(ctx: OutputContext): { epoch: number; signal: AbortSignal 
 export const ext4Output: OutputWriter = createExt4Writer();
 export const erofsOutput: OutputWriter = createErofsWriter();
 export const squashfsOutput: OutputWriter = createSquashfsWriter();
+
+/** `oci`: an OCI image layout tagged latest; `oci:DIR:TAG` outputs get their own writer (oci-layout-output.ts). */
+export const ociLayoutOutput: OutputWriter = {
+  format: "oci",
+  write: async (tree, paths, ctx) => (await import("./oci-layout-output.js")).createOciLayoutWriter().write(tree, paths, ctx),
+};
 
 /** One writer per format. */
 export const OUTPUT_WRITERS: Partial<Record<OutputFormat, OutputWriter>> = {

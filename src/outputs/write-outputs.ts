@@ -4,12 +4,12 @@ import { stat } from "node:fs/promises";
 import { A3sError } from "../errors.js";
 import type { RootfsTree } from "../tree/index.js";
 import { writeAtomically } from "./atomic.js";
-import { createOciLayoutWriter, describeLayoutOutput, parseOciLayoutSpec } from "./oci-layout-output.js";
+import { parseOciLayoutSpec } from "./oci-layout-spec.js";
 import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec, type OutputWriter } from "./output.js";
 import { explainOutputError } from "./output-errors.js";
 import { checkOutputTargets, checkReplaceable, type OutputTarget } from "./output-target.js";
 import { OUTPUT_WRITERS } from "./registry.js";
-import { parseRegistryOutputSpec, pushOutput } from "./registry-output.js";
+import { parseRegistryOutputSpec } from "./registry-output-spec.js";
 import { addVerityTree, removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
 
 /** Parses `FORMAT:PATH` as given to `-o`; also `oci:DIR[:TAG]`, `docker://REF` and `FORMAT:docker://REF`. */
@@ -53,6 +53,8 @@ export async function writeOutputs(
   for (const spec of specs) {
     ctx.signal?.throwIfAborted();
     if (spec.push) {
+      // Loaded only by a build that pushes: other builds never need the registry client (CLI start time).
+      const { pushOutput } = await import("./registry-output.js");
       results.push(await pushOutput(tree, spec, ctx));
       continue;
     }
@@ -68,7 +70,9 @@ async function writeLocalOutput(
   ctx: OutputContext,
   force: { force: boolean },
 ): Promise<OutputResult> {
-  const writer = spec.format === "oci" ? createOciLayoutWriter(spec) : (OUTPUT_WRITERS[target.format] as OutputWriter);
+  // The layout writer and its image code load only for an `oci` output (CLI start time).
+  const layout = spec.format === "oci" ? await import("./oci-layout-output.js") : undefined;
+  const writer = layout ? layout.createOciLayoutWriter(spec) : (OUTPUT_WRITERS[target.format] as OutputWriter);
   const final = target.path;
   const withVerity = ctx.verity !== undefined && VERITY_FORMATS.includes(target.format);
   let verity: Awaited<ReturnType<typeof addVerityTree>> | undefined;
@@ -90,7 +94,7 @@ async function writeLocalOutput(
   if (!verity && VERITY_FORMATS.includes(target.format)) await removeStaleVerityRecord(final);
   // The verity pass read the whole image already: its digest is the file's.
   if (verity) return { format: target.format, path: final, bytes: (await stat(final)).size, sha256: verity.fileSha256, verity: verity.info };
-  if (target.format === "oci") return describeLayoutOutput(final);
+  if (layout) return layout.describeLayoutOutput(final);
   return describeOutput(target.format, final, tree);
 }
 

@@ -4,8 +4,8 @@ import { writeArchiveToFile } from "./archive-file-sink.js";
 import { pumpArchiveInto, type ArchiveProducer } from "./archive-stream.js";
 
 /**
- * Writes an archive to `path`, compressed as asked: uncompressed by a
- * worker thread (see archive-file-sink.ts), compressed through
+ * Writes an archive to `path`, compressed as asked: uncompressed with its
+ * writes in libuv's thread pool (see archive-file-sink.ts), compressed through
  * compression/compress.ts (the same bytes for the same input on one host).
  * `opts.gzipLevel` overrides the default gzip level. `signal` cancels the write; the promise settles only once nothing writes
  * `path` any more.
