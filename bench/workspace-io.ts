@@ -13,6 +13,10 @@
 // 9p's settings are guest mount options, and init mounts shares with fixed
 // ones, so for the other 9p rows the agent remounts /workspace itself
 // (fsbench --remount). virtio-fs's settings are virtiofsd's, set from here.
+// Overlay options are tried the same way: the agent remounts the overlay
+// on init's own layers with other options (OVERLAY_TRIALS). fsbench also
+// sums each system call of (a) and (c) (open, write, close...), so a
+// result says which call a slow row loses its time in.
 //
 // Run: npm run build && node dist/bench/workspace-io.js [--rounds N] [--files N]
 //      [--tar-files N] [--seq-mib M] [--only SUBSTRING] [--kernel FILE]
@@ -44,6 +48,11 @@ interface Setting {
   readonly scratchMiB?: number;
   /** 9p: mount options the agent remounts /workspace with (init's own when absent). */
   readonly ninep?: string;
+  /**
+   * overlay: options the agent remounts the overlay with, on init's own
+   * layers, instead of init's (guest/workspace.c), to try others.
+   */
+  readonly overlayOptions?: string;
   readonly virtiofs?: VirtiofsSettings;
   /** What a3s-rootfs did before this benchmark on a host without virtiofsd (Debian 12). */
   readonly today?: boolean;
@@ -51,6 +60,8 @@ interface Setting {
   readonly chosen?: boolean;
 }
 
+/** The layers init mounts the overlay from (guest/workspace.c). */
+const OVERLAY_LAYERS = "lowerdir=/run/a3s-overlay/lower,upperdir=/run/a3s-overlay/layer/upper,workdir=/run/a3s-overlay/layer/work";
 const NINEP = (cache: string, msize: number): string => `trans=virtio,version=9p2000.L,msize=${msize},cache=${cache}`;
 const VFS = (cache: VirtiofsSettings["cache"], more: Partial<VirtiofsSettings> = {}): VirtiofsSettings => ({
   cache,
@@ -64,6 +75,13 @@ const isChosen = (v: VirtiofsSettings): boolean =>
   v.writeback === DEFAULT_VIRTIOFS_SETTINGS.writeback &&
   v.threadPoolSize === DEFAULT_VIRTIOFS_SETTINGS.threadPoolSize &&
   v.sandbox === DEFAULT_VIRTIOFS_SETTINGS.sandbox;
+
+/** Overlay options tried against init's (redirect_dir, index and metacopy stay off: the change set needs them so). */
+const OVERLAY_TRIALS = [
+  "redirect_dir=off,index=off,metacopy=off",
+  "redirect_dir=off,index=off,metacopy=off,xino=off,uuid=off",
+  "redirect_dir=off,index=off,metacopy=off,volatile",
+];
 
 const SETTINGS: Setting[] = [
   { name: "guest /tmp (tmpfs)", where: "tmpfs" },
@@ -90,6 +108,7 @@ const SETTINGS: Setting[] = [
   })),
   { name: "overlay mode, upper on guest tmpfs (virtio-fs lower)", where: "overlay" },
   { name: "overlay mode, upper on a 2 GiB scratch disk (ext4)", where: "overlay", scratchMiB: 2048 },
+  ...OVERLAY_TRIALS.map((o): Setting => ({ name: `overlay mode, tmpfs upper, remounted with ${o}`, where: "overlay", overlayOptions: o })),
   { name: "--tmpfs volume /workspace/vol (in a live virtio-fs workspace)", where: "volume" },
 ];
 
@@ -104,6 +123,8 @@ interface Timings {
   readonly seq_read_ms: number;
   readonly tar_ms: number;
   readonly find_ms: number;
+  /** (a) and (c) per system call, summed (fsbench.c's op_names). */
+  readonly ops_ms: Readonly<Record<string, number>>;
 }
 const PHASES = ["create_ms", "stat_ms", "read_ms", "seq_write_ms", "seq_read_ms", "tar_ms", "find_ms"] as const;
 type Phase = (typeof PHASES)[number];
@@ -140,7 +161,12 @@ async function bootOnce(image: string, s: Setting, args: readonly string[], kern
       ...(s.virtiofs ? { virtiofs: s.virtiofs } : {}),
       memoryMiB: 1024,
       timeoutS: 900,
-      args: [target, ...args, ...(s.ninep ? ["--remount", `9p:${s.ninep}`] : [])],
+      args: [
+        target,
+        ...args,
+        ...(s.ninep ? ["--remount", `9p:${s.ninep}`] : []),
+        ...(s.overlayOptions ? ["--remount", `overlay:${OVERLAY_LAYERS},${s.overlayOptions}`] : []),
+      ],
     });
   } finally {
     if (workspace) rmSync(workspace, { recursive: true, force: true });
@@ -209,7 +235,10 @@ async function main(): Promise<void> {
         samples.get(s.name)?.push({ ...report, round, load, bootMs, ...change });
         kernelOrigin = r.kernel;
         accel = r.accel;
-        say(`round ${round}/${rounds} ${s.name}: ${PHASES.map((p) => `${p.replace("_ms", "")} ${fmtMs(report[p])}`).join(", ")} (load ${load.toFixed(2)})`);
+        say(
+          `round ${round}/${rounds} ${s.name}: ${PHASES.map((p) => `${p.replace("_ms", "")} ${fmtMs(report[p])}`).join(", ")} ` +
+            `[${Object.entries(report.ops_ms).map(([o, ms]) => `${o} ${fmtMs(ms)}`).join(", ")}] (load ${load.toFixed(2)})`,
+        );
       }
     }
 
@@ -290,6 +319,18 @@ async function main(): Promise<void> {
       }
       const tmpWhole = median((samples.get(tmpfs.name) ?? []).map((x) => x.bootMs));
       lines.push("", `(The guest tmpfs row's whole run: ${fmtMs(tmpWhole)}.)`);
+    }
+    const opNames = Object.keys([...samples.values()].flat()[0]?.ops_ms ?? {});
+    lines.push(
+      "",
+      "Where (a) and (c) spend their time: each system call's total over the files, medians (mkdir: the directories of (a)).",
+      "",
+      `| where | ${opNames.join(" | ")} |`,
+      `|---|${opNames.map(() => "---|").join("")}`,
+    );
+    for (const s of settings) {
+      const xs = samples.get(s.name) ?? [];
+      lines.push(`| ${s.name} | ${opNames.map((o) => fmtMs(median(xs.map((x) => x.ops_ms[o] ?? Number.NaN)))).join(" | ")} |`);
     }
     lines.push("", "What the guest had mounted for each row (fsbench reads /proc/self/mounts):", "");
     for (const s of settings) {

@@ -44,6 +44,17 @@
 
 static const char *phase = "setup";
 
+/*
+ * Where (a) and (c) spend their time, summed per system call: what makes
+ * one way of sharing slower than another (one clock read per call; the
+ * phases' own totals are timed apart from these).
+ */
+enum { OP_MKDIR, OP_CREATE_OPEN, OP_CREATE_WRITE, OP_CREATE_CLOSE, OP_READ_OPEN, OP_READ_READ, OP_READ_CLOSE, OP_COUNT };
+static const char *const op_names[OP_COUNT] = {
+	"mkdir", "create_open", "create_write", "create_close", "read_open", "read_read", "read_close",
+};
+static double op[OP_COUNT];
+
 static void die(const char *fmt, ...)
 {
 	va_list ap;
@@ -212,16 +223,24 @@ int main(int argc, char **argv)
 		if (mkdir(path, 0755) != 0)
 			die("mkdir %s: %s", path, strerror(errno));
 	}
+	op[OP_MKDIR] = now_ms() - t;
 	for (long i = 0; i < files; i++) {
 		int fd;
+		double t0, t1, t2;
 
 		snprintf(path, sizeof path, "%s/d%03ld/f%05ld", root, i % dirs, i);
+		t0 = now_ms();
 		fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 		if (fd < 0)
 			die("open %s: %s", path, strerror(errno));
+		t1 = now_ms();
 		xwrite(fd, buf, (size_t)size, path);
+		t2 = now_ms();
 		if (close(fd) != 0)
 			die("close %s: %s", path, strerror(errno));
+		op[OP_CREATE_OPEN] += t1 - t0;
+		op[OP_CREATE_WRITE] += t2 - t1;
+		op[OP_CREATE_CLOSE] += now_ms() - t2;
 	}
 	create_ms = now_ms() - t;
 
@@ -256,13 +275,20 @@ int main(int argc, char **argv)
 	t = now_ms();
 	for (long i = 0; i < files; i++) {
 		int fd;
+		double t0, t1, t2;
 
 		snprintf(path, sizeof path, "%s/d%03ld/f%05ld", root, i % dirs, i);
+		t0 = now_ms();
 		fd = open(path, O_RDONLY);
 		if (fd < 0)
 			die("open %s: %s", path, strerror(errno));
+		t1 = now_ms();
 		bytes += drain(fd, buf, MIB, path);
+		t2 = now_ms();
 		close(fd);
+		op[OP_READ_OPEN] += t1 - t0;
+		op[OP_READ_READ] += t2 - t1;
+		op[OP_READ_CLOSE] += now_ms() - t2;
 	}
 	read_ms = now_ms() - t;
 	if (bytes != (long long)files * size)
@@ -314,7 +340,11 @@ int main(int argc, char **argv)
 		find_ms = now_ms() - t;
 	}
 
-	printf("{\"dir\":\"%s\",\"fstype\":\"%s\",\"options\":\"%s\",\"files\":%ld,\"dirs\":%ld,\"size\":%ld,\"seq_mib\":%ld,"
+	printf("{\"ops_ms\":{");
+	for (int k = 0; k < OP_COUNT; k++)
+		printf("%s\"%s\":%.1f", k ? "," : "", op_names[k], op[k]);
+	printf("},");
+	printf("\"dir\":\"%s\",\"fstype\":\"%s\",\"options\":\"%s\",\"files\":%ld,\"dirs\":%ld,\"size\":%ld,\"seq_mib\":%ld,"
 	       "\"create_ms\":%.1f,\"stat_ms\":%.1f,\"read_ms\":%.1f,\"seq_write_ms\":%.1f,\"seq_read_ms\":%.1f,"
 	       "\"tar_ms\":%.1f,\"find_ms\":%.1f}\n",
 	       dir, type, opts, files, dirs, size, seq_mib, create_ms, stat_ms, read_ms, seq_write_ms, seq_read_ms, tar_ms,
