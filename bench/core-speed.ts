@@ -40,9 +40,13 @@ interface Run {
   stdout: string;
 }
 
+/** The 1-minute load average seen before each timed command (the machine may be shared). */
+const loadSamples: number[] = [];
+
 /** Runs a command under /usr/bin/time: wall milliseconds (measured here), peak RSS and user + system CPU. */
 function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, opts: { sync?: boolean } = {}): Run {
   if (opts.sync ?? true) execFileSync("sync");
+  loadSamples.push(loadavg()[0] as number);
   const t = performance.now();
   const r = spawnSync("/usr/bin/time", ["-f", "A3S_TIME=%M %U %S", file, ...args], { encoding: "utf8", env, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 26 });
   const ms = performance.now() - t;
@@ -123,7 +127,14 @@ async function main(): Promise<void> {
       writers[format] = { ...r, child: JSON.parse(r.stdout) };
     }
 
-    const load = { before: Math.round(loadBefore * 100) / 100, after: Math.round((loadavg()[0] as number) * 100) / 100 };
+    const round = (x: number): number => Math.round(x * 100) / 100;
+    const load = {
+      before: round(loadBefore),
+      after: round(loadavg()[0] as number),
+      lowest: round(Math.min(...loadSamples)),
+      highest: round(Math.max(...loadSamples)),
+      samples: loadSamples.length,
+    };
     const s = { cold: summary(cold), warm: summary(warm), umoci: summary(umoci), bare: summary(bare), cli: summary(cli) };
     const inProcessMs = Math.round(median(inProcess) * 10) / 10;
     const overheadMs = s.cli.medianMs - s.bare.medianMs;
@@ -131,7 +142,7 @@ async function main(): Promise<void> {
       machine: machineLine(),
       command: "npm run build && node dist/bench/core-speed.js " + RUNS,
       loadAverage1m: load,
-      note: "the machine (2 cores) is shared with other helpers' builds and tests; wall times vary with their load, CPU times less",
+      note: "2 cores; the 1-minute load average was sampled before every timed command; wall times vary with the load, CPU times less",
       ociToDir: {
         image: `Debian bookworm minbase in 2 layers (${spec})`,
         runs: RUNS,
@@ -163,7 +174,7 @@ async function main(): Promise<void> {
     const md = [
       "# Core speed: oci → dir, CLI start, tree memory (issue 14 items 2, 4, 5)",
       "",
-      `${machineLine()}, 2 cores. The machine is shared with other helpers' builds and tests: 1-minute load average ${load.before} before, ${load.after} after; wall times vary with that load (CPU times, user + system from /usr/bin/time, vary less). Every ratio is from this one run.`,
+      `${machineLine()}, 2 cores. 1-minute load average ${load.before} before, ${load.after} after; sampled before each of the ${load.samples} timed commands it was ${load.lowest} at its lowest and ${load.highest} at its highest. Wall times vary with the load (CPU times, user + system from /usr/bin/time, vary less). Every ratio is from this one run.`,
       "",
       `## oci → dir (median of ${RUNS}, interleaved, \`sync\` before each)`,
       "",
