@@ -10,11 +10,13 @@
 // The image: Debian bookworm minbase + a second umoci layer (bench/minbase-layout.ts).
 // Every "empty cache" of ours holds the Debian 13 tool bundles (erofs-utils
 // 1.8, squashfs-tools 4.6) copied in untimed, as after the first build on a
-// Debian 12 host; nothing else. Same compression on both sides: erofs lz4hc,
-// ext4 the size ours computes, cpio uncompressed newc. squashfs: ours writes
-// zstd at level 3 (formats/squashfs/writer.ts says why); theirs twice from
-// the same unpack: `-comp zstd` as a user types it (mksquashfs's level 15),
-// and like for like at `-Xcompression-level 3`. Both ratios are printed.
+// Debian 12 host; nothing else. ext4: the size ours computes; cpio:
+// uncompressed newc on both sides. erofs and squashfs: our writers choose a
+// compression level by measurement (lz4hc 4, zstd 3; formats/erofs/writer.ts
+// and formats/squashfs/writer.ts say why), so theirs runs twice from the same
+// unpack: as a user types it (`-zlz4hc`, lz4hc's level 9; `-comp zstd`,
+// mksquashfs's level 15), and like for like at our level. Both ratios are
+// printed; the registry pull's theirs is like for like.
 // The 1-minute load average is sampled before every timed command (the
 // machine is shared); the header gives it before, after and at its highest.
 // Run as root:  npm run build && node dist/bench/oci-images.js   (BENCH_RUNS=N, default 3)
@@ -24,6 +26,7 @@ import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheRoot } from "../src/util/cache-dir.js";
+import { EROFS_LZ4HC_LEVEL } from "../src/formats/erofs/index.js";
 import { SQUASHFS_ZSTD_LEVEL } from "../src/formats/squashfs/index.js";
 import { cachedImageTool } from "../src/provision/index.js";
 import { startRegistry } from "../test/helpers/registry.js";
@@ -84,9 +87,8 @@ async function main(): Promise<void> {
     const ours: Record<string, Run[]> = Object.fromEntries(formats.map((f) => [f, []]));
     const theirs: Record<string, Run[]> = Object.fromEntries(formats.map((f) => [f, []]));
     const theirsUnpack: Run[] = [];
-    /** squashfs like for like: theirs at our zstd level, from the same unpack. */
-    const theirsSquashfsSameLevel: Run[] = [];
-    let squashfsSameLevelBytes = 0;
+    /** Like for like: theirs at our compression level, from the same unpack. */
+    const sameLevel: Record<"erofs" | "squashfs", { runs: Run[]; bytes: number }> = { erofs: { runs: [], bytes: 0 }, squashfs: { runs: [], bytes: 0 } };
     const pullOurs: Run[] = [];
     const pullTheirs: Run[] = [];
     const cold: Run[] = [];
@@ -103,13 +105,19 @@ async function main(): Promise<void> {
         const rootfs = join(bundle, "rootfs");
         const img = path(`theirs.${format}`);
         let tool: Run;
-        if (format === "erofs") tool = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, rootfs]);
+        if (format === "erofs") {
+          tool = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, rootfs]);
+          const same = path("theirs-level.erofs");
+          sameLevel.erofs.runs.push(sum(unpack, timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, same, rootfs])));
+          sameLevel.erofs.bytes = statSync(same).size;
+          clean(same);
+        }
         else if (format === "squashfs") {
           tool = timed("mksquashfs", [rootfs, img, "-comp", "zstd", "-quiet", "-no-progress", "-noappend", "-no-exports"]);
           const same = path("theirs-level.squashfs");
           const level = ["-comp", "zstd", "-Xcompression-level", String(SQUASHFS_ZSTD_LEVEL)];
-          theirsSquashfsSameLevel.push(sum(unpack, timed("mksquashfs", [rootfs, same, ...level, "-quiet", "-no-progress", "-noappend", "-no-exports"])));
-          squashfsSameLevelBytes = statSync(same).size;
+          sameLevel.squashfs.runs.push(sum(unpack, timed("mksquashfs", [rootfs, same, ...level, "-quiet", "-no-progress", "-noappend", "-no-exports"])));
+          sameLevel.squashfs.bytes = statSync(same).size;
           clean(same);
         }
         else if (format === "ext4") tool = timed("mke2fs", ["-q", "-F", "-t", "ext4", "-d", rootfs, img, `${Math.ceil(statSync(out).size / 1024)}k`]);
@@ -128,7 +136,7 @@ async function main(): Promise<void> {
       const bundle = path("umoci");
       const unpack = timed("umoci", ["unpack", "--image", `${l2}:v2`, bundle]);
       const img = path("pull-theirs.erofs");
-      const mkfs = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, join(bundle, "rootfs")]);
+      const mkfs = timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, img, join(bundle, "rootfs")]);
       pullTheirs.push(sum(copy, unpack, mkfs));
       clean(out, l2, bundle, img, env.A3S_CACHE_DIR);
 
@@ -167,14 +175,16 @@ async function main(): Promise<void> {
       tools: { ours: { erofs: erofsTool.version, squashfs: squashfsTool.version }, theirs: "the host's: mkfs.erofs 1.5, mksquashfs 4.5.1, mke2fs 1.47.2 (bookworm-backports), GNU cpio" },
       umociUnpackMs: med(theirsUnpack),
       images: rows,
-      squashfsLikeForLike: {
-        level: SQUASHFS_ZSTD_LEVEL,
-        oursMs: med(ours.squashfs ?? []),
-        theirsMs: med(theirsSquashfsSameLevel),
-        speedup: ratio(med(theirsSquashfsSameLevel), med(ours.squashfs ?? [])),
-        theirsRuns: theirsSquashfsSameLevel.map((r) => Math.round(r.ms)),
-        bytes: { ours: sizes.squashfs?.ours ?? 0, theirs: squashfsSameLevelBytes },
-      },
+      likeForLike: (["erofs", "squashfs"] as const).map((f) => ({
+        format: f,
+        level: f === "erofs" ? `lz4hc ${EROFS_LZ4HC_LEVEL}` : `zstd ${SQUASHFS_ZSTD_LEVEL}`,
+        oursMs: med(ours[f] ?? []),
+        theirsMs: med(sameLevel[f].runs),
+        speedup: ratio(med(sameLevel[f].runs), med(ours[f] ?? [])),
+        oursRuns: (ours[f] ?? []).map((r) => Math.round(r.ms)),
+        theirsRuns: sameLevel[f].runs.map((r) => Math.round(r.ms)),
+        bytes: { ours: sizes[f]?.ours ?? 0, theirs: sameLevel[f].bytes },
+      })),
       registryPullErofs: { oursMs: med(pullOurs), theirsMs: med(pullTheirs), speedup: ratio(med(pullTheirs), med(pullOurs)), oursRuns: pullOurs.map((r) => Math.round(r.ms)), theirsRuns: pullTheirs.map((r) => Math.round(r.ms)) },
       warmRebuild: { coldMs: med(cold), warmMs: med(warm), percentOfCold: Math.round((1000 * med(warm)) / med(cold)) / 10, coldRuns: cold.map((r) => Math.round(r.ms)), warmRuns: warm.map((r) => Math.round(r.ms)) },
     };
@@ -190,14 +200,16 @@ async function main(): Promise<void> {
       "|---|---:|---:|---:|---|---|",
       ...rows.map(
         (r) =>
-          `| ${r.format === "squashfs" ? `squashfs (ours zstd level ${SQUASHFS_ZSTD_LEVEL}; theirs \`-comp zstd\`, mksquashfs's level 15, as a user types it)` : r.format} | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes?.ours)} / ${mib(r.bytes?.theirs)} |`,
+          `| ${r.format === "squashfs" ? `squashfs (ours zstd level ${SQUASHFS_ZSTD_LEVEL}; theirs \`-comp zstd\`, mksquashfs's level 15, as a user types it)` : r.format === "erofs" ? `erofs (ours lz4hc level ${EROFS_LZ4HC_LEVEL}; theirs \`-zlz4hc\`, lz4hc's level 9, as a user types it)` : r.format} | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes?.ours)} / ${mib(r.bytes?.theirs)} |`,
       ),
-      `| squashfs like for like (both zstd level ${SQUASHFS_ZSTD_LEVEL}) | ${json.squashfsLikeForLike.oursMs} ms | ${json.squashfsLikeForLike.theirsMs} ms | ${json.squashfsLikeForLike.speedup}× | ${(ours.squashfs ?? []).map((r) => Math.round(r.ms)).join(", ")} / ${json.squashfsLikeForLike.theirsRuns.join(", ")} | ${mib(json.squashfsLikeForLike.bytes.ours)} / ${mib(json.squashfsLikeForLike.bytes.theirs)} |`,
-      `| registry pull → erofs | ${json.registryPullErofs.oursMs} ms | ${json.registryPullErofs.theirsMs} ms (skopeo copy + umoci unpack + mkfs.erofs) | ${json.registryPullErofs.speedup}× | ${json.registryPullErofs.oursRuns.join(", ")} / ${json.registryPullErofs.theirsRuns.join(", ")} | |`,
+      ...json.likeForLike.map(
+        (r) => `| ${r.format} like for like (both ${r.level}) | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes.ours)} / ${mib(r.bytes.theirs)} |`,
+      ),
+      `| registry pull → erofs | ${json.registryPullErofs.oursMs} ms | ${json.registryPullErofs.theirsMs} ms (skopeo copy + umoci unpack + mkfs.erofs at lz4hc level ${EROFS_LZ4HC_LEVEL}) | ${json.registryPullErofs.speedup}× | ${json.registryPullErofs.oursRuns.join(", ")} / ${json.registryPullErofs.theirsRuns.join(", ")} | |`,
       "",
       `Warm rebuild (build cache on; the same \`build oci:L:v2 -o erofs:OUT\` twice): cold ${json.warmRebuild.coldMs} ms, warm ${json.warmRebuild.warmMs} ms = **${json.warmRebuild.percentOfCold} %** of cold (target ≤ 10 %). Runs: cold ${json.warmRebuild.coldRuns.join(", ")}; warm ${json.warmRebuild.warmRuns.join(", ")}.`,
       "",
-      `Tool commands on their side: \`mkfs.erofs --quiet -zlz4hc IMG DIR\`, \`mksquashfs DIR IMG -comp zstd -noappend -no-exports\` (and again with \`-Xcompression-level ${SQUASHFS_ZSTD_LEVEL}\`), \`mke2fs -q -F -t ext4 -d DIR IMG SIZE\` (SIZE = our image's), \`find . -depth -print0 | cpio --null -o -H newc\`.`,
+      `Tool commands on their side: \`mkfs.erofs --quiet -zlz4hc IMG DIR\` (and again with \`-zlz4hc,${EROFS_LZ4HC_LEVEL}\`, as in the registry pull), \`mksquashfs DIR IMG -comp zstd -noappend -no-exports\` (and again with \`-Xcompression-level ${SQUASHFS_ZSTD_LEVEL}\`), \`mke2fs -q -F -t ext4 -d DIR IMG SIZE\` (SIZE = our image's), \`find . -depth -print0 | cpio --null -o -H newc\`.`,
       "",
       `Command: \`${json.command}\` (as root; BENCH_RUNS=${RUNS}).`,
     ].join("\n");
