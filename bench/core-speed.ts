@@ -40,9 +40,13 @@ interface Run {
   stdout: string;
 }
 
+/** The 1-minute load average seen before each timed command (the machine may be shared). */
+const loadSamples: number[] = [];
+
 /** Runs a command under /usr/bin/time: wall milliseconds (measured here), peak RSS and user + system CPU. */
 function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, opts: { sync?: boolean } = {}): Run {
   if (opts.sync ?? true) execFileSync("sync");
+  loadSamples.push(loadavg()[0] as number);
   const t = performance.now();
   const r = spawnSync("/usr/bin/time", ["-f", "A3S_TIME=%M %U %S", file, ...args], { encoding: "utf8", env, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 26 });
   const ms = performance.now() - t;
@@ -72,12 +76,12 @@ const ratio = (a: number, b: number): number => Math.round((a / b) * 100) / 100;
 
 /**
  * What the measured load means for these numbers, from the 1-minute load
- * average before and after the run. The bench itself keeps about one core
+ * average before and after the run and before each timed command. The bench itself keeps about one core
  * busy, so the host counts as quiet while both stay under 1.5.
  */
-function loadNote(load: { before: number; after: number }): string {
-  const measured = `1-minute load average ${load.before} before the run, ${load.after} after`;
-  if (Math.max(load.before, load.after) < 1.5) return `The host was quiet: ${measured}.`;
+function loadNote(load: { before: number; after: number; lowest: number; highest: number; samples: number }): string {
+  const measured = `1-minute load average ${load.before} before the run, ${load.after} after, and between ${load.lowest} and ${load.highest} when sampled before each of the ${load.samples} timed commands`;
+  if (Math.max(load.before, load.after, load.highest) < 1.5) return `The host was quiet: ${measured}.`;
   return `The host was busy with other work: ${measured}; wall times vary with that load (CPU times, user + system from /usr/bin/time, vary less).`;
 }
 
@@ -134,7 +138,14 @@ async function main(): Promise<void> {
       writers[format] = { ...r, child: JSON.parse(r.stdout) };
     }
 
-    const load = { before: Math.round(loadBefore * 100) / 100, after: Math.round((loadavg()[0] as number) * 100) / 100 };
+    const round = (x: number): number => Math.round(x * 100) / 100;
+    const load = {
+      before: round(loadBefore),
+      after: round(loadavg()[0] as number),
+      lowest: round(Math.min(...loadSamples)),
+      highest: round(Math.max(...loadSamples)),
+      samples: loadSamples.length,
+    };
     const s = { cold: summary(cold), warm: summary(warm), umoci: summary(umoci), bare: summary(bare), cli: summary(cli) };
     const inProcessMs = Math.round(median(inProcess) * 10) / 10;
     const overheadMs = s.cli.medianMs - s.bare.medianMs;

@@ -1,3 +1,4 @@
+import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { A3sError, isA3sError } from "../../errors.js";
 import { identityOf, type FileIdentity } from "../../util/file-identity.js";
@@ -42,8 +43,11 @@ export class ArchiveFile {
       const size = Math.min(Math.max(length, WINDOW), this.size - position);
       const buf = Buffer.allocUnsafe(size);
       let done = 0;
+      // Synchronous reads: a header window is a few KiB from (usually) the
+      // page cache, and a thread-pool round trip per window cost more than
+      // the read itself (applying a 170 MB layer of 8.7k members took twice as long).
       while (done < size) {
-        const { bytesRead } = await this.handle.read(buf, done, size - done, position + done);
+        const bytesRead = readSync(this.handle.fd, buf, done, size - done, position + done);
         if (bytesRead === 0) {
           throw new A3sError("ECORRUPT", `${this.label} shrank while it was read`, { subject: this.label });
         }

@@ -1,3 +1,3 @@
 export { EROFS_MAGIC_MISSING, isErofsImage } from "./magic.js";
 export { readErofsImage } from "./reader.js";
-export { writeErofsImage, type ErofsCompression, type ErofsImageOptions, type ErofsWriterOptions } from "./writer.js";
+export { EROFS_LZ4HC_LEVEL, writeErofsImage, type ErofsCompression, type ErofsImageOptions, type ErofsWriterOptions } from "./writer.js";

@@ -18,13 +18,32 @@ import {
 import { tarStream } from "../tar/index.js";
 
 /**
- * erofs compression. "lz4hc" is the default: an agent rootfs is mostly one
+ * erofs compression. "lz4hc" (at EROFS_LZ4HC_LEVEL) is the default: an agent rootfs is mostly one
  * binary, lz4hc roughly halves it, and lz4 decompression is cheap enough to
  * be invisible at boot. Compressed erofs needs CONFIG_EROFS_FS_ZIP in the
  * guest kernel (Debian's kernels have it, with lz4); "none" is for kernels
  * without it and is the fastest to build.
  */
 export type ErofsCompression = "lz4hc" | "lz4" | "none";
+
+/**
+ * The lz4hc level written (`-zlz4hc,LEVEL`, a form erofs-utils 1.5 and 1.8
+ * both read), chosen by measurement rather than left at lz4hc's default of
+ * 9. On the Debian bookworm minbase (120 MB of tar; erofs-utils 1.8.6,
+ * 2 cores; CPU of two runs each):
+ *
+ *     level 9 (the default)   66.08 MB   1.5 s CPU
+ *     level 6                 66.20 MB   1.05 s
+ *     level 4                 66.42 MB   0.9 s
+ *     level 1                 68.86 MB   0.5 s
+ *     lz4 (for comparison)    71.63 MB   0.2 s
+ *
+ * Level 4 costs 40 % less CPU than 9 for an image 0.5 % larger, and lz4
+ * decompression runs at the same speed whatever the level, so the guest
+ * reads it as fast; below 4 the image grows faster than the time falls.
+ * The level is fixed, so the image stays byte-identical per tree.
+ */
+export const EROFS_LZ4HC_LEVEL = 4;
 
 export interface ErofsWriterOptions extends ImageWriterOptions {
   readonly compression?: ErofsCompression;
@@ -80,7 +99,7 @@ export async function writeErofsImage(tree: RootfsTree, path: string, opts: Erof
     "--quiet",
     "-U",
     imageUuid(tree, "erofs"),
-    ...(compression === "none" ? [] : [`-z${compression}`]),
+    ...(compression === "none" ? [] : [compression === "lz4hc" ? `-zlz4hc,${EROFS_LZ4HC_LEVEL}` : `-z${compression}`]),
     ...(facts.hasXattrs ? [] : ["-x", "-1"]),
     ...ownership,
   ];

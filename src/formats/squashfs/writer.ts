@@ -25,6 +25,26 @@ import { tarStream } from "../tar/index.js";
  */
 export type SquashfsCompression = "zstd" | "gzip" | "xz" | "lz4" | "lzo";
 
+/**
+ * The zstd level written (`-Xcompression-level`), chosen by measurement
+ * rather than left at mksquashfs's default of 15. On the Debian bookworm
+ * minbase (120 MB of tar; squashfs-tools 4.6.1, 2 cores, one run each):
+ *
+ *     level 15 (mksquashfs's default)  35.1 MB   15.4 s CPU
+ *     level 6                          38.0 MB    1.2 s
+ *     level 3 (zstd's own default)     40.4 MB    0.5 s
+ *     level 1                          42.7 MB    0.4 s
+ *     lz4 (for comparison)             56.8 MB    0.3 s
+ *
+ * Level 15 costs thirty times the CPU of level 3 for an image 13 % smaller,
+ * and zstd decompresses at the same speed whatever the level, so the guest
+ * reads a level-3 image as fast as a level-15 one. lz4 saves nothing on the
+ * build over zstd at level 1 and is a third larger. A boot image is rebuilt
+ * far more often than it is shipped, so level 3 it is; the level is fixed,
+ * so the image stays byte-identical per tree.
+ */
+export const SQUASHFS_ZSTD_LEVEL = 3;
+
 export interface SquashfsWriterOptions extends ImageWriterOptions {
   readonly compression?: SquashfsCompression;
 }
@@ -79,6 +99,7 @@ export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: S
     "-no-exports",
     "-comp",
     compression,
+    ...(compression === "zstd" ? ["-Xcompression-level", String(SQUASHFS_ZSTD_LEVEL)] : []),
     "-mkfs-time",
     String(opts.epoch),
     facts.hasXattrs ? "-xattrs" : "-no-xattrs",

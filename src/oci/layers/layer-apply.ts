@@ -1,6 +1,6 @@
 import { A3sError, isA3sError } from "../../errors.js";
 import { ArchiveFile } from "../../formats/archive/index.js";
-import { addTarMember, readTarMembers } from "../../formats/tar/index.js";
+import { addTarMember, readTarMembers, type TarMember } from "../../formats/tar/index.js";
 import { checkVerifiedIdentity, type RootfsTree } from "../../tree/index.js";
 import type { FileIdentity } from "../../util/file-identity.js";
 import { checkLinkTarget, classifyLayerName } from "./layer-names.js";
@@ -25,11 +25,19 @@ export interface AppliedLayer {
 }
 
 /**
+ * Most entries of one layer kept in memory between the two passes (a few
+ * hundred bytes each); a larger layer has its headers read a second time
+ * instead, so memory stays bounded whatever the layer.
+ */
+const KEPT_MEMBERS = 50_000;
+
+/**
  * Applies one uncompressed layer tar (in the content store) to the tree.
  *
  * Two passes over the tar's headers, never its data: the first checks every
  * name and collects the whiteouts, which are then applied to the lower
- * layers; the second adds the layer's entries. File contents become ranges
+ * layers; the second adds the layer's entries (those the first pass kept,
+ * or, for a very large layer, read again). File contents become ranges
  * of the cached tar. The tar is parsed strictly (see `readTarMembers`) and
  * every entry goes through the tree's add* methods, which resolve each path
  * afresh with chroot semantics: no resolution is cached across entries, so a
@@ -48,24 +56,37 @@ export async function applyLayer(
     if (layer.identity) checkVerifiedIdentity(await file.identity(), layer.identity, layer.path, opts.subject);
     const whiteouts: Whiteout[] = [];
     let members = 0;
+    // The first pass keeps the entries it parsed (up to KEPT_MEMBERS), so the
+    // second applies them without reading and parsing the headers again.
+    let kept: { member: TarMember; parts: readonly string[] }[] | undefined = [];
     for await (const m of readTarMembers(file, { maxEntries: opts.maxEntries })) {
       members++;
       const name = classifyLayerName(m.name, opts.subject);
       if (name.kind === "whiteout" || name.kind === "opaque") whiteouts.push(name);
-      else if (name.kind === "entry" && m.kind === "hardlink") checkLinkTarget(m.linkName, m.name, opts.subject);
+      else if (name.kind === "entry") {
+        if (m.kind === "hardlink") checkLinkTarget(m.linkName, m.name, opts.subject);
+        if (kept && kept.length < KEPT_MEMBERS) kept.push({ member: m, parts: name.parts });
+        else kept = undefined;
+      }
     }
     const removed = applyWhiteouts(tree, whiteouts);
 
     let entries = 0;
-    for await (const m of readTarMembers(file, { maxEntries: opts.maxEntries })) {
-      const name = classifyLayerName(m.name, opts.subject);
-      if (name.kind !== "entry") continue;
-      const path = "/" + name.parts.join("/");
+    const add = (m: TarMember, parts: readonly string[]): void => {
+      const path = "/" + parts.join("/");
       const linkName = m.kind === "hardlink" ? checkLinkTarget(m.linkName, m.name, opts.subject) : m.linkName;
       // The tree checks where the entry really lands (after its parents'
       // symlinks) against PATH_MAX, NAME_MAX and its depth and entry bounds.
       addTarMember(tree, { ...m, name: path, linkName }, layer.path, opts.subject, layer.identity);
       entries++;
+    };
+    if (kept) {
+      for (const k of kept) add(k.member, k.parts);
+    } else {
+      for await (const m of readTarMembers(file, { maxEntries: opts.maxEntries })) {
+        const name = classifyLayerName(m.name, opts.subject);
+        if (name.kind === "entry") add(m, name.parts);
+      }
     }
     return { entries, whiteouts: whiteouts.length, removed, members };
   } catch (e) {
