@@ -3,15 +3,15 @@
 // by the next run (only directories whose owner is dead); a --memory too
 // small for the image is refused with the size it needs, and that size boots.
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { initramfsFootprint, kernelSpanMiB, memoryNeed } from "../src/boot/memory-need.js";
 import { processStartTime, sweepDeadRunDirectories } from "../src/boot/run-directory.js";
 import { resolveKernel } from "../src/boot/resolve-kernel.js";
-import { boot, buildProbeImage, isolateRunDirectories, leftoverVmProcesses } from "./helpers/boot.js";
-import { CLI, runCli } from "./helpers/cli.js";
+import { boot, buildProbeImage, isolateRunDirectories, killCliAndWaitForVm, leftoverVmProcesses, startRunUntilAgent } from "./helpers/boot.js";
+import { runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/temp-dir.js";
 
 const runDirs = isolateRunDirectories();
@@ -53,26 +53,11 @@ describe("run directories", () => {
 
   it("a CLI killed with SIGKILL takes QEMU with it; the next run removes its directory", async () => {
     const image = await buildProbeImage(tempDir(), "cpio", "rootfs.cpio.gz");
-    const cli = spawn(process.execPath, [CLI, "run", image, "-q", "--transport", "9p", "--", "--wait-signal"], { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    cli.stderr.on("data", (b: Buffer) => (err += b.toString()));
-    await new Promise<void>((resolve, reject) => {
-      cli.stdout.on("data", (b: Buffer) => {
-        out += b.toString();
-        if (out.includes('"probe":1')) resolve();
-      });
-      cli.on("exit", (code) => reject(new Error(`the CLI exited (${code}) before the agent ran: ${err}`)));
-    });
+    const cli = await startRunUntilAgent([image, "-q", "--transport", "9p", "--", "--wait-signal"]);
     const left = readdirSync(runDirs).filter((n) => n.startsWith(`a3s-run-${cli.pid}-`));
     assert.equal(left.length, 1, readdirSync(runDirs).join(" "));
     assert.ok(leftoverVmProcesses(runDirs).some((l) => l.includes("qemu-system")));
-    const exited = new Promise((r) => cli.once("exit", r));
-    cli.kill("SIGKILL");
-    await exited;
-    // PR_SET_PDEATHSIG delivers SIGKILL at once; allow the kernel a moment to reap.
-    for (let i = 0; i < 50 && leftoverVmProcesses(runDirs).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual(leftoverVmProcesses(runDirs), []);
+    assert.deepEqual(await killCliAndWaitForVm(cli, runDirs), []);
     assert.equal(existsSync(join(runDirs, left[0] as string)), true, "no process was left to remove it");
 
     const r = await boot({ image, args: ["--exit", "3"] });

@@ -2,15 +2,14 @@
 // cache (the host's where it has one), and over 9p: real boots, the
 // provisioned files' verification, and no helper outliving a killed CLI.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { cpSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { listBundles } from "../src/boot/virtiofsd-bundle.js";
 import { cachedVirtiofsd, findHostVirtiofsd, resolveVirtiofsd } from "../src/boot/virtiofsd.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
-import { boot, buildProbeImage, isolateRunDirectories, leftoverVmProcesses } from "./helpers/boot.js";
-import { CLI, runCli } from "./helpers/cli.js";
+import { boot, buildProbeImage, isolateRunDirectories, killCliAndWaitForVm, leftoverVmProcesses, startRunUntilAgent } from "./helpers/boot.js";
+import { runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/temp-dir.js";
 import { makeShares as shares } from "./helpers/shares.js";
 
@@ -77,29 +76,12 @@ describe("virtio-fs and 9p shares", () => {
 
   it("QEMU and virtiofsd die with a CLI killed by SIGKILL", async () => {
     const { workspace } = shares();
-    const cli = spawn(process.execPath, [CLI, "run", image, "--workspace", workspace, "--transport", "virtiofs", "-q", "--", "--wait-signal"], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    cli.stderr.on("data", (b: Buffer) => (err += b.toString()));
     // The probe prints its report once it runs: the VM and virtiofsd are up.
-    await new Promise<void>((resolve, reject) => {
-      cli.stdout.on("data", (b: Buffer) => {
-        out += b.toString();
-        if (out.includes('"probe":1')) resolve();
-      });
-      cli.on("exit", (code) => reject(new Error(`the CLI exited (${code}) before the agent ran: ${err}`)));
-    });
+    const cli = await startRunUntilAgent([image, "--workspace", workspace, "--transport", "virtiofs", "-q", "--", "--wait-signal"]);
     const running = leftoverVmProcesses(runDirs);
     assert.ok(running.some((l) => l.includes("qemu-system")), running.join("\n"));
     assert.ok(running.some((l) => l.includes("virtiofsd")), running.join("\n"));
-    const exited = new Promise((r) => cli.once("exit", r));
-    cli.kill("SIGKILL");
-    await exited;
-    // PR_SET_PDEATHSIG delivers SIGKILL at once; allow the kernel a moment to reap.
-    for (let i = 0; i < 50 && leftoverVmProcesses(runDirs).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual(leftoverVmProcesses(runDirs), []);
+    assert.deepEqual(await killCliAndWaitForVm(cli, runDirs), []);
   });
 
   it("a cached virtiofsd whose binary changed by one byte is refused, naming the file", async (t) => {
