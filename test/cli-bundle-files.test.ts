@@ -36,5 +36,4 @@ describe("files located from the bundled CLI", () => {
     assert.equal(readdirSync(join(dir, "out", "data")).length, FILES);
     assert.equal(readFileSync(join(dir, "out", "data", "f1234"), "utf8"), "file 1234\n");
   });
-
 });
