@@ -8,7 +8,7 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    files: ["**/*.ts"],
+    files: ["**/*.ts", "**/*.cts"],
     languageOptions: { parserOptions: { project: "./tsconfig.json" } },
     rules: {
       // node:test's describe/it return promises the runner itself awaits.

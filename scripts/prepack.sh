@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs before `npm pack` and `npm publish` (package.json "prepack"): builds
 # what the package carries, from scratch, so nothing stale goes in:
-#   - dist/src: the library and the CLI, with their type declarations;
+#   - dist/src: the library and the CLI, with their type declarations, and
+#     the CLI bundled into dist/src/cli/main.bundle.cjs (scripts/bundle-cli.mjs);
 #   - guest/build: the static guest programs (init, probe, config-check) and
 #     SHA256SUMS, which the library checks them against before every use.
 # The guest programs are built with musl-gcc only (the gcc -static fallback
@@ -19,6 +20,7 @@ fi
 
 rm -rf dist/src
 node node_modules/typescript/bin/tsc -p tsconfig.package.json
+node scripts/bundle-cli.mjs
 
 make -s -C guest clean
 make -s -C guest CC=musl-gcc check

@@ -97,7 +97,8 @@ describe("the npm package, installed from its tarball into an empty directory", 
     const paths = pack.files.map((f) => f.path);
     assert.ok(pack.size <= PACKED_LIMIT, `${pack.size} bytes packed, over ${PACKED_LIMIT}`);
     for (const p of ["guest/build/init", "guest/build/probe", "guest/build/config-check", "guest/build/SHA256SUMS", "guest/init.c", "guest/Makefile",
-      "dist/src/index.js", "dist/src/index.d.ts", "dist/src/cli/main.js", "kernel/config/base.config", "docs/api.md", "README.md", "CHANGELOG.md", "package.json"]) {
+      "dist/src/index.js", "dist/src/index.d.ts", "dist/src/cli/main.js", "dist/src/cli/a3s-rootfs.cjs", "dist/src/cli/main.bundle.cjs",
+      "dist/src/formats/dir/write-worker.js", "kernel/config/base.config", "docs/api.md", "README.md", "CHANGELOG.md", "package.json"]) {
       assert.ok(paths.includes(p), `${p} is not in the package`);
     }
     assert.deepEqual(paths.filter((p) => /^(test|bench|scripts|dist\/test|dist\/bench|src)\//.test(p) || p.endsWith(".map")), []);
@@ -118,6 +119,13 @@ describe("the npm package, installed from its tarball into an empty directory", 
   it("--version prints the package's version", () => {
     const version = (JSON.parse(readFileSync(join(installed, "package.json"), "utf8")) as { version: string }).version;
     assert.equal(ok(npx(["--version"]), "--version").trim(), version);
+  });
+
+  it("its command is the launcher of the bundled CLI, which runs from the package alone", () => {
+    assert.equal(realpathSync(join(app, "node_modules", ".bin", "a3s-rootfs")), join(installed, "dist/src/cli/a3s-rootfs.cjs"));
+    const cache = join(work, "code-cache-root");
+    assert.match(ok(run("npx", ["--no", "--", "a3s-rootfs", "--help"], app, { ...env, A3S_CACHE_DIR: cache }), "--help"), /Usage: a3s-rootfs/);
+    assert.equal(readdirSync(join(cache, "cli-code-cache")).length, 1, "the installed command wrote no code cache");
   });
 
   it("doctor --json: the host is ready, and the guest programs are the package's, verified", (t) => {

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { A3sError } from "../errors.js";
+import { packageRoot } from "../util/package-root.js";
 
 /**
  * The microVM kernel's configuration as the repository keeps it: small
@@ -32,9 +32,9 @@ export interface MergedConfig {
   readonly settings: readonly ConfigSetting[];
 }
 
-/** The directory of the fragments shipped with this package (relative to this module, so it works installed too). */
+/** The directory of the fragments shipped with this package (under the package root, so it works installed and from the bundled CLI too). */
 export function kernelConfigDir(): string {
-  return fileURLToPath(new URL("../../../kernel/config/", import.meta.url));
+  return `${packageRoot()}/kernel/config/`;
 }
 
 const SET = /^(CONFIG_[A-Za-z0-9_]+)=(.*)$/;

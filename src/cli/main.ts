@@ -44,9 +44,15 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   doctor: async () => (await import("./doctor-command.js")).registerDoctorCommand,
 };
 
-/** The command a run names: its first argument (`a3s-rootfs --help build` names none and lists them all). */
-const named = process.argv[2];
-const load = named !== undefined && Object.hasOwn(COMMANDS, named) ? [named] : Object.keys(COMMANDS);
-for (const register of await Promise.all(load.map((n) => (COMMANDS[n] as () => Promise<(program: Command) => void>)()))) register(program);
+async function main(): Promise<void> {
+  /** The command a run names: its first argument (`a3s-rootfs --help build` names none and lists them all). */
+  const named = process.argv[2];
+  const load = named !== undefined && Object.hasOwn(COMMANDS, named) ? [named] : Object.keys(COMMANDS);
+  for (const register of await Promise.all(load.map((n) => (COMMANDS[n] as () => Promise<(program: Command) => void>)()))) register(program);
+  await program.parseAsync(process.argv);
+}
 
-await program.parseAsync(process.argv);
+// No top-level await: the installed CLI is this module bundled as CommonJS
+// (scripts/bundle-cli.mjs), which has none. A rejection is left unhandled on
+// purpose, so node reports it and exits 1, as a top-level await would.
+void main();

@@ -1,7 +1,10 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
-export const CLI = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
+/** The installed command (package.json "bin"): the launcher of the bundled CLI, with its code cache. */
+export const CLI = fileURLToPath(new URL("../../src/cli/a3s-rootfs.cjs", import.meta.url));
+/** The CLI's ES module entry as tsc compiled it, which the bundle is made from. */
+export const CLI_MODULE = fileURLToPath(new URL("../../src/cli/main.js", import.meta.url));
 
 /** Runs the real CLI in a child process. */
 export function runCli(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): SpawnSyncReturns<string> {

@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { A3sError } from "../../errors.js";
+import { packageRoot } from "../../util/package-root.js";
 import { SyncBlobReaders, writeEntrySync, type EntryJob } from "./write-entry.js";
 import type { WorkerReply, WorkerSetup } from "./write-worker.js";
 
@@ -77,9 +78,14 @@ function shares(jobs: readonly EntryJob[], n: number): EntryJob[][] {
   return out.filter((s) => s.length > 0);
 }
 
+/** The worker's module: the compiled one in dist/src, which the package carries. */
+const WRITE_WORKER = `${packageRoot()}/dist/src/formats/dir/write-worker.js`;
+
 function runWorker(setup: WorkerSetup): Promise<void> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(new URL("./write-worker.js", import.meta.url), { workerData: setup });
+    // Found from the package root, not from this module: the bundled CLI has
+    // this code in one file, while the worker is always dist/src's own module.
+    const worker = new Worker(WRITE_WORKER, { workerData: setup });
     let reply: WorkerReply | undefined;
     worker.on("message", (r: WorkerReply) => (reply = r));
     worker.on("error", (e) => (reply ??= { type: "error", message: e.message, code: undefined, a3s: false, subject: undefined, hint: undefined }));
