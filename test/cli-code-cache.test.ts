@@ -92,6 +92,20 @@ describe("the CLI's code cache", () => {
     assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith(".tmp")), []);
   });
 
+  it("cache gc removes the code caches of other node versions and builds, and keeps the one in use", () => {
+    const dir = tempDir();
+    const root = join(dir, "cache");
+    build(root, dir);
+    const current = cacheFile(root);
+    const stale = join(root, "cli-code-cache", "v18.0.0-x64-0123456789abcdef.bin");
+    writeFileSync(stale, "an older build's code cache\n");
+    const r = runCli(["cache", "gc", "--json"], { cwd: dir, env: { A3S_CACHE_DIR: root } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout).codeCaches, { removed: 1, bytes: 28 });
+    assert.equal(cacheFile(root), current);
+    assertVerifies(current);
+  });
+
   it("a user's error from the bundled command reads as before: the message, no stack", () => {
     const dir = tempDir();
     const r = runCli(["build", "scratch", "--agent", join(dir, "nowhere"), "-o", `cpio:${join(dir, "out.cpio.gz")}`], { cwd: dir, env: { A3S_CACHE_DIR: join(dir, "cache") } });

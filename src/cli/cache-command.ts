@@ -4,6 +4,7 @@ import { A3sError } from "../errors.js";
 import { ContentStore } from "../oci/store/content-store.js";
 import { BuildCache } from "../outputs/build-cache.js";
 import { ImageRecords } from "../oci/store/image-records.js";
+import { gcCodeCaches } from "./code-cache-gc.js";
 import { action } from "./command-runner.js";
 import { humanBytes } from "./format.js";
 
@@ -121,7 +122,7 @@ async function verifyCache(flags: { keep?: boolean; json?: boolean }, signal: Ab
   return result.bad.length > 0 ? 1 : 0;
 }
 
-/** `cache gc`: image records forgotten by age, then the blobs, warm templates and build outputs nothing keeps. */
+/** `cache gc`: image records forgotten by age, then the blobs, warm templates, build outputs and CLI code caches nothing keeps. */
 async function collectGarbage(flags: GcFlags): Promise<void> {
   const store = new ContentStore();
   const records = new ImageRecords();
@@ -151,13 +152,14 @@ async function collectGarbage(flags: GcFlags): Promise<void> {
   const { removed, bytes, inUse } = await store.gc(keep, now);
   const warm = await gcWarmTemplates({ olderThanMs: (days ?? WARM_TEMPLATE_DAYS) * 86_400_000, all: flags.all === true, now });
   const builds = await new BuildCache().gc({ all: flags.all === true, ...(days !== undefined ? { olderThanMs: days * 86_400_000 } : {}), now });
+  const codeCaches = await gcCodeCaches(flags.all === true);
   if (flags.json) {
-    process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse, warmTemplates: warm, builds }) + "\n");
+    process.stdout.write(JSON.stringify({ forgotten, removed, bytes, inUse, warmTemplates: warm, builds, codeCaches }) + "\n");
     return;
   }
   const kept = inUse > 0 ? `; kept ${inUse} in use by running processes` : "";
   process.stdout.write(
     `forgot ${forgotten} images; removed ${removed} blobs, ${humanBytes(bytes)}${kept}; ${warm.removed} warm templates, ${humanBytes(warm.bytes)}; ` +
-      `${builds.removed} cached build outputs, ${humanBytes(builds.bytes)}\n`,
+      `${builds.removed} cached build outputs, ${humanBytes(builds.bytes)}; ${codeCaches.removed} stale CLI code caches, ${humanBytes(codeCaches.bytes)}\n`,
   );
 }
