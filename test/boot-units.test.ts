@@ -104,6 +104,16 @@ describe("QEMU command line", () => {
     assert.doesNotMatch(await kernelCommandLine("kvm", { job: true }), /vport/, "without the VM's devices, init finds its ports by name");
   });
 
+  it("adds the change-set port only to a machine given its socket (an overlay-mode run, a snapshot), with room for no more ports", () => {
+    const { changes, ...live } = spec.sockets;
+    void changes;
+    const a = qemuArgs({ ...spec, sockets: live }).join(" ");
+    assert.match(a, /-device virtio-serial-device,max_ports=4 /);
+    assert.match(a, /name=a3s\.control,nr=3/);
+    assert.doesNotMatch(a, /a3s\.changes|chg/);
+    assert.match(qemuArgs(spec).join(" "), /max_ports=5 .*name=a3s\.changes,nr=4/);
+  });
+
   it("turns off the crypto self-tests of a packaged kernel on every boot", async () => {
     for (const accel of ["kvm", "tcg"] as const) assert.match(await kernelCommandLine(accel), /(^| )cryptomgr\.notests( |$)/);
   });
