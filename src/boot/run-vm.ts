@@ -263,7 +263,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB,
