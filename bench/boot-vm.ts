@@ -42,6 +42,8 @@ export interface ConsoleBootOptions {
   readonly machineOptions?: string;
   /** Extra QEMU arguments after the VM's own, e.g. ["-cpu", "..."] (for trying CPU models). */
   readonly extraArgs?: readonly string[];
+  /** Give the machine the change-set port, as `run` does for an overlay-mode job (default: no, as for a live or no workspace). */
+  readonly changesPort?: boolean;
   /** Give up after this long; the VM is killed. */
   readonly timeoutMs: number;
   /** After the probe has reported, how long the guest gets to power itself off before it is killed. */
@@ -118,7 +120,9 @@ const CONTROL_PORT = 3;
 export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot> {
   const qemu = requireTool("qemu-system-x86_64", "qemu-system-x86");
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
-  const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock"), changes: join(work, "chg.sock") };
+  // The change-set port only when asked for, as `run` adds it only for an overlay-mode job.
+  const base = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
+  const sockets: { stdout: string; stderr: string; control: string; changes?: string } = o.changesPort ? { ...base, changes: join(work, "chg.sock") } : base;
   let started = 0;
   let startedWall = 0;
   let pid = 0;
@@ -162,7 +166,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       seeProbe(stdoutText);
     }),
     await listenChannel(sockets.stderr, () => {}),
-    await listenChannel(sockets.changes, () => {}),
+    ...(sockets.changes !== undefined ? [await listenChannel(sockets.changes, () => {})] : []),
     await listenChannel(
       sockets.control,
       (b) => control.push(b),

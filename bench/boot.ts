@@ -58,7 +58,7 @@ async function main(): Promise<void> {
   const accel: Accelerator = (await chooseAccelerator("auto", qemu, debian.kernelPath, cacheRoot())).accel;
   // As `run` boots: the job on the control channel, the channels' nodes named (the native inits ignore a3s.*).
   const cmdlines = new Map<string, string>();
-  for (const k of kernels) cmdlines.set(k.name, await kernelCommandLine(accel, { job: true, channelDevices: true, kernelOrigin: k.bundle.origin }));
+  for (const k of kernels) cmdlines.set(k.name, await kernelCommandLine(accel, { job: true, channelDevices: true, kernelOrigin: k.bundle.origin, ...(k.bundle.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: k.bundle.lapicTimerPeriod } : {}) }));
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
   try {
     const images = await buildImages(work);

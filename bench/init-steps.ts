@@ -70,8 +70,9 @@ async function main(): Promise<void> {
   if (!built) throw new Error("no microVM kernel: run a3s-rootfs kernel build first");
   const kernel = microvmKernelBundle(built);
   const accel = (await chooseAccelerator("auto", qemu, kernel.kernelPath, cacheRoot())).accel;
-  const cmdline = await kernelCommandLine(accel, { job: true, channelDevices: true });
-  const namedCmdline = await kernelCommandLine(accel, { job: true });
+  const asRun = { kernelOrigin: kernel.origin, ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}) };
+  const cmdline = await kernelCommandLine(accel, { job: true, channelDevices: true, ...asRun });
+  const namedCmdline = await kernelCommandLine(accel, { job: true, ...asRun });
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-init-"));
   try {
     const media = await buildMedia(work, kernel);

@@ -14,6 +14,8 @@ import { parseModinfo } from "../src/boot/modinfo.js";
 import { moduleLoadOrder } from "../src/boot/module-closure.js";
 import { withoutModuleSignature } from "../src/boot/module-signature.js";
 import { kernelCommandLine } from "../src/boot/kernel-cmdline.js";
+import { loadKernelPatches } from "../src/boot/kernel-patches.js";
+import { LAPIC_TIMER_PERIOD_PARAM, LAPIC_TIMER_PERIOD_PATCH, lapicTimerPeriod } from "../src/boot/lapic-timer.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
 import { isA3sError, RootfsBuilder } from "../src/index.js";
 import { findExecutable } from "../src/util/host-tool.js";
@@ -102,6 +104,37 @@ describe("QEMU command line", () => {
       assert.match(line, new RegExp(`(^| )a3s\\.${name}=/dev/vport1p${nr}( |$)`));
     }
     assert.doesNotMatch(await kernelCommandLine("kvm", { job: true }), /vport/, "without the VM's devices, init finds its ports by name");
+  });
+
+  it("adds the change-set port only to a machine given its socket (an overlay-mode run, a snapshot), with room for no more ports", () => {
+    const { changes, ...live } = spec.sockets;
+    void changes;
+    const a = qemuArgs({ ...spec, sockets: live }).join(" ");
+    assert.match(a, /-device virtio-serial-device,max_ports=4 /);
+    assert.match(a, /name=a3s\.control,nr=3/);
+    assert.doesNotMatch(a, /a3s\.changes|chg/);
+    assert.match(qemuArgs(spec).join(" "), /max_ports=5 .*name=a3s\.changes,nr=4/);
+  });
+
+  it("tells a microVM kernel built with the lapic-timer patch its APIC timer period under TCG only", async () => {
+    // QEMU's APIC counts at 1 GHz: 1e9 / HZ ticks per jiffy (the kernel measured 4000247 at HZ=250).
+    assert.equal(lapicTimerPeriod({ patches: [LAPIC_TIMER_PERIOD_PATCH], hz: 250 }), 4_000_000);
+    assert.equal(lapicTimerPeriod({ patches: [LAPIC_TIMER_PERIOD_PATCH], hz: 1000 }), 1_000_000);
+    assert.equal(lapicTimerPeriod({ patches: [], hz: 250 }), undefined, "a kernel without the patch calibrates itself");
+    assert.equal(lapicTimerPeriod({ hz: 250 }), undefined, "a kernel built before patches were recorded");
+    assert.equal(lapicTimerPeriod({ patches: [LAPIC_TIMER_PERIOD_PATCH] }), undefined, "HZ unknown");
+    // Not an a3s.* key: those are init's, and init refuses one it does not know (docs/guest-protocol.md §4).
+    assert.match(await kernelCommandLine("tcg", { lapicTimerPeriod: 4_000_000 }), /(^| )a3s_lapic_timer_period=4000000( |$)/);
+    assert.doesNotMatch(LAPIC_TIMER_PERIOD_PARAM, /^a3s\./);
+    assert.doesNotMatch(await kernelCommandLine("kvm", { lapicTimerPeriod: 4_000_000 }), /lapic_timer_period/, "KVM's guest uses the TSC-deadline timer");
+    assert.doesNotMatch(await kernelCommandLine("tcg"), /lapic_timer_period/);
+  });
+
+  it("ships the lapic-timer patch under the name the host looks for, adding the parameter it passes", async () => {
+    const patches = await loadKernelPatches();
+    const patch = patches.find((p) => p.name === LAPIC_TIMER_PERIOD_PATCH);
+    assert.ok(patch, `kernel/patches/${LAPIC_TIMER_PERIOD_PATCH} exists`);
+    assert.match(readFileSync(patch.path, "utf8"), new RegExp(`^\\+early_param\\("${LAPIC_TIMER_PERIOD_PARAM.replace(".", "\\.")}", `, "m"));
   });
 
   it("turns off the crypto self-tests of a packaged kernel on every boot", async () => {

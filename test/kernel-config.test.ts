@@ -17,6 +17,7 @@ import {
   verifyConfig,
 } from "../src/boot/kernel-config.js";
 import { runKbuild } from "../src/boot/kernel-make.js";
+import { loadKernelPatches } from "../src/boot/kernel-patches.js";
 import { kbuildEnv, removeAbandonedBuilds } from "../src/boot/microvm-kernel-build.js";
 import {
   findMicrovmKernel,
@@ -81,6 +82,22 @@ describe("the config hash (the cache key's config part)", () => {
     const h = configHash(mergeFragments([parseFragment("a.config", base)]));
     assert.notEqual(configHash(mergeFragments([parseFragment("a.config", base + "CONFIG_C=y\n")])), h);
     assert.notEqual(configHash(mergeFragments([parseFragment("a.config", "CONFIG_A=y\nCONFIG_B=y\n")])), h);
+  });
+
+  it("changes with the source patches' names and bytes, and is the settings' alone without patches", async () => {
+    const m = mergeFragments([parseFragment("a.config", base)]);
+    const h = configHash(m);
+    assert.equal(configHash(m, []), h, "no patches: the hash of a kernel built before patches existed");
+    const dir = tempDir();
+    writeFileSync(join(dir, "0001-a.patch"), "--- a/x\n+++ b/x\n");
+    writeFileSync(join(dir, "notes.txt"), "not a patch");
+    const patches = await loadKernelPatches(dir);
+    assert.deepEqual(patches.map((p) => p.name), ["0001-a.patch"]);
+    const withPatch = configHash(m, patches);
+    assert.notEqual(withPatch, h);
+    writeFileSync(join(dir, "0001-a.patch"), "--- a/x\n+++ b/x\n@@ changed @@\n");
+    assert.notEqual(configHash(m, await loadKernelPatches(dir)), withPatch, "a changed patch is a different kernel");
+    assert.deepEqual(await loadKernelPatches(join(dir, "absent")), []);
   });
 
   it("keys the cache directory by source version and hash, and names the kernel for runs", () => {
@@ -166,12 +183,12 @@ describe("built kernels in the cache", () => {
 
     const listed = await listMicrovmKernels(cache);
     assert.deepEqual(listed.map((k) => k.sourceVersion), ["6.12.118-1~deb12u1", "6.12.117-1~deb12u1"]);
-    const found = await findMicrovmKernel({ cacheDir: cache, fragmentsDir: fragments });
+    const found = await findMicrovmKernel({ cacheDir: cache, fragmentsDir: fragments, patchesDir: join(cache, "patches") });
     assert.equal(found?.dir, dir);
     assert.equal(found?.origin, `a3s-microvm:6.12.117-1~deb12u1+${current.slice(0, 8)}`);
     assert.deepEqual(microvmKernelBundle(found!).modules, [], "a built kernel needs no modules");
     writeFileSync(join(fragments, "a.config"), "CONFIG_A=y\nCONFIG_B=y\n");
-    assert.equal(await findMicrovmKernel({ cacheDir: cache, fragmentsDir: fragments }), undefined, "other fragments: not booted by default");
+    assert.equal(await findMicrovmKernel({ cacheDir: cache, fragmentsDir: fragments, patchesDir: join(cache, "patches") }), undefined, "other fragments: not booted by default");
   });
 });
 

@@ -82,6 +82,14 @@ describe("snapshots: one machine saved where init waits, restored again and agai
     assert.equal(cold.timeline.restoreMs, null);
   });
 
+  it("a restore runs an overlay-mode job: the snapshot's machine keeps the change-set port a boot adds only for overlay mode", async () => {
+    const ws = tempDir();
+    const r = await restore({ workspace: ws, workspaceMode: "overlay", args: ["--write", "/workspace/from-overlay"] });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.changes?.outcome, "applied", JSON.stringify(r.changes));
+    assert.equal(readFileSync(join(ws, "from-overlay"), "utf8"), "a3s-probe\n");
+  });
+
   it("the workspace share works after a restore, and the skills share stays out when not given", async () => {
     const ws = tempDir();
     const r = await restore({ workspace: ws, args: ["--write", "/workspace/from-restore"] });

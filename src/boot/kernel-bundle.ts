@@ -15,6 +15,12 @@ export interface KernelBundle {
   readonly bzImagePath?: string;
   /** Uncompressed .ko files, each after the modules it depends on. Empty for kernels with built-in drivers. */
   readonly modules: readonly KernelModule[];
+  /**
+   * For a microVM kernel built with the lapic-timer patch: the local APIC
+   * timer period the host passes under TCG so the kernel skips measuring
+   * it (lapic-timer.ts). Absent: the kernel calibrates its timer itself.
+   */
+  readonly lapicTimerPeriod?: number;
 }
 
 export interface KernelModule {

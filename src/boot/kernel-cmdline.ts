@@ -3,6 +3,7 @@ import { kernelCmdlineArg, parseUserSpec } from "../layout/guest-config.js";
 import { GUEST_PORT_DEVICES } from "./qemu-command.js";
 import type { Accelerator } from "./accelerator.js";
 import { hostTscKhz } from "./host-tsc.js";
+import { LAPIC_TIMER_PERIOD_PARAM } from "./lapic-timer.js";
 import { packsUnsignedModules, SKIP_MODULE_KEYS } from "./module-signature.js";
 
 /**
@@ -23,6 +24,8 @@ export async function kernelCommandLine(
     channelDevices?: boolean;
     /** The kernel's origin (KernelBundle.origin): Debian's kernel gets its own parameters (module-signature.ts). */
     kernelOrigin?: string;
+    /** KernelBundle.lapicTimerPeriod: the kernel accepts its APIC timer period from the host (lapic-timer.ts). */
+    lapicTimerPeriod?: number;
   } = {},
 ): Promise<string> {
   // noreplace-smp: a kernel that finds one CPU rewrites every LOCK prefix in
@@ -68,6 +71,10 @@ export async function kernelCommandLine(
     // tsc=reliable turns it off for the TSC, as Linux itself does on
     // hardware whose CPUID reports a constant, non-stop TSC.
     parts.push("tsc=reliable");
+    // The APIC timer's rate, which the kernel would otherwise measure by
+    // polling for 100 ms (lapic-timer.ts). TCG only: under KVM the guest
+    // has the TSC-deadline timer and calibrates nothing.
+    if (opts.lapicTimerPeriod !== undefined) parts.push(`${LAPIC_TIMER_PERIOD_PARAM}=${opts.lapicTimerPeriod}`);
   }
   if (opts.user !== undefined) {
     const u = parseUserSpec(opts.user);

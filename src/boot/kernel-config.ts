@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { A3sError } from "../errors.js";
 import { packageRoot } from "../util/package-root.js";
+import type { KernelPatch } from "./kernel-patches.js";
 
 /**
  * The microVM kernel's configuration as the repository keeps it: small
@@ -127,7 +128,8 @@ export function renderMergedConfig(merged: MergedConfig): string {
 export const KERNEL_BUILD_RECIPE = "a3s-microvm-kernel/1 allnoconfig+fragments vmlinux";
 
 /**
- * The config hash: sha256 of the recipe and the merged settings. Comments,
+ * The config hash: sha256 of the recipe, the merged settings and the source
+ * patches (none: the hash of the settings alone). Comments,
  * fragment names and order do not count, so a clarified comment does not
  * cost a rebuild; every option and value does.
  *
@@ -137,9 +139,11 @@ export const KERNEL_BUILD_RECIPE = "a3s-microvm-kernel/1 allnoconfig+fragments v
  * build's check that every option came out as asked holds whatever the
  * compiler. The compiler is recorded with each kernel (kernel.json) instead.
  */
-export function configHash(merged: MergedConfig): string {
+export function configHash(merged: MergedConfig, patches: readonly Pick<KernelPatch, "name" | "sha256">[] = []): string {
   const h = createHash("sha256").update(`${KERNEL_BUILD_RECIPE}\n`);
   for (const s of merged.settings) h.update(`${s.name}=${s.value}\n`);
+  // The source patches (kernel-patches.ts), by name and bytes: a changed patch is a different kernel.
+  for (const p of patches) h.update(`patch ${p.name} ${p.sha256}\n`);
   return h.digest("hex");
 }
 

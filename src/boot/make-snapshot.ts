@@ -98,7 +98,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         kernelPath: kernel.kernelPath,
         initrd: media.initrd,
         ...(media.disk ? { disk: media.disk } : {}),
-        cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+        cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
         accel: decision.accel,
         cpus,
         memoryMiB,

@@ -7,8 +7,9 @@ import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { findExecutable, requireTool, runTool } from "../util/host-tool.js";
 import { pvhEntryPoint } from "./extract-vmlinux.js";
-import { configHash, loadKernelConfig, renderMergedConfig, requireConfig } from "./kernel-config.js";
+import { configHash, loadKernelConfig, parseDotConfig, renderMergedConfig, requireConfig } from "./kernel-config.js";
 import { kernelBuildAborted, runKbuild } from "./kernel-make.js";
+import { loadKernelPatches, patchArgs } from "./kernel-patches.js";
 import { DEFAULT_SOURCE_PACKAGE, extractLinuxSource, fetchLinuxSource, linuxSourcePackage } from "./kernel-source.js";
 import {
   listMicrovmKernels,
@@ -25,6 +26,8 @@ export interface BuildKernelOptions {
   readonly sourcePackage?: string;
   /** Fragments directory (default: the package's kernel/config). */
   readonly fragmentsDir?: string;
+  /** Source patches directory (default: the package's kernel/patches). */
+  readonly patchesDir?: string;
   /** Parallel compile jobs (default: the CPUs this process may use). */
   readonly jobs?: number;
   readonly progress?: (message: string) => void;
@@ -56,6 +59,7 @@ const BUILD_TOOLS: readonly (readonly [string, string])[] = [
   ["bc", "bc"],
   ["perl", "perl"],
   ["xz", "xz-utils"],
+  ["patch", "patch"],
 ];
 /** Headers the host-side build tools include: objtool reads ELF with libelf. */
 const BUILD_HEADERS: readonly (readonly [string, string])[] = [["/usr/include/libelf.h", "libelf-dev"]];
@@ -67,7 +71,8 @@ const BUILD_HEADERS: readonly (readonly [string, string])[] = [["/usr/include/li
  *
  * The build: the source .deb (cached, sha256-checked against apt's index)
  * is unpacked into a directory beside the cache, configured with the
- * kernel's merge_config.sh onto allnoconfig, checked option by option
+ * kernel's merge_config.sh onto allnoconfig (after kernel/patches/*.patch
+ * are applied to it), checked option by option
  * against the fragments, built out of tree (`make O=... vmlinux`) with
  * fixed KBUILD_BUILD_* values so the same source and config give the same
  * bytes, checked again, and published into the cache by one rename. The
@@ -80,7 +85,8 @@ export async function buildMicrovmKernel(opts: BuildKernelOptions = {}): Promise
   const cacheDir = opts.cacheDir ?? cacheRoot();
   const kernelsDir = microvmKernelsDir(cacheDir);
   const merged = await loadKernelConfig(opts.fragmentsDir);
-  const hash = configHash(merged);
+  const patches = await loadKernelPatches(opts.patchesDir);
+  const hash = configHash(merged, patches);
   const pkg = await linuxSourcePackage(opts.sourcePackage ?? DEFAULT_SOURCE_PACKAGE);
   const finalDir = join(kernelsDir, microvmKernelDirName(pkg.version, hash));
 
@@ -102,6 +108,11 @@ export async function buildMicrovmKernel(opts: BuildKernelOptions = {}): Promise
     const run = (what: string, command: string, args: string[], onStep?: (n: number) => void): Promise<number> =>
       runKbuild(command, { cwd: srcDir, args, env, logFile: log, what, ...(onStep ? { onStep } : {}), ...(opts.signal ? { signal: opts.signal } : {}) });
 
+    for (const p of patches) {
+      progress(`applying ${p.name}`);
+      await run(`applying the kernel patch ${p.path}`, "patch", patchArgs(p, srcDir));
+    }
+
     progress(`configuring: ${merged.settings.length} options from ${merged.fragments.length} fragments onto allnoconfig`);
     const mergedFile = join(work, "fragments.config");
     await writeFile(mergedFile, renderMergedConfig(merged));
@@ -117,7 +128,7 @@ export async function buildMicrovmKernel(opts: BuildKernelOptions = {}): Promise
     const config = await readFile(join(obj, ".config"), "utf8");
     requireConfig(merged, config, "after building");
 
-    const staged = await stageKernel({ work, obj, config, mergedFile, merged, hash, pkg, steps, started });
+    const staged = await stageKernel({ work, obj, config, mergedFile, merged, patches: patches.map((p) => p.name), hash, pkg, steps, started });
     // One rename publishes it; a concurrent build that finished first already
     // put the same kernel there, and that one is kept.
     await rename(staged, finalDir).catch((e: NodeJS.ErrnoException) => {
@@ -164,12 +175,13 @@ async function stageKernel(b: {
   config: string;
   mergedFile: string;
   merged: Awaited<ReturnType<typeof loadKernelConfig>>;
+  patches: readonly string[];
   hash: string;
   pkg: Awaited<ReturnType<typeof linuxSourcePackage>>;
   steps: number;
   started: number;
 }): Promise<string> {
-  const { work, obj, config, mergedFile, merged, hash, pkg, steps, started } = b;
+  const { work, obj, config, mergedFile, merged, patches, hash, pkg, steps, started } = b;
   const vmlinux = await readFile(join(obj, "vmlinux"));
   const entry = pvhEntryPoint(vmlinux);
   if (entry === undefined) {
@@ -188,6 +200,8 @@ async function stageKernel(b: {
     sourceVersion: pkg.version,
     configHash: hash,
     fragments: merged.fragments,
+    patches,
+    hz: Number(parseDotConfig(config).get("CONFIG_HZ")),
     bytes: vmlinux.length,
     sha256: createHash("sha256").update(vmlinux).digest("hex"),
     pvhEntry: `0x${entry.toString(16)}`,

@@ -2,6 +2,8 @@ import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { cacheRoot } from "../util/cache-dir.js";
 import { configHash, loadKernelConfig } from "./kernel-config.js";
+import { loadKernelPatches } from "./kernel-patches.js";
+import { lapicTimerPeriod } from "./lapic-timer.js";
 import type { KernelBundle } from "./kernel-bundle.js";
 
 /**
@@ -20,7 +22,7 @@ export interface MicrovmKernelManifest {
   readonly sourcePackage: string;
   /** The Debian version of the source package: "6.12.117-1~deb12u1". */
   readonly sourceVersion: string;
-  /** sha256 of the merged fragments and the build recipe (kernel-config.ts configHash). */
+  /** sha256 of the merged fragments, the source patches and the build recipe (kernel-config.ts configHash). */
   readonly configHash: string;
   readonly fragments: readonly string[];
   readonly bytes: number;
@@ -28,6 +30,10 @@ export interface MicrovmKernelManifest {
   readonly pvhEntry: string;
   /** `gcc --version`'s first line: part of what made these bytes, not of the cache key. */
   readonly compiler: string;
+  /** The kernel/patches/*.patch files applied to the source, in order (absent: built before patches existed). */
+  readonly patches?: readonly string[];
+  /** CONFIG_HZ: the tick rate, which the APIC timer period is counted in (absent in kernels built before it was recorded). */
+  readonly hz?: number;
   /** Build steps kbuild reported: the next build's progress estimate. */
   readonly buildSteps: number;
   readonly durationMs: number;
@@ -86,14 +92,15 @@ export async function listMicrovmKernels(cacheDir: string = cacheRoot()): Promis
  * from this package's fragments (a kernel built from other fragments, by
  * another a3s-rootfs version, may lack what this version's init needs).
  */
-export async function findMicrovmKernel(opts: { cacheDir?: string; fragmentsDir?: string } = {}): Promise<MicrovmKernel | undefined> {
+export async function findMicrovmKernel(opts: { cacheDir?: string; fragmentsDir?: string; patchesDir?: string } = {}): Promise<MicrovmKernel | undefined> {
   const kernels = await listMicrovmKernels(opts.cacheDir);
   if (kernels.length === 0) return undefined;
-  const hash = configHash(await loadKernelConfig(opts.fragmentsDir));
+  const hash = configHash(await loadKernelConfig(opts.fragmentsDir), await loadKernelPatches(opts.patchesDir));
   return kernels.find((k) => k.configHash === hash);
 }
 
 /** A built kernel as a boot bundle: its drivers are built in, so it needs no modules. */
 export function microvmKernelBundle(k: MicrovmKernel): KernelBundle {
-  return { release: k.release, origin: k.origin, kernelPath: k.path, modules: [] };
+  const period = lapicTimerPeriod(k);
+  return { release: k.release, origin: k.origin, kernelPath: k.path, modules: [], ...(period !== undefined ? { lapicTimerPeriod: period } : {}) };
 }

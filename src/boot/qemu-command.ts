@@ -21,8 +21,12 @@ export interface VmSpec {
   readonly memoryMiB: number;
   readonly transport: ShareTransport;
   readonly shares: readonly VmShare[];
-  /** Unix sockets this process listens on; QEMU connects to each as a client. */
-  readonly sockets: { readonly stdout: string; readonly stderr: string; readonly control: string; readonly changes: string };
+  /**
+   * Unix sockets this process listens on; QEMU connects to each as a
+   * client. `changes` is the change-set port's: present only in a machine
+   * that may run an overlay-mode job (lastPort).
+   */
+  readonly sockets: { readonly stdout: string; readonly stderr: string; readonly control: string; readonly changes?: string };
   /**
    * A writable disk for the workspace overlay's upper layer (run
    * --scratch-disk): a raw ext4 image, found by the guest through its
@@ -91,19 +95,27 @@ function channelArgs(id: string, channel: keyof typeof GUEST_PORT_NAMES, path: s
 }
 
 /**
- * The guest's virtio-serial ports: stdout, stderr, the control channel and
- * the change set of a workspace in overlay mode (docs/guest-protocol.md §6,
- * §8). Every machine has all four, so a snapshot's machine can run a job in
- * either workspace mode.
+ * The guest's virtio-serial ports: stdout, stderr, the control channel and,
+ * in a machine that may run a job with its workspace in overlay mode, the
+ * change set (docs/guest-protocol.md §6, §8). A boot knows its job's mode
+ * and adds the change-set port only for overlay mode: each port costs the
+ * guest kernel an in and an out virtqueue and 128 page-sized receive
+ * buffers to set up as it boots (with Debian's kernel, init waits about
+ * 100 ms under TCG for the four ports' set-up). A snapshot's machine keeps
+ * the port, so a restore can run a job in either mode (make-snapshot.ts).
+ * Returns the highest port number the machine's channels use: the device
+ * needs room for no more.
  */
-export const GUEST_CHANNELS = 4;
+function lastPort(spec: VmSpec): number {
+  return spec.sockets.changes !== undefined ? GUEST_PORT_NUMBERS.changes : GUEST_PORT_NUMBERS.control;
+}
 
 /**
  * QEMU's argv for one guest on the `microvm` machine: no firmware tables
  * beyond what the kernel needs, virtio-mmio devices only (microvm has no
- * PCI), the kernel console on the serial port, four named virtio-serial
- * ports for the agent's stdout, stderr, the control channel and the change
- * set (docs/guest-protocol.md §6).
+ * PCI), the kernel console on the serial port, named virtio-serial ports
+ * for the agent's stdout, stderr, the control channel and, when the spec
+ * has its socket, the change set (docs/guest-protocol.md §6).
  */
 export function qemuArgs(spec: VmSpec): string[] {
   const q = qemuOptionValue;
@@ -122,16 +134,17 @@ export function qemuArgs(spec: VmSpec): string[] {
     // for entropy the guest gathers itself, slowly under TCG.
     // First of the virtio devices, then the serial device: see GUEST_PORT_DEVICES.
     "-device", "virtio-rng-device",
-    // max_ports: port 0 is kept for a console, and the four named ports
-    // below take 1 to 4. The default, 31, makes the guest driver set up 64
-    // virtqueues (an in and an out queue per possible port, plus control),
-    // each with its own ring and MMIO set-up: measured under TCG, 3 ports
-    // start the agent about 60 ms sooner (median of 12).
-    "-device", `virtio-serial-device,max_ports=${GUEST_CHANNELS + 1}`,
+    // max_ports: port 0 is kept for a console, and the named ports below
+    // take 1 to 3, or 4 with the change set. The default, 31, makes the
+    // guest driver set up 64 virtqueues (an in and an out queue per
+    // possible port, plus control), each with its own ring and MMIO
+    // set-up: measured under TCG, 3 ports start the agent about 60 ms
+    // sooner (median of 12).
+    "-device", `virtio-serial-device,max_ports=${lastPort(spec) + 1}`,
     ...channelArgs("out", "stdout", spec.sockets.stdout),
     ...channelArgs("err", "stderr", spec.sockets.stderr),
     ...channelArgs("ctl", "control", spec.sockets.control),
-    ...channelArgs("chg", "changes", spec.sockets.changes),
+    ...(spec.sockets.changes !== undefined ? channelArgs("chg", "changes", spec.sockets.changes) : []),
   ];
   if (spec.memoryFile) {
     const f = spec.memoryFile;

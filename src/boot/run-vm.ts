@@ -253,7 +253,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     progress(`image: ${kind}; ${media.modules.length} kernel modules`);
     checkGuestMemory(memoryMiB, await bootMemoryNeed(opts.image, imageFootprint, kernel.kernelPath, media.initrd), opts.image, kernel.origin);
 
-    const { sockets, control, changes } = await listenToGuest(work, guest, started);
+    const { sockets, control, changes } = await listenToGuest(work, guest, started, opts.workspaceMode === "overlay");
     // The job goes out once init holds the control channel for good: after
     // the switch to a disk root (init may open the channel anew there, and
     // the kernel drops what a closed port had not read), else at once.
@@ -263,7 +263,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB,
@@ -305,7 +305,7 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
     const m = snapshot.manifest;
     progress(`snapshot: ${path} (${m.image.kind} ${m.image.path}, ${m.kernel.origin}; ${m.machine.accel}, ${m.machine.cpus} CPU, ${m.machine.memoryMiB} MiB, shares over ${m.machine.transport})`);
     const plan = await prepareRestore(snapshot, { workspace: opts.workspace, skills: opts.skills, work, children: started.children });
-    const { sockets, control, changes } = await listenToGuest(work, guest, started);
+    const { sockets, control, changes } = await listenToGuest(work, guest, started, true);
     const conversation = new GuestConversation(control, jobRequest(opts, plan.providedShares, false));
     guest.converse(conversation);
     const qmpSocket = join(work, "qmp.sock");
@@ -540,15 +540,27 @@ class GuestOutput {
   }
 }
 
-/** Listens on the guest's four channels (stdout, stderr, control, changes) before QEMU connects to them. */
+/**
+ * Listens on the guest's channels (stdout, stderr, control and, when the
+ * machine has its port, the change set) before QEMU connects to them.
+ * `changesPort`: a boot has the port only when its job's workspace is in
+ * overlay mode (qemu-command.ts lastPort); a restored snapshot's machine
+ * always has it, since the device set must be the one it was saved with.
+ */
 async function listenToGuest(
   work: string,
   guest: GuestOutput,
   started: StartedProcesses,
-): Promise<{ sockets: VmSpec["sockets"]; control: GuestChannel; changes: ChangeSetReceiver }> {
-  const sockets = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock"), changes: join(work, "chg.sock") };
-  const { receiver, channel } = await ChangeSetReceiver.listen(work, sockets.changes, (n) => guest.changeBytes(n));
-  started.channels.push(channel);
+  changesPort: boolean,
+): Promise<{ sockets: VmSpec["sockets"]; control: GuestChannel; changes: ChangeSetReceiver | undefined }> {
+  const base = { stdout: join(work, "out.sock"), stderr: join(work, "err.sock"), control: join(work, "ctl.sock") };
+  const sockets: VmSpec["sockets"] = changesPort ? { ...base, changes: join(work, "chg.sock") } : base;
+  let receiver: ChangeSetReceiver | undefined;
+  if (sockets.changes !== undefined) {
+    const listening = await ChangeSetReceiver.listen(work, sockets.changes, (n) => guest.changeBytes(n));
+    receiver = listening.receiver;
+    started.channels.push(listening.channel);
+  }
   started.channels.push(await GuestChannel.listen(sockets.stdout, (b) => guest.keep("stdout", b)));
   started.channels.push(await GuestChannel.listen(sockets.stderr, (b) => guest.keep("stderr", b)));
   const control = await GuestChannel.listen(sockets.control, (b) => guest.control.push(b));
@@ -778,12 +790,14 @@ function checkWorkspaceOptions(opts: RunOptions, restore: boolean): void {
 async function takeChangeSet(
   opts: RunOptions,
   guest: GuestOutput,
-  receiver: ChangeSetReceiver,
+  receiver: ChangeSetReceiver | undefined,
   end: Extract<ControlEvent, { kind: "agent-exit" | "error" }>,
   progress: (message: string) => void,
 ): Promise<{ mode: WorkspaceMode | null; outcome: ChangeSetOutcome | null }> {
   const mode: WorkspaceMode | null = opts.workspace === undefined ? null : (opts.workspaceMode ?? "live");
   if (mode !== "overlay" || opts.workspace === undefined) return { mode, outcome: null };
+  // An overlay-mode run's machine always has the change-set port (listenToGuest).
+  if (!receiver) throw new Error("internal: an overlay-mode run without a change-set port");
   const reported = guest.events.find((e): e is Extract<ControlEvent, { kind: "changes" }> => e.kind === "changes");
   const counts = { bytes: reported?.bytes ?? null, entries: reported?.entries ?? null, skipped: reported?.skipped ?? null };
   const failed = (error: string, nothingApplied = true): { mode: WorkspaceMode; outcome: ChangeSetOutcome } => {

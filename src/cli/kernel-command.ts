@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { stat } from "node:fs/promises";
 import { debianKernel, debianKernelPackage } from "../boot/debian-kernel.js";
 import { configHash, loadKernelConfig } from "../boot/kernel-config.js";
+import { loadKernelPatches } from "../boot/kernel-patches.js";
 import { listMicrovmKernels } from "../boot/microvm-kernel-cache.js";
 import { action } from "./command-runner.js";
 import { humanBytes } from "./format.js";
@@ -46,7 +47,7 @@ export function registerKernelCommand(program: Command): void {
     .action(
       action(async (_ctx, flags: { fetch?: boolean; json?: boolean }) => {
         const progress = flags.json ? () => {} : (m: string) => process.stderr.write(`a3s-rootfs: ${m}\n`);
-        const hash = configHash(await loadKernelConfig());
+        const hash = configHash(await loadKernelConfig(), await loadKernelPatches());
         const built: KernelEntry[] = (await listMicrovmKernels()).map((k) => ({
           kind: "a3s-microvm",
           origin: k.origin,

@@ -132,6 +132,7 @@ export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
   { command: "bc", debianPackage: "bc", groups: { "kernel-build": "required" }, neededBy: "kernel build", versionArgs: ["--version"] },
   { command: "perl", debianPackage: "perl", groups: { "kernel-build": "required" }, neededBy: "kernel build", versionArgs: ["-e", "print $^V"] },
   { command: "xz", debianPackage: "xz-utils", groups: { "kernel-build": "required" }, neededBy: "kernel build", versionArgs: ["--version"] },
+  { command: "patch", debianPackage: "patch", groups: { "kernel-build": "required" }, neededBy: "kernel build (kernel/patches)", versionArgs: ["--version"] },
   { command: "/usr/include/libelf.h", name: "libelf.h", debianPackage: "libelf-dev", groups: { "kernel-build": "required" }, neededBy: "kernel build (objtool)" },
   { command: "/usr/include/openssl/ssl.h", name: "openssl/ssl.h", debianPackage: "libssl-dev", groups: { "kernel-build": "required" }, neededBy: "kernel build (certificate tools)" },
   // guest programs, in a checkout

@@ -26,6 +26,8 @@ export interface OwnQemuOptions {
   kernel?: string;
   /** More kernel command line. */
   append?: string;
+  /** Pass a patched microVM kernel its APIC timer period under TCG, as `run` does (default: yes). */
+  lapicTimerPeriod?: boolean;
   /** QEMU device for each channel (default: the named virtserialport `run` uses); null leaves the channel out. */
   devices?: Partial<Record<"out" | "err" | "ctl" | "chg", "virtconsole" | "virtserialport" | null>>;
   /** Called with the control socket and each control line the host reads from it. */
@@ -110,7 +112,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
   let args = qemuArgs({
     kernelPath: kernel.kernelPath,
     initrd: media.initrd,
-    cmdline: `${await kernelCommandLine(accel, { args: opts.args })} ${opts.append ?? ""}`.trim(),
+    cmdline: `${await kernelCommandLine(accel, { args: opts.args, ...(opts.lapicTimerPeriod !== false && kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}) })} ${opts.append ?? ""}`.trim(),
     accel,
     cpus: 1,
     memoryMiB: 512,
