@@ -238,7 +238,9 @@ describe("a3s-rootfs cache", () => {
     assert.equal(records[0]!.digests.length, 6);
 
     const gc = await cli(["cache", "gc", "--json"], env);
-    assert.deepEqual(JSON.parse(gc.stdout), { forgotten: 0, removed: 0, bytes: 0, inUse: 0, warmTemplates: { removed: 0, bytes: 0 }, builds: { removed: 0, bytes: 0 } });
+    // The CLI's own code cache (cli-code-cache.test.ts covers its gc) is left out.
+    const { codeCaches: _codeCaches, ...kept } = JSON.parse(gc.stdout) as Record<string, unknown>;
+    assert.deepEqual(kept, { forgotten: 0, removed: 0, bytes: 0, inUse: 0, warmTemplates: { removed: 0, bytes: 0 }, builds: { removed: 0, bytes: 0 } });
     const all = await cli(["cache", "gc", "--all", "--json"], env);
     const result = JSON.parse(all.stdout);
     assert.equal(result.forgotten, 1);
