@@ -24,7 +24,8 @@ import { ociLayoutSource } from "../src/sources/oci-layout-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { imageDifferences } from "../test/helpers/image-compare.js";
 import { expectedView, type ObservedEntry } from "../test/helpers/image-sample.js";
-import { MINBASE_TAR, minbaseTar } from "./minbase.js";
+import { minbaseTar } from "./minbase.js";
+import { sh, umociTwoLayerImage } from "./two-layer-image.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 const RUNS = 5;
@@ -34,10 +35,6 @@ const TIME = "/usr/bin/time";
 /** Size of the extra layer of the large image, in incompressible files. */
 const BIG_BYTES = 1100 * 1024 * 1024;
 const BIG_FILE = 4 * 1024 * 1024;
-
-function sh(file: string, args: string[], opts: { cwd?: string } = {}): void {
-  execFileSync(file, args, { stdio: ["ignore", "ignore", "inherit"], ...opts });
-}
 
 /**
  * The layout: tag v2 is minbase + a whiteout layer; tag big adds a third
@@ -52,23 +49,7 @@ function benchLayout(): string {
   rmSync(LAYOUT_CACHE, { recursive: true, force: true });
   mkdirSync(LAYOUT_CACHE, { recursive: true });
   const bundle = (name: string): string => join(LAYOUT_CACHE, name);
-  process.stderr.write("bench: building the two-layer image with umoci (once)\n");
-  sh("umoci", ["init", "--layout", layout]);
-  sh("umoci", ["new", "--image", `${layout}:v2`]);
-  sh("umoci", ["unpack", "--image", `${layout}:v2`, bundle("b1")]);
-  sh("tar", ["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf", MINBASE_TAR, "-C", join(bundle("b1"), "rootfs")]);
-  sh("umoci", ["repack", "--image", `${layout}:v2`, bundle("b1")]);
-  sh("umoci", ["unpack", "--image", `${layout}:v2`, bundle("b2")]);
-  const r2 = join(bundle("b2"), "rootfs");
-  for (const d of ["usr/share/doc", "usr/share/man", "usr/share/locale"]) rmSync(join(r2, d), { recursive: true, force: true });
-  rmSync(join(r2, "etc/apt/apt.conf.d"), { recursive: true, force: true });
-  mkdirSync(join(r2, "etc/apt/apt.conf.d"));
-  writeFileSync(join(r2, "etc/apt/apt.conf.d/99bench"), 'APT::Install-Recommends "false";\n');
-  mkdirSync(join(r2, "opt/agent"), { recursive: true });
-  writeFileSync(join(r2, "opt/agent/README"), "the second layer\n");
-  writeFileSync(join(r2, "etc/motd"), "bench image layer 2\n");
-  sh("umoci", ["repack", "--image", `${layout}:v2`, bundle("b2")]);
-  sh("umoci", ["config", "--image", `${layout}:v2`, "--config.entrypoint", "/bin/bash"]);
+  umociTwoLayerImage(layout, LAYOUT_CACHE);
 
   process.stderr.write("bench: adding a 1.1 GB layer for the memory run (once)\n");
   sh("umoci", ["unpack", "--image", `${layout}:v2`, bundle("b3")]);
