@@ -5,7 +5,7 @@
 // it is finished by the next apply. The real CLI, real files; no VM.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { applyChangeSet, finishInterruptedApply } from "../src/boot/change-set-apply.js";
@@ -13,29 +13,13 @@ import { JOURNAL_NAME, STAGING_NAME } from "../src/boot/change-set.js";
 import { CLI, runCli } from "./helpers/cli.js";
 import { member, tar } from "./helpers/raw-tar.js";
 import { tempDir } from "./helpers/temp-dir.js";
+import { treeListing as listing } from "./helpers/tree-listing.js";
 
 const dir = (name: string, mode = 0o755): Buffer => member({ name: `${name}/`, type: "5", mode });
 const file = (name: string, data: string, mode = 0o644): Buffer => member({ name, mode }, data);
 const whiteout = (name: string): Buffer => member({ name, mode: 0o600 });
 const link = (name: string, target: string): Buffer => member({ name, type: "2", linkName: target, mode: 0o777 });
 
-/** Every path under root with what it is: "d", "f:CONTENT" or "l:TARGET". */
-function listing(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string): void => {
-    for (const name of readdirSync(join(root, rel)).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(join(root, r));
-      if (st.isSymbolicLink()) out[r] = `l:${readlinkSync(join(root, r))}`;
-      else if (st.isDirectory()) {
-        out[r] = "d";
-        walk(r);
-      } else out[r] = `f:${readFileSync(join(root, r), "utf8")}`;
-    }
-  };
-  walk("");
-  return out;
-}
 
 /** A workspace and, beside it, a directory the change sets must never touch. */
 function setup(): { base: string; ws: string; outside: string } {

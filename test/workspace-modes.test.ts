@@ -7,7 +7,7 @@
 // killed while the agent works applies nothing.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { findMicrovmKernel } from "../src/boot/microvm-kernel-cache.js";
@@ -15,29 +15,13 @@ import { RootfsBuilder } from "../src/index.js";
 import { boot, isolateRunDirectories, leftoverVmProcesses } from "./helpers/boot.js";
 import { CLI, runCli } from "./helpers/cli.js";
 import { tempDir } from "./helpers/temp-dir.js";
+import { treeListing as listing } from "./helpers/tree-listing.js";
 
 const built = await findMicrovmKernel();
 const skip = built ? false : "no microVM kernel is built for these fragments (run: a3s-rootfs kernel build)";
 const runDirs = isolateRunDirectories();
 const imageDir = tempDir();
 
-/** Every path under root with what it is: "d", "f:CONTENT" or "l:TARGET". */
-function listing(root: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (rel: string): void => {
-    for (const name of readdirSync(join(root, rel)).sort()) {
-      const r = rel ? `${rel}/${name}` : name;
-      const st = lstatSync(join(root, r));
-      if (st.isSymbolicLink()) out[r] = `l:${readlinkSync(join(root, r))}`;
-      else if (st.isDirectory()) {
-        out[r] = "d";
-        walk(r);
-      } else out[r] = `f:${readFileSync(join(root, r), "utf8")}`;
-    }
-  };
-  walk("");
-  return out;
-}
 
 /** A project, skills, and a directory beside them that nothing may touch. */
 function project(): { base: string; workspace: string; skills: string; outside: string } {
