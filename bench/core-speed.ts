@@ -2,7 +2,8 @@
 //  1. oci → dir: `a3s-rootfs build oci:L:v2 -o dir:OUT` (empty cache, and a
 //     cache hit: the layers already uncompressed in the store) against
 //     `umoci unpack` of the same layout (bench/core-speed-layout.ts: the
-//     Debian bookworm minbase in two layers), runs interleaved;
+//     Debian bookworm minbase in two layers), runs interleaved (see
+//     settleFilesystem() in stats.ts for why nothing is deleted between them);
 //  2. CLI start: `node -e 0` against `a3s-rootfs build scratch --agent A
 //     -o cpio:OUT.cpio.gz` (a 1 MB static agent; the installed command,
 //     dist/src/cli/a3s-rootfs.cjs, whose code cache the warm-up runs make),
@@ -26,7 +27,7 @@ import { fileURLToPath } from "node:url";
 import { RootfsBuilder } from "../src/index.js";
 import { compileTestBinary } from "../test/helpers/static-binary.js";
 import { CORE_LAYOUT_TAG, coreBenchLayout } from "./core-speed-layout.js";
-import { machineLine, median, timeRuns, writeResults } from "./stats.js";
+import { machineLine, median, settleFilesystem, SETTLE_MS, timeRuns, writeResults } from "./stats.js";
 
 const RUNS = Number(process.argv[2] ?? 3);
 const CLI_RUNS = 20;
@@ -102,16 +103,30 @@ async function main(): Promise<void> {
     const cold: Run[] = [];
     const warm: Run[] = [];
     const umoci: Run[] = [];
+    const leftovers: string[] = [];
+    settleFilesystem();
     for (let i = 0; i < RUNS; i++) {
       const env = { ...process.env, A3S_CACHE_DIR: out("cache") };
       const a = out("ours");
-      cold.push(timed(process.execPath, [CLI, "build", spec, "-o", `dir:${a}`], env));
       const b = out("ours");
-      warm.push(timed(process.execPath, [CLI, "build", spec, "-o", `dir:${b}`], env));
       const c = out("umoci");
-      umoci.push(timed("umoci", ["unpack", "--image", `${layout}:${CORE_LAYOUT_TAG}`, c]));
-      for (const p of [a, `${a}.a3s-metadata.json`, b, `${b}.a3s-metadata.json`, c, env.A3S_CACHE_DIR]) rmSync(p, { recursive: true, force: true });
+      const ours = (): void => {
+        cold.push(timed(process.execPath, [CLI, "build", spec, "-o", `dir:${a}`], env));
+        warm.push(timed(process.execPath, [CLI, "build", spec, "-o", `dir:${b}`], env));
+      };
+      const theirs = (): void => void umoci.push(timed("umoci", ["unpack", "--image", `${layout}:${CORE_LAYOUT_TAG}`, c]));
+      // Each tool goes first in every other round: whatever the first
+      // command after a round's clean-up pays, both pay it equally often.
+      if (i % 2 === 0) {
+        ours();
+        theirs();
+      } else {
+        theirs();
+        ours();
+      }
+      leftovers.push(a, `${a}.a3s-metadata.json`, b, `${b}.a3s-metadata.json`, c, env.A3S_CACHE_DIR);
     }
+    for (const p of leftovers) rmSync(p, { recursive: true, force: true });
 
     // 2. CLI start, interleaved so both see the same load; no sync (nothing large is written).
     const bare: Run[] = [];
@@ -190,7 +205,7 @@ async function main(): Promise<void> {
       "",
       `${machineLine()}, ${cpus().length} cores. ${loadNote(load)} Every ratio is from this one run.`,
       "",
-      `## oci → dir (median of ${RUNS}, interleaved, \`sync\` before each)`,
+      `## oci → dir (median of ${RUNS}, interleaved: each tool first in every other round; \`sync\` before each command; the rounds start ${SETTLE_MS / 1000} s after the set-up, and nothing is deleted until the last is done: see settleFilesystem() in bench/stats.ts)`,
       "",
       `Image: ${json.ociToDir.image}.`,
       "",

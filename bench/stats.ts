@@ -1,4 +1,5 @@
-/** Small helpers shared by the benchmarks: timing, medians and result files. */
+/** Small helpers shared by the benchmarks: timing, medians, result files and a settled filesystem. */
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,4 +34,25 @@ export function writeResults(name: string, json: unknown, markdown: string): voi
 /** A line describing the machine, for result files. */
 export function machineLine(): string {
   return `node ${process.version}, ${process.platform}/${process.arch}, ${new Date().toISOString().slice(0, 10)}`;
+}
+
+/**
+ * How long to wait, after `sync`, before timed commands that create many
+ * files (a dir output, `umoci unpack`). This VM's root is ext4 without a
+ * journal, and such an ext4, when it allocates an
+ * inode, skips every inode deleted in the last 60 s (360 s while its
+ * inode-table block is dirty), reading each one's deletion time on the way
+ * (perf: find_get_block_common under recently_deleted, under ext4_create).
+ * After thousands of files were deleted, creating files costs several times
+ * more system time for a minute or more: `tar -x` of the minbase layer took
+ * 2.5-2.7 s of system time right after deleting the previous extraction,
+ * against 0.3 s otherwise. So a bench deletes nothing between such commands
+ * (every output stays until the last round is done), and starts them this
+ * long after its own set-up and whatever ran before it.
+ */
+export const SETTLE_MS = 60_000;
+
+export function settleFilesystem(): void {
+  execFileSync("sync");
+  execFileSync("sleep", [String(SETTLE_MS / 1000)]);
 }
