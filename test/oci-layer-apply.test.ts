@@ -244,6 +244,19 @@ describe("OCI layer application", () => {
       assert.deepEqual(storeFiles(store), []);
     });
 
+    it("names the diff_id mismatch, not the tar, when altered bytes are also a broken tar (the headers are parsed while the layer decompresses)", async () => {
+      // A member named "../escape": parsed alone it is refused with EPATH,
+      // but its bytes are not the diff_id's, and that is the error to give.
+      const broken = rawLayer(tar(raw.file("../escape", "x")));
+      await assert.rejects(applyLayers([broken]), (e) => isA3sError(e, "EPATH"));
+      const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
+      await assert.rejects(
+        applyLayers([{ ...broken, diffId: other.diffId }], { store }),
+        (e) => isA3sError(e, "EDIGEST") && /diff_id/.test(e.message) && e.subject === other.diffId,
+      );
+      assert.deepEqual(storeFiles(store), []);
+    });
+
     it("refuses a blob whose digest or size is not its descriptor's, storing nothing", async () => {
       const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
       await assert.rejects(applyLayers([{ ...good, digest: other.digest }], { store }), (e) => isA3sError(e, "EDIGEST") && e.subject === other.digest);

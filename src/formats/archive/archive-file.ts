@@ -7,11 +7,25 @@ import { identityOf, type FileIdentity } from "../../util/file-identity.js";
 const WINDOW = 64 * 1024;
 
 /**
+ * What archive readers read: bytes by position, always forward, from an
+ * archive whose end they learn by asking. An archive on disk knows its size;
+ * one still being written (growing-archive-file.ts) makes the reader wait.
+ */
+export interface ArchiveSource {
+  /** How messages name the archive. */
+  readonly label: string;
+  /** How many of the `length` bytes at `position` the archive has (fewer only at its end); waits for bytes still to come. */
+  available(position: number, length: number): Promise<number>;
+  /** Exactly `length` bytes at `position`; a shorter archive is a truncated one (ECORRUPT). */
+  read(position: number, length: number, what: string): Promise<Buffer>;
+}
+
+/**
  * An uncompressed archive on disk, read by position. Headers are read
  * through a small window; member data is never read here, only located,
  * because the tree refers to it as a range of this file.
  */
-export class ArchiveFile {
+export class ArchiveFile implements ArchiveSource {
   private window = Buffer.alloc(0);
   private windowStart = 0;
 
@@ -29,6 +43,10 @@ export class ArchiveFile {
     });
     const { size } = await handle.stat();
     return new ArchiveFile(path, handle, size, label);
+  }
+
+  async available(position: number, length: number): Promise<number> {
+    return Math.max(0, Math.min(length, this.size - position));
   }
 
   /** Exactly `length` bytes at `position`; a shorter file is a truncated archive. */

@@ -7,8 +7,8 @@ import {
   MAX_META_MEMBER,
   MAX_NAME_BYTES,
   MAX_XATTR_VALUE,
-  type ArchiveFile,
   type ArchiveLimits,
+  type ArchiveSource,
 } from "../archive/index.js";
 import { checksumMatches, cString, isZeroBlock, TAR_BLOCK as BLOCK } from "./magic.js";
 
@@ -59,7 +59,7 @@ const HEADER_ONLY = new Set(["1", "2", "3", "4", "5", "6"]);
  * File data is not read: each file's content is the range of the archive
  * that holds it. Sparse members and multi-volume archives are refused.
  */
-export async function readTarInto(tree: RootfsTree, file: ArchiveFile, limits: ArchiveLimits = {}): Promise<void> {
+export async function readTarInto(tree: RootfsTree, file: ArchiveSource & { readonly path: string }, limits: ArchiveLimits = {}): Promise<void> {
   for await (const m of readTarMembers(file, limits)) addTarMember(tree, m, file.path, file.label);
 }
 
@@ -111,7 +111,7 @@ export function addTarMember(tree: RootfsTree, m: TarMember, archivePath: string
  * for the same member, and a link, directory, device or FIFO header that
  * claims data (POSIX says they have none; some readers skip it, some don't).
  */
-export async function* readTarMembers(file: ArchiveFile, limits: ArchiveLimits = {}): AsyncGenerator<TarMember> {
+export async function* readTarMembers(file: ArchiveSource, limits: ArchiveLimits = {}): AsyncGenerator<TarMember> {
   const maxEntries = limits.maxEntries ?? DEFAULT_MAX_ENTRIES;
   const global: Overrides = {};
   let local: Overrides = {};
@@ -124,8 +124,10 @@ export async function* readTarMembers(file: ArchiveFile, limits: ArchiveLimits =
     new A3sError("ECORRUPT", `${file.label}: ${message} (member at byte ${pos})`, { subject: file.label });
 
   let ended = false;
-  while (pos < file.size) {
-    if (pos + BLOCK > file.size) throw fail("the archive is truncated inside a header");
+  for (;;) {
+    const have = await file.available(pos, BLOCK);
+    if (have === 0) break;
+    if (have < BLOCK) throw fail("the archive is truncated inside a header");
     const h = await file.read(pos, BLOCK, "a tar header");
     if (isZeroBlock(h)) {
       if (pending !== "") throw fail("extended header is not followed by a member");
@@ -151,7 +153,7 @@ export async function* readTarMembers(file: ArchiveFile, limits: ArchiveLimits =
     // An extended header's own size is its header's; a PAX size applies to the member after it.
     const size = isExtendedHeader ? headerSize : (local.size ?? headerSize);
     const dataStart = pos + BLOCK;
-    if (dataStart + size > file.size) throw fail("member data runs past the end of the archive (truncated)");
+    if ((await file.available(dataStart, size)) < size) throw fail("member data runs past the end of the archive (truncated)");
     const next = dataStart + Math.ceil(size / BLOCK) * BLOCK;
 
     if (isExtendedHeader) {
@@ -173,7 +175,8 @@ export async function* readTarMembers(file: ArchiveFile, limits: ArchiveLimits =
   if (pending !== "") throw fail("extended header is not followed by a member");
   // An empty file has no members and no marker: nothing to lose, and the
   // caller's own checks say what is missing (no manifest.json, no init...).
-  if (!ended && file.size > 0) throw missingEnd(file.label, pos);
+  // The loop ends at the archive's end, so pos > 0 means it was not empty.
+  if (!ended && pos > 0) throw missingEnd(file.label, pos);
 }
 
 /**
@@ -229,7 +232,7 @@ function memberOf(
   h: Buffer,
   at: { type: string; size: number; dataStart: number; headerOffset: number },
   over: Overrides,
-  file: ArchiveFile,
+  file: ArchiveSource,
   fail: (m: string) => A3sError,
 ): TarMember | undefined {
   const { type, size } = at;
@@ -272,7 +275,7 @@ function memberOf(
 }
 
 /** The kind a typeflag stands for; undefined for a volume label; sparse and multi-volume members are refused. */
-function memberKind(type: string, name: string, file: ArchiveFile, fail: (m: string) => A3sError): TarMemberKind | undefined {
+function memberKind(type: string, name: string, file: ArchiveSource, fail: (m: string) => A3sError): TarMemberKind | undefined {
   switch (type) {
     case "0":
     case "\0":

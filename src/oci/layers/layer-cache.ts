@@ -1,5 +1,6 @@
 import { A3sError, isA3sError } from "../../errors.js";
 import type { FileIdentity } from "../../util/file-identity.js";
+import type { WriteProgress } from "../../util/write-progress.js";
 import type { ImageLayer } from "../image.js";
 import type { LayerCompression } from "../media-types.js";
 import { CORRUPT_BLOB, type ContentStore } from "../store/content-store.js";
@@ -25,6 +26,13 @@ export interface CacheLayerOptions {
   /** Where a corrupt cached blob is reported (it is made again, but the user should know the cache went bad). */
   readonly warn: (message: string) => void;
   readonly signal?: AbortSignal;
+  /**
+   * Called when the layer is being decompressed into the store, with the
+   * temporary file and how far it has got, so the caller can parse the tar
+   * as it is written (see ContentStore.putVerified's `follow`). Not called
+   * for a layer found in the store.
+   */
+  readonly follow?: (temporary: string, progress: WriteProgress) => void;
 }
 
 /**
@@ -82,7 +90,8 @@ async function storeLayer(layer: ImageLayer, diffId: string, store: ContentStore
         opts.progress(c === "none" ? "storing (uncompressed)" : `decompressing (${c})`);
       },
     });
-    const put = await store.putVerified(diffId, plain, { maxBytes: opts.maxBytes });
+    // Not fsynced: it can be made again from the blob, and every use hashes it again.
+    const put = await store.putVerified(diffId, plain, { maxBytes: opts.maxBytes, durable: false, ...(opts.follow ? { follow: opts.follow } : {}) });
     // Another build published the same tar first: that file was not hashed here.
     const identity = put.identity ?? (await store.verify(diffId)).identity;
     return { diffId, path: put.path, size: put.size, identity, origin };

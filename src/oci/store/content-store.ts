@@ -6,6 +6,7 @@ import { A3sError, isA3sError } from "../../errors.js";
 import { cacheRoot } from "../../util/cache-dir.js";
 import { identityDifference, identityOf, sameIdentity, type FileIdentity } from "../../util/file-identity.js";
 import { FileLock, removeStaleLock, type LockOptions } from "../../util/file-lock.js";
+import { WriteProgress } from "../../util/write-progress.js";
 import { DIGEST_ALGORITHMS, parseDigest } from "../digest.js";
 import { StoreUses } from "./store-uses.js";
 
@@ -42,6 +43,20 @@ export interface PutOptions {
   readonly size?: number;
   /** A cap on bytes when the size is not known up front (a decompression bomb stops here). */
   readonly maxBytes?: number;
+  /**
+   * Called once the temporary file exists, with how far the write has got:
+   * a reader may follow the writer (parse a layer's headers while it is
+   * decompressed). It may use what it read only once the put has resolved,
+   * that is once the digest matched.
+   */
+  readonly follow?: (temporary: string, progress: WriteProgress) => void;
+  /**
+   * false: publish without fsync. For a blob that can be made again from
+   * another (an uncompressed layer, from its compressed blob): every use of
+   * a stored blob hashes it again, so one cut short by a crash costs a
+   * second decompression, never a wrong byte. Default true.
+   */
+  readonly durable?: boolean;
 }
 
 /** What `verifyAll` found. */
@@ -304,8 +319,9 @@ export class ContentStore {
   /**
    * Streams `source` into the store and returns the blob's path. The bytes go
    * to a temporary file in ROOT/tmp (same filesystem, so publishing is
-   * atomic), hashed as they are written; the file is fsynced, its digest and
-   * size checked, and only then linked into place.
+   * atomic), hashed as they are written; the file is fsynced (unless
+   * `durable` is false), its digest and size checked, and only then linked
+   * into place.
    */
   async put(
     digest: string,
@@ -343,6 +359,7 @@ export class ContentStore {
     const hash = createHash(algorithm);
     let written = 0;
     const file = await open(tmp, "wx", 0o644);
+    const progress = opts.follow ? new WriteProgress() : undefined;
     // Small chunks (16 KiB from zlib, HTTP frames) are gathered into one
     // writev per MiB: a syscall per chunk would dominate a cache-filling pull.
     let pending: Uint8Array[] = [];
@@ -350,11 +367,13 @@ export class ContentStore {
     const flush = async (): Promise<void> => {
       if (pendingBytes === 0) return;
       await writeFully(file, pending, pendingBytes);
+      progress?.advance(pendingBytes);
       pending = [];
       pendingBytes = 0;
     };
     try {
       try {
+        if (progress) opts.follow?.(tmp, progress);
         for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
           const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
           written += bytes.byteLength;
@@ -373,7 +392,8 @@ export class ContentStore {
           if (pendingBytes >= 1 << 20) await flush();
         }
         await flush();
-        await file.sync();
+        progress?.finish();
+        if (opts.durable !== false) await file.sync();
         if (opts.size !== undefined && written !== opts.size) {
           throw new A3sError("ESIZE", `blob ${digest} has ${written} bytes but its descriptor declares ${opts.size}`, {
             subject: digest,
@@ -394,7 +414,7 @@ export class ContentStore {
           await rm(tmp, { force: true });
           return done;
         });
-        await syncDirectory(join(this.root, algorithm));
+        if (opts.durable !== false) await syncDirectory(join(this.root, algorithm));
         // Taken after the link and the unlink, which both change the inode's ctime.
         const identity = placed ? identityOf(await file.stat({ bigint: true })) : undefined;
         return { path: finalPath, size: written, identity };
@@ -402,6 +422,7 @@ export class ContentStore {
         await file.close();
       }
     } catch (e) {
+      progress?.fail(e);
       await rm(tmp, { force: true });
       throw e;
     }

@@ -1,0 +1,68 @@
+import { closeSync, openSync, readSync } from "node:fs";
+import { A3sError } from "../../errors.js";
+import type { WriteProgress } from "../../util/write-progress.js";
+import type { ArchiveSource } from "./archive-file.js";
+
+/** Bytes read around each header, as in ArchiveFile, but never past what is written. */
+const WINDOW = 64 * 1024;
+
+/**
+ * An archive read while another part of this process is still writing it
+ * (a layer being decompressed into the content store), so its headers are
+ * parsed as the bytes arrive instead of in a second pass once the write
+ * ends. A read waits until the writer has put the bytes in the file; the
+ * archive's end is where the writer stops. If the write fails, every read
+ * fails with that error. Nothing read here is trusted more than the file
+ * will be: the caller uses what was parsed only once the whole file's digest
+ * has been checked.
+ */
+export class GrowingArchiveFile implements ArchiveSource {
+  private window = Buffer.alloc(0);
+  private windowStart = 0;
+  /** Opened at once: the writer may rename or unlink the path once it is done. */
+  private fd: number | undefined;
+
+  constructor(
+    readonly path: string,
+    private readonly progress: WriteProgress,
+    readonly label: string,
+  ) {
+    this.fd = openSync(path, "r");
+  }
+
+  async available(position: number, length: number): Promise<number> {
+    while (this.progress.written < position + length && !this.progress.done) {
+      if (this.progress.failed) throw this.progress.error;
+      await this.progress.next();
+    }
+    if (this.progress.failed) throw this.progress.error;
+    return Math.max(0, Math.min(length, this.progress.written - position));
+  }
+
+  async read(position: number, length: number, what: string): Promise<Buffer> {
+    if ((await this.available(position, length)) < length) {
+      throw new A3sError("ECORRUPT", `${this.label} is truncated: ${what} at byte ${position} runs past the end`, { subject: this.label });
+    }
+    const end = this.windowStart + this.window.length;
+    if (position < this.windowStart || position + length > end) {
+      const size = Math.max(length, Math.min(WINDOW, this.progress.written - position));
+      const buf = Buffer.allocUnsafe(size);
+      if (this.fd === undefined) throw new Error(`${this.label}: read after close`);
+      // Synchronous, like ArchiveFile's: a few KiB the writer just put in the page cache.
+      for (let done = 0; done < size; ) {
+        const got = readSync(this.fd, buf, done, size - done, position + done);
+        if (got === 0) throw new A3sError("ECORRUPT", `${this.label} shrank while it was read`, { subject: this.label });
+        done += got;
+      }
+      this.window = buf;
+      this.windowStart = position;
+    }
+    const from = position - this.windowStart;
+    return this.window.subarray(from, from + length);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
