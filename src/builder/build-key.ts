@@ -33,7 +33,9 @@ export function isCacheable(spec: Pick<OutputSpec, "format" | "push">): boolean 
 /** Bump when what a key covers, or how an output is written from the same inputs, changes. */
 // 2: squashfs is written with zstd level 3 (SQUASHFS_ZSTD_LEVEL), not mksquashfs's 15,
 // and erofs with lz4hc level 4 (EROFS_LZ4HC_LEVEL), not 9.
-const KEY_RECIPE = "a3s-build-cache/2";
+// 3: ext4 is filled without metadata_csum, which tune2fs and e2fsck -fpD then
+// switch on (directories rebuilt, htree-indexed).
+const KEY_RECIPE = "a3s-build-cache/3";
 
 /** The inputs every output of one build shares, hashed once. */
 export interface BuildInputs {
