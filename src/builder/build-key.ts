@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { compressionForPath } from "../formats/compression/compress.js";
 import type { GuestLayout } from "../layout/index.js";
 import type { AgentSettings } from "../layout/apply-guest-config.js";
 import type { OutputFormat, OutputSpec } from "../outputs/output.js";
 import type { ContentRef, MetadataInit } from "../tree/index.js";
+import { fileSha256 } from "../util/file-sha256.js";
 import { packageManifest } from "../util/package-root.js";
 
 /**
@@ -89,9 +89,7 @@ function sha256Bytes(data: string | Uint8Array): string {
 }
 
 async function sha256OfFile(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
-  return h.digest("hex");
+  return (await fileSha256(path)).sha256;
 }
 
 /** JSON with object keys sorted, so the same inputs always hash the same. */

@@ -1,10 +1,10 @@
-import { createHash } from "node:crypto";
-import { constants, createReadStream } from "node:fs";
+import { constants } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerityInfo } from "../formats/verity/index.js";
 import { renderVeritySidecar, veritySidecarPath } from "../formats/verity/sidecar.js";
 import { cacheRoot } from "../util/cache-dir.js";
+import { fileSha256 } from "../util/file-sha256.js";
 import { temporaryPathFor, writeAtomically } from "./atomic.js";
 import type { OutputFormat, OutputResult } from "./output.js";
 import { removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
@@ -101,7 +101,7 @@ export class BuildCache {
       async (tmp) => {
         // A reflink where the filesystem can, else a plain copy: never the cached inode itself.
         await copyFile(join(hit.dir, OUTPUT), tmp, constants.COPYFILE_FICLONE);
-        const got = await sha256Of(tmp);
+        const got = await fileSha256(tmp, opts.signal);
         if (got.sha256 !== entry.sha256 || got.bytes !== entry.bytes) {
           intact = false;
           throw new CacheMiss();
@@ -147,7 +147,7 @@ export class BuildCache {
     const work = await mkdtemp(join(this.root, ".store-"));
     try {
       await copyFile(result.path, join(work, OUTPUT), constants.COPYFILE_FICLONE);
-      const got = await sha256Of(join(work, OUTPUT));
+      const got = await fileSha256(join(work, OUTPUT));
       if (got.sha256 !== result.sha256) return;
       const { hashPath: _published, ...verity } = result.verity ?? { hashPath: "" };
       const entry: BuildCacheEntry = {
@@ -224,12 +224,3 @@ export class BuildCache {
 /** Thrown inside a publish when the copy does not match its record. */
 class CacheMiss extends Error {}
 
-async function sha256Of(path: string): Promise<{ sha256: string; bytes: number }> {
-  const h = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-    h.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { sha256: h.digest("hex"), bytes };
-}
