@@ -1,11 +1,12 @@
-import { constants } from "node:fs";
-import { copyFile, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { VerityInfo } from "../formats/verity/index.js";
 import { renderVeritySidecar, veritySidecarPath } from "../formats/verity/sidecar.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { fileSha256 } from "../util/file-sha256.js";
 import { temporaryPathFor, writeAtomically } from "./atomic.js";
+import { hashedCopy } from "./hashed-copy.js";
 import type { OutputFormat, OutputResult } from "./output.js";
 import { removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
 
@@ -26,8 +27,8 @@ import { removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
  * hashed after it is made and compared with the SHA-256 recorded when the
  * entry was stored; a mismatch discards the entry and the build goes on as
  * a miss, so a corrupted entry costs one rebuild, never a bad output. The
- * published output is a copy (a reflink where the filesystem has them),
- * never a hard link: the user owns it and may write to it, and a write
+ * published output is a copy (a reflink where the filesystem has them;
+ * hashed-copy.ts), never a hard link: the user owns it and may write to it, and a write
  * through a hard link would change the cached bytes for every later build.
  * An output path that already holds the entry's bytes, as a file of its
  * own, is hashed the same way and kept (keptInPlace).
@@ -97,14 +98,15 @@ export class BuildCache {
    */
   async publish(hit: CachedBuild, final: string, opts: { signal?: AbortSignal | undefined; beforePublish?: () => Promise<void> } = {}): Promise<OutputResult | undefined> {
     const { entry } = hit;
-    if (await this.keptInPlace(hit, final, opts)) return this.publishedResult(hit, final);
+    const there = await lstat(final).catch(() => undefined);
+    if (there?.isFile() && (await this.keptInPlace(hit, final, there, opts))) return this.publishedResult(hit, final);
+    const replacing = there !== undefined;
     let intact = true;
     await writeAtomically(
       final,
       async (tmp) => {
-        // A reflink where the filesystem can, else a plain copy: never the cached inode itself.
-        await copyFile(join(hit.dir, OUTPUT), tmp, constants.COPYFILE_FICLONE);
-        const got = await fileSha256(tmp, opts.signal);
+        // A reflink where the filesystem can, else a copy: never the cached inode itself.
+        const got = await hashedCopy(join(hit.dir, OUTPUT), tmp, { replacing, signal: opts.signal });
         if (got.sha256 !== entry.sha256 || got.bytes !== entry.bytes) {
           intact = false;
           throw new CacheMiss();
@@ -138,10 +140,14 @@ export class BuildCache {
    * its verity record is written again. Anything else: false, and it is
    * replaced as usual.
    */
-  private async keptInPlace(hit: CachedBuild, final: string, opts: { signal?: AbortSignal | undefined; beforePublish?: () => Promise<void> }): Promise<boolean> {
+  private async keptInPlace(
+    hit: CachedBuild,
+    final: string,
+    st: Stats,
+    opts: { signal?: AbortSignal | undefined; beforePublish?: () => Promise<void> },
+  ): Promise<boolean> {
     const { entry } = hit;
-    const st = await lstat(final).catch(() => undefined);
-    if (!st?.isFile() || st.size !== entry.bytes) return false;
+    if (st.size !== entry.bytes) return false;
     const cached = await stat(join(hit.dir, OUTPUT)).catch(() => undefined);
     if (!cached || (cached.dev === st.dev && cached.ino === st.ino)) return false;
     // A file that cannot be read here is replaced as usual, as it would have been.
@@ -191,8 +197,7 @@ export class BuildCache {
     await mkdir(this.root, { recursive: true });
     const work = await mkdtemp(join(this.root, ".store-"));
     try {
-      await copyFile(result.path, join(work, OUTPUT), constants.COPYFILE_FICLONE);
-      const got = await fileSha256(join(work, OUTPUT));
+      const got = await hashedCopy(result.path, join(work, OUTPUT), { replacing: false });
       if (got.sha256 !== result.sha256) return;
       const { hashPath: _published, ...verity } = result.verity ?? { hashPath: "" };
       const entry: BuildCacheEntry = {
