@@ -3,7 +3,7 @@
 // changes the key; a corrupted entry is found, discarded and rebuilt; gc
 // keeps the cache under its cap, least recently used first.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync, writeFileSync, chmodSync } from "node:fs";
+import { chmodSync, linkSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { RootfsBuilder, type BuildResult } from "../src/builder/rootfs-builder.js";
@@ -103,13 +103,40 @@ describe("build cache", () => {
 
     const warnings: string[] = [];
     const b = new RootfsBuilder().withAgentBinary(agent).withEpoch(1_700_000_000).withBuildCache(cache).withForce().onWarning((w) => warnings.push(w));
-    const rebuilt = await b.withOutput("cpio", join(out, "r.cpio")).build();
+    // Another path: r.cpio itself holds the intact bytes, which a rebuild there keeps without reading the entry.
+    const rebuilt = await b.withOutput("cpio", join(out, "r2.cpio")).build();
     assert.deepEqual(fromCache(rebuilt), [false]);
-    assert.equal(sha256File(join(out, "r.cpio")), cold.outputs[0]?.sha256);
+    assert.equal(sha256File(join(out, "r2.cpio")), cold.outputs[0]?.sha256);
     assert.ok(warnings.some((w) => /did not match its recorded SHA-256; it was discarded/.test(w)), warnings.join("\n"));
     // The rebuilt output went back into the cache, intact.
     assert.equal(sha256File(join(root, key, "output")), cold.outputs[0]?.sha256);
-    assert.deepEqual(fromCache(await build(cache, out, { outputs: [["cpio", "r.cpio"]] })), [true]);
+    assert.deepEqual(fromCache(await build(cache, out, { outputs: [["cpio", "r3.cpio"]] })), [true]);
+  });
+
+  it("a rebuild into the path that holds the cached bytes keeps that file, checked and given a fresh time; a hard link to the cache's file is replaced by a copy", async () => {
+    const root = tempDir("a3s-build-cache-");
+    const cache = new BuildCache(root);
+    const out = tempDir("a3s-cache-out-");
+    const path = join(out, "r.cpio");
+    const cold = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    const before = statSync(path);
+    utimesSync(path, 1_000_000, 1_000_000);
+    const warm = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    assert.deepEqual(fromCache(warm), [true]);
+    const kept = statSync(path);
+    assert.equal(kept.ino, before.ino, "the same file, not a copy of it");
+    assert.ok(kept.mtimeMs > 1_000_000_000, `mtime ${kept.mtimeMs}`);
+    assert.equal(sha256File(path), cold.outputs[0]?.sha256);
+
+    // Someone made the output a hard link to the cache's file: it must become the user's own copy.
+    const [key] = readdirSync(root).filter((n) => !n.startsWith("."));
+    rmSync(path);
+    linkSync(join(root, key as string, "output"), path);
+    const relinked = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    assert.deepEqual(fromCache(relinked), [true]);
+    assert.equal(statSync(path).nlink, 1);
+    assert.notEqual(statSync(path).ino, statSync(join(root, key as string, "output")).ino);
+    assert.equal(sha256File(path), cold.outputs[0]?.sha256);
   });
 
   it("stays under its cap, least recently used first, and gc --all empties it", async () => {

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { statSync, writeFileSync } from "node:fs";
+import { chmodSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { createExt4Writer, ext4Output } from "../src/outputs/registry.js";
 import { ext4ImageSize } from "../src/formats/ext4/index.js";
 import { bytesContent, RootfsTree } from "../src/tree/index.js";
+import { findExecutable } from "../src/util/host-tool.js";
 import { imageDifferences } from "./helpers/image-compare.js";
 import { e2fsck, readExt4 } from "./helpers/image-readers.js";
 import { expectedView, imageSampleTree, patternBytes } from "./helpers/image-sample.js";
@@ -71,6 +72,41 @@ describe("ext4 output", () => {
     // The estimate must leave room (it built) without wasting it: the
     // headroom is 10% + 64 blocks, so free space stays well under a quarter.
     assert.ok(free > 0 && free / total < 0.25, `free ${free} of ${total}`);
+  });
+
+  it("has metadata_csum, with a directory of more than one block indexed (htree) in no more blocks than the size estimate counts", async () => {
+    const tree = new RootfsTree({ epoch: 1_000_000_000 });
+    const names = Array.from({ length: 2500 }, (_, i) => `file-with-a-fairly-long-name-${i}`);
+    for (const n of names) tree.addFile(`/many/${n}`, bytesContent(""));
+    const image = await buildImage(ext4Output, tree, "indexed.ext4");
+    const super_ = execFileSync("dumpe2fs", ["-h", image], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    assert.match(/Filesystem features:(.*)/.exec(super_)?.[1] ?? "", /\bmetadata_csum\b/);
+    const stat = execFileSync("debugfs", ["-R", "stat /many", image], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] });
+    const flags = Number(/Flags: (0x[0-9a-f]+)/.exec(stat)?.[1]);
+    assert.ok((flags & 0x1000) !== 0, `EXT4_INDEX_FL in ${stat.split("\n")[0]}`);
+    const blocks = Number(/Size: (\d+)/.exec(stat)?.[1]) / 4096;
+    // The leaves keep e2fsck's 20 % slack, so counting the entries as packed
+    // blocks (what mke2fs alone writes) would fall short of the htree...
+    const entryBytes = 24 + names.reduce((sum, n) => sum + 8 + Math.ceil(n.length / 4) * 4, 0);
+    assert.ok(blocks > Math.ceil(entryBytes / 4084), `${blocks} blocks`);
+    // ...and the estimate counts them: /many, plus the root's one block.
+    assert.ok(blocks + 1 <= ext4ImageSize(tree).breakdown.directories, `${blocks} blocks, estimate ${ext4ImageSize(tree).breakdown.directories}`);
+    const fsck = e2fsck(image);
+    assert.equal(fsck.status, 0, fsck.output);
+  });
+
+  it("fails naming e2fsck's findings when its check of the new image finds what preen mode will not repair", async () => {
+    const tools = tempDir("a3s-e2fsck-finds-");
+    for (const name of ["mke2fs", "tune2fs", "debugfs"]) symlinkSync(findExecutable(name) as string, join(tools, name));
+    // What e2fsck -p prints for damage it leaves to a person, and its exit status for it.
+    writeFileSync(join(tools, "e2fsck"), '#!/bin/sh\necho "rootfs: Inode 2 has corrupt extent header.  "\necho "rootfs: UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY." >&2\nexit 4\n');
+    chmodSync(join(tools, "e2fsck"), 0o755);
+    const writer = createExt4Writer({ toolDirs: [tools] });
+    await assert.rejects(buildImage(writer, imageSampleTree(), "x.ext4"), (e: Error & { code?: string }) => {
+      assert.equal(e.code, "ETOOL");
+      assert.match(e.message, /e2fsck found problems in the new ext4 image that it will not repair on its own: .*Inode 2 has corrupt extent header/);
+      return true;
+    });
   });
 
   it("gives a small tree the minimum size, not a fixed large one", () => {

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { compressionForPath } from "../formats/compression/compress.js";
 import type { GuestLayout } from "../layout/index.js";
 import type { AgentSettings } from "../layout/apply-guest-config.js";
 import type { OutputFormat, OutputSpec } from "../outputs/output.js";
 import type { ContentRef, MetadataInit } from "../tree/index.js";
+import { fileSha256 } from "../util/file-sha256.js";
 import { packageManifest } from "../util/package-root.js";
 
 /**
@@ -33,7 +33,9 @@ export function isCacheable(spec: Pick<OutputSpec, "format" | "push">): boolean 
 /** Bump when what a key covers, or how an output is written from the same inputs, changes. */
 // 2: squashfs is written with zstd level 3 (SQUASHFS_ZSTD_LEVEL), not mksquashfs's 15,
 // and erofs with lz4hc level 4 (EROFS_LZ4HC_LEVEL), not 9.
-const KEY_RECIPE = "a3s-build-cache/2";
+// 3: ext4 is filled without metadata_csum, which tune2fs and e2fsck -fpD then
+// switch on (directories rebuilt, htree-indexed).
+const KEY_RECIPE = "a3s-build-cache/3";
 
 /** The inputs every output of one build shares, hashed once. */
 export interface BuildInputs {
@@ -87,9 +89,7 @@ function sha256Bytes(data: string | Uint8Array): string {
 }
 
 async function sha256OfFile(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) h.update(chunk as Buffer);
-  return h.digest("hex");
+  return (await fileSha256(path)).sha256;
 }
 
 /** JSON with object keys sorted, so the same inputs always hash the same. */

@@ -74,6 +74,8 @@ export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
     neededBy: "build -o ext4: (mke2fs -d reads the tarball with it)",
   },
   { command: "debugfs", debianPackage: "e2fsprogs", groups: { build: "required" }, neededBy: "build -o ext4:, inspect of ext4", versionArgs: ["-V"] },
+  { command: "tune2fs", debianPackage: "e2fsprogs", groups: { build: "required" }, neededBy: "build -o ext4: (switches metadata_csum on)", versionArgs: ["-V"] },
+  { command: "e2fsck", debianPackage: "e2fsprogs", groups: { build: "required" }, neededBy: "build -o ext4: (rebuilds the directories, checks the image)", versionArgs: ["-V"] },
   {
     command: "mksquashfs",
     debianPackage: "squashfs-tools",

@@ -33,7 +33,7 @@ export async function toolIdentity(format: OutputFormat, cacheDir: string | unde
     case "squashfs":
       return `${await host("mksquashfs")} ${await bundle("mksquashfs")}`;
     case "ext4":
-      return `${await host("mke2fs")} ${await host("debugfs")}`;
+      return `${await host("mke2fs")} ${await host("debugfs")} ${await host("tune2fs")} ${await host("e2fsck")}`;
     default:
       return "";
   }

@@ -1,8 +1,7 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { A3sError } from "../errors.js";
 import type { RootfsTree } from "../tree/index.js";
+import { fileSha256 } from "../util/file-sha256.js";
 import { writeAtomically } from "./atomic.js";
 import { parseOciLayoutSpec } from "./oci-layout-spec.js";
 import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec, type OutputWriter } from "./output.js";
@@ -100,7 +99,6 @@ async function writeLocalOutput(
 
 async function describeOutput(format: OutputFormat, path: string, tree: RootfsTree): Promise<OutputResult> {
   if (format === "dir") return { format, path, bytes: tree.contentBytes(), sha256: null };
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return { format, path, bytes: (await stat(path)).size, sha256: hash.digest("hex") };
+  const { sha256, bytes } = await fileSha256(path);
+  return { format, path, bytes, sha256 };
 }

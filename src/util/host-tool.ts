@@ -68,7 +68,7 @@ export function runToolCommand(cmd: ToolCommand, args: readonly string[], opts: 
   const env = Object.fromEntries(Object.entries(opts.env ?? process.env).filter(([k]) => !k.startsWith("LD_")));
   return runTool(cmd.file, [...cmd.prefix, ...args], { ...opts, env }).catch((e: unknown) => {
     // Named by the program, not by the loader that ran it.
-    if (e instanceof ToolFailure) throw new ToolFailure(cmd.label, args, e.why, e.status, e.stderr);
+    if (e instanceof ToolFailure) throw new ToolFailure(cmd.label, args, e.why, e.status, e.stderr, e.stdout);
     throw e;
   });
 }
@@ -93,6 +93,8 @@ export class ToolFailure extends A3sError {
     readonly why: string,
     readonly status: number | null,
     readonly stderr: string,
+    /** What it printed on stdout (e2fsck -p reports its findings there). */
+    readonly stdout = "",
   ) {
     super("ETOOL", `${tool} ${args.join(" ")} ${why}`, { subject: tool });
   }
@@ -102,6 +104,17 @@ export class ToolFailure extends A3sError {
 export interface RunToolOptions extends SpawnOptions {
   /** Piped to the tool's stdin. */
   readonly input?: NodeJS.ReadableStream;
+  /**
+   * Writes the tool's stdin itself, instead of `input`: called once with the
+   * stdin and expected to end it. A writer that keeps several chunks queued
+   * in the pipe (pumpArchiveInto) keeps a fast reader busy where `input`'s
+   * pipe() waits for each chunk to drain. A rejection is the input's failure:
+   * the tool is killed and the run rejects with it. The tool closing its
+   * stdin early is not the feed's failure (the exit status tells what
+   * happened), so the feed must resolve then. The run settles only after the
+   * feed has, so nothing is still writing when it does.
+   */
+  readonly feed?: (stdin: NodeJS.WritableStream) => Promise<void>;
   /**
    * Cancels the run: the tool is killed (SIGKILL: a half-written image is
    * thrown away, so there is nothing to let it finish) and awaited, and the
@@ -116,10 +129,10 @@ export interface RunToolOptions extends SpawnOptions {
  * A3sError carrying the tool's own stderr, so the user sees why it failed.
  */
 export function runTool(file: string, args: readonly string[], opts: RunToolOptions = {}): Promise<ToolResult> {
-  const { input, signal, ...spawnOpts } = opts;
+  const { input, feed, signal, ...spawnOpts } = opts;
   if (signal?.aborted) return Promise.reject(signal.reason as Error);
   return new Promise((resolve, reject) => {
-    const child = spawn(file, args, { ...spawnOpts, stdio: [input ? "pipe" : "ignore", "pipe", "pipe"] });
+    const child = spawn(file, args, { ...spawnOpts, stdio: [input || feed ? "pipe" : "ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let inputError: unknown;
@@ -139,21 +152,42 @@ export function runTool(file: string, args: readonly string[], opts: RunToolOpti
       });
       input.pipe(child.stdin);
     }
+    let fed: Promise<void> | undefined;
+    if (feed && child.stdin) {
+      const stdin = child.stdin;
+      stdin.on("error", () => {
+        // The tool closed its input early; its exit status tells what happened.
+      });
+      fed = feed(stdin).catch((e: unknown) => {
+        inputError ??= e;
+        child.kill("SIGKILL");
+      });
+    }
+    /** Once the tool is gone: its stdin is closed, so a feed still writing stops, and is awaited. */
+    const inputDone = async (): Promise<void> => {
+      // The input stream stops producing once its consumer is gone.
+      if (input && "destroy" in input && typeof input.destroy === "function") (input as { destroy(): void }).destroy();
+      if (fed) {
+        child.stdin?.destroy();
+        await fed;
+      }
+    };
     child.on("error", (e) => {
       signal?.removeEventListener("abort", onAbort);
-      reject(new A3sError("ETOOL", `cannot run ${file}: ${e.message}`, { subject: file }));
+      void inputDone().then(() => reject(new A3sError("ETOOL", `cannot run ${file}: ${e.message}`, { subject: file })));
     });
     child.on("close", (code, killedBy) => {
       signal?.removeEventListener("abort", onAbort);
-      // The input stream stops producing once its consumer is gone.
-      if (input && "destroy" in input && typeof input.destroy === "function") (input as { destroy(): void }).destroy();
+      void inputDone().then(() => settle(code, killedBy));
+    });
+    const settle = (code: number | null, killedBy: NodeJS.Signals | null): void => {
       if (signal?.aborted) return reject(signal.reason as Error);
       if (inputError !== undefined) return reject(inputError);
       const stdoutBytes = Buffer.concat(out);
       const stderr = Buffer.concat(err).toString();
       if (code === 0) return resolve({ stdout: stdoutBytes.toString(), stdoutBytes, stderr });
       const why = killedBy ? `was killed by ${killedBy}` : `exited with status ${code}`;
-      reject(new ToolFailure(file, args, `${why}: ${stderr.trim().split("\n").slice(-5).join("\n")}`, code, stderr));
-    });
+      reject(new ToolFailure(file, args, `${why}: ${stderr.trim().split("\n").slice(-5).join("\n")}`, code, stderr, stdoutBytes.toString()));
+    };
   });
 }

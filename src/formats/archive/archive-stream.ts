@@ -277,10 +277,29 @@ export async function pumpArchive(
  * Writes an archive producer into a Writable (a child's stdin, a compressor)
  * and ends it. Resolves when every chunk was accepted by the Writable's
  * underlying resource; the caller waits for whatever finishing it needs.
+ *
+ * `readerMayStop`: for a tool's stdin, where the reader may stop early and
+ * rightly (mke2fs stops at the end-of-archive blocks, before tar's record
+ * padding): a failed write then ends the pump quietly, and only the
+ * producer's own failures (a content file that changed size) reject. The
+ * tool's exit status says whether stopping early was a failure.
  */
-export async function pumpArchiveInto(produce: ArchiveProducer, sink: NodeJS.WritableStream, signal?: AbortSignal): Promise<void> {
-  await pumpArchive(produce, (chunk) => new Promise<void>((resolve, reject) => {
-    sink.write(chunk, (err) => (err ? reject(err) : resolve()));
-  }), 4, signal);
+export async function pumpArchiveInto(
+  produce: ArchiveProducer,
+  sink: NodeJS.WritableStream,
+  signal?: AbortSignal,
+  opts: { readerMayStop?: boolean } = {},
+): Promise<void> {
+  try {
+    await pumpArchive(produce, (chunk) => new Promise<void>((resolve, reject) => {
+      sink.write(chunk, (err) => (err ? reject(opts.readerMayStop ? new ReaderStopped() : err) : resolve()));
+    }), 4, signal);
+  } catch (e) {
+    if (e instanceof ReaderStopped) return;
+    throw e;
+  }
   await new Promise<void>((resolve) => sink.end(resolve));
 }
+
+/** A write into a sink whose reader has gone, where that may be expected (see pumpArchiveInto). */
+class ReaderStopped extends Error {}

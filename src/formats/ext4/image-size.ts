@@ -18,6 +18,16 @@ const FAST_SYMLINK_MAX = 59;
 /** Bytes a directory block can hold with metadata_csum (12-byte checksum tail). */
 const DIR_BLOCK_PAYLOAD = EXT4_BLOCK_SIZE - 12;
 /**
+ * The fewest entry bytes in a full htree leaf: e2fsck -D closes a leaf once
+ * less than its slack (20 % of the payload, e2fsck's default, which the
+ * writer pins with E2FSCK_CONFIG=/dev/null) is left.
+ */
+const HTREE_LEAF_BYTES = DIR_BLOCK_PAYLOAD - Math.floor((DIR_BLOCK_PAYLOAD * 20) / 100);
+/** Leaves the htree root block indexes: (4096 - 32 header - 8 checksum tail) / 8. */
+const HTREE_ROOT_ENTRIES = 507;
+/** Leaves one interior htree block indexes: (4096 - 8 header - 8 checksum tail) / 8. */
+const HTREE_NODE_ENTRIES = 510;
+/**
  * In-inode xattr space: 256-byte inode - 128 base - 32 extra_isize - 4 magic.
  * Bigger xattr sets go to one external block.
  */
@@ -60,9 +70,12 @@ export interface Ext4Size {
  *   data       = Σ over distinct regular-file inodes of ceil(size / 4096)
  *   extentTree = Σ ceil(extents / 340) for files with more than 4 extents,
  *                extents = ceil(blocks / 32768)
- *   directories= Σ over directories of max(1, ceil(bytes / 4084)),
- *                bytes = 24 ("." and "..") + Σ children (8 + name length rounded up to 4);
- *                mke2fs fills directories linearly, so this is exact for it
+ *   directories= Σ over directories, bytes = 24 ("." and "..") + Σ children
+ *                (8 + name length rounded up to 4): 1 block when bytes ≤ 4084;
+ *                else e2fsck -D (see writer.ts) indexes it as an htree: a root
+ *                block, leaves of at least 3268 entry bytes each
+ *                (ceil((bytes - 24) / 3268)), and one interior block per 510
+ *                leaves beyond the root's 507
  *   symlinks   = one block per target of 60 bytes or more
  *   xattrBlocks= one block per inode whose xattrs do not fit the 92 in-inode bytes
  *                (each xattr: 16 + name rounded to 4 + value rounded to 4)
@@ -102,7 +115,7 @@ export function ext4ImageSize(tree: RootfsTree): Ext4Size {
       case "directory": {
         let bytes = 24;
         for (const name of inode.children.keys()) bytes += 8 + roundUp(Buffer.byteLength(name), 4);
-        directories += Math.max(1, Math.ceil(bytes / DIR_BLOCK_PAYLOAD));
+        directories += directoryBlocks(bytes);
         break;
       }
       case "symlink":
@@ -142,6 +155,18 @@ export function ext4ImageSize(tree: RootfsTree): Ext4Size {
     bytes: blocks * EXT4_BLOCK_SIZE,
     breakdown: { data, extentTree, directories, symlinks, xattrBlocks, inodeTables, groupMetadata },
   };
+}
+
+/**
+ * Blocks of a directory whose entries take `bytes`, as e2fsck -D leaves it:
+ * one block fits whole; more are an htree. An upper bound for the htree
+ * (each leaf but the last holds at least HTREE_LEAF_BYTES), exact for one block.
+ */
+function directoryBlocks(bytes: number): number {
+  if (bytes <= DIR_BLOCK_PAYLOAD) return 1;
+  const leaves = Math.ceil((bytes - 24) / HTREE_LEAF_BYTES);
+  const interior = leaves > HTREE_ROOT_ENTRIES ? Math.ceil(leaves / HTREE_NODE_ENTRIES) : 0;
+  return 1 + leaves + interior;
 }
 
 /** Bytes an inode's xattrs take in ext4's entry format. */

