@@ -27,13 +27,12 @@ import { fileURLToPath } from "node:url";
 import { RootfsBuilder } from "../src/index.js";
 import { compileTestBinary } from "../test/helpers/static-binary.js";
 import { CORE_LAYOUT_TAG, coreBenchLayout } from "./core-speed-layout.js";
+import { INSTALLED_CLI as CLI } from "./installed-cli.js";
 import { machineLine, median, settleFilesystem, SETTLE_MS, timeRuns, writeResults } from "./stats.js";
 
 const RUNS = Number(process.argv[2] ?? 3);
 const CLI_RUNS = 20;
 const IN_PROCESS_RUNS = 30;
-/** The installed command (package.json "bin"): the bundled CLI, compiled with its V8 code cache. */
-const CLI = fileURLToPath(new URL("../src/cli/a3s-rootfs.cjs", import.meta.url));
 const ARCHIVE_WRITERS = fileURLToPath(new URL("./archive-writers.js", import.meta.url));
 const TREE_MEMORY = fileURLToPath(new URL("./core-speed-tree-memory.js", import.meta.url));
 

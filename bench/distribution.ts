@@ -23,7 +23,6 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { LocalImage } from "../src/oci/local-image.js";
 import type { Descriptor } from "../src/oci/manifest.js";
 import { parseReference } from "../src/oci/reference.js";
@@ -34,10 +33,10 @@ import { cacheRoot } from "../src/util/cache-dir.js";
 import { startRegistry } from "../test/helpers/registry.js";
 import { compileTestBinary } from "../test/helpers/static-binary.js";
 import { MINBASE_TAR, minbaseTar } from "./minbase.js";
+import { INSTALLED_CLI as CLI } from "./installed-cli.js";
 import { machineLine, writeResults } from "./stats.js";
 
 const BASE_DIR = "/tmp/a3s-bench-distribution";
-const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 /** What a fresh cache keeps of the user's: the kernels and the provisioned tools, never blobs or images. */
 const SHARED_CACHE_ENTRIES = ["kernels", "erofs-utils", "squashfs-tools", "virtiofsd"];
 

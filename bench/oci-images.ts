@@ -26,17 +26,16 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { EROFS_LZ4HC_LEVEL } from "../src/formats/erofs/index.js";
 import { SQUASHFS_ZSTD_LEVEL } from "../src/formats/squashfs/index.js";
 import { cachedImageTool } from "../src/provision/index.js";
 import { startRegistry } from "../test/helpers/registry.js";
 import { minbaseLayout } from "./minbase-layout.js";
+import { INSTALLED_CLI as CLI } from "./installed-cli.js";
 import { machineLine, median, settleFilesystem, writeResults } from "./stats.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
 interface Run {
   ms: number;

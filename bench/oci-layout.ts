@@ -18,19 +18,18 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { ContentStore } from "../src/oci/store/content-store.js";
 import { ociLayoutSource } from "../src/sources/oci-layout-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { imageDifferences } from "../test/helpers/image-compare.js";
 import { expectedView, type ObservedEntry } from "../test/helpers/image-sample.js";
 import { minbaseTar } from "./minbase.js";
+import { INSTALLED_CLI as CLI } from "./installed-cli.js";
 import { sh, umociTwoLayerImage } from "./two-layer-image.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 const RUNS = 5;
 const LAYOUT_CACHE = "/tmp/a3s-bench-oci-layout";
-const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TIME = "/usr/bin/time";
 /** Size of the extra layer of the large image, in incompressible files. */
 const BIG_BYTES = 1100 * 1024 * 1024;

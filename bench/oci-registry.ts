@@ -14,7 +14,6 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { ContentStore } from "../src/oci/store/content-store.js";
 import type { RootfsTree } from "../src/tree/index.js";
 import { materialiseTree } from "../src/formats/dir/index.js";
@@ -22,10 +21,10 @@ import { dockerRegistrySource } from "../src/sources/docker-registry-source.js";
 import { observeDirectory } from "../test/helpers/extracted-tree.js";
 import { startRegistry } from "../test/helpers/registry.js";
 import { minbaseLayout } from "./minbase-layout.js";
+import { INSTALLED_CLI as CLI } from "./installed-cli.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
 const RUNS = 5;
-const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 const TIME = "/usr/bin/time";
 
 /** Runs a command under /usr/bin/time; returns wall milliseconds and peak RSS in MiB. */
