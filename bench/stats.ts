@@ -1,6 +1,6 @@
 /** Small helpers shared by the benchmarks: timing, medians, result files and a settled filesystem. */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -33,7 +33,38 @@ export function writeResults(name: string, json: unknown, markdown: string): voi
 
 /** A line describing the machine, for result files. */
 export function machineLine(): string {
-  return `node ${process.version}, ${process.platform}/${process.arch}, ${new Date().toISOString().slice(0, 10)}`;
+  const memory = hostMemoryNote();
+  return `node ${process.version}, ${process.platform}/${process.arch}, ${new Date().toISOString().slice(0, 10)}${memory ? `; ${memory}` : ""}`;
+}
+
+/**
+ * What makes file-heavy timings on this machine vary from run to run with
+ * nothing else running, when the host does it: this machine is itself a VM
+ * whose freed memory goes back to its host (virtio-balloon free page
+ * reporting) and whose kernel pages out page cache unused for a while
+ * (DAMON). A command whose writes need memory the guest handed back pays a
+ * fault in the host for each page: the same `build -o cpio` of the minbase
+ * image took 0.90-1.0 s in one minute and 1.16-1.30 s in another, and a warm
+ * rebuild's 63 MB copy took 0.15 s into memory just freed by deleting a file
+ * against 0.22-0.33 s into fresh memory. Paired, interleaved runs and their
+ * ratios are what these results compare.
+ */
+function hostMemoryNote(): string | undefined {
+  const notes: string[] = [];
+  try {
+    const features = readFileSync(`/sys/bus/virtio/drivers/virtio_balloon/${readdirSync("/sys/bus/virtio/drivers/virtio_balloon").find((d) => d.startsWith("virtio")) ?? "-"}/features`, "utf8");
+    // Feature bit 5: VIRTIO_BALLOON_F_REPORTING (free page reporting).
+    if (features[5] === "1") notes.push("freed memory is reported back to the host (virtio-balloon)");
+  } catch {
+    // no balloon: memory stays with this machine
+  }
+  try {
+    const kdamonds = "/sys/kernel/mm/damon/admin/kdamonds";
+    if (readdirSync(kdamonds).some((d) => /^\d+$/.test(d) && readFileSync(join(kdamonds, d, "state"), "utf8").trim() === "on")) notes.push("DAMON pages out idle memory");
+  } catch {
+    // no DAMON
+  }
+  return notes.length ? `${notes.join(", ")}: absolute times vary between identical runs, compare the ratios` : undefined;
 }
 
 /**
