@@ -139,6 +139,25 @@ describe("build cache", () => {
     assert.equal(sha256File(path), cold.outputs[0]?.sha256);
   });
 
+  it("a rebuild into a path whose file was changed in place (same size, other bytes) replaces it with the cached bytes", async () => {
+    const root = tempDir("a3s-build-cache-");
+    const cache = new BuildCache(root);
+    const out = tempDir("a3s-cache-out-");
+    const path = join(out, "r.cpio");
+    const cold = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    const bytes = readFileSync(path);
+    const at = bytes.length >> 1;
+    bytes[at] = (bytes[at] as number) ^ 0xff;
+    writeFileSync(path, bytes);
+    const changed = statSync(path);
+    assert.notEqual(sha256File(path), cold.outputs[0]?.sha256);
+
+    const warm = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    assert.deepEqual(fromCache(warm), [true]);
+    assert.equal(sha256File(path), cold.outputs[0]?.sha256, "the changed file must not be kept");
+    assert.notEqual(statSync(path).ino, changed.ino, "a new file was published over it");
+  });
+
   it("stays under its cap, least recently used first, and gc --all empties it", async () => {
     const root = tempDir("a3s-build-cache-");
     const out = tempDir("a3s-cache-out-");
