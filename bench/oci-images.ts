@@ -19,7 +19,8 @@
 // mksquashfs's level 15), and like for like at our level. Both ratios are
 // printed; the registry pull's theirs is like for like.
 // Nothing is deleted until the last timed command, and the first starts a
-// minute after the set-up (settleFilesystem() in stats.ts says why).
+// minute after the set-up (settleFilesystem() in stats.ts says why). Within
+// each pair, ours goes first in even runs and theirs in odd ones.
 // The 1-minute load average is sampled before every timed command (the
 // machine is shared); the header gives it before, after and at its highest.
 // Run as root:  npm run build && node dist/bench/oci-images.js   (BENCH_RUNS=N, default 3)
@@ -100,11 +101,19 @@ async function main(): Promise<void> {
     const warmNewPath: Run[] = [];
     const sizes: Record<string, { ours: number; theirs: number }> = {};
     settleFilesystem();
+    /** Our ext4 image's size, which theirs is made at: the same every run (reproducible output). */
+    let ext4Bytes: number | undefined;
     for (let i = 0; i < RUNS; i++) {
       for (const format of formats) {
         const env = freshCache();
         const out = path(`ours.${format}`);
-        ours[format]?.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `${format}:${out}`, "--no-cache"], env));
+        const runOurs = (): void => {
+          ours[format]?.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `${format}:${out}`, "--no-cache"], env));
+          if (format === "ext4") ext4Bytes ??= statSync(out).size;
+        };
+        // Each side goes first in every other run, so neither always follows the other's work.
+        const oursFirst = i % 2 === 0;
+        if (oursFirst) runOurs();
         const bundle = path("umoci");
         const unpack = timed("umoci", ["unpack", "--image", `${layout}:v2`, bundle]);
         theirsUnpack.push(unpack);
@@ -126,9 +135,10 @@ async function main(): Promise<void> {
           sameLevel.squashfs.bytes = statSync(same).size;
           clean(same);
         }
-        else if (format === "ext4") tool = timed("mke2fs", ["-q", "-F", "-t", "ext4", "-d", rootfs, img, `${Math.ceil(statSync(out).size / 1024)}k`]);
+        else if (format === "ext4") tool = timed("mke2fs", ["-q", "-F", "-t", "ext4", "-d", rootfs, img, `${Math.ceil((ext4Bytes as number) / 1024)}k`]);
         else tool = timed("sh", ["-c", `find . -depth -print0 | cpio --null -o -H newc --quiet > ${img}`], process.env, rootfs);
         theirs[format]?.push(sum(unpack, tool));
+        if (!oursFirst) runOurs();
         sizes[format] = { ours: statSync(out).size, theirs: statSync(img).size };
         clean(out, img, bundle, env.A3S_CACHE_DIR);
       }
@@ -136,7 +146,8 @@ async function main(): Promise<void> {
       // Registry pull → erofs.
       const env = freshCache();
       const out = path("pull.erofs");
-      pullOurs.push(timed(process.execPath, [CLI, "build", `docker://${ref}`, "-o", `erofs:${out}`, "--no-cache"], env));
+      const pullOursOnce = (): number => pullOurs.push(timed(process.execPath, [CLI, "build", `docker://${ref}`, "-o", `erofs:${out}`, "--no-cache"], env));
+      if (i % 2 === 0) pullOursOnce();
       const l2 = path("layout");
       const copy = timed("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${l2}:v2`]);
       const bundle = path("umoci");
@@ -144,6 +155,7 @@ async function main(): Promise<void> {
       const img = path("pull-theirs.erofs");
       const mkfs = timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, img, join(bundle, "rootfs")]);
       pullTheirs.push(sum(copy, unpack, mkfs));
+      if (i % 2 === 1) pullOursOnce();
       clean(out, l2, bundle, img, env.A3S_CACHE_DIR);
 
       // The warm rebuild: the build cache on, the same command twice (the
@@ -204,7 +216,7 @@ async function main(): Promise<void> {
     const md = [
       "# OCI image → bootable image, side by side with umoci + the mkfs tool",
       "",
-      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration; wall time of whole commands (\`sync\` before each, untimed); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
+      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands (\`sync\` before each, untimed); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
       "",
       `Image: Debian bookworm minbase (mmdebstrap) + a second umoci layer (whiteouts, additions), oci layout tag v2. Our tools: ${erofsTool.version}, ${squashfsTool.version} (Debian 13, provisioned into the cache), mke2fs of the host. Theirs: ${json.tools.theirs}. umoci unpack alone: ${json.umociUnpackMs} ms (median).`,
       "",
