@@ -18,11 +18,16 @@ import {
 import { tarStream } from "../tar/index.js";
 
 /**
- * erofs compression. "lz4hc" (at EROFS_LZ4HC_LEVEL) is the default: an agent rootfs is mostly one
- * binary, lz4hc roughly halves it, and lz4 decompression is cheap enough to
- * be invisible at boot. Compressed erofs needs CONFIG_EROFS_FS_ZIP in the
- * guest kernel (Debian's kernels have it, with lz4); "none" is for kernels
- * without it and is the fastest to build.
+ * erofs compression. "lz4hc" (at EROFS_LZ4HC_LEVEL) is the default: an agent
+ * rootfs is mostly one binary, and lz4hc roughly halves it (a 30 MB agent:
+ * 9.6 MB against 30.8 MB uncompressed). Decompressing costs the guest little
+ * under KVM; under TCG it shows: with the microVM kernel, 8 interleaved
+ * boots each, init start → agent exec took 51.6 ms against 44.1 ms
+ * uncompressed for the scratch image with the 60 KB probe agent (VMM start →
+ * agent start 500 against 487 ms), and 59.4 against 45.4 ms with a 30 MB
+ * agent (521 against 494 ms). Compressed erofs needs CONFIG_EROFS_FS_ZIP in
+ * the guest kernel (Debian's kernels have it, with lz4); "none" is for
+ * kernels without it, is the fastest to build and boots fastest under TCG.
  */
 export type ErofsCompression = "lz4hc" | "lz4" | "none";
 
