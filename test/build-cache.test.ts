@@ -34,6 +34,15 @@ async function build(cache: BuildCache, out: string, v: Variant = {}): Promise<B
 
 const fromCache = (r: BuildResult): boolean[] => r.outputs.map((o) => o.fromCache === true);
 
+/** A fresh cache and output directory, and a first build of r.cpio into them. */
+async function coldCpioBuild(): Promise<{ root: string; cache: BuildCache; out: string; path: string; cold: BuildResult }> {
+  const root = tempDir("a3s-build-cache-");
+  const cache = new BuildCache(root);
+  const out = tempDir("a3s-cache-out-");
+  const cold = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+  return { root, cache, out, path: join(out, "r.cpio"), cold };
+}
+
 describe("build cache", () => {
   it("a repeated build copies byte-identical outputs from the cache, as files of their own", async () => {
     const cache = new BuildCache(tempDir("a3s-build-cache-"));
@@ -114,11 +123,7 @@ describe("build cache", () => {
   });
 
   it("a rebuild into the path that holds the cached bytes keeps that file, checked and given a fresh time; a hard link to the cache's file is replaced by a copy", async () => {
-    const root = tempDir("a3s-build-cache-");
-    const cache = new BuildCache(root);
-    const out = tempDir("a3s-cache-out-");
-    const path = join(out, "r.cpio");
-    const cold = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    const { root, cache, out, path, cold } = await coldCpioBuild();
     const before = statSync(path);
     utimesSync(path, 1_000_000, 1_000_000);
     const warm = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
@@ -140,11 +145,7 @@ describe("build cache", () => {
   });
 
   it("a rebuild into a path whose file was changed in place (same size, other bytes) replaces it with the cached bytes", async () => {
-    const root = tempDir("a3s-build-cache-");
-    const cache = new BuildCache(root);
-    const out = tempDir("a3s-cache-out-");
-    const path = join(out, "r.cpio");
-    const cold = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    const { cache, out, path, cold } = await coldCpioBuild();
     const bytes = readFileSync(path);
     const at = bytes.length >> 1;
     bytes[at] = (bytes[at] as number) ^ 0xff;
