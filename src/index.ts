@@ -32,6 +32,7 @@ export {
   type OutputSpec,
   type PushReport,
 } from "./outputs/output.js";
+export type { ErofsCompression } from "./formats/erofs/index.js";
 
 // Booting
 export { runRootfs, type BootTimeline, type ChangeSetOutcome, type RunOptions, type RunResult, type WorkspaceMode } from "./boot/run-vm.js";

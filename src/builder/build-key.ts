@@ -16,7 +16,8 @@ import { packageManifest } from "../util/package-root.js";
  * - the layout, the agent's settings (argv, env, user) and every added file
  *   with its metadata and the SHA-256 of its content;
  * - SOURCE_DATE_EPOCH, the format, its options (compression by extension;
- *   the writers' default compressors), dm-verity and its salt;
+ *   erofs's chosen compression; the writers' default compressors), dm-verity
+ *   and its salt;
  * - the versions of the tools that write it (toolIdentity) and of a3s-rootfs.
  * Anything left out would let a changed input reuse an old output, so the
  * rule is: when in doubt, it goes in.
@@ -73,7 +74,13 @@ export async function buildInputs(o: {
 
 /** The key of one output: the build's inputs, the format and its options, and the tools that write it. */
 export function outputKey(inputs: BuildInputs, spec: OutputSpec, tools: string): string {
-  const options = spec.format === "tar" || spec.format === "cpio" ? { compression: compressionForPath(spec.path) } : { defaults: spec.format };
+  // An erofs output at the writer's default keeps the key it had before the compression could be chosen.
+  const options =
+    spec.format === "tar" || spec.format === "cpio"
+      ? { compression: compressionForPath(spec.path) }
+      : spec.format === "erofs" && spec.erofsCompression !== undefined && spec.erofsCompression !== "lz4hc"
+        ? { compression: spec.erofsCompression }
+        : { defaults: spec.format };
   return sha256Bytes(stableJson({ inputs: inputs.digest, format: spec.format, options, tools }));
 }
 

@@ -1,3 +1,4 @@
+import type { ErofsCompression } from "../formats/erofs/index.js";
 import type { VerityInfo } from "../formats/verity/index.js";
 import type { LayerCompression } from "../oci/media-types.js";
 import type { RegistryCredentials } from "../oci/registry/credentials.js";
@@ -18,6 +19,12 @@ export interface OutputSpec {
   readonly tag?: string;
   /** `oci` and pushed images: how the layer is compressed; a pushed `cpio`: the initramfs. Default gzip. */
   readonly compression?: LayerCompression;
+  /**
+   * `erofs`: how file data is compressed (formats/erofs/writer.ts). Default
+   * lz4hc; "none" builds fastest and boots fastest under TCG, for a larger
+   * image.
+   */
+  readonly erofsCompression?: ErofsCompression;
   /**
    * Push the output to a registry instead of writing it: format `oci` pushes
    * the rootfs as an OCI image (`-o docker://REF`), erofs, ext4, squashfs

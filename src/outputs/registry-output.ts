@@ -13,7 +13,7 @@ import { rootfsArtifact, type BootImageFormat } from "../oci/rootfs-artifact.js"
 import type { RootfsTree } from "../tree/index.js";
 import { hashFile, imagePlatform, writeOciImage } from "./oci-image.js";
 import type { OutputContext, OutputResult, OutputSpec } from "./output.js";
-import { OUTPUT_WRITERS } from "./registry.js";
+import { outputWriterFor } from "./registry.js";
 import { addVerityTree, VERITY_FORMATS } from "./verity-output.js";
 
 /**
@@ -51,7 +51,7 @@ export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: Output
       const format = spec.format as BootImageFormat;
       const compression: LayerCompression = format === "cpio" ? (spec.compression ?? "gzip") : "none";
       const file = join(scratch, artifactFileName(format, compression));
-      const writer = OUTPUT_WRITERS[spec.format];
+      const writer = outputWriterFor(spec);
       if (!writer) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
       // The writer reads the compression from the name, as for -o cpio:PATH.
       await writer.write(tree, { tmp: file, final: file }, ctx);

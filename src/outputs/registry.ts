@@ -5,7 +5,7 @@ import type { ImageWriterOptions } from "../formats/image/index.js";
 import type { SquashfsWriterOptions } from "../formats/squashfs/index.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { temporaryPathFor } from "./atomic.js";
-import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputWriter } from "./output.js";
+import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputSpec, OutputWriter } from "./output.js";
 
 /**
  * The output of each format: what `-o FORMAT:PATH` writes. Each one hands
@@ -136,6 +136,12 @@ export const ociLayoutOutput: OutputWriter = {
   format: "oci",
   write: async (tree, paths, ctx) => (await import("./oci-layout-output.js")).createOciLayoutWriter().write(tree, paths, ctx),
 };
+
+/** The writer of one output: its format's, or an erofs writer with the compression the spec asks for. */
+export function outputWriterFor(spec: Pick<OutputSpec, "format" | "erofsCompression">): OutputWriter | undefined {
+  if (spec.format === "erofs" && spec.erofsCompression) return createErofsWriter({ compression: spec.erofsCompression });
+  return OUTPUT_WRITERS[spec.format];
+}
 
 /** One writer per format. */
 export const OUTPUT_WRITERS: Partial<Record<OutputFormat, OutputWriter>> = {

@@ -7,7 +7,7 @@ import { parseOciLayoutSpec } from "./oci-layout-spec.js";
 import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec, type OutputWriter } from "./output.js";
 import { explainOutputError } from "./output-errors.js";
 import { checkOutputTargets, checkReplaceable, type OutputTarget } from "./output-target.js";
-import { OUTPUT_WRITERS } from "./registry.js";
+import { OUTPUT_WRITERS, outputWriterFor } from "./registry.js";
 import { parseRegistryOutputSpec } from "./registry-output-spec.js";
 import { addVerityTree, removeStaleVerityRecord, VERITY_FORMATS } from "./verity-output.js";
 
@@ -71,7 +71,7 @@ async function writeLocalOutput(
 ): Promise<OutputResult> {
   // The layout writer and its image code load only for an `oci` output (CLI start time).
   const layout = spec.format === "oci" ? await import("./oci-layout-output.js") : undefined;
-  const writer = layout ? layout.createOciLayoutWriter(spec) : (OUTPUT_WRITERS[target.format] as OutputWriter);
+  const writer = layout ? layout.createOciLayoutWriter(spec) : (outputWriterFor({ ...spec, format: target.format }) as OutputWriter);
   const final = target.path;
   const withVerity = ctx.verity !== undefined && VERITY_FORMATS.includes(target.format);
   let verity: Awaited<ReturnType<typeof addVerityTree>> | undefined;
