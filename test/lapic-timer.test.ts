@@ -64,12 +64,27 @@ describe("the APIC timer period the host passes to the microVM kernel", { skip }
   it("is what the kernel measures when it is not passed", async () => {
     const dir = tempDir();
     const image = await buildProbeImage(dir, "cpio", "rootfs.cpio");
-    const r = await bootOwnQemu({ image, dir, args: [], kernel: "microvm", append: DEBUG, lapicTimerPeriod: false });
-    assert.doesNotMatch(r.console, /lapic_timer_period/);
-    const measured = Number(/calibration result: (\d+)/.exec(r.console)?.[1]);
-    assert.ok(measured > 0, `the kernel printed its calibration:\n${r.console.slice(-3000)}`);
-    // The kernel's measurement polls for 100 ms against the TSC: within 2 %.
-    assert.ok(Math.abs(measured - period!) / period! < 0.02, `the kernel measured ${measured}, the host passes ${period}`);
+    // The kernel's measurement polls for 100 ms against the TSC, and under
+    // TCG each end of it is two reads (the TSC, the APIC's count) that the
+    // host may run milliseconds apart: a vCPU thread preempted between them
+    // (other tests boot VMs on the same two cores) skews that boot's result
+    // by the preemption's share of the 100 ms. Seen: 0.00 % off in 4 boots on
+    // a quiet host; with two CPU hogs running, 2.4 % and 3.5 % in 2 of 6
+    // boots, the others within 0.9 %. A preemption only adds error, so the
+    // best of up to five boots must be within 2 %; a wrong period is off by
+    // the same factor in every boot.
+    const measured: number[] = [];
+    for (let boot = 0; boot < 5; boot++) {
+      // Each boot in a directory of its own: a run's sockets live there.
+      const r = await bootOwnQemu({ image, dir: tempDir(), args: [], kernel: "microvm", append: DEBUG, lapicTimerPeriod: false });
+      assert.doesNotMatch(r.console, /lapic_timer_period/);
+      const m = Number(/calibration result: (\d+)/.exec(r.console)?.[1]);
+      assert.ok(m > 0, `the kernel printed its calibration:\n${r.console.slice(-3000)}`);
+      measured.push(m);
+      if (Math.abs(m - period!) / period! < 0.02) break;
+    }
+    const best = Math.min(...measured.map((m) => Math.abs(m - period!) / period!));
+    assert.ok(best < 0.02, `the kernel measured ${measured.join(", ")}, the host passes ${period}`);
   });
 
   it("is used instead of measuring, and the timer fires when it is asked to", async () => {
