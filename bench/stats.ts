@@ -42,10 +42,10 @@ export function machineLine(): string {
  * nothing else running, when the host does it: this machine is itself a VM
  * whose freed memory goes back to its host (virtio-balloon free page
  * reporting) and whose kernel pages out page cache unused for a while
- * (DAMON). A command whose writes need memory the guest handed back waits
- * for the host to supply it again (the likely cause; not traced into the
- * host). Seen with nothing else running: the same `build -o cpio` of the
- * minbase image took 0.90-1.0 s in one minute and 1.16-1.30 s in another, and a warm
+ * (DAMON, whose counters here showed it paging out at its quota). Neither
+ * was traced into the host; a fresh page costs 1.3-2.0 us to touch here, too
+ * little alone. Seen with nothing else running: the same `build -o cpio` of
+ * the minbase image took 0.90-1.0 s in one minute and 1.16-1.30 s in another, and a warm
  * rebuild's 63 MB copy took 0.15 s into memory just freed by deleting a file
  * against 0.22-0.33 s into fresh memory. Paired, interleaved runs and their
  * ratios are what these results compare.
