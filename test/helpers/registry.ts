@@ -6,6 +6,7 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { dieWithParent } from "../../src/boot/die-with-parent.js";
 import { parseChallenges } from "../../src/oci/registry/auth.js";
 import type { TestBlob, TestImage } from "./test-image.js";
 
@@ -79,7 +80,10 @@ export async function startRegistry(
   }
   const configPath = join(work, "config.yml");
   writeFileSync(configPath, lines.join("\n") + "\n");
-  const child: ChildProcess = spawn(REGISTRY_BINARY, ["serve", configPath], { stdio: ["ignore", "ignore", "pipe"] });
+  // Killed with its parent, however that dies (a test run cut short, a bench
+  // interrupted): a leftover registry would hold its port and temp dir.
+  const run = dieWithParent(REGISTRY_BINARY, ["serve", configPath]);
+  const child: ChildProcess = spawn(run.file, run.args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (b: Buffer) => {
     stderr += b.toString();
