@@ -68,11 +68,13 @@ describe("the APIC timer period the host passes to the microVM kernel", { skip }
     // TCG each end of it is two reads (the TSC, the APIC's count) that the
     // host may run milliseconds apart: a vCPU thread preempted between them
     // (other tests boot VMs on the same two cores) skews that boot's result
-    // by the preemption's share of the 100 ms. Seen: 0.00 % off in 4 boots on
-    // a quiet host; with two CPU hogs running, 2.4 % and 3.5 % in 2 of 6
-    // boots, the others within 0.9 %. A preemption only adds error, so the
-    // best of up to five boots must be within 2 %; a wrong period is off by
-    // the same factor in every boot.
+    // by the preemption's share of the 100 ms. Seen on this 2-core host: 0.00 %
+    // off in 4 quiet boots; with three CPU hogs, 3.2-3.7 % off in 3 of 8 boots;
+    // with QEMU at real-time priority among the same hogs, 0.00 % in 7 of 8
+    // and 9.4 % in one, so the disturbance cannot be kept out of the boot.
+    // The check is therefore a statistic over a fixed sample, not a retry:
+    // five boots, every one made and kept, and the one least disturbed must
+    // be within 2 %. A wrong period is off by the same factor in all five.
     const measured: number[] = [];
     for (let boot = 0; boot < 5; boot++) {
       // Each boot in a directory of its own: a run's sockets live there.
@@ -81,10 +83,9 @@ describe("the APIC timer period the host passes to the microVM kernel", { skip }
       const m = Number(/calibration result: (\d+)/.exec(r.console)?.[1]);
       assert.ok(m > 0, `the kernel printed its calibration:\n${r.console.slice(-3000)}`);
       measured.push(m);
-      if (Math.abs(m - period!) / period! < 0.02) break;
     }
-    const best = Math.min(...measured.map((m) => Math.abs(m - period!) / period!));
-    assert.ok(best < 0.02, `the kernel measured ${measured.join(", ")}, the host passes ${period}`);
+    const leastDisturbed = Math.min(...measured.map((m) => Math.abs(m - period!) / period!));
+    assert.ok(leastDisturbed < 0.02, `the kernel measured ${measured.join(", ")}, the host passes ${period}`);
   });
 
   it("is used instead of measuring, and the timer fires when it is asked to", async () => {
