@@ -1,14 +1,8 @@
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
+import { descriptorSha256, type FileDigest } from "../util/file-sha256.js";
 import { identityOf } from "../util/file-identity.js";
-
-export interface FileDigest {
-  readonly sha256: string;
-  readonly bytes: number;
-}
 
 /**
  * The sha256 of a file, remembered by the file's identity (inode, size,
@@ -17,7 +11,7 @@ export interface FileDigest {
  * run. A file written since has another ctime, so it is hashed again; the
  * identity is taken from the descriptor that is hashed.
  */
-export async function fileSha256(path: string, memoDir?: string): Promise<FileDigest> {
+export async function memoizedFileSha256(path: string, memoDir?: string): Promise<FileDigest> {
   const fh = await open(path, "r");
   try {
     const id = identityOf(await fh.stat({ bigint: true }));
@@ -27,9 +21,7 @@ export async function fileSha256(path: string, memoDir?: string): Promise<FileDi
     const memo = memoDir ? join(memoDir, key) : undefined;
     const known = memo ? await readFile(memo, "utf8").catch(() => undefined) : undefined;
     if (known && /^[0-9a-f]{64}$/.test(known)) return { sha256: known, bytes: id.size };
-    const hash = createHash("sha256");
-    await pipeline(createReadStream("", { fd: fh.fd, autoClose: false, start: 0 }), hash);
-    const sha256 = hash.digest("hex");
+    const { sha256 } = await descriptorSha256(fh.fd);
     if (memo && memoDir) {
       await mkdir(memoDir, { recursive: true });
       const tmp = `${memo}.${process.pid}.tmp`;

@@ -1,9 +1,7 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
 import { A3sError } from "../errors.js";
+import { fileSha256 } from "../util/file-sha256.js";
 import { requireTool, runTool } from "../util/host-tool.js";
 import { kernelBuildAborted } from "./kernel-make.js";
 
@@ -62,7 +60,7 @@ export async function fetchLinuxSource(
   const progress = opts.progress ?? (() => {});
   const deb = join(sourcesDir, debFileName(pkg));
   if (await stat(deb).then((s) => s.size === pkg.size, () => false)) {
-    if ((await sha256File(deb)) === pkg.sha256) return deb;
+    if ((await fileSha256(deb)).sha256 === pkg.sha256) return deb;
     progress(`the cached ${debFileName(pkg)} does not match apt's sha256: downloading it again`);
   }
   await mkdir(sourcesDir, { recursive: true });
@@ -78,7 +76,7 @@ export async function fetchLinuxSource(
     });
     const got = (await readdir(work)).find((n) => n.endsWith(".deb"));
     if (!got) throw new A3sError("EKERNEL", `apt-get download produced no .deb for ${pkg.name}`, { subject: pkg.name });
-    const digest = await sha256File(join(work, got));
+    const digest = (await fileSha256(join(work, got))).sha256;
     if (digest !== pkg.sha256) {
       throw new A3sError("EKERNEL", `${got} has sha256 ${digest}, but apt's index says ${pkg.sha256}`, {
         subject: got,
@@ -122,12 +120,6 @@ export async function extractLinuxSource(
     throw new A3sError("EKERNEL", `${tarball} in ${deb} does not unpack to a kernel tree ${top}/`, { subject: deb });
   }
   return { srcDir, sourceDate };
-}
-
-async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  await pipeline(createReadStream(path), h);
-  return h.digest("hex");
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -10,7 +10,7 @@ import { chooseAccelerator, type AcceleratorChoice } from "./accelerator.js";
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { dieWithParent } from "./die-with-parent.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
-import { fileSha256 } from "./file-digest.js";
+import { memoizedFileSha256 } from "./file-digest.js";
 import { GuestChannel } from "./guest-channels.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { requireInitramfsInit } from "./image-init.js";
@@ -84,13 +84,13 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
     const memoryMiB = opts.memoryMiB ?? 512;
     progress(`snapshot machine: ${decision.accel}, ${cpus} CPU, ${memoryMiB} MiB, shares over ${transport}`);
     const memo = join(cacheRoot(), "digests");
-    const kernelDigest = await fileSha256(kernel.kernelPath, memo);
+    const kernelDigest = await memoizedFileSha256(kernel.kernelPath, memo);
 
     let result: Omit<SnapshotResult, "path" | "published"> | undefined;
     const make = async (dir: string): Promise<void> => {
       await mkdir(dir);
       const bootImage = await imageForSnapshot(opts.image, kind, dir);
-      const imageDigest = await fileSha256(bootImage, kind === "cpio" ? memo : undefined);
+      const imageDigest = await memoizedFileSha256(bootImage, kind === "cpio" ? memo : undefined);
       const media = await prepareBootMedia({ kind, image: bootImage, kernel, transport, verity: verity !== undefined, workDir: work });
       const shares = await snapshotShares({ transport, virtiofsd, dirs: {}, work, children: started.children });
       const tscKhz = decision.accel === "tcg" ? ((await hostTscKhz()) ?? null) : null;

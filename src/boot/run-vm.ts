@@ -13,7 +13,7 @@ import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEven
 import { dieWithParent } from "./die-with-parent.js";
 import { GuestChannel } from "./guest-channels.js";
 import { GuestConversation, type JobRequest } from "./guest-conversation.js";
-import { fileSha256 } from "./file-digest.js";
+import { memoizedFileSha256 } from "./file-digest.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { QmpClient } from "./qmp.js";
 import { prepareRestore, resumeRestored } from "./restore-machine.js";
@@ -361,13 +361,13 @@ async function snapshotExpectations(opts: RunOptions, m: SnapshotManifest): Prom
     const scratch = await createRunDirectory();
     try {
       const k = await resolveKernel({ kernel: opts.kernel, modules: opts.modules, workDir: scratch });
-      kernel = { origin: k.origin, path: k.kernelPath, sha256: (await fileSha256(k.kernelPath, memo)).sha256 };
+      kernel = { origin: k.origin, path: k.kernelPath, sha256: (await memoizedFileSha256(k.kernelPath, memo)).sha256 };
     } finally {
       await rm(scratch, { recursive: true, force: true });
     }
   }
   return {
-    ...(opts.image !== undefined ? { imageSha256: (await fileSha256(opts.image, memo)).sha256, imagePath: opts.image } : {}),
+    ...(opts.image !== undefined ? { imageSha256: (await memoizedFileSha256(opts.image, memo)).sha256, imagePath: opts.image } : {}),
     ...(kernel ? { kernel } : {}),
     ...(opts.accel !== undefined && opts.accel !== "auto" ? { accel: opts.accel } : {}),
     ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}),

@@ -8,7 +8,7 @@ import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool } from "../util/host-tool.js";
 import { chooseAccelerator, type AcceleratorChoice } from "./accelerator.js";
 import type { ShareTransport } from "./boot-media.js";
-import { fileSha256 } from "./file-digest.js";
+import { memoizedFileSha256 } from "./file-digest.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { detectBootImage } from "./image-kind.js";
 import { makeSnapshot } from "./make-snapshot.js";
@@ -64,9 +64,9 @@ export async function warmTemplate(req: WarmRequest): Promise<{ path: string; ma
       .update(
         JSON.stringify({
           format: SNAPSHOT_FORMAT,
-          image: { kind, sha256: (await fileSha256(req.image, memo)).sha256 },
-          kernel: { origin: kernel.origin, sha256: (await fileSha256(kernel.kernelPath, memo)).sha256, modules: kernel.modules.map((m) => m.name) },
-          init: kind === "cpio" ? null : (await fileSha256(guestProgramPath("init"), memo)).sha256,
+          image: { kind, sha256: (await memoizedFileSha256(req.image, memo)).sha256 },
+          kernel: { origin: kernel.origin, sha256: (await memoizedFileSha256(kernel.kernelPath, memo)).sha256, modules: kernel.modules.map((m) => m.name) },
+          init: kind === "cpio" ? null : (await memoizedFileSha256(guestProgramPath("init"), memo)).sha256,
           qemu: `${qemu}:${q.dev}:${q.ino}:${q.size}:${q.mtimeNs}`,
           machine: { accel, cpus: req.cpus, memoryMiB: req.memoryMiB, transport, shares: SNAPSHOT_SHARES, tscKhz: accel === "tcg" ? ((await hostTscKhz()) ?? null) : null },
         }),

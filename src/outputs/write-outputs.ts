@@ -71,7 +71,7 @@ async function writeLocalOutput(
 ): Promise<OutputResult> {
   // The layout writer and its image code load only for an `oci` output (CLI start time).
   const layout = spec.format === "oci" ? await import("./oci-layout-output.js") : undefined;
-  const writer = layout ? layout.createOciLayoutWriter(spec) : (outputWriterFor({ ...spec, format: target.format }) as OutputWriter);
+  const writer = layout ? layout.createOciLayoutWriter(spec) : (outputWriterFor(spec) as OutputWriter);
   const final = target.path;
   const withVerity = ctx.verity !== undefined && VERITY_FORMATS.includes(target.format);
   let verity: Awaited<ReturnType<typeof addVerityTree>> | undefined;

@@ -24,23 +24,31 @@ export interface FileDigest {
  * `signal` is checked at each turn.
  */
 export async function fileSha256(path: string, signal?: AbortSignal): Promise<FileDigest> {
+  const fd = openSync(path, "r");
+  try {
+    return await descriptorSha256(fd, signal);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * fileSha256 of an open file, from offset 0 to its end: for a caller that
+ * must hash the very file it took other facts from (its identity).
+ */
+export async function descriptorSha256(fd: number, signal?: AbortSignal): Promise<FileDigest> {
   const h = createHash("sha256");
   const buffer = Buffer.allocUnsafe(READ_BYTES);
   let bytes = 0;
-  const fd = openSync(path, "r");
-  try {
-    for (let reads = 1; ; reads++) {
-      const n = readSync(fd, buffer, 0, READ_BYTES, null);
-      if (n === 0) break;
-      h.update(buffer.subarray(0, n));
-      bytes += n;
-      if (reads % READS_PER_TURN === 0) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        signal?.throwIfAborted();
-      }
+  for (let reads = 1; ; reads++) {
+    const n = readSync(fd, buffer, 0, READ_BYTES, bytes);
+    if (n === 0) break;
+    h.update(buffer.subarray(0, n));
+    bytes += n;
+    if (reads % READS_PER_TURN === 0) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      signal?.throwIfAborted();
     }
-  } finally {
-    closeSync(fd);
   }
   return { sha256: h.digest("hex"), bytes };
 }
