@@ -74,7 +74,9 @@ export async function buildInputs(o: {
 
 /** The key of one output: the build's inputs, the format and its options, and the tools that write it. */
 export function outputKey(inputs: BuildInputs, spec: OutputSpec, tools: string): string {
-  // An erofs output at the writer's default keeps the key it had before the compression could be chosen.
+  // An erofs output at the writer's default ("lz4hc", formats/erofs/writer.ts,
+  // named here rather than imported: a build that writes no erofs loads no
+  // erofs code) keeps the key it had before the compression could be chosen.
   const options =
     spec.format === "tar" || spec.format === "cpio"
       ? { compression: compressionForPath(spec.path) }
