@@ -21,10 +21,11 @@
 // Run: npm run build && node dist/bench/workspace-io.js [--rounds N] [--files N]
 //      [--tar-files N] [--seq-mib M] [--only SUBSTRING] [--kernel FILE]
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { findMicrovmKernel } from "../src/boot/microvm-kernel-cache.js";
 import { runRootfs, type RunResult } from "../src/boot/run-vm.js";
 import { resolveVirtiofsd, type VirtiofsSettings, DEFAULT_VIRTIOFS_SETTINGS } from "../src/boot/virtiofsd.js";
 import { RootfsBuilder } from "../src/index.js";
@@ -54,6 +55,12 @@ interface Setting {
    */
   readonly overlayOptions?: string;
   readonly virtiofs?: VirtiofsSettings;
+  /**
+   * virtiofs: the same microVM kernel booted as a plain file, which
+   * a3s-rootfs does not know for one built with the no-flush patch, so
+   * every close sends FUSE_FLUSH (src/boot/virtiofs-flush.ts).
+   */
+  readonly flushOnClose?: boolean;
   /** What a3s-rootfs did before this benchmark on a host without virtiofsd (Debian 12). */
   readonly today?: boolean;
   /** The default chosen from these numbers. */
@@ -106,6 +113,7 @@ const SETTINGS: Setting[] = [
     virtiofs: v,
     ...(isChosen(v) ? { chosen: true } : {}),
   })),
+  { name: "virtio-fs cache=auto, FUSE_FLUSH on every close", where: "virtiofs", virtiofs: VFS("auto"), flushOnClose: true },
   { name: "overlay mode, upper on guest tmpfs (virtio-fs lower)", where: "overlay" },
   { name: "overlay mode, upper on a 2 GiB scratch disk (ext4)", where: "overlay", scratchMiB: 2048 },
   ...OVERLAY_TRIALS.map((o): Setting => ({ name: `overlay mode, tmpfs upper, remounted with ${o}`, where: "overlay", overlayOptions: o })),
@@ -219,21 +227,32 @@ async function main(): Promise<void> {
       ...(tarFiles > 0 ? ["--tar", "/bench/node_modules.tar"] : []),
     ];
 
-    const samples = new Map<string, Sample[]>(settings.map((s) => [s.name, []]));
+    // The control row for FUSE_FLUSH: the microVM kernel's own bytes, copied
+    // out of the cache so that a3s-rootfs boots them as an unknown kernel.
+    let plainKernel: string | undefined;
+    if (settings.some((s) => s.flushOnClose)) {
+      const built = values.kernel === undefined ? await findMicrovmKernel() : undefined;
+      if (built) {
+        plainKernel = join(work, "vmlinux-as-a-plain-file");
+        copyFileSync(built.path, plainKernel);
+      }
+    }
+    const runnable = settings.filter((s) => !s.flushOnClose || plainKernel !== undefined);
+    const samples = new Map<string, Sample[]>(runnable.map((s) => [s.name, []]));
     let kernelOrigin = "";
     let accel = "";
     for (let round = 1; round <= rounds; round++) {
-      for (const s of settings) {
+      for (const s of runnable) {
         const load = loadavg()[0] as number;
         const t = performance.now();
-        const r = await bootOnce(image, s, args, values.kernel, values["workspace-parent"] as string);
+        const r = await bootOnce(image, s, args, s.flushOnClose ? plainKernel : values.kernel, values["workspace-parent"] as string);
         const bootMs = performance.now() - t;
         if (r.exitCode !== 0) throw new Error(`${s.name}: fsbench exited ${r.exitCode}: ${r.stderr || r.setupError}`);
         const report = JSON.parse(r.stdout.trim().split("\n").pop() as string) as Timings;
         if (r.changes && r.changes.outcome !== "applied") throw new Error(`${s.name}: the change set was not applied: ${r.changes.error}`);
         const change = r.changes ? { changeBytes: r.changes.bytes ?? 0, changeEntries: r.changes.entries ?? 0 } : {};
         samples.get(s.name)?.push({ ...report, round, load, bootMs, ...change });
-        kernelOrigin = r.kernel;
+        if (!s.flushOnClose) kernelOrigin = r.kernel;
         accel = r.accel;
         say(
           `round ${round}/${rounds} ${s.name}: ${PHASES.map((p) => `${p.replace("_ms", "")} ${fmtMs(report[p])}`).join(", ")} ` +
@@ -247,8 +266,8 @@ async function main(): Promise<void> {
       const xs = samples.get(name) ?? [];
       return median(xs.map((x) => (p === "abc_ms" ? x.create_ms + x.stat_ms + x.read_ms : x[p])));
     };
-    const tmpfs = settings.find((s) => s.where === "tmpfs") as Setting;
-    const today = settings.find((s) => s.today) as Setting;
+    const tmpfs = runnable.find((s) => s.where === "tmpfs") as Setting;
+    const today = runnable.find((s) => s.today) as Setting;
     const cols: (Phase | "abc_ms")[] = ["create_ms", "stat_ms", "read_ms", "abc_ms", "seq_write_ms", "seq_read_ms", "tar_ms", "find_ms"];
     const label = (s: Setting): string => `${s.name}${s.today ? " — today's default" : ""}${s.chosen ? " — **new default**" : ""}`;
     const lines: string[] = [];
@@ -279,7 +298,7 @@ async function main(): Promise<void> {
       const xs = (samples.get(name) ?? []).map((x) => x.create_ms + x.stat_ms + x.read_ms);
       return `${fmtMs(Math.min(...xs))}–${fmtMs(Math.max(...xs))}`;
     };
-    for (const s of settings) {
+    for (const s of runnable) {
       lines.push(`| ${label(s)} | ${cols.map((c) => fmtMs(med(s.name, c))).join(" | ")} |${rounds > 1 ? ` ${abcRange(s.name)} |` : ""}`);
     }
     lines.push(
@@ -289,14 +308,14 @@ async function main(): Promise<void> {
       "| where | (a)–(c) vs tmpfs | create vs today | stat vs today | read vs today | (a)–(c) vs today | seq write vs today | seq read vs today | tar -x vs today | find vs today |",
       "|---|---|---|---|---|---|---|---|---|---|",
     );
-    for (const s of settings) {
+    for (const s of runnable) {
       if (s.where === "tmpfs") continue;
       // A phase that was not run is -1 in both rows: no ratio.
       const vsToday = cols.map((c) => (med(s.name, c) < 0 ? "—" : fmtX(med(today.name, c) / med(s.name, c))));
       lines.push(`| ${label(s)} | ${fmtX(med(s.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} | ${vsToday.join(" | ")} |`);
     }
-    const chosen = settings.find((s) => s.chosen);
-    const modes = settings.filter((s) => s.where === "overlay" || s.where === "volume");
+    const chosen = runnable.find((s) => s.chosen);
+    const modes = runnable.filter((s) => s.where === "overlay" || s.where === "volume");
     if (modes.length) {
       const pct = (name: string, p: Phase): string => (med(name, p) <= 0 ? "—" : `${Math.round((100 * med(tmpfs.name, p)) / med(name, p))} %`);
       lines.push(
@@ -328,16 +347,16 @@ async function main(): Promise<void> {
       `| where | ${opNames.join(" | ")} |`,
       `|---|${opNames.map(() => "---|").join("")}`,
     );
-    for (const s of settings) {
+    for (const s of runnable) {
       const xs = samples.get(s.name) ?? [];
       lines.push(`| ${s.name} | ${opNames.map((o) => fmtMs(median(xs.map((x) => x.ops_ms[o] ?? Number.NaN)))).join(" | ")} |`);
     }
     lines.push("", "What the guest had mounted for each row (fsbench reads /proc/self/mounts):", "");
-    for (const s of settings) {
+    for (const s of runnable) {
       const first = samples.get(s.name)?.[0];
       if (first) lines.push(`- ${s.name}: \`${first.fstype} ${first.options}\``);
     }
-    const summary = settings.map((s) => ({
+    const summary = runnable.map((s) => ({
       name: s.name,
       where: s.where,
       ninep: s.ninep ?? null,

@@ -23,6 +23,9 @@
  *                       seed 0x2545f491, each 32-bit word little-endian),
  *                       so the host can check that every byte arrived
  *
+ * The report also says whether closing a file on a virtio-fs share skips
+ * FUSE_FLUSH ("virtiofs_no_flush": "Y", "N", or null without the parameter).
+ *
  * The report always has "realtime_ms", the guest's wall clock (ms since
  * the Unix epoch), to check that a restored guest's clock is current.
  *
@@ -286,6 +289,22 @@ static void capeff(char out[32])
 }
 
 /*
+ * The virtiofs driver's no_flush parameter as sysfs shows it ("Y" or "N"),
+ * or "" when the kernel has no such parameter (Debian's, or virtiofs not
+ * loaded): whether a close on a share skips FUSE_FLUSH.
+ */
+static void virtiofs_no_flush(char out[8])
+{
+	FILE *f = fopen("/sys/module/virtiofs/parameters/no_flush", "re");
+
+	strcpy(out, "");
+	if (f && fgets(out, 8, f))
+		out[strcspn(out, "\n")] = 0;
+	if (f)
+		fclose(f);
+}
+
+/*
  * Fork n children that each fork a grandchild and exit at once: the
  * grandchildren reparent to PID 1 and exit 50 ms later. Wait (at most 5 s)
  * until /proc/PID is gone for each, i.e. init reaped the zombie.
@@ -446,7 +465,7 @@ int main(int argc, char **argv)
 	struct timespec now;
 	double orphan_ms = 0;
 	struct utsname u;
-	char cwd[4096], host[256], cap[32];
+	char cwd[4096], host[256], cap[32], no_flush[8];
 	gid_t groups[64];
 	int ng;
 	sigset_t set;
@@ -556,6 +575,12 @@ int main(int argc, char **argv)
 	}
 	fputs("],\"mounts\":", stdout);
 	mounts_report();
+	virtiofs_no_flush(no_flush);
+	fputs(",\"virtiofs_no_flush\":", stdout);
+	if (*no_flush)
+		jstr(no_flush);
+	else
+		fputs("null", stdout);
 	fputs(",\"shells\":", stdout);
 	shells_report();
 	if (nrandom)

@@ -9,14 +9,16 @@ import { debianKernel } from "../src/boot/debian-kernel.js";
 import { tscKhzFromCpuinfo } from "../src/boot/host-tsc.js";
 import { prepareBootMedia } from "../src/boot/boot-media.js";
 import { detectBootImage } from "../src/boot/image-kind.js";
-import { modulesFor } from "../src/boot/kernel-bundle.js";
+import { kernelCmdlineOptions, modulesFor, type KernelBundle } from "../src/boot/kernel-bundle.js";
 import { parseModinfo } from "../src/boot/modinfo.js";
 import { moduleLoadOrder } from "../src/boot/module-closure.js";
 import { withoutModuleSignature } from "../src/boot/module-signature.js";
 import { kernelCommandLine } from "../src/boot/kernel-cmdline.js";
 import { loadKernelPatches } from "../src/boot/kernel-patches.js";
 import { LAPIC_TIMER_PERIOD_PARAM, LAPIC_TIMER_PERIOD_PATCH, lapicTimerPeriod } from "../src/boot/lapic-timer.js";
+import { microvmKernelBundle } from "../src/boot/microvm-kernel-cache.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
+import { skipsVirtiofsFlush, VIRTIOFS_NO_FLUSH_PARAM, VIRTIOFS_NO_FLUSH_PATCH } from "../src/boot/virtiofs-flush.js";
 import { isA3sError, RootfsBuilder } from "../src/index.js";
 import { findExecutable } from "../src/util/host-tool.js";
 import { compileTestBinary } from "./helpers/static-binary.js";
@@ -135,6 +137,25 @@ describe("QEMU command line", () => {
     const patch = patches.find((p) => p.name === LAPIC_TIMER_PERIOD_PATCH);
     assert.ok(patch, `kernel/patches/${LAPIC_TIMER_PERIOD_PATCH} exists`);
     assert.match(readFileSync(patch.path, "utf8"), new RegExp(`^\\+early_param\\("${LAPIC_TIMER_PERIOD_PARAM.replace(".", "\\.")}", `, "m"));
+  });
+
+  it("asks a microVM kernel built with the virtio-fs patch to skip FUSE_FLUSH, under KVM and TCG alike", async () => {
+    assert.equal(skipsVirtiofsFlush({ patches: [LAPIC_TIMER_PERIOD_PATCH, VIRTIOFS_NO_FLUSH_PATCH] }), true);
+    assert.equal(skipsVirtiofsFlush({ patches: [LAPIC_TIMER_PERIOD_PATCH] }), false, "a kernel built before the patch sends FLUSH");
+    assert.equal(skipsVirtiofsFlush({}), false, "a kernel built before patches were recorded");
+    const bundle = (patches: string[]): KernelBundle =>
+      microvmKernelBundle({ release: "6.12.0-a3s-microvm", origin: "a3s-microvm:test", path: "/k", patches, hz: 250 });
+    assert.equal(bundle([VIRTIOFS_NO_FLUSH_PATCH]).virtiofsNoFlush, true);
+    assert.equal(bundle([]).virtiofsNoFlush, undefined);
+    for (const accel of ["kvm", "tcg"] as const) {
+      assert.match(await kernelCommandLine(accel, kernelCmdlineOptions(bundle([VIRTIOFS_NO_FLUSH_PATCH]))), /(^| )virtiofs\.no_flush=1( |$)/);
+      assert.doesNotMatch(await kernelCommandLine(accel, kernelCmdlineOptions(bundle([]))), /no_flush/);
+    }
+    const patch = (await loadKernelPatches()).find((p) => p.name === VIRTIOFS_NO_FLUSH_PATCH);
+    assert.ok(patch, `kernel/patches/${VIRTIOFS_NO_FLUSH_PATCH} exists`);
+    // The built-in module's parameter is "virtiofs." + the module_param's name.
+    const name = VIRTIOFS_NO_FLUSH_PARAM.replace(/^virtiofs\./, "").replace(/=.*$/, "");
+    assert.match(readFileSync(patch.path, "utf8"), new RegExp(`^\\+module_param\\(${name}, bool, 0444\\);$`, "m"));
   });
 
   it("turns off the crypto self-tests of a packaged kernel on every boot", async () => {

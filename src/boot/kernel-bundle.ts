@@ -21,6 +21,17 @@ export interface KernelBundle {
    * it (lapic-timer.ts). Absent: the kernel calibrates its timer itself.
    */
   readonly lapicTimerPeriod?: number;
+  /** For a microVM kernel built with the virtio-fs patch: closing a file on a share sends no FUSE_FLUSH (virtiofs-flush.ts). */
+  readonly virtiofsNoFlush?: boolean;
+}
+
+/** What of a kernel bundle its command line depends on (kernelCommandLine's options). */
+export function kernelCmdlineOptions(kernel: KernelBundle): { kernelOrigin: string; lapicTimerPeriod?: number; virtiofsNoFlush?: boolean } {
+  return {
+    kernelOrigin: kernel.origin,
+    ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}),
+    ...(kernel.virtiofsNoFlush ? { virtiofsNoFlush: true } : {}),
+  };
 }
 
 export interface KernelModule {

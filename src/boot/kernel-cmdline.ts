@@ -5,6 +5,7 @@ import type { Accelerator } from "./accelerator.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { LAPIC_TIMER_PERIOD_PARAM } from "./lapic-timer.js";
 import { packsUnsignedModules, SKIP_MODULE_KEYS } from "./module-signature.js";
+import { VIRTIOFS_NO_FLUSH_PARAM } from "./virtiofs-flush.js";
 
 /**
  * The kernel command line: kernel and init messages on the serial console,
@@ -26,6 +27,8 @@ export async function kernelCommandLine(
     kernelOrigin?: string;
     /** KernelBundle.lapicTimerPeriod: the kernel accepts its APIC timer period from the host (lapic-timer.ts). */
     lapicTimerPeriod?: number;
+    /** KernelBundle.virtiofsNoFlush: the kernel can skip FUSE_FLUSH on the shares (virtiofs-flush.ts). */
+    virtiofsNoFlush?: boolean;
   } = {},
 ): Promise<string> {
   // noreplace-smp: a kernel that finds one CPU rewrites every LOCK prefix in
@@ -49,6 +52,8 @@ export async function kernelCommandLine(
   if (opts.kernelOrigin !== undefined && packsUnsignedModules(opts.kernelOrigin)) parts.push(SKIP_MODULE_KEYS);
   // init waits at the ready point for its job on the control channel (§8)
   if (opts.job) parts.push(kernelCmdlineArg("job", "1"));
+  // One synchronous round trip less per close on a share (virtiofs-flush.ts).
+  if (opts.virtiofsNoFlush) parts.push(VIRTIOFS_NO_FLUSH_PARAM);
   // The channels' device nodes, as qemuArgs numbers the ports: init opens
   // them as they are, where a port's name would cost it a walk of sysfs
   // (about 10 ms of its start under TCG, docs/guest-protocol.md §6). They

@@ -15,6 +15,7 @@ import { GuestChannel } from "./guest-channels.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage, type BootImageKind } from "./image-kind.js";
+import { kernelCmdlineOptions } from "./kernel-bundle.js";
 import { kernelCommandLine } from "./kernel-cmdline.js";
 import { qemuArgs } from "./qemu-command.js";
 import { QmpClient } from "./qmp.js";
@@ -98,7 +99,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         kernelPath: kernel.kernelPath,
         initrd: media.initrd,
         ...(media.disk ? { disk: media.disk } : {}),
-        cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+        cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...kernelCmdlineOptions(kernel), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
         accel: decision.accel,
         cpus,
         memoryMiB,

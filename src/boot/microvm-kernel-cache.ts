@@ -4,6 +4,7 @@ import { cacheRoot } from "../util/cache-dir.js";
 import { configHash, loadKernelConfig } from "./kernel-config.js";
 import { loadKernelPatches } from "./kernel-patches.js";
 import { lapicTimerPeriod } from "./lapic-timer.js";
+import { skipsVirtiofsFlush } from "./virtiofs-flush.js";
 import type { KernelBundle } from "./kernel-bundle.js";
 
 /**
@@ -100,7 +101,14 @@ export async function findMicrovmKernel(opts: { cacheDir?: string; fragmentsDir?
 }
 
 /** A built kernel as a boot bundle: its drivers are built in, so it needs no modules. */
-export function microvmKernelBundle(k: MicrovmKernel): KernelBundle {
+export function microvmKernelBundle(k: Pick<MicrovmKernel, "release" | "origin" | "path" | "patches" | "hz">): KernelBundle {
   const period = lapicTimerPeriod(k);
-  return { release: k.release, origin: k.origin, kernelPath: k.path, modules: [], ...(period !== undefined ? { lapicTimerPeriod: period } : {}) };
+  return {
+    release: k.release,
+    origin: k.origin,
+    kernelPath: k.path,
+    modules: [],
+    ...(period !== undefined ? { lapicTimerPeriod: period } : {}),
+    ...(skipsVirtiofsFlush(k) ? { virtiofsNoFlush: true } : {}),
+  };
 }

@@ -19,6 +19,7 @@ import { QmpClient } from "./qmp.js";
 import { prepareRestore, resumeRestored } from "./restore-machine.js";
 import { checkSnapshotMatches, OpenSnapshot, type SnapshotExpectations, type SnapshotManifest } from "./snapshot-manifest.js";
 import { discardWarmTemplate, warmTemplate } from "./warm-templates.js";
+import { kernelCmdlineOptions } from "./kernel-bundle.js";
 import { kernelCommandLine } from "./kernel-cmdline.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
@@ -263,7 +264,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, kernelOrigin: kernel.origin, ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...kernelCmdlineOptions(kernel), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB,
