@@ -12,7 +12,8 @@
  * shares run without FUSE's writeback cache, so each write() has already
  * reached the host's file when it returns, and RELEASE still closes the
  * host's descriptor: on a local filesystem the host sees the same bytes at
- * the same moment without FLUSH (docs/boot.md, "Workspace coherence").
+ * the same moment without FLUSH (docs/boot.md, "Coherence: what each side
+ * sees, and when").
  *
  * The microVM kernel built with the patch takes `virtiofs.no_flush=1`;
  * Debian's kernel, and a microVM kernel built before the patch, keep
