@@ -31,7 +31,7 @@ import { resolveVirtiofsd, type VirtiofsSettings, DEFAULT_VIRTIOFS_SETTINGS } fr
 import { RootfsBuilder } from "../src/index.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
-import { machineLine, median, writeResults } from "./stats.js";
+import { machineLine, median, settleFilesystem, SETTLE_MS, writeResults } from "./stats.js";
 import { writePackageTarball, type PackageTreeStats } from "./workspace-io/package-tree.js";
 
 const say = (m: string): void => void process.stderr.write(`workspace-io: ${m}\n`);
@@ -154,31 +154,35 @@ function buildFsbench(dir: string): string {
   return out;
 }
 
-async function bootOnce(image: string, s: Setting, args: readonly string[], kernel: string | undefined, parent: string): Promise<RunResult> {
-  const workspace = s.where === "tmpfs" ? undefined : mkdtempSync(join(parent, "a3s-bench-ws-"));
-  try {
-    const target = s.where === "tmpfs" ? "/tmp" : s.where === "volume" ? "/workspace/vol" : "/workspace";
-    return await runRootfs({
-      image,
-      ...(kernel ? { kernel } : {}),
-      ...(workspace ? { workspace } : {}),
-      ...(s.where === "overlay" ? { workspaceMode: "overlay" as const } : {}),
-      ...(s.scratchMiB ? { scratchDiskMiB: s.scratchMiB } : {}),
-      ...(s.where === "volume" ? { tmpfs: ["/workspace/vol"] } : {}),
-      transport: s.where === "9p" ? "9p" : "virtiofs",
-      ...(s.virtiofs ? { virtiofs: s.virtiofs } : {}),
-      memoryMiB: 1024,
-      timeoutS: 900,
-      args: [
-        target,
-        ...args,
-        ...(s.ninep ? ["--remount", `9p:${s.ninep}`] : []),
-        ...(s.overlayOptions ? ["--remount", `overlay:${OVERLAY_LAYERS},${s.overlayOptions}`] : []),
-      ],
-    });
-  } finally {
-    if (workspace) rmSync(workspace, { recursive: true, force: true });
-  }
+/**
+ * One boot of fsbench under setting `s`. Its host workspace is a new
+ * directory under `workspaces`, left there: the caller deletes them all
+ * after the last boot, because a host ext4 without a journal creates files
+ * slowly for a minute after a large delete (settleFilesystem() in
+ * bench/stats.ts), which would slow the next row's creates over 9p and
+ * virtio-fs.
+ */
+async function bootOnce(image: string, s: Setting, args: readonly string[], kernel: string | undefined, workspaces: string): Promise<RunResult> {
+  const workspace = s.where === "tmpfs" ? undefined : mkdtempSync(join(workspaces, "ws-"));
+  const target = s.where === "tmpfs" ? "/tmp" : s.where === "volume" ? "/workspace/vol" : "/workspace";
+  return await runRootfs({
+    image,
+    ...(kernel ? { kernel } : {}),
+    ...(workspace ? { workspace } : {}),
+    ...(s.where === "overlay" ? { workspaceMode: "overlay" as const } : {}),
+    ...(s.scratchMiB ? { scratchDiskMiB: s.scratchMiB } : {}),
+    ...(s.where === "volume" ? { tmpfs: ["/workspace/vol"] } : {}),
+    transport: s.where === "9p" ? "9p" : "virtiofs",
+    ...(s.virtiofs ? { virtiofs: s.virtiofs } : {}),
+    memoryMiB: 1024,
+    timeoutS: 900,
+    args: [
+      target,
+      ...args,
+      ...(s.ninep ? ["--remount", `9p:${s.ninep}`] : []),
+      ...(s.overlayOptions ? ["--remount", `overlay:${OVERLAY_LAYERS},${s.overlayOptions}`] : []),
+    ],
+  });
 }
 
 const fmtMs = (ms: number): string => (ms < 0 || Number.isNaN(ms) ? "—" : ms >= 10_000 ? `${(ms / 1000).toFixed(1)} s` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
@@ -203,6 +207,7 @@ async function main(): Promise<void> {
   const rounds = Number(values.rounds);
   const settings = SETTINGS.filter((s) => !values.only || s.today || s.chosen || s.where === "tmpfs" || values.only.some((o) => s.name.includes(o)));
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-wsio-"));
+  const workspaces = mkdtempSync(join(values["workspace-parent"] as string, "a3s-bench-ws-"));
   try {
     const virtiofsd = await resolveVirtiofsd({ cache: cacheRoot(), provision: true, progress: say });
     if (!virtiofsd) throw new Error("no virtiofsd");
@@ -239,13 +244,15 @@ async function main(): Promise<void> {
     }
     const runnable = settings.filter((s) => !s.flushOnClose || plainKernel !== undefined);
     const samples = new Map<string, Sample[]>(runnable.map((s) => [s.name, []]));
+    say(`waiting ${SETTLE_MS / 1000} s for the host filesystem to settle (bench/stats.ts settleFilesystem)`);
+    settleFilesystem();
     let kernelOrigin = "";
     let accel = "";
     for (let round = 1; round <= rounds; round++) {
       for (const s of runnable) {
         const load = loadavg()[0] as number;
         const t = performance.now();
-        const r = await bootOnce(image, s, args, s.flushOnClose ? plainKernel : values.kernel, values["workspace-parent"] as string);
+        const r = await bootOnce(image, s, args, s.flushOnClose ? plainKernel : values.kernel, workspaces);
         const bootMs = performance.now() - t;
         if (r.exitCode !== 0) throw new Error(`${s.name}: fsbench exited ${r.exitCode}: ${r.stderr || r.setupError}`);
         const report = JSON.parse(r.stdout.trim().split("\n").pop() as string) as Timings;
@@ -285,7 +292,8 @@ async function main(): Promise<void> {
           ? `(e) BusyBox \`tar -xf\` of a node_modules-like tarball (${tree.files} files, ${tree.directories} directories, ` +
             `${(tree.bytes / 1048576).toFixed(1)} MiB), then \`find\` over it.`
           : "(e) not run.") +
-        " Timed in the guest (CLOCK_MONOTONIC).",
+        " Timed in the guest (CLOCK_MONOTONIC). Each boot had a new host workspace directory, and none was deleted before the last boot" +
+        ` (the first boot came ${SETTLE_MS / 1000} s after the set-up): the host's ext4 without a journal creates files slowly for a minute after a large delete.`,
       "",
       "The machine is shared (2 cores, other work running): the numbers are noisy, compare rows of one run only.",
       "",
@@ -370,6 +378,7 @@ async function main(): Promise<void> {
     say(`wrote bench/results/${values.name}.md and .json`);
   } finally {
     rmSync(work, { recursive: true, force: true });
+    rmSync(workspaces, { recursive: true, force: true });
   }
 }
 
