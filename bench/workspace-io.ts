@@ -83,7 +83,7 @@ const isChosen = (v: VirtiofsSettings): boolean =>
   v.threadPoolSize === DEFAULT_VIRTIOFS_SETTINGS.threadPoolSize &&
   v.sandbox === DEFAULT_VIRTIOFS_SETTINGS.sandbox;
 
-/** Overlay options tried against init's (redirect_dir, index and metacopy stay off: the change set needs them so). */
+/** Overlay options tried against init's (index and metacopy stay off: the change set needs them so; redirect_dir was off in init's mount when these ran, and is on since directory renames work). */
 const OVERLAY_TRIALS = [
   "redirect_dir=off,index=off,metacopy=off",
   "redirect_dir=off,index=off,metacopy=off,xino=off,uuid=off",

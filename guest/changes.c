@@ -25,6 +25,7 @@
 #define BLOCK 512
 #define NAME_FIELD 100
 #define OPAQUE_XATTR "trusted.overlay.opaque"
+#define REDIRECT_XATTR "trusted.overlay.redirect"
 
 struct writer {
 	int fd;
@@ -32,7 +33,7 @@ struct writer {
 	char *err;
 	size_t errlen;
 	struct change_counts *counts;
-	dev_t dev;        /* the upper directory's file system: the walk stays on it */
+	const char *merged; /* the overlay's mount point: renamed directories are read there */
 	size_t len;
 	char buf[65536];
 };
@@ -211,8 +212,47 @@ static int put_file(struct writer *w, int fd, const char *path, unsigned long lo
 	return w->failed ? -1 : 0;
 }
 
-/* Every entry of the directory dirfd, whose name in the tar is path (plen bytes, "" or "a/b/"). */
-static int walk(struct writer *w, int dirfd, char *path, size_t plen)
+/*
+ * A directory the agent renamed while it had entries in the lower layer
+ * (overlayfs's redirect_dir): its upper directory holds only what changed
+ * in it, and an xattr naming where it came from. In the change set it is
+ * whole: opaque, with every entry as the overlay shows it (read at
+ * merged/path), so the host needs nothing from the old path, which the
+ * rename left a whiteout at. The stat and the open by path are checked to
+ * be the same directory on the overlay, not something mounted there.
+ */
+static int walk(struct writer *w, int dirfd, char *path, size_t plen, dev_t dev, int whole);
+
+static int walk_renamed(struct writer *w, char *path, size_t plen, const struct member *m)
+{
+	char full[2 * PATH_MAX + 64], opq[PATH_MAX + 64];
+	struct member o = { opq, NULL, '0', 0600, 0, 0, 0, m->mtime };
+	struct stat root, st;
+	int fd;
+
+	snprintf(opq, sizeof opq, "%s.wh..wh..opq", path);
+	header(w, &o);
+	snprintf(full, sizeof full, "%s/%s", w->merged, path);
+	if (stat(w->merged, &root) != 0)
+		return fail(w, "stat", w->merged);
+	fd = open(full, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return fail(w, "opening", full);
+	if (fstat(fd, &st) != 0 || st.st_dev != root.st_dev) {
+		close(fd);
+		errno = EXDEV;
+		return fail(w, "reading the renamed directory", full);
+	}
+	return walk(w, fd, path, plen, root.st_dev, 1);
+}
+
+/*
+ * Every entry of the directory dirfd, whose name in the tar is path (plen
+ * bytes, "" or "a/b/"), staying on file system dev. whole: dirfd is on the
+ * merged overlay (walk_renamed), where there are no whiteouts and every
+ * entry is written.
+ */
+static int walk(struct writer *w, int dirfd, char *path, size_t plen, dev_t dev, int whole)
 {
 	DIR *d = fdopendir(dirfd);
 	struct dirent *e;
@@ -242,7 +282,7 @@ static int walk(struct writer *w, int dirfd, char *path, size_t plen)
 		}
 		m = (struct member){ path, NULL, '0', st.st_mode, st.st_uid, st.st_gid, 0,
 				     (unsigned long long)(st.st_mtime < 0 ? 0 : st.st_mtime) };
-		if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
+		if (!whole && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0)) {
 			/* overlayfs's whiteout: NAME was deleted */
 			char wh[PATH_MAX + 64];
 			snprintf(wh, sizeof wh, "%.*s.wh.%s", (int)plen, path, n);
@@ -270,7 +310,7 @@ static int walk(struct writer *w, int dirfd, char *path, size_t plen)
 			m.type = '2';
 			m.link = target;
 			header(w, &m);
-		} else if (S_ISDIR(st.st_mode) && st.st_dev != w->dev) {
+		} else if (S_ISDIR(st.st_mode) && st.st_dev != dev) {
 			/* A mount a root agent left on the upper directory: not its changes. */
 			w->counts->skipped++;
 		} else if (S_ISDIR(st.st_mode)) {
@@ -284,14 +324,20 @@ static int walk(struct writer *w, int dirfd, char *path, size_t plen)
 			path[plen + nlen + 1] = '\0';
 			m.type = '5';
 			header(w, &m);
+			if (!whole && fgetxattr(sub, REDIRECT_XATTR, NULL, 0) >= 0) {
+				close(sub);
+				r = walk_renamed(w, path, plen + nlen + 1, &m);
+				path[plen] = '\0';
+				continue;
+			}
 			/* an opaque directory hides everything the lower layer has in it */
-			if (fgetxattr(sub, OPAQUE_XATTR, v, sizeof v) == 1 && v[0] == 'y') {
+			if (!whole && fgetxattr(sub, OPAQUE_XATTR, v, sizeof v) == 1 && v[0] == 'y') {
 				char opq[PATH_MAX + 64];
 				struct member o = { opq, NULL, '0', 0600, 0, 0, 0, m.mtime };
 				snprintf(opq, sizeof opq, "%s.wh..wh..opq", path);
 				header(w, &o);
 			}
-			r = walk(w, sub, path, plen + nlen + 1);
+			r = walk(w, sub, path, plen + nlen + 1, dev, whole);
 		} else {
 			w->counts->skipped++; /* FIFOs, sockets, devices: nothing a workspace carries */
 		}
@@ -303,7 +349,7 @@ static int walk(struct writer *w, int dirfd, char *path, size_t plen)
 	return w->failed ? -1 : r;
 }
 
-int changes_write(const char *upper, int fd, struct change_counts *counts, char *err, size_t errlen)
+int changes_write(const char *upper, const char *merged, int fd, struct change_counts *counts, char *err, size_t errlen)
 {
 	static struct writer w;
 	static char path[PATH_MAX + 32];
@@ -317,13 +363,13 @@ int changes_write(const char *upper, int fd, struct change_counts *counts, char 
 	w.errlen = errlen;
 	w.counts = counts;
 	w.len = 0;
+	w.merged = merged;
 	if (dirfd < 0 || fstat(dirfd, &st) != 0) {
 		snprintf(err, errlen, "opening %s: %s", upper, strerror(errno));
 		return -1;
 	}
-	w.dev = st.st_dev;
 	path[0] = '\0';
-	if (walk(&w, dirfd, path, 0) != 0)
+	if (walk(&w, dirfd, path, 0, st.st_dev, 0) != 0)
 		return -1;
 	put_zeros(&w, 2 * BLOCK); /* the end-of-archive marker */
 	flush(&w);

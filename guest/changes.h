@@ -19,9 +19,13 @@ struct change_counts {
  * tar: directories, regular files and symlinks as they are; a whiteout
  * (a 0:0 character device) as an empty file ".wh.NAME"; an opaque
  * directory (xattr trusted.overlay.opaque=y) as its entry followed by an
- * empty file "DIR/.wh..wh..opq". The walk does not cross into another
- * file system mounted below `upper`. Returns 0, or -1 with a message in err.
+ * empty file "DIR/.wh..wh..opq". A directory renamed from the lower layer
+ * (xattr trusted.overlay.redirect) is written whole, as an opaque
+ * directory with everything the overlay mounted at `merged` shows in it.
+ * The walk does not cross into another file system mounted below `upper`
+ * or `merged`. Returns 0, or -1 with a message in err.
  */
-int changes_write(const char *upper, int fd, struct change_counts *counts, char *err, size_t errlen);
+int changes_write(const char *upper, const char *merged, int fd, struct change_counts *counts, char *err,
+		  size_t errlen);
 
 #endif

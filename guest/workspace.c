@@ -133,11 +133,14 @@ static void disk_by_serial(const char *serial, char *dev, size_t devlen)
  * Overlay mode: the share goes read-only under OVERLAY_LOWER, and an
  * overlayfs on its path takes every write into an upper directory on
  * guest-local storage: a tmpfs, or the scratch disk (ext4) with scratch=.
- * redirect_dir, index and metacopy are off so that the upper directory
- * holds only whole files, whiteouts and opaque directories, which is all a
- * change set can say; renaming a directory that has lower entries then
- * fails with EXDEV, which mv and the like answer by copying.
+ * index and metacopy are off so that the upper directory holds whole
+ * files, whiteouts and opaque directories; redirect_dir is on so that the
+ * agent can rename a directory that has lower entries (without it rename(2)
+ * fails with EXDEV, and programs other than mv rarely copy instead): the
+ * change set writes such a directory whole, from the overlay (changes.c).
  */
+static char overlay_merged[PATH_MAX];
+
 static void mount_overlay(const struct share *s)
 {
 	char opts[600], dev[300];
@@ -163,8 +166,9 @@ static void mount_overlay(const struct share *s)
 	    chmod(OVERLAY_UPPER, lower.st_mode & 07777) != 0)
 		fatal(EXIT_SETUP, "overlay=%s: the upper directory: %s", s->tag, strerror(errno));
 	snprintf(opts, sizeof opts, "lowerdir=" OVERLAY_LOWER ",upperdir=" OVERLAY_UPPER
-		 ",workdir=" OVERLAY_WORK ",redirect_dir=off,index=off,metacopy=off");
+		 ",workdir=" OVERLAY_WORK ",redirect_dir=on,index=off,metacopy=off");
 	must_mount("overlay", s->path, "overlay", MS_NOSUID | MS_NODEV, opts);
+	snprintf(overlay_merged, sizeof overlay_merged, "%s", s->path);
 	overlay_mounted = 1;
 	dbg("share %s on %s: overlay, upper on %s", s->tag, s->path,
 	    cfg.str[K_SCRATCH] ? dev : "tmpfs");
@@ -191,7 +195,7 @@ void send_changes(void)
 		emit(ONCE, "changes-error opening %s: %s", CHANGES_PORT, strerror(errno));
 		return;
 	}
-	if (changes_write(OVERLAY_UPPER, fd, &c, err, sizeof err) != 0)
+	if (changes_write(OVERLAY_UPPER, overlay_merged, fd, &c, err, sizeof err) != 0)
 		emit(ONCE, "changes-error %s", err);
 	else
 		emit(ONCE, "changes %llu %llu %llu", c.bytes, c.entries, c.skipped);

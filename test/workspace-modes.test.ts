@@ -29,13 +29,15 @@ function project(): { base: string; workspace: string; skills: string; outside: 
   const workspace = join(base, "ws");
   const skills = join(base, "skills");
   const outside = join(base, "outside");
-  for (const d of ["ws/keep", "ws/gone/deep", "ws/opq/old", "ws/src", "skills", "outside"]) mkdirSync(join(base, d), { recursive: true });
+  for (const d of ["ws/keep", "ws/gone/deep", "ws/opq/old", "ws/src", "ws/mv-dir/inner", "skills", "outside"]) mkdirSync(join(base, d), { recursive: true });
   writeFileSync(join(workspace, "keep/a"), "a");
   writeFileSync(join(workspace, "gone/deep/x"), "x");
   writeFileSync(join(workspace, "opq/old/y"), "y");
   writeFileSync(join(workspace, "src/main.c"), "int main;");
   writeFileSync(join(workspace, "edit"), "old\n");
   writeFileSync(join(workspace, "rename-me"), "r");
+  writeFileSync(join(workspace, "mv-dir/top"), "top");
+  writeFileSync(join(workspace, "mv-dir/inner/deep"), "deep");
   writeFileSync(join(skills, "skill.md"), "a skill");
   writeFileSync(join(outside, "secret"), "secret");
   return { base, workspace, skills, outside };
@@ -53,6 +55,10 @@ const AGENT_WORK = [
   "mkdir -p t/u && echo deep > t/u/v",
   "rm -rf gone",
   "mv rename-me renamed",
+  // A directory with entries in the share, renamed: rename(2) itself must
+  // work (mv would copy on EXDEV, giving the new directory a new inode).
+  "(i=$(stat -c %i mv-dir) && mv mv-dir moved-dir && [ \"$(stat -c %i moved-dir)\" = \"$i\" ] && echo dir-rename=rename || echo dir-rename=copied)",
+  "echo added > moved-dir/added && rm moved-dir/top",
   "echo more >> edit",
   "rm -rf opq && mkdir opq && echo fresh > opq/n",
   "ln -s ../outside escape",
@@ -65,6 +71,10 @@ const EXPECTED = {
   escape: "l:../outside",
   keep: "d",
   "keep/a": "f:a",
+  "moved-dir": "d",
+  "moved-dir/added": "f:added\n",
+  "moved-dir/inner": "d",
+  "moved-dir/inner/deep": "f:deep",
   new: "f:new\n",
   opq: "d",
   "opq/n": "f:fresh\n",
@@ -93,6 +103,7 @@ describe("workspace modes", { skip }, () => {
     assert.equal(r.exitCode, 0, r.stderr);
     assert.match(r.stdout, /escape-write=failed/, "in the guest the symlink leads out of /workspace, to nothing");
     assert.match(r.stdout, /skills-write=failed/);
+    assert.match(r.stdout, /dir-rename=rename/, "a directory with entries in the share is renamed, not copied");
     assert.equal(r.workspaceMode, "overlay");
     assert.equal(r.changes?.outcome, "applied", JSON.stringify(r.changes));
     assert.deepEqual(listing(workspace), EXPECTED);
@@ -106,8 +117,9 @@ describe("workspace modes", { skip }, () => {
     const changes = join(base, "changes.tar");
     const r = runCli(["run", image, "--kernel", "microvm", "--workspace", workspace, "--skills", skills, "--workspace-mode", "overlay", "--transport", "9p", "--changes", changes, "--json", "--", "sh", "-c", AGENT_WORK]);
     assert.equal(r.status, 0, r.stderr);
-    const result = JSON.parse(r.stdout) as { transport: string; changes: { outcome: string; path: string } };
+    const result = JSON.parse(r.stdout) as { transport: string; stdout: string; changes: { outcome: string; path: string } };
     assert.deepEqual([result.transport, result.changes.outcome, result.changes.path], ["9p", "saved", changes]);
+    assert.match(result.stdout, /dir-rename=rename/, "over a 9p lower too");
     assert.deepEqual(listing(workspace), untouched, "--changes applies nothing");
     const a = runCli(["apply", changes, workspace]);
     assert.equal(a.status, 0, a.stderr);
