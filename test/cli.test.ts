@@ -12,7 +12,8 @@ describe("a3s-rootfs build", () => {
   it("--json reports the source, entry count and each output with its size and sha256", () => {
     const dir = tempDir();
     const agent = compileTestBinary();
-    const outputs = ["dir:rootfs", "tar:rootfs.tar", "cpio:rootfs.cpio.gz"];
+    // Each file output's sha256 is checked against its bytes below: tar and cpio are hashed as they are written, cpio.gz after.
+    const outputs = ["dir:rootfs", "tar:rootfs.tar", "cpio:rootfs.cpio.gz", "cpio:rootfs.cpio"];
     const r = runCli(["build", "--agent", agent, ...outputs.flatMap((o) => ["-o", o]), "--json"], { cwd: dir });
     assert.equal(r.status, 0, r.stderr);
     const report = JSON.parse(r.stdout);
@@ -25,6 +26,7 @@ describe("a3s-rootfs build", () => {
         ["dir", join(dir, "rootfs")],
         ["tar", join(dir, "rootfs.tar")],
         ["cpio", join(dir, "rootfs.cpio.gz")],
+        ["cpio", join(dir, "rootfs.cpio")],
       ],
     );
     for (const o of report.outputs.slice(1)) {

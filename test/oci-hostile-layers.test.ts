@@ -58,8 +58,8 @@ class Arena {
     const { tree } = await applyLayers(layers);
     assertConfined(tree);
     // The writer leaves publishing to its caller: its companion (the metadata sidecar) is renamed in here.
-    const companions = await dirOutput.write(tree, { tmp: this.target, final: this.target }, { epoch: 0, warn: () => {} });
-    for (const c of companions ?? []) renameSync(c.tmp, c.final);
+    const written = await dirOutput.write(tree, { tmp: this.target, final: this.target }, { epoch: 0, warn: () => {} });
+    for (const c of written?.companions ?? []) renameSync(c.tmp, c.final);
     assert.deepEqual(this.snapshot(), before, "nothing outside the target changed");
     return tree;
   }

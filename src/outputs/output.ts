@@ -3,6 +3,7 @@ import type { VerityInfo } from "../formats/verity/index.js";
 import type { LayerCompression } from "../oci/media-types.js";
 import type { RegistryCredentials } from "../oci/registry/credentials.js";
 import type { RootfsTree } from "../tree/index.js";
+import type { FileDigest } from "../util/file-sha256.js";
 
 /** Every format `-o FORMAT:PATH` accepts. */
 export const OUTPUT_FORMATS = ["dir", "tar", "cpio", "ext4", "erofs", "squashfs", "oci"] as const;
@@ -89,6 +90,14 @@ export interface OutputCompanion {
   readonly final: string;
 }
 
+/** What a writer reports beside the artefact it wrote. */
+export interface WrittenOutput {
+  /** Files written beside the artefact (the dir output's sidecar), published right after it. */
+  readonly companions?: readonly OutputCompanion[];
+  /** The artefact's SHA-256 and size, where the writer saw every byte it wrote: nobody need read the file back to hash it. */
+  readonly digest?: FileDigest;
+}
+
 /**
  * An output consumes a tree and writes one artefact at `paths.tmp`. It never
  * publishes: `writeOutputs` gives it a temporary path beside the final one and
@@ -96,7 +105,7 @@ export interface OutputCompanion {
  */
 export interface OutputWriter {
   readonly format: OutputFormat;
-  write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<readonly OutputCompanion[] | void>;
+  write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<WrittenOutput | void>;
 }
 
 /** What a build reports for each output it published. */

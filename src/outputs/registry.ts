@@ -5,7 +5,7 @@ import type { ImageWriterOptions } from "../formats/image/index.js";
 import type { SquashfsWriterOptions } from "../formats/squashfs/index.js";
 import { runningAsRoot } from "../util/running-as-root.js";
 import { temporaryPathFor } from "./atomic.js";
-import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputSpec, OutputWriter } from "./output.js";
+import type { OutputContext, OutputFormat, OutputPaths, OutputSpec, OutputWriter, WrittenOutput } from "./output.js";
 
 /**
  * The output of each format: what `-o FORMAT:PATH` writes. Each one hands
@@ -27,7 +27,7 @@ import type { OutputCompanion, OutputContext, OutputFormat, OutputPaths, OutputS
  */
 export const dirOutput: OutputWriter = {
   format: "dir",
-  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<OutputCompanion[]> {
+  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<WrittenOutput> {
     const { buildSidecar, directoryIdentity, materialiseTree, sidecarPathFor } = await import("../formats/dir/index.js");
     const privileged = runningAsRoot();
     const { approximated } = await materialiseTree(tree, paths.tmp, { privileged, signal: ctx.signal });
@@ -49,28 +49,29 @@ export const dirOutput: OutputWriter = {
           `could not be applied on disk; their exact metadata is in ${sidecar}`,
       );
     }
-    return [{ tmp: sidecarTmp, final: sidecar }];
+    return { companions: [{ tmp: sidecarTmp, final: sidecar }] };
   },
 };
 
 /** `tar`: PATH ending in .gz/.tgz or .zst/.tzst is compressed. */
 export const tarOutput: OutputWriter = {
   format: "tar",
-  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void> {
+  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<WrittenOutput> {
     const [{ writeArchiveFile }, { compressionForPath }, { tarProducer }] = await Promise.all([
       import("../formats/archive/index.js"),
       import("../formats/compression/compress.js"),
       import("../formats/tar/index.js"),
     ]);
     // The extension is read from the final name: the temporary one ends in random characters.
-    await writeArchiveFile(tarProducer(tree), paths.tmp, compressionForPath(paths.final), ctx.signal);
+    const digest = await writeArchiveFile(tarProducer(tree), paths.tmp, compressionForPath(paths.final), ctx.signal);
+    return digest ? { digest } : {};
   },
 };
 
 /** `cpio`: a newc initramfs; .gz and .zst by extension (gzip at INITRAMFS_GZIP_LEVEL, see compression/compress.ts). */
 export const cpioOutput: OutputWriter = {
   format: "cpio",
-  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<void> {
+  async write(tree: RootfsTree, paths: OutputPaths, ctx: OutputContext): Promise<WrittenOutput> {
     let withXattrs = 0;
     let first: string | undefined;
     for (const e of tree.walk()) {
@@ -89,7 +90,8 @@ export const cpioOutput: OutputWriter = {
       import("../formats/compression/compress.js"),
       import("../formats/newc/index.js"),
     ]);
-    await writeArchiveFile(cpioProducer(tree), paths.tmp, compressionForPath(paths.final), ctx.signal, { gzipLevel: INITRAMFS_GZIP_LEVEL });
+    const digest = await writeArchiveFile(cpioProducer(tree), paths.tmp, compressionForPath(paths.final), ctx.signal, { gzipLevel: INITRAMFS_GZIP_LEVEL });
+    return digest ? { digest } : {};
   },
 };
 

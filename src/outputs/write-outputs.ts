@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { A3sError } from "../errors.js";
 import type { RootfsTree } from "../tree/index.js";
-import { fileSha256 } from "../util/file-sha256.js";
+import { fileSha256, type FileDigest } from "../util/file-sha256.js";
 import { writeAtomically } from "./atomic.js";
 import { parseOciLayoutSpec } from "./oci-layout-spec.js";
 import { OUTPUT_FORMATS, type OutputContext, type OutputFormat, type OutputResult, type OutputSpec, type OutputWriter } from "./output.js";
@@ -75,11 +75,14 @@ async function writeLocalOutput(
   const final = target.path;
   const withVerity = ctx.verity !== undefined && VERITY_FORMATS.includes(target.format);
   let verity: Awaited<ReturnType<typeof addVerityTree>> | undefined;
+  let digest: FileDigest | undefined;
   try {
     await writeAtomically(
       final,
       async (tmp) => {
-        const companions = (await writer.write(tree, { tmp, final }, ctx)) ?? [];
+        const written = await writer.write(tree, { tmp, final }, ctx);
+        const companions = written?.companions ?? [];
+        digest = written?.digest;
         if (!withVerity || !ctx.verity) return companions;
         verity = await addVerityTree(tree, target.format, { tmp, final }, ctx.verity, ctx.signal);
         return [...companions, verity.companion];
@@ -94,11 +97,12 @@ async function writeLocalOutput(
   // The verity pass read the whole image already: its digest is the file's.
   if (verity) return { format: target.format, path: final, bytes: (await stat(final)).size, sha256: verity.fileSha256, verity: verity.info };
   if (layout) return layout.describeLayoutOutput(final);
-  return describeOutput(target.format, final, tree);
+  return describeOutput(target.format, final, tree, digest);
 }
 
-async function describeOutput(format: OutputFormat, path: string, tree: RootfsTree): Promise<OutputResult> {
+/** The output's report; `written` is the writer's own digest of the file, when it had one (the file was only renamed since). */
+async function describeOutput(format: OutputFormat, path: string, tree: RootfsTree, written?: FileDigest): Promise<OutputResult> {
   if (format === "dir") return { format, path, bytes: tree.contentBytes(), sha256: null };
-  const { sha256, bytes } = await fileSha256(path);
+  const { sha256, bytes } = written ?? (await fileSha256(path));
   return { format, path, bytes, sha256 };
 }

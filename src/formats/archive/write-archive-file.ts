@@ -1,3 +1,4 @@
+import type { FileDigest } from "../../util/file-sha256.js";
 import { openCompressingFile } from "../compression/compress.js";
 import type { Compression } from "../compression/magic.js";
 import { writeArchiveToFile } from "./archive-file-sink.js";
@@ -8,7 +9,8 @@ import { pumpArchiveInto, type ArchiveProducer } from "./archive-stream.js";
  * writes in libuv's thread pool (see archive-file-sink.ts), compressed through
  * compression/compress.ts (the same bytes for the same input on one host).
  * `opts.gzipLevel` overrides the default gzip level. `signal` cancels the write; the promise settles only once nothing writes
- * `path` any more.
+ * `path` any more. It resolves to the file's SHA-256 and size where the
+ * bytes went through here whole (uncompressed), else to undefined.
  */
 export async function writeArchiveFile(
   produce: ArchiveProducer,
@@ -16,11 +18,8 @@ export async function writeArchiveFile(
   compression: Compression | "none",
   signal?: AbortSignal,
   opts: { gzipLevel?: number } = {},
-): Promise<void> {
-  if (compression === "none") {
-    await writeArchiveToFile(produce, path, signal);
-    return;
-  }
+): Promise<FileDigest | undefined> {
+  if (compression === "none") return writeArchiveToFile(produce, path, signal);
   const file = await openCompressingFile(path, compression, opts);
   try {
     await pumpArchiveInto(produce, file.input, signal);
@@ -29,4 +28,5 @@ export async function writeArchiveFile(
     throw e;
   }
   await file.finished();
+  return undefined;
 }
