@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -37,6 +38,37 @@ struct writer {
 	size_t len;
 	char buf[65536];
 };
+
+/*
+ * Regular files with more than one name: the first name written for each
+ * (dev, ino), so that its other names go into the set as hard links to it
+ * (tar type '1'), as the agent made them. An open-addressed table, half
+ * full at most; once it is, further names are written as separate files,
+ * which is what they hold all the same.
+ */
+#define LINK_SLOTS 16384
+static struct first_name {
+	dev_t dev;
+	ino_t ino;
+	char *path;
+} first_names[LINK_SLOTS];
+static size_t first_names_used;
+
+/* The first name of st's file if one was written, else NULL (and path is remembered as its first). */
+static const char *first_name_of(const struct stat *st, const char *path)
+{
+	size_t i = ((size_t)st->st_ino * 2654435761u ^ (size_t)st->st_dev) % LINK_SLOTS;
+
+	for (; first_names[i].path; i = (i + 1) % LINK_SLOTS)
+		if (first_names[i].ino == st->st_ino && first_names[i].dev == st->st_dev)
+			return first_names[i].path;
+	if (first_names_used < LINK_SLOTS / 2 && (first_names[i].path = strdup(path))) {
+		first_names[i].dev = st->st_dev;
+		first_names[i].ino = st->st_ino;
+		first_names_used++;
+	}
+	return NULL;
+}
 
 static void flush(struct writer *w)
 {
@@ -288,6 +320,9 @@ static int walk(struct writer *w, int dirfd, char *path, size_t plen, dev_t dev,
 			snprintf(wh, sizeof wh, "%.*s.wh.%s", (int)plen, path, n);
 			m.name = wh;
 			m.mode = 0600;
+			header(w, &m);
+		} else if (S_ISREG(st.st_mode) && st.st_nlink > 1 && (m.link = first_name_of(&st, path))) {
+			m.type = '1'; /* another name of a file already in the set */
 			header(w, &m);
 		} else if (S_ISREG(st.st_mode)) {
 			int fd = openat(dirfd, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

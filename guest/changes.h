@@ -22,6 +22,8 @@ struct change_counts {
  * empty file "DIR/.wh..wh..opq". A directory renamed from the lower layer
  * (xattr trusted.overlay.redirect) is written whole, as an opaque
  * directory with everything the overlay mounted at `merged` shows in it.
+ * A file with several names is written once, its other names as tar hard
+ * links to the first.
  * The walk does not cross into another file system mounted below `upper`
  * or `merged`. Returns 0, or -1 with a message in err.
  */

@@ -19,6 +19,7 @@ const dir = (name: string, mode = 0o755): Buffer => member({ name: `${name}/`, t
 const file = (name: string, data: string, mode = 0o644): Buffer => member({ name, mode }, data);
 const whiteout = (name: string): Buffer => member({ name, mode: 0o600 });
 const link = (name: string, target: string): Buffer => member({ name, type: "2", linkName: target, mode: 0o777 });
+const hardlink = (name: string, target: string): Buffer => member({ name, type: "1", linkName: target, mode: 0o644 });
 
 
 /** A workspace and, beside it, a directory the change sets must never touch. */
@@ -65,6 +66,21 @@ describe("change sets", () => {
     assert.deepEqual(listing(outside), { secret: "f:secret" });
   });
 
+  it("a hard link to a file of the set comes back as a hard link, also when a killed apply is run again", async () => {
+    const { base, ws } = setup();
+    const set = write(base, "set.tar", dir("d"), file("d/f", "shared"), hardlink("d/g", "d/f"), hardlink("h", "d/f"));
+    const r = await applyChangeSet(set, ws);
+    assert.equal(r.written, 4);
+    const f = statSync(join(ws, "d/f"));
+    assert.deepEqual([statSync(join(ws, "d/g")).ino, statSync(join(ws, "h")).ino, f.nlink], [f.ino, f.ino, 3]);
+    assert.equal(readFileSync(join(ws, "h"), "utf8"), "shared");
+    // The journal's steps run again from the start after a kill: the links follow the new file.
+    const again = write(base, "again.tar", dir("d"), file("d/f", "second"), hardlink("d/g", "d/f"));
+    await killApplyAt("apply-committed", again, ws);
+    assert.equal(await finishInterruptedApply(ws), true);
+    assert.deepEqual([readFileSync(join(ws, "d/g"), "utf8"), statSync(join(ws, "d/g")).ino], ["second", statSync(join(ws, "d/f")).ino]);
+  });
+
   it("a planted symlink out of the workspace is replaced, never written through, and a whiteout removes only the link", async () => {
     const { base, ws, outside } = setup();
     symlinkSync(outside, join(ws, "escape"));
@@ -83,7 +99,12 @@ describe("change sets", () => {
     ["a '../' name deep in the path", [dir("a"), file("a/../../escape", "x")]],
     ["an entry under a symlink of the set", [link("l", "../outside"), file("l/secret", "x")]],
     ["an entry whose directory is not in the set", [file("keep/b", "x")]],
-    ["a hardlink", [dir("a"), member({ name: "a/h", type: "1", linkName: "edit" })]],
+    ["a hard link to a host file", [dir("a"), hardlink("a/h", "edit")]],
+    ["a hard link out of the workspace", [hardlink("h", "../outside/secret")]],
+    ["a hard link to a file named later in the set", [hardlink("h", "later"), file("later", "x")]],
+    ["a hard link to a symlink of the set", [link("l", "../outside/secret"), hardlink("h", "l")]],
+    ["a hard link to a directory of the set", [dir("a"), hardlink("h", "a")]],
+    ["a hard link to a whiteout of the set", [whiteout(".wh.edit"), hardlink("h", "edit")]],
     ["a device node", [member({ name: "dev", type: "3", devMajor: 1, devMinor: 3 })]],
     ["the same path twice", [file("f", "1"), file("f", "2")]],
     ["a whiteout of a path it also creates", [file("f", "1"), whiteout(".wh.f")]],

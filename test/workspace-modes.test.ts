@@ -7,7 +7,7 @@
 // killed while the agent works applies nothing.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { findMicrovmKernel } from "../src/boot/microvm-kernel-cache.js";
@@ -59,6 +59,8 @@ const AGENT_WORK = [
   // work (mv would copy on EXDEV, giving the new directory a new inode).
   "(i=$(stat -c %i mv-dir) && mv mv-dir moved-dir && [ \"$(stat -c %i moved-dir)\" = \"$i\" ] && echo dir-rename=rename || echo dir-rename=copied)",
   "echo added > moved-dir/added && rm moved-dir/top",
+  // Hard links: two new names of a new file, and a second name of a file from the share.
+  "echo shared > hl-a && ln hl-a hl-b && mkdir hl && ln hl-a hl/c && ln keep/a keep/a2",
   "echo more >> edit",
   "rm -rf opq && mkdir opq && echo fresh > opq/n",
   "ln -s ../outside escape",
@@ -71,6 +73,11 @@ const EXPECTED = {
   escape: "l:../outside",
   keep: "d",
   "keep/a": "f:a",
+  "keep/a2": "f:a",
+  "hl-a": "f:shared\n",
+  "hl-b": "f:shared\n",
+  hl: "d",
+  "hl/c": "f:shared\n",
   "moved-dir": "d",
   "moved-dir/added": "f:added\n",
   "moved-dir/inner": "d",
@@ -85,6 +92,13 @@ const EXPECTED = {
   "t/u": "d",
   "t/u/v": "f:deep\n",
 };
+
+/** The agent's hard links came back as hard links: one file under each group of names. */
+function assertHardLinks(workspace: string): void {
+  const ino = (p: string): number => statSync(join(workspace, p)).ino;
+  assert.deepEqual([ino("hl-b"), ino("hl/c"), statSync(join(workspace, "hl-a")).nlink], [ino("hl-a"), ino("hl-a"), 3]);
+  assert.equal(ino("keep/a2"), ino("keep/a"), "a second name of a file from the share");
+}
 
 describe("workspace modes", { skip }, () => {
   const image = join(imageDir, "busybox.erofs");
@@ -107,6 +121,7 @@ describe("workspace modes", { skip }, () => {
     assert.equal(r.workspaceMode, "overlay");
     assert.equal(r.changes?.outcome, "applied", JSON.stringify(r.changes));
     assert.deepEqual(listing(workspace), EXPECTED);
+    assertHardLinks(workspace);
     assert.deepEqual(listing(outside), { secret: "f:secret" });
     assert.deepEqual(listing(skills), { "skill.md": "f:a skill" });
   });
@@ -124,6 +139,7 @@ describe("workspace modes", { skip }, () => {
     const a = runCli(["apply", changes, workspace]);
     assert.equal(a.status, 0, a.stderr);
     assert.deepEqual(listing(workspace), EXPECTED, "the same as the direct apply above");
+    assertHardLinks(workspace);
     assert.deepEqual(listing(outside), { secret: "f:secret" });
   });
 

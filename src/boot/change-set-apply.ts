@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { copyFile, lstat, mkdir, open, readdir, realpath, rename, rm, symlink, chmod, utimes, stat } from "node:fs/promises";
+import { copyFile, link, lstat, mkdir, open, readdir, realpath, rename, rm, symlink, chmod, utimes, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { A3sError } from "../errors.js";
@@ -8,7 +8,7 @@ import { JOURNAL_NAME, readChangeSet, STAGING_NAME, type ChangeSet } from "./cha
 const JOURNAL_TAR = "changes.tar";
 
 export interface AppliedChangeSet {
-  /** Directories, files and symlinks the set created or replaced. */
+  /** Directories, files, symlinks and hard links the set created or replaced. */
   readonly written: number;
   /** Paths removed: whiteouts, and what opaque directories no longer hold. */
   readonly removed: number;
@@ -132,6 +132,7 @@ class Applier {
     for (const e of entries) {
       if (e.kind === "file") await this.file(e.parts, e);
       else if (e.kind === "symlink") await this.symlink(e.parts, e.target);
+      else if (e.kind === "hardlink") await this.hardlink(e.parts, e.target);
     }
     // Modes and times of directories last, deepest first: adding their entries changed their mtimes.
     for (const e of [...entries].reverse()) {
@@ -215,6 +216,33 @@ class Applier {
     const temp = join(this.journal, `new-${this.temps++}`);
     await rm(temp, { force: true });
     await symlink(target, temp);
+    await this.replace(parts, temp);
+  }
+
+  /**
+   * A second name for a file this apply wrote at `target` (the set names
+   * it earlier, change-set.ts): linked beside, in the journal, then renamed
+   * over the path. What is at `target` must still be a regular file, so
+   * the link never gives a name to anything the set did not write.
+   */
+  private async hardlink(parts: readonly string[], target: readonly string[]): Promise<void> {
+    const from = await this.inside(target);
+    const st = await lstat(from).catch(() => undefined);
+    if (!st?.isFile()) {
+      throw new A3sError("ECHANGES", `${from} is ${st ? "not a regular file" : "gone"}: the workspace changed while a change set was applied`, {
+        subject: from,
+        hint: `the apply's journal ${join(this.root, JOURNAL_NAME)} is kept: apply again (or run) on this workspace to finish it`,
+      });
+    }
+    const temp = join(this.journal, `new-${this.temps++}`);
+    await rm(temp, { force: true });
+    await link(from, temp).catch((e: NodeJS.ErrnoException) => {
+      throw new A3sError("ECHANGES", `cannot link ${from}: ${e.message}`, {
+        subject: from,
+        hint: e.code === "EXDEV" ? "the workspace spans file systems (a mount inside it): apply does not write across them" : `the journal ${this.journal} is kept: apply again to finish`,
+        cause: e,
+      });
+    });
     await this.replace(parts, temp);
   }
 

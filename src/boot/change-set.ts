@@ -20,7 +20,9 @@ export const MAX_CHANGE_SET_ENTRIES = 1_000_000;
 export type ChangeEntry =
   | { readonly kind: "directory"; readonly parts: readonly string[]; readonly mode: number; readonly mtime: number }
   | { readonly kind: "file"; readonly parts: readonly string[]; readonly mode: number; readonly mtime: number; readonly size: number; readonly dataOffset: number }
-  | { readonly kind: "symlink"; readonly parts: readonly string[]; readonly target: string };
+  | { readonly kind: "symlink"; readonly parts: readonly string[]; readonly target: string }
+  /** A second name for `target`, a regular file this same set writes earlier (the guest's hard links). */
+  | { readonly kind: "hardlink"; readonly parts: readonly string[]; readonly target: readonly string[] };
 
 /**
  * A change set, read and checked whole (docs/guest-protocol.md §8, "The change set"): what it
@@ -49,9 +51,10 @@ const key = (parts: readonly string[]): string => parts.join("/");
  *   component over NAME_MAX; a leading "/" is dropped, so an absolute name
  *   stays inside the workspace; and the whole host path must fit PATH_MAX
  *   once joined to `workspaceLength` bytes of workspace;
- * - only directories, regular files, symlinks and whiteouts: a hardlink
- *   could name a host file to alias, a device node would give the host a
- *   device, so both are refused;
+ * - only directories, regular files, symlinks, whiteouts, and hard links to
+ *   a regular file of the set itself, named earlier in it: a hard link to
+ *   anything else could alias a host file, and a device node would give the
+ *   host a device, so both are refused;
  * - every entry's directory is itself a directory entry of the set: the
  *   applier creates directories only from the set, never through anything
  *   that already exists on the host as a symlink;
@@ -76,6 +79,8 @@ export async function readChangeSet(path: string, label: string, workspaceLength
     const opaque: string[][] = [];
     /** What the set says each path is: "d" (directory), "f" (file or symlink), "w" (whited out). */
     const seen = new Map<string, "d" | "f" | "w">();
+    /** The set's regular files so far: the only targets a hard link may have. */
+    const regularFiles = new Set<string>();
     let dataBytes = 0;
     for await (const m of readTarMembers(file, { maxEntries: MAX_CHANGE_SET_ENTRIES })) {
       const name = changeSetName(m.name, label);
@@ -112,14 +117,23 @@ export async function readChangeSet(path: string, label: string, workspaceLength
         entries.push({ kind: "directory", parts, mode, mtime });
       } else if (m.kind === "file") {
         seen.set(key(parts), "f");
+        regularFiles.add(key(parts));
         entries.push({ kind: "file", parts, mode, mtime, size: m.size, dataOffset: m.dataOffset });
         dataBytes += m.size;
       } else if (m.kind === "symlink") {
         if (m.linkName === "" || m.linkName.includes("\0")) throw bad(m.name, "a symlink needs a target without NUL bytes");
         seen.set(key(parts), "f");
         entries.push({ kind: "symlink", parts, target: m.linkName });
+      } else if (m.kind === "hardlink") {
+        const target = changeSetName(m.linkName, label);
+        const targetKey = target.kind === "entry" ? key(target.parts) : undefined;
+        if (targetKey === undefined || !regularFiles.has(targetKey)) {
+          throw bad(m.name, `a hard link may only name a regular file written earlier in the same change set, not ${JSON.stringify(m.linkName)}`);
+        }
+        seen.set(key(parts), "f");
+        entries.push({ kind: "hardlink", parts, target: targetKey.split("/") });
       } else {
-        throw bad(m.name, `a ${m.kind} has no place in a change set (directories, regular files, symlinks and whiteouts only)`);
+        throw bad(m.name, `a ${m.kind} has no place in a change set (directories, regular files, symlinks, whiteouts and hard links to the set's own files only)`);
       }
     }
     const dirs = entries.filter((e) => e.kind === "directory").sort((a, b) => a.parts.length - b.parts.length);
