@@ -126,12 +126,11 @@ export async function readChangeSet(path: string, label: string, workspaceLength
         entries.push({ kind: "symlink", parts, target: m.linkName });
       } else if (m.kind === "hardlink") {
         const target = changeSetName(m.linkName, label);
-        const targetKey = target.kind === "entry" ? key(target.parts) : undefined;
-        if (targetKey === undefined || !regularFiles.has(targetKey)) {
+        if (target.kind !== "entry" || !regularFiles.has(key(target.parts))) {
           throw bad(m.name, `a hard link may only name a regular file written earlier in the same change set, not ${JSON.stringify(m.linkName)}`);
         }
         seen.set(key(parts), "f");
-        entries.push({ kind: "hardlink", parts, target: targetKey.split("/") });
+        entries.push({ kind: "hardlink", parts, target: [...target.parts] });
       } else {
         throw bad(m.name, `a ${m.kind} has no place in a change set (directories, regular files, symlinks, whiteouts and hard links to the set's own files only)`);
       }
