@@ -1,6 +1,7 @@
 // Workspace modes with real boots (the built microVM kernel, one VM at a
-// time): overlay mode brings the agent's creations, deletions, renames, new
-// trees and opaque directories back as one change set, applied or saved
+// time): overlay mode brings the agent's creations, deletions, renames (of
+// directories with entries in the share too), hard links, new trees and
+// opaque directories back as one change set, applied or saved
 // (--changes) and applied later with the same result; a symlink the agent
 // plants out of the workspace leads nowhere on the host; skills stay
 // read-only; --tmpfs volumes and the scratch disk stay in the guest; a run
