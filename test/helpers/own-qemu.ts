@@ -7,6 +7,7 @@ import { after } from "node:test";
 import { chooseAccelerator } from "../../src/boot/accelerator.js";
 import { prepareBootMedia } from "../../src/boot/boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "../../src/boot/control-lines.js";
+import { kernelCmdlineOptions, type KernelBundle } from "../../src/boot/kernel-bundle.js";
 import { qemuArgs } from "../../src/boot/qemu-command.js";
 import { resolveKernel } from "../../src/boot/resolve-kernel.js";
 import { kernelCommandLine } from "../../src/boot/run-vm.js";
@@ -72,6 +73,12 @@ function withDevice(args: string[], id: string, device: "virtconsole" | null): s
   return out;
 }
 
+/** What `run` adds to the command line for this kernel (kernelCmdlineOptions), less the APIC timer period when a test asks. */
+function kernelOptionsAsRun(kernel: KernelBundle, withLapicTimerPeriod: boolean): ReturnType<typeof kernelCmdlineOptions> {
+  const { lapicTimerPeriod, ...rest } = kernelCmdlineOptions(kernel);
+  return withLapicTimerPeriod && lapicTimerPeriod !== undefined ? { ...rest, lapicTimerPeriod } : rest;
+}
+
 export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
   const kernel = await resolveKernel({ kernel: opts.kernel, workDir: opts.dir });
   const media = await prepareBootMedia({ kind: "cpio", image: opts.image, kernel, transport: "9p", workDir: opts.dir });
@@ -112,7 +119,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
   let args = qemuArgs({
     kernelPath: kernel.kernelPath,
     initrd: media.initrd,
-    cmdline: `${await kernelCommandLine(accel, { args: opts.args, ...(opts.lapicTimerPeriod !== false && kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}) })} ${opts.append ?? ""}`.trim(),
+    cmdline: `${await kernelCommandLine(accel, { args: opts.args, ...kernelOptionsAsRun(kernel, opts.lapicTimerPeriod !== false) })} ${opts.append ?? ""}`.trim(),
     accel,
     cpus: 1,
     memoryMiB: 512,
