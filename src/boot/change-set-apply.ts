@@ -156,12 +156,7 @@ class Applier {
     for (const part of parts.slice(0, -1)) {
       p = join(p, part);
       const st = await lstat(p).catch(() => undefined);
-      if (!st?.isDirectory()) {
-        throw new A3sError("ECHANGES", `${p} is ${st ? (st.isSymbolicLink() ? "a symlink" : "not a directory") : "gone"}: the workspace changed while a change set was applied`, {
-          subject: p,
-          hint: `the apply's journal ${join(this.root, JOURNAL_NAME)} is kept: apply again (or run) on this workspace to finish it`,
-        });
-      }
+      if (!st?.isDirectory()) throw this.changedUnderneath(p, st ? (st.isSymbolicLink() ? "a symlink" : "not a directory") : "gone");
     }
     return join(p, parts[parts.length - 1] as string);
   }
@@ -228,20 +223,11 @@ class Applier {
   private async hardlink(parts: readonly string[], target: readonly string[]): Promise<void> {
     const from = await this.inside(target);
     const st = await lstat(from).catch(() => undefined);
-    if (!st?.isFile()) {
-      throw new A3sError("ECHANGES", `${from} is ${st ? "not a regular file" : "gone"}: the workspace changed while a change set was applied`, {
-        subject: from,
-        hint: `the apply's journal ${join(this.root, JOURNAL_NAME)} is kept: apply again (or run) on this workspace to finish it`,
-      });
-    }
+    if (!st?.isFile()) throw this.changedUnderneath(from, st ? "not a regular file" : "gone");
     const temp = join(this.journal, `new-${this.temps++}`);
     await rm(temp, { force: true });
-    await link(from, temp).catch((e: NodeJS.ErrnoException) => {
-      throw new A3sError("ECHANGES", `cannot link ${from}: ${e.message}`, {
-        subject: from,
-        hint: e.code === "EXDEV" ? "the workspace spans file systems (a mount inside it): apply does not write across them" : `the journal ${this.journal} is kept: apply again to finish`,
-        cause: e,
-      });
+    await link(from, temp).catch((e: unknown) => {
+      throw this.cannot(`link ${from}`, from, e);
     });
     await this.replace(parts, temp);
   }
@@ -254,12 +240,25 @@ class Applier {
     try {
       await rename(temp, p);
     } catch (e) {
-      throw new A3sError("ECHANGES", `cannot put ${p} in place: ${(e as Error).message}`, {
-        subject: p,
-        hint: (e as NodeJS.ErrnoException).code === "EXDEV" ? "the workspace spans file systems (a mount inside it): apply does not write across them" : `the journal ${this.journal} is kept: apply again to finish`,
-        cause: e,
-      });
+      throw this.cannot(`put ${p} in place`, p, e);
     }
+  }
+
+  /** A path the apply made or checked is not what it was: someone else changed the workspace meanwhile. */
+  private changedUnderneath(path: string, what: string): A3sError {
+    return new A3sError("ECHANGES", `${path} is ${what}: the workspace changed while a change set was applied`, {
+      subject: path,
+      hint: `the apply's journal ${join(this.root, JOURNAL_NAME)} is kept: apply again (or run) on this workspace to finish it`,
+    });
+  }
+
+  /** A step's system call failed: `what` names the step. */
+  private cannot(what: string, path: string, e: unknown): A3sError {
+    return new A3sError("ECHANGES", `cannot ${what}: ${(e as Error).message}`, {
+      subject: path,
+      hint: (e as NodeJS.ErrnoException).code === "EXDEV" ? "the workspace spans file systems (a mount inside it): apply does not write across them" : `the journal ${this.journal} is kept: apply again to finish`,
+      cause: e,
+    });
   }
 }
 
