@@ -54,7 +54,7 @@ export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: Output
       const writer = outputWriterFor(spec);
       if (!writer) throw new A3sError("EUSAGE", `output format ${spec.format} is not available`, { subject: spec.format });
       // The writer reads the compression from the name, as for -o cpio:PATH.
-      await writer.write(tree, { tmp: file, final: file }, ctx);
+      const written = await writer.write(tree, { tmp: file, final: file }, ctx);
       let digest: string;
       let size: number;
       if (ctx.verity && VERITY_FORMATS.includes(spec.format)) {
@@ -64,7 +64,8 @@ export async function pushOutput(tree: RootfsTree, spec: OutputSpec, ctx: Output
         digest = `sha256:${added.fileSha256}`;
         size = (await stat(file)).size;
       } else {
-        ({ digest, size } = await hashFile(file));
+        // The writer's own digest where it saw every byte (an uncompressed cpio), else the file read back.
+        ({ digest, size } = written?.digest ? { digest: `sha256:${written.digest.sha256}`, size: written.digest.bytes } : await hashFile(file));
       }
       const platform = await imagePlatform(tree, await readGuestLaunch(tree));
       image = rootfsArtifact({
