@@ -25,6 +25,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
 import { renderGuestJob } from "../src/layout/guest-config.js";
 import { randomBytes } from "node:crypto";
+import { qbootFirmware } from "../src/boot/microvm-machine.js";
 import { qemuArgs } from "../src/boot/qemu-command.js";
 import { requireTool } from "../src/util/host-tool.js";
 
@@ -42,6 +43,8 @@ export interface ConsoleBootOptions {
   readonly machineOptions?: string;
   /** Extra QEMU arguments after the VM's own, e.g. ["-cpu", "..."] (for trying CPU models). */
   readonly extraArgs?: readonly string[];
+  /** "default": QEMU's own firmware instead of qboot, which `run` picks where QEMU ships it (microvm-machine.ts), to compare the two. */
+  readonly firmware?: "default";
   /** Give the machine the change-set port, as `run` does for an overlay-mode job (default: no, as for a live or no workspace). */
   readonly changesPort?: boolean;
   /** Give up after this long; the VM is killed. */
@@ -186,6 +189,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       shares: [],
       sockets,
       consoleLog: "unused",
+      ...(o.firmware === "default" ? {} : qbootSpec(qemu)),
     });
     // The console goes to QEMU's stdout, a pipe, so each line is timed as it arrives.
     args[args.indexOf("-serial") + 1] = "stdio";
@@ -334,4 +338,10 @@ async function listenChannel(
     server.listen(path, () => resolve());
   });
   return { server, drained: () => ended ?? Promise.resolve() };
+}
+
+/** The firmware `run` boots through where QEMU ships qboot (run-vm.ts). */
+function qbootSpec(qemu: string): { firmware?: string } {
+  const qboot = qbootFirmware(qemu);
+  return qboot !== undefined ? { firmware: qboot } : {};
 }

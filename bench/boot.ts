@@ -9,7 +9,8 @@
 //   systemd        Debian bookworm minbase + systemd-sysv, systemd as PID 1,
 //                  the probe a service (its "agent start": see boot-report.ts);
 // plus Debian's kernel as its packaged bzImage, the before of the vmlinux/PVH
-// boot. Rounds interleave every case, so a change in the host's load hits
+// boot, and the microVM kernel's cpio through QEMU's default firmware instead
+// of qboot (run's choice, microvm-machine.ts). Rounds interleave every case, so a change in the host's load hits
 // all alike. Then BOOT_LOOP consecutive boots per kernel through runRootfs
 // (the product path, with the demo's workspace and skills shares): every
 // failure counted, nothing retried, and the distribution.
@@ -135,6 +136,9 @@ async function bootCases(kernels: readonly Kernel[], images: Images, work: strin
     const cpio = cases.find((c) => c.kernel === "debian" && c.image === "scratch cpio") as BootCase;
     cases.push({ ...cpio, label: "debian bzImage cpio", image: "scratch cpio (bzImage)", kernelPath: debian.bzImagePath, runs: [], failures: [] });
   }
+  // The microVM kernel's cpio once more through QEMU's default firmware: what qboot saves.
+  const microvmCpio = cases.find((c) => c.kernel === "microvm" && c.image === "scratch cpio");
+  if (microvmCpio) cases.push({ ...microvmCpio, label: "microvm cpio default firmware", image: "scratch cpio (QEMU's default firmware)", firmware: "default", runs: [], failures: [] });
   return cases;
 }
 
@@ -165,6 +169,7 @@ async function bootOnce(c: BootCase, cmdline: string, accel: Accelerator): Promi
       cmdline,
       accel,
       memoryMiB: MEMORY_MIB,
+      ...(c.firmware ? { firmware: c.firmware } : {}),
       probeOn: c.init === "a3s" ? "stdout-channel" : "console",
       ...(c.init === "a3s" ? { job: "started" as const } : {}),
       timeoutMs: 180_000,

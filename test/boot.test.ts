@@ -57,6 +57,8 @@ describe("booting in a microvm", () => {
     assert.equal(p.shell_found, false);
     assert.ok(p.mounts.some((m) => m.target === "/" && m.options.split(",").includes("ro")));
     assert.ok(r.timeline.initStartMs !== null && r.timeline.agentStartMs !== null && r.timeline.agentStartMs > r.timeline.initStartMs);
+    // Debian's QEMU ships qboot (qemu-system-data's qboot.rom): the run boots through it, not the SeaBIOS of microvm's default name.
+    assert.equal(r.firmware, "qboot");
   });
 
   it("Debian's kernel, overlay mode over 9p: the run packs the 9p and overlay modules it needs (unsigned), and the write comes back", async () => {

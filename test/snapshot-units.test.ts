@@ -3,13 +3,14 @@
 // restore, and the host's half of the control channel (the job when the
 // guest is ready, "poweroff" only once every byte of output is in).
 import assert from "node:assert/strict";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { parseControlLine } from "../src/boot/control-lines.js";
 import { GuestChannel } from "../src/boot/guest-channels.js";
 import { GuestConversation } from "../src/boot/guest-conversation.js";
+import { qbootFirmware } from "../src/boot/microvm-machine.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
 import { checkQemuVersion, checkSnapshotMatches, OpenSnapshot, parseManifest, type SnapshotManifest } from "../src/boot/snapshot-manifest.js";
 import { isA3sError } from "../src/errors.js";
@@ -62,6 +63,21 @@ describe("a snapshot's manifest and what a restore checks", () => {
     bad({ ...manifest, machine: { ...manifest.machine, shares: [{ tag: "a/b", readOnly: true }] } }, /a share without a valid tag/);
   });
 
+  it("reads the firmware a snapshot's machine started with, absent in older ones, and refuses any other value (a path is never taken from it)", () => {
+    for (const firmware of ["qboot", "default"] as const) {
+      const m = { ...manifest, machine: { ...manifest.machine, firmware } };
+      assert.deepEqual(parseManifest(JSON.stringify(m), "/s"), m);
+    }
+    assert.equal(parseManifest(JSON.stringify(manifest), "/s").machine.firmware, undefined);
+    for (const firmware of ["/tmp/evil.rom", "qboot.rom", 1, null]) {
+      assert.throws(
+        () => parseManifest(JSON.stringify({ ...manifest, machine: { ...manifest.machine, firmware } }), "/s"),
+        (e: unknown) => isA3sError(e, "ESNAPSHOT") && /no valid machine options/.test(e.message),
+        String(firmware),
+      );
+    }
+  });
+
   it("opening a directory that is no snapshot, or none at all, says so with the user's path", async () => {
     const dir = tempDir();
     mkdirSync(join(dir, "empty"));
@@ -102,6 +118,32 @@ describe("QEMU's arguments for a template and a restore", () => {
     assert.match(line, /-object memory-backend-file,id=mem,size=256M,mem-path=\/proc\/1\/fd\/9\/memory,share=off,readonly=on,rom=off/);
     assert.match(line, /-incoming defer/);
     for (const flag of ["-kernel", "-initrd", "-append", "-S"]) assert.ok(!a.includes(flag), `${flag} in ${line}`);
+  });
+
+  it("a template and its restore start through the firmware given, and through QEMU's default without one", () => {
+    for (const start of ["paused", "incoming"] as const) {
+      const a = qemuArgs({ ...base, start, firmware: "/usr/share/qemu/qboot.rom" });
+      assert.equal(a[a.indexOf("-bios") + 1], "/usr/share/qemu/qboot.rom", start);
+      assert.ok(!qemuArgs({ ...base, start }).includes("-bios"), start);
+    }
+  });
+});
+
+describe("qboot, where QEMU ships it", () => {
+  it("is share/qemu/qboot.rom beside the QEMU binary's bin/ (through links), and absent where that file is not", () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, "with/bin"), { recursive: true });
+    mkdirSync(join(dir, "with/share/qemu"), { recursive: true });
+    writeFileSync(join(dir, "with/bin/qemu-system-x86_64"), "");
+    writeFileSync(join(dir, "with/share/qemu/qboot.rom"), "");
+    mkdirSync(join(dir, "links"));
+    symlinkSync(join(dir, "with/bin/qemu-system-x86_64"), join(dir, "links/qemu-system-x86_64"));
+    mkdirSync(join(dir, "without/bin"), { recursive: true });
+    writeFileSync(join(dir, "without/bin/qemu-system-x86_64"), "");
+    assert.equal(qbootFirmware(join(dir, "with/bin/qemu-system-x86_64")), join(dir, "with/share/qemu/qboot.rom"));
+    assert.equal(qbootFirmware(join(dir, "links/qemu-system-x86_64")), join(dir, "with/share/qemu/qboot.rom"));
+    assert.equal(qbootFirmware(join(dir, "without/bin/qemu-system-x86_64")), undefined);
+    assert.equal(qbootFirmware(join(dir, "missing/bin/qemu-system-x86_64")), undefined);
   });
 });
 

@@ -50,6 +50,13 @@ export interface VmSpec {
    * restore, and loads no kernel: what runs is in the restored RAM.
    */
   readonly start?: "boot" | "paused" | "incoming";
+  /**
+   * The firmware file (`-bios`), or QEMU's default when absent: qboot where
+   * QEMU ships it (qbootFirmware). A restore must start with the firmware
+   * its snapshot was made with: the firmware's ROM is part of the machine
+   * state QEMU reads back.
+   */
+  readonly firmware?: string;
 }
 
 /**
@@ -127,6 +134,7 @@ export function qemuArgs(spec: VmSpec): string[] {
     "-smp", String(spec.cpus),
     "-m", `${spec.memoryMiB}M`,
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+    ...(spec.firmware !== undefined ? ["-bios", spec.firmware] : []),
     ...(start === "incoming" ? [] : ["-kernel", spec.kernelPath, "-initrd", spec.initrd, "-append", spec.cmdline]),
     "-serial", `file:${q(spec.consoleLog)}`,
     // Entropy from the host: the guest's random generator is seeded as it

@@ -3,6 +3,7 @@ import { access, constants as fsConstants, mkdtemp, rm } from "node:fs/promises"
 import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { requireTool, runTool } from "../util/host-tool.js";
+import { qbootFirmware } from "./microvm-machine.js";
 import type { QmpClient } from "./qmp.js";
 import type { VmSpec } from "./qemu-command.js";
 import { MIGRATION_CAPABILITIES, qemuVersion, snapshotShares, snapshotTransport } from "./snapshot-machine.js";
@@ -27,9 +28,10 @@ export interface RestorePlan {
  */
 export async function prepareRestore(
   snapshot: OpenSnapshot,
-  opts: { workspace?: string | undefined; skills?: string | undefined; work: string; children: ChildProcess[] },
+  opts: { qemu: string; workspace?: string | undefined; skills?: string | undefined; work: string; children: ChildProcess[] },
 ): Promise<RestorePlan> {
   const m = snapshot.manifest;
+  const firmware = restoreFirmware(snapshot, opts.qemu);
   const { transport, virtiofsd } = await snapshotTransport(m.machine.transport);
   const shares = await snapshotShares({ transport, virtiofsd, dirs: { workspace: opts.workspace, skills: opts.skills }, work: opts.work, children: opts.children });
   let memory = { path: snapshot.file(SNAPSHOT_FILES.memory), share: false, readOnly: true };
@@ -54,6 +56,7 @@ export async function prepareRestore(
     shares,
     memoryFile: memory,
     start: "incoming",
+    ...(firmware !== undefined ? { firmware } : {}),
   };
   const provided = [opts.workspace !== undefined ? "workspace" : undefined, opts.skills !== undefined ? "skills" : undefined];
   return {
@@ -63,6 +66,24 @@ export async function prepareRestore(
       if (copyDir) await rm(copyDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The `-bios` file of a restore: the firmware the snapshot's machine
+ * started with (its ROM is part of the state QEMU reads back; another one
+ * makes the restore fail), or QEMU's default for a snapshot that names
+ * none (made before the firmware was recorded, or on a QEMU without qboot).
+ */
+function restoreFirmware(snapshot: OpenSnapshot, qemu: string): string | undefined {
+  if (snapshot.manifest.machine.firmware !== "qboot") return undefined;
+  const qboot = qbootFirmware(qemu);
+  if (qboot === undefined) {
+    throw new A3sError("ESNAPSHOT", `the snapshot ${snapshot.path} was made with the qboot firmware, which ${qemu} does not have (share/qemu/qboot.rom)`, {
+      subject: snapshot.path,
+      hint: "make the snapshot again with this QEMU: a3s-rootfs snapshot IMAGE -o DIR",
+    });
+  }
+  return qboot;
 }
 
 /**

@@ -26,6 +26,7 @@ import { detectBootImage } from "./image-kind.js";
 import { checkGuestMemory, initramfsFootprint, kernelSpanMiB, memoryNeed, type InitramfsFootprint, type MemoryNeed } from "./memory-need.js";
 import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, rootVerityValue, verityFailure, type VerityRoot } from "./verity-root.js";
 import { resolveKernel } from "./resolve-kernel.js";
+import { qbootFirmware, type MicrovmFirmware } from "./microvm-machine.js";
 import { qemuArgs, type VmSpec } from "./qemu-command.js";
 import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
 import { startShares } from "./shares.js";
@@ -179,6 +180,8 @@ export interface RunResult {
   readonly setupError: string | null;
   readonly transport: ShareTransport;
   readonly kernel: string;
+  /** The firmware the machine started through: qboot where QEMU ships it, else QEMU's default (microvm-machine.ts); a restore's is its snapshot's. */
+  readonly firmware: MicrovmFirmware;
   /** The root hash the guest's root was verified against (dm-verity), and where it came from; null without verity. */
   readonly rootVerity: { readonly rootHash: string; readonly source: VerityRoot["source"] } | null;
   /** The workspace's mode; null without a workspace. */
@@ -260,6 +263,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     // the kernel drops what a closed port had not read), else at once.
     guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag), scratchDisk !== undefined), media.disk ? "root-ready" : "init-start"));
     const consoleLog = join(work, "console.log");
+    const qboot = qbootFirmware(qemu);
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
@@ -273,11 +277,12 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       sockets,
       consoleLog,
       ...(scratchDisk ? { scratchDisk } : {}),
+      ...(qboot !== undefined ? { firmware: qboot } : {}),
     });
     const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
-    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin }, changeSet, verity);
+    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: qboot !== undefined ? "qboot" : "default" }, changeSet, verity);
   } finally {
     await started.stop();
     await rm(work, { recursive: true, force: true });
@@ -305,7 +310,7 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
     checkSnapshotMatches(snapshot, await snapshotExpectations(opts, snapshot.manifest));
     const m = snapshot.manifest;
     progress(`snapshot: ${path} (${m.image.kind} ${m.image.path}, ${m.kernel.origin}; ${m.machine.accel}, ${m.machine.cpus} CPU, ${m.machine.memoryMiB} MiB, shares over ${m.machine.transport})`);
-    const plan = await prepareRestore(snapshot, { workspace: opts.workspace, skills: opts.skills, work, children: started.children });
+    const plan = await prepareRestore(snapshot, { qemu, workspace: opts.workspace, skills: opts.skills, work, children: started.children });
     const { sockets, control, changes } = await listenToGuest(work, guest, started, true);
     const conversation = new GuestConversation(control, jobRequest(opts, plan.providedShares, false));
     guest.converse(conversation);
@@ -328,7 +333,7 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
     });
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
-    return resultOf(end, guest, vm, { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin }, changeSet);
+    return resultOf(end, guest, vm, { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin, firmware: m.machine.firmware ?? "default" }, changeSet);
   } finally {
     await started.stop();
     snapshot.close();
@@ -382,7 +387,7 @@ function resultOf(
   end: Extract<ControlEvent, { kind: "agent-exit" | "error" }>,
   guest: GuestOutput,
   vm: { exitMs: number; timedOut: boolean },
-  machine: { accel: Accelerator; transport: ShareTransport; kernel: string },
+  machine: { accel: Accelerator; transport: ShareTransport; kernel: string; firmware: MicrovmFirmware },
   changes: { mode: WorkspaceMode | null; outcome: ChangeSetOutcome | null },
   verity?: VerityRoot,
 ): RunResult {
@@ -397,6 +402,7 @@ function resultOf(
     setupError: end.kind === "error" ? end.message : null,
     transport: machine.transport,
     kernel: machine.kernel,
+    firmware: machine.firmware,
     rootVerity: verity ? { rootHash: verity.rootHash, source: verity.source } : null,
     workspaceMode: changes.mode,
     changes: changes.outcome,

@@ -4,6 +4,7 @@ import { A3sError } from "../errors.js";
 import type { Accelerator } from "./accelerator.js";
 import type { ShareTransport } from "./boot-media.js";
 import type { BootImageKind } from "./image-kind.js";
+import type { MicrovmFirmware } from "./microvm-machine.js";
 
 /**
  * A snapshot is a directory (docs/boot.md, "Snapshots"):
@@ -50,6 +51,12 @@ export interface MachineOptions {
    * the wrong time. null under KVM or when it could not be read.
    */
   readonly tscKhz: number | null;
+  /**
+   * The firmware the machine started through: its ROM is in the machine
+   * state, so a restore starts QEMU with the same one (qbootFirmware).
+   * Absent in snapshots made before it was recorded: QEMU's default.
+   */
+  readonly firmware?: MicrovmFirmware;
 }
 
 /**
@@ -127,7 +134,8 @@ export function parseManifest(text: string, path: string): SnapshotManifest {
     !Number.isInteger(machine.memoryMiB) ||
     !["9p", "virtiofs"].includes(String(machine.transport)) ||
     !Array.isArray(machine.shares) ||
-    !(machine.tscKhz === null || Number.isInteger(machine.tscKhz))
+    !(machine.tscKhz === null || Number.isInteger(machine.tscKhz)) ||
+    !(machine.firmware === undefined || machine.firmware === "qboot" || machine.firmware === "default")
   ) {
     throw bad("no valid machine options");
   }

@@ -8,10 +8,12 @@ import { chooseAccelerator } from "../../src/boot/accelerator.js";
 import { prepareBootMedia } from "../../src/boot/boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "../../src/boot/control-lines.js";
 import { kernelCmdlineOptions, type KernelBundle } from "../../src/boot/kernel-bundle.js";
+import { qbootFirmware } from "../../src/boot/microvm-machine.js";
 import { qemuArgs } from "../../src/boot/qemu-command.js";
 import { resolveKernel } from "../../src/boot/resolve-kernel.js";
 import { kernelCommandLine } from "../../src/boot/run-vm.js";
 import { cacheRoot } from "../../src/util/cache-dir.js";
+import { requireTool } from "../../src/util/host-tool.js";
 
 /**
  * Boots a cpio image with QEMU started here rather than by runRootfs, so a
@@ -116,6 +118,8 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
     s.on("data", (b: Buffer) => lines.push(b));
   });
 
+  // The firmware run boots through (microvm-machine.ts).
+  const qboot = qbootFirmware(requireTool(QEMU, "qemu-system-x86"));
   let args = qemuArgs({
     kernelPath: kernel.kernelPath,
     initrd: media.initrd,
@@ -127,6 +131,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
     shares: [],
     sockets,
     consoleLog,
+    ...(qboot !== undefined ? { firmware: qboot } : {}),
   });
   for (const [id, device] of Object.entries(opts.devices ?? {})) {
     if (device !== "virtserialport") args = withDevice(args, id, device ?? null);
