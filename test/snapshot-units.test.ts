@@ -1,6 +1,6 @@
 // The parts of snapshots and restores that need no VM: the manifest and
 // the checks that refuse a snapshot, QEMU's arguments for a template and a
-// restore, and the host's half of the control channel (the job when the
+// restore, the firmware they start through, and the host's half of the control channel (the job when the
 // guest is ready, "poweroff" only once every byte of output is in).
 import assert from "node:assert/strict";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
@@ -12,6 +12,7 @@ import { GuestChannel } from "../src/boot/guest-channels.js";
 import { GuestConversation } from "../src/boot/guest-conversation.js";
 import { qbootFirmware } from "../src/boot/microvm-machine.js";
 import { qemuArgs, type VmSpec } from "../src/boot/qemu-command.js";
+import { prepareRestore } from "../src/boot/restore-machine.js";
 import { checkQemuVersion, checkSnapshotMatches, OpenSnapshot, parseManifest, type SnapshotManifest } from "../src/boot/snapshot-manifest.js";
 import { isA3sError } from "../src/errors.js";
 import { tempDir } from "./helpers/temp-dir.js";
@@ -144,6 +145,21 @@ describe("qboot, where QEMU ships it", () => {
     assert.equal(qbootFirmware(join(dir, "links/qemu-system-x86_64")), join(dir, "with/share/qemu/qboot.rom"));
     assert.equal(qbootFirmware(join(dir, "without/bin/qemu-system-x86_64")), undefined);
     assert.equal(qbootFirmware(join(dir, "missing/bin/qemu-system-x86_64")), undefined);
+  });
+
+  it("a snapshot made through qboot is not restored by a QEMU without it (its ROM is in the machine state), and says so before starting anything", async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, "snap"));
+    writeFileSync(join(dir, "snap/snapshot.json"), JSON.stringify({ ...manifest, machine: { ...manifest.machine, firmware: "qboot" } }));
+    const snapshot = await OpenSnapshot.open(join(dir, "snap"));
+    try {
+      await assert.rejects(
+        prepareRestore(snapshot, { qemu: join(dir, "no-qboot/bin/qemu-system-x86_64"), work: dir, children: [] }),
+        (e: unknown) => isA3sError(e, "ESNAPSHOT") && /was made with the qboot firmware, which .*no-qboot\/bin\/qemu-system-x86_64 does not have/.test(e.message),
+      );
+    } finally {
+      snapshot.close();
+    }
   });
 });
 
