@@ -25,7 +25,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import { LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
 import { renderGuestJob } from "../src/layout/guest-config.js";
 import { randomBytes } from "node:crypto";
-import { qbootFirmware } from "../src/boot/microvm-machine.js";
+import { bootFirmware } from "../src/boot/microvm-machine.js";
 import { qemuArgs } from "../src/boot/qemu-command.js";
 import { requireTool } from "../src/util/host-tool.js";
 
@@ -189,7 +189,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       shares: [],
       sockets,
       consoleLog: "unused",
-      ...(o.firmware === "default" ? {} : qbootSpec(qemu)),
+      ...(o.firmware === "default" ? {} : bootFirmware(qemu).spec),
     });
     // The console goes to QEMU's stdout, a pipe, so each line is timed as it arrives.
     args[args.indexOf("-serial") + 1] = "stdio";
@@ -338,10 +338,4 @@ async function listenChannel(
     server.listen(path, () => resolve());
   });
   return { server, drained: () => ended ?? Promise.resolve() };
-}
-
-/** The firmware `run` boots through where QEMU ships qboot (run-vm.ts). */
-function qbootSpec(qemu: string): { firmware?: string } {
-  const qboot = qbootFirmware(qemu);
-  return qboot !== undefined ? { firmware: qboot } : {};
 }

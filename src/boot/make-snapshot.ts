@@ -17,7 +17,7 @@ import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage, type BootImageKind } from "./image-kind.js";
 import { kernelCmdlineOptions } from "./kernel-bundle.js";
 import { kernelCommandLine } from "./kernel-cmdline.js";
-import { qbootFirmware } from "./microvm-machine.js";
+import { bootFirmware } from "./microvm-machine.js";
 import { qemuArgs } from "./qemu-command.js";
 import { QmpClient } from "./qmp.js";
 import { resolveKernel } from "./resolve-kernel.js";
@@ -96,7 +96,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
       const media = await prepareBootMedia({ kind, image: bootImage, kernel, transport, verity: verity !== undefined, workDir: work });
       const shares = await snapshotShares({ transport, virtiofsd, dirs: {}, work, children: started.children });
       const tscKhz = decision.accel === "tcg" ? ((await hostTscKhz()) ?? null) : null;
-      const qboot = qbootFirmware(qemu);
+      const firmware = bootFirmware(qemu);
       const args = qemuArgs({
         kernelPath: kernel.kernelPath,
         initrd: media.initrd,
@@ -112,7 +112,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         memoryFile: { path: join(dir, SNAPSHOT_FILES.memory), share: true, readOnly: false },
         qmpSocket: join(work, "qmp.sock"),
         start: "paused",
-        ...(qboot !== undefined ? { firmware: qboot } : {}),
+        ...firmware.spec,
       });
       const saved = await bootAndSave({ qemu, args, work, dir, image: opts.image, started, signal: opts.signal, progress });
       await finishFiles(dir, fallocate);
@@ -122,7 +122,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         image: { path: opts.image, kind, sha256: imageDigest.sha256, bytes: imageDigest.bytes },
         kernel: { origin: kernel.origin, path: kernel.kernelPath, sha256: kernelDigest.sha256, bytes: kernelDigest.bytes },
         qemu: { version: saved.version },
-        machine: { accel: decision.accel, cpus, memoryMiB, transport, shares: SNAPSHOT_SHARES, tscKhz, firmware: qboot !== undefined ? "qboot" : "default" },
+        machine: { accel: decision.accel, cpus, memoryMiB, transport, shares: SNAPSHOT_SHARES, tscKhz, firmware: firmware.name },
         snapshotMs: Math.round(saved.snapshotMs),
         bytes: await snapshotBytes(dir, kind),
       };

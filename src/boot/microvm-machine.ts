@@ -56,3 +56,12 @@ export function qbootFirmware(qemu: string): string | undefined {
   return found ?? undefined;
 }
 const qbootByQemu = new Map<string, string | null>();
+
+/**
+ * The firmware a boot starts through: what it adds to qemuArgs's spec,
+ * and its name for `run --json` and a snapshot's manifest.
+ */
+export function bootFirmware(qemu: string): { spec: { firmware?: string }; name: MicrovmFirmware } {
+  const qboot = qbootFirmware(qemu);
+  return qboot !== undefined ? { spec: { firmware: qboot }, name: "qboot" } : { spec: {}, name: "default" };
+}

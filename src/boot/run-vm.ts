@@ -26,7 +26,7 @@ import { detectBootImage } from "./image-kind.js";
 import { checkGuestMemory, initramfsFootprint, kernelSpanMiB, memoryNeed, type InitramfsFootprint, type MemoryNeed } from "./memory-need.js";
 import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, rootVerityValue, verityFailure, type VerityRoot } from "./verity-root.js";
 import { resolveKernel } from "./resolve-kernel.js";
-import { qbootFirmware, type MicrovmFirmware } from "./microvm-machine.js";
+import { bootFirmware, type MicrovmFirmware } from "./microvm-machine.js";
 import { qemuArgs, type VmSpec } from "./qemu-command.js";
 import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
 import { startShares } from "./shares.js";
@@ -263,7 +263,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     // the kernel drops what a closed port had not read), else at once.
     guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag), scratchDisk !== undefined), media.disk ? "root-ready" : "init-start"));
     const consoleLog = join(work, "console.log");
-    const qboot = qbootFirmware(qemu);
+    const firmware = bootFirmware(qemu);
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
@@ -277,12 +277,12 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       sockets,
       consoleLog,
       ...(scratchDisk ? { scratchDisk } : {}),
-      ...(qboot !== undefined ? { firmware: qboot } : {}),
+      ...firmware.spec,
     });
     const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
-    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: qboot !== undefined ? "qboot" : "default" }, changeSet, verity);
+    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: firmware.name }, changeSet, verity);
   } finally {
     await started.stop();
     await rm(work, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import { chooseAccelerator } from "../../src/boot/accelerator.js";
 import { prepareBootMedia } from "../../src/boot/boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "../../src/boot/control-lines.js";
 import { kernelCmdlineOptions, type KernelBundle } from "../../src/boot/kernel-bundle.js";
-import { qbootFirmware } from "../../src/boot/microvm-machine.js";
+import { bootFirmware } from "../../src/boot/microvm-machine.js";
 import { qemuArgs } from "../../src/boot/qemu-command.js";
 import { resolveKernel } from "../../src/boot/resolve-kernel.js";
 import { kernelCommandLine } from "../../src/boot/run-vm.js";
@@ -119,7 +119,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
   });
 
   // The firmware run boots through (microvm-machine.ts).
-  const qboot = qbootFirmware(requireTool(QEMU, "qemu-system-x86"));
+  const firmware = bootFirmware(requireTool(QEMU, "qemu-system-x86"));
   let args = qemuArgs({
     kernelPath: kernel.kernelPath,
     initrd: media.initrd,
@@ -131,7 +131,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
     shares: [],
     sockets,
     consoleLog,
-    ...(qboot !== undefined ? { firmware: qboot } : {}),
+    ...firmware.spec,
   });
   for (const [id, device] of Object.entries(opts.devices ?? {})) {
     if (device !== "virtserialport") args = withDevice(args, id, device ?? null);
