@@ -10,8 +10,8 @@
 //                  the probe a service (its "agent start": see boot-report.ts);
 // plus Debian's kernel as its packaged bzImage, the before of the vmlinux/PVH
 // boot, and the microVM kernel's cpio through QEMU's default firmware instead
-// of qboot (run's choice, microvm-machine.ts). Rounds interleave every case, so a change in the host's load hits
-// all alike. Then BOOT_LOOP consecutive boots per kernel through runRootfs
+// of qboot (run's choice, microvm-machine.ts). Rounds interleave every
+// case, so a change in the host's load hits all alike. Then BOOT_LOOP consecutive boots per kernel through runRootfs
 // (the product path, with the demo's workspace and skills shares): every
 // failure counted, nothing retried, and the distribution.
 //
