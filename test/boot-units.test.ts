@@ -158,6 +158,16 @@ describe("QEMU command line", () => {
     assert.match(readFileSync(patch.path, "utf8"), new RegExp(`^\\+module_param\\(${name}, bool, 0444\\);$`, "m"));
   });
 
+  it("ships the initmem patch, which frees the kernel's init sections without the poison fill and asks for no parameter", async () => {
+    const patch = (await loadKernelPatches()).find((p) => p.name === "0003-initmem-no-poison.patch");
+    assert.ok(patch, "kernel/patches/0003-initmem-no-poison.patch exists");
+    const text = readFileSync(patch.path, "utf8");
+    assert.match(text, /^-\s+POISON_FREE_INITMEM, what\);$/m, "the poisoned free is what it replaces");
+    // A poison above 0xff is free_reserved_area()'s "no fill".
+    assert.match(text, /^\+\t+free_reserved_area\(\(void \*\)begin, \(void \*\)end, -1, what\);$/m);
+    assert.doesNotMatch(text, /^\+.*(early_param|module_param|__setup)\(/m, "nothing for run to pass");
+  });
+
   it("turns off the crypto self-tests of a packaged kernel on every boot", async () => {
     for (const accel of ["kvm", "tcg"] as const) assert.match(await kernelCommandLine(accel), /(^| )cryptomgr\.notests( |$)/);
   });
