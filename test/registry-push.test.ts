@@ -166,7 +166,8 @@ describe("pushing: the CLI end to end", () => {
     const reference = `${proxy.host}/killed/app:v1`;
     proxy.faults = { delayUploadsMs: 10_000 };
     // A cache of its own: no mount hints, so the blobs are uploaded (and held by the proxy).
-    const fresh = { ...env, A3S_CACHE_DIR: tempDir() };
+    // And a TMPDIR of its own: the killed build cannot remove its scratch directory.
+    const fresh = { ...env, A3S_CACHE_DIR: tempDir(), TMPDIR: tempDir() };
     const child = spawn(process.execPath, [CLI, "build", "--agent", agent, "-o", `docker://${reference}`], { env: { ...process.env, ...fresh }, stdio: "ignore" });
     try {
       // Wait until an upload is under way (held by the proxy), then kill the push where it stands.

@@ -1,10 +1,9 @@
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
-import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { guestProgramPath, RootfsBuilder, type OutputFormat } from "../../src/index.js";
 import { runRootfs, type RunOptions, type RunResult } from "../../src/boot/run-vm.js";
 import { CLI } from "./cli.js";
+import { tempDir } from "./temp-dir.js";
 
 /** The probe as the agent of a scratch rootfs written as `format` into `dir`. */
 export async function buildProbeImage(
@@ -29,7 +28,7 @@ export function boot(opts: RunOptions): Promise<RunResult> {
  * another test file booting at the same time.
  */
 export function isolateRunDirectories(): string {
-  const dir = mkdtempSync(join(tmpdir(), "a3s-boot-tests-"));
+  const dir = tempDir("a3s-boot-tests-");
   process.env.TMPDIR = dir;
   return dir;
 }
