@@ -15,7 +15,7 @@ import {
   type ImageWriterOptions,
   type TreeFacts,
 } from "../image/index.js";
-import { tarStream } from "../tar/index.js";
+import { writeTarStream } from "../tar/index.js";
 
 /**
  * squashfs compression. "zstd" is the default: it decompresses several times
@@ -119,16 +119,17 @@ export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: S
   ];
   const env = toolEnv();
   const signal = opts.signal;
-  const run = async (args: string[], input?: NodeJS.ReadableStream): Promise<void> => {
+  const run = async (args: string[], feed?: (stdin: NodeJS.WritableStream) => Promise<void>): Promise<void> => {
     try {
-      await runToolCommand(command, args, { env, signal, ...(input ? { input } : {}) });
+      await runToolCommand(command, args, { env, signal, ...(feed ? { feed } : {}) });
     } catch (e) {
       throw await explainImageToolFailure(e, { format: "squashfs", path });
     }
   };
 
   if (caps.tarInput) {
-    await run(["-", path, "-tar", ...common, ...rootAttrs], tarStream(tree));
+    // Fed like erofs's (writer.ts there says why writeTarStream).
+    await run(["-", path, "-tar", ...common, ...rootAttrs], (stdin) => writeTarStream(tree, stdin, { signal, readerMayStop: true }));
     return;
   }
   if (!privileged && facts.privilegedXattrs.length > 0) {
