@@ -15,7 +15,7 @@ import {
   type ImageWriterOptions,
   type TreeFacts,
 } from "../image/index.js";
-import { writeTarStream } from "../tar/index.js";
+import { tarFeed } from "../tar/index.js";
 
 /**
  * erofs compression. "lz4hc" (at EROFS_LZ4HC_LEVEL) is the default: an agent
@@ -113,14 +113,9 @@ export async function writeErofsImage(tree: RootfsTree, path: string, opts: Erof
   const signal = opts.signal;
 
   if (caps.tarInput) {
-    // The tar stream goes straight into mkfs.erofs's stdin: no tarball and
-    // no staging copy on disk. writeTarStream, not a piped tarStream(): it
-    // reuses its four 1 MiB chunks, where a Readable hands out a new one
-    // each time (fresh memory, page faults and garbage: see
-    // bench/results/core-speed-notes.md).
-    const feed = (stdin: NodeJS.WritableStream): Promise<void> => writeTarStream(tree, stdin, { signal, readerMayStop: true });
+    // The tar stream goes straight into mkfs.erofs's stdin: no tarball and no staging copy on disk.
     try {
-      await runToolCommand(mkfsCommand, ["--tar=f", ...args, path], { env, signal, feed });
+      await runToolCommand(mkfsCommand, ["--tar=f", ...args, path], { env, signal, feed: tarFeed(tree, signal) });
     } catch (e) {
       throw await explainImageToolFailure(e, { format: "erofs", path });
     }

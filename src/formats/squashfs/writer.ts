@@ -15,7 +15,7 @@ import {
   type ImageWriterOptions,
   type TreeFacts,
 } from "../image/index.js";
-import { writeTarStream } from "../tar/index.js";
+import { tarFeed } from "../tar/index.js";
 
 /**
  * squashfs compression. "zstd" is the default: it decompresses several times
@@ -128,8 +128,7 @@ export async function writeSquashfsImage(tree: RootfsTree, path: string, opts: S
   };
 
   if (caps.tarInput) {
-    // Fed like erofs's (writer.ts there says why writeTarStream).
-    await run(["-", path, "-tar", ...common, ...rootAttrs], (stdin) => writeTarStream(tree, stdin, { signal, readerMayStop: true }));
+    await run(["-", path, "-tar", ...common, ...rootAttrs], tarFeed(tree, signal));
     return;
   }
   if (!privileged && facts.privilegedXattrs.length > 0) {

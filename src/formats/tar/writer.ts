@@ -44,6 +44,19 @@ export function writeTarStream(tree: RootfsTree, out: NodeJS.WritableStream, opt
   return pumpArchiveInto(tarProducer(tree), out, opts.signal, { readerMayStop: opts.readerMayStop ?? false });
 }
 
+/**
+ * The tree's tar as an image tool's stdin (runTool's `feed`), the way
+ * mke2fs, mkfs.erofs and mksquashfs take it. writeTarStream rather than a
+ * piped tarStream(): it keeps four 1 MiB chunks queued in the pipe and
+ * reuses them, where a Readable hands out a new chunk each time (fresh
+ * memory to fault in, and garbage) and lets the tool empty the pipe and
+ * wait (bench/results/core-speed-notes.md). The tool stopping before the
+ * record padding is not a failure here; its exit status tells.
+ */
+export function tarFeed(tree: RootfsTree, signal?: AbortSignal): (stdin: NodeJS.WritableStream) => Promise<void> {
+  return (stdin) => writeTarStream(tree, stdin, { ...(signal ? { signal } : {}), readerMayStop: true });
+}
+
 /** The tar archive of `tree` as a producer (see archive/archive-stream.ts), for writeArchiveFile and the functions above. */
 export function tarProducer(tree: RootfsTree): ArchiveProducer {
   // The tree is walked as the archive is written, one entry at a time, not
