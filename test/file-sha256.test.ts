@@ -28,6 +28,20 @@ describe("fileSha256", () => {
     });
   }
 
+  it("gives each of several hashes run at once its own file's digest (they share one read buffer)", async () => {
+    // Past 8 MiB each hash yields to the event loop, so the others read into
+    // the shared buffer between its turns.
+    const dir = tempDir("a3s-file-sha256-");
+    const files = [17 * MiB + 5, 9 * MiB, 12 * MiB + 1].map((size, i) => {
+      const data = pattern(size).map((b) => b ^ (i + 1));
+      const path = join(dir, `f${i}`);
+      writeFileSync(path, data);
+      return { path, expected: { sha256: createHash("sha256").update(data).digest("hex"), bytes: size } };
+    });
+    const got = await Promise.all(files.map((f) => fileSha256(f.path)));
+    assert.deepEqual(got, files.map((f) => f.expected));
+  });
+
   it("stops at the next turn of the event loop once the signal fires", async () => {
     const path = join(tempDir("a3s-file-sha256-"), "f");
     writeFileSync(path, pattern(9 * MiB));
