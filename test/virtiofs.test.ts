@@ -2,11 +2,13 @@
 // cache (the host's where it has one), and over 9p: real boots, the
 // provisioned files' verification, and no helper outliving a killed CLI.
 import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
 import { cpSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { listBundles } from "../src/boot/virtiofsd-bundle.js";
-import { cachedVirtiofsd, findHostVirtiofsd, resolveVirtiofsd } from "../src/boot/virtiofsd.js";
+import { cachedVirtiofsd, findHostVirtiofsd, resolveVirtiofsd, startVirtiofsds } from "../src/boot/virtiofsd.js";
+import { isA3sError } from "../src/errors.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { boot, buildProbeImage, isolateRunDirectories, killCliAndWaitForVm, leftoverVmProcesses, startRunUntilAgent } from "./helpers/boot.js";
 import { runCli } from "./helpers/cli.js";
@@ -109,6 +111,31 @@ describe("virtio-fs and 9p shares", () => {
     assert.equal(r.status, 1, r.stderr);
     assert.match(r.stderr, new RegExp(`the cached virtiofsd file ${program.replace(/[.+]/g, "\\$&")} does not match its recorded SHA256`));
     assert.match(r.stderr, /a3s-rootfs virtiofsd --fetch/);
+  });
+
+  it("virtiofsds started together: one that fails is the error, and every one started is handed over to be stopped", async () => {
+    const v = await resolveVirtiofsd({ cache: cacheRoot(), provision: true });
+    assert.ok(v);
+    const { workspace, skills } = shares();
+    const sockets = tempDir("a3s-test-sockets-");
+    const good = join(sockets, "good.sock");
+    // A socket in a directory that does not exist: virtiofsd cannot make it and exits.
+    const bad = join(sockets, "missing", "bad.sock");
+    const children: ChildProcess[] = [];
+    try {
+      await assert.rejects(
+        startVirtiofsds(v, [
+          { dir: workspace, socket: good, readOnly: false },
+          { dir: skills, socket: bad, readOnly: true },
+        ], children),
+        (e: Error) => isA3sError(e, "EVIRTIOFSD") && e.message.includes(skills),
+      );
+      assert.equal(children.length, 2);
+      assert.ok(existsSync(good), "the other one started all the same");
+      assert.equal(children[0]?.exitCode, null, "and is left running for the caller to stop");
+    } finally {
+      for (const c of children) c.kill("SIGKILL");
+    }
   });
 
   it("virtiofsd --json names the virtiofsd runs use and, when provisioned, its Debian packages", () => {

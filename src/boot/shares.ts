@@ -5,7 +5,7 @@ import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import type { ShareTransport } from "./boot-media.js";
 import type { VmShare } from "./qemu-command.js";
-import { DEFAULT_VIRTIOFS_SETTINGS, resolveVirtiofsd, startVirtiofsd, type Virtiofsd, type VirtiofsSettings } from "./virtiofsd.js";
+import { DEFAULT_VIRTIOFS_SETTINGS, resolveVirtiofsd, startVirtiofsds, type Virtiofsd, type VirtiofsSettings } from "./virtiofsd.js";
 
 export interface ShareRequest {
   /** Host directory shared read-write as /workspace. */
@@ -19,7 +19,8 @@ export interface ShareRequest {
 /**
  * The transport and one share per directory: virtio-fs with one virtiofsd
  * per share (started here, pushed onto `children` so the run stops them),
- * or 9p where no virtiofsd can be had and the caller allows it.
+ * or 9p where no virtiofsd can be had and the caller allows it. Resolves
+ * once every virtiofsd has made its socket.
  */
 export async function startShares(
   req: ShareRequest,
@@ -31,14 +32,12 @@ export async function startShares(
   const virtiofsd = wanted === "9p" || (!req.workspace && !req.skills) ? undefined : await shareServer(wanted, progress);
   const transport: ShareTransport = virtiofsd ? "virtiofs" : wanted === "virtiofs" ? "virtiofs" : "9p";
   const settings = { ...DEFAULT_VIRTIOFS_SETTINGS, ...req.virtiofs };
-  const shares: VmShare[] = [];
+  const shares: (VmShare & { socket: string })[] = [];
   for (const [tag, dir, readOnly] of [["workspace", req.workspace, false], ["skills", req.skills, true]] as const) {
     if (dir === undefined) continue;
-    const hostPath = await realpath(dir);
-    const socket = join(work, `${tag}.vfs.sock`);
-    if (virtiofsd) children.push(await startVirtiofsd(virtiofsd, { dir: hostPath, socket, readOnly }, settings));
-    shares.push({ tag, hostPath, readOnly, socket });
+    shares.push({ tag, hostPath: await realpath(dir), readOnly, socket: join(work, `${tag}.vfs.sock`) });
   }
+  if (virtiofsd) await startVirtiofsds(virtiofsd, shares.map((s) => ({ dir: s.hostPath, socket: s.socket, readOnly: s.readOnly })), children, settings);
   progress(
     `shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}` +
       (virtiofsd && shares.length ? ` (${virtiofsd.version}, ${virtiofsd.origin === "host" ? "the host's" : "provisioned"}; cache=${settings.cache})` : ""),

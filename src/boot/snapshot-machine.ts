@@ -6,7 +6,7 @@ import type { ShareTransport } from "./boot-media.js";
 import type { QmpClient } from "./qmp.js";
 import type { VmShare } from "./qemu-command.js";
 import { cacheRoot } from "../util/cache-dir.js";
-import { DEFAULT_VIRTIOFS_SETTINGS, resolveVirtiofsd, startVirtiofsd, type Virtiofsd } from "./virtiofsd.js";
+import { DEFAULT_VIRTIOFS_SETTINGS, resolveVirtiofsd, startVirtiofsds, type Virtiofsd } from "./virtiofsd.js";
 
 /**
  * What a snapshot's machine and its restores have in common: the share
@@ -71,17 +71,16 @@ export async function snapshotShares(opts: {
   work: string;
   children: ChildProcess[];
 }): Promise<VmShare[]> {
-  const shares: VmShare[] = [];
+  const shares: (VmShare & { socket: string })[] = [];
   for (const { tag, readOnly } of SNAPSHOT_SHARES) {
     const given = opts.dirs[tag];
     const dir = given !== undefined ? await realpath(given) : join(opts.work, `empty-${tag}`);
     if (given === undefined) await mkdir(dir, { mode: 0o555 });
-    const socket = join(opts.work, `${tag}.vfs.sock`);
-    if (opts.transport === "virtiofs") {
-      if (!opts.virtiofsd) throw new A3sError("ETOOL", "virtiofsd is not installed", { hint: "apt-get install virtiofsd (Debian 13)" });
-      opts.children.push(await startVirtiofsd(opts.virtiofsd, { dir, socket, readOnly }, DEFAULT_VIRTIOFS_SETTINGS));
-    }
-    shares.push({ tag, hostPath: dir, readOnly, socket });
+    shares.push({ tag, hostPath: dir, readOnly, socket: join(opts.work, `${tag}.vfs.sock`) });
+  }
+  if (opts.transport === "virtiofs") {
+    if (!opts.virtiofsd) throw new A3sError("ETOOL", "virtiofsd is not installed", { hint: "apt-get install virtiofsd (Debian 13)" });
+    await startVirtiofsds(opts.virtiofsd, shares.map((s) => ({ dir: s.hostPath, socket: s.socket, readOnly: s.readOnly })), opts.children, DEFAULT_VIRTIOFS_SETTINGS);
   }
   return shares;
 }
