@@ -203,7 +203,7 @@ async function bootLoop(k: Kernel, image: string, work: string, accel: Accelerat
         result.failures.push(`boot ${i}: exit ${r.exitCode}, ${r.setupError ?? r.stderr.slice(0, 200)}`);
       } else {
         const hostWaitMs = t.readyMs !== null && t.jobMs !== null ? t.jobMs - t.readyMs : NaN;
-        result.runs.push({ agentStartHostMs: t.agentStartHostMs, initToAgentMs: t.agentStartMs - t.initStartMs, hostWaitMs, vmExitMs: t.vmExitMs });
+        result.runs.push({ agentStartHostMs: t.agentStartHostMs, initToAgentMs: t.agentStartMs - t.initStartMs, hostWaitMs, vmExitMs: t.vmExitMs, hostSetupMs: t.hostSetupMs });
       }
     } catch (e) {
       result.failures.push(`boot ${i}: ${(e as Error).message.split("\n")[0]}`);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool, runTool } from "../util/host-tool.js";
+import { debianKernelPackage } from "./debian-kernel-package.js";
 import { extractVmlinux, pvhEntryPoint } from "./extract-vmlinux.js";
 import { GUEST_MODULES, type KernelBundle } from "./kernel-bundle.js";
 import { indexModules } from "./module-set.js";
@@ -16,25 +17,6 @@ export interface DebianKernelOptions {
   readonly offline?: boolean;
 }
 
-/** The Debian kernel package the host's release would install: what linux-image-ARCH depends on. */
-export async function debianKernelPackage(): Promise<{ name: string; version: string }> {
-  requireTool("apt-cache", "apt");
-  const arch = (await runTool(requireTool("dpkg", "dpkg"), ["--print-architecture"])).stdout.trim();
-  const meta = `linux-image-${arch}`;
-  const deps = (await runTool("apt-cache", ["depends", "--no-recommends", "--no-suggests", meta]).catch(() => undefined))?.stdout ?? "";
-  const name = /Depends: (linux-image-[^\s|]+)/.exec(deps)?.[1];
-  if (!name) {
-    throw new A3sError("EKERNEL", `apt does not know the package ${meta}, so the Debian kernel cannot be found`, {
-      subject: meta,
-      hint: "run apt-get update, or pass --kernel FILE",
-    });
-  }
-  const show = (await runTool("apt-cache", ["show", "--no-all-versions", name])).stdout;
-  const version = /^Version: (\S+)/m.exec(show)?.[1];
-  if (!version) throw new A3sError("EKERNEL", `apt has no version of ${name}`, { subject: name });
-  return { name, version };
-}
-
 /**
  * The Debian generic kernel matching the host's release, with the modules the
  * guest needs. Downloaded with `apt-get download` (never installed: the host's
@@ -43,7 +25,7 @@ export async function debianKernelPackage(): Promise<{ name: string; version: st
  */
 export async function debianKernel(opts: DebianKernelOptions = {}): Promise<KernelBundle> {
   const progress = opts.progress ?? (() => {});
-  const pkg = await debianKernelPackage();
+  const pkg = await debianKernelPackage(opts.cacheDir !== undefined ? { cacheDir: opts.cacheDir } : {});
   const kernelsDir = join(opts.cacheDir ?? cacheRoot(), "kernels");
   // Keyed by the module selection too: a bundle keeps only the modules the
   // guest needed when it was made, so a guest that needs more gets a new one.

@@ -1,6 +1,7 @@
 import type { Command } from "commander";
 import { stat } from "node:fs/promises";
-import { debianKernel, debianKernelPackage } from "../boot/debian-kernel.js";
+import { debianKernel } from "../boot/debian-kernel.js";
+import { debianKernelPackage } from "../boot/debian-kernel-package.js";
 import { configHash, loadKernelConfig } from "../boot/kernel-config.js";
 import { loadKernelPatches } from "../boot/kernel-patches.js";
 import { listMicrovmKernels } from "../boot/microvm-kernel-cache.js";
