@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
-import { chmodSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { describe, it } from "node:test";
 import { createExt4Writer } from "../src/outputs/registry.js";
 import { mke2fsCapabilities, mkfsErofsCapabilities, mksquashfsCapabilities, versionAtLeast } from "../src/formats/image/index.js";
@@ -19,7 +21,44 @@ function fakeTool(dir: string, name: string, script: string): string {
   return path;
 }
 
+// What the tools answer is remembered in the cache (tool-capability-memo.ts):
+// this file's answers go to a cache of its own.
+process.env.A3S_CACHE_DIR = tempDir("a3s-tool-memo-cache-");
+
+/** mkfsErofsCapabilities(tool) in a new process, so nothing is remembered in memory between calls. */
+function capabilitiesInNewProcess(tool: string): string {
+  const module = fileURLToPath(new URL("../src/formats/image/index.js", import.meta.url));
+  const script = `import(${JSON.stringify(module)}).then(async (m) => console.log(JSON.stringify(await m.mkfsErofsCapabilities(process.argv[1]))))`;
+  return execFileSync(process.execPath, ["-e", script, tool], { encoding: "utf8" });
+}
+
 describe("image tool capabilities", () => {
+  it("are asked of a tool once, remembered across processes, and asked again when the tool or the memo changed", (t) => {
+    const real = ["/usr/bin/mkfs.erofs", "/usr/sbin/mkfs.erofs", "/sbin/mkfs.erofs"].find((p) => existsSync(p));
+    if (!real) return t.skip("no mkfs.erofs on this host");
+    // The host's mkfs.erofs behind a wrapper that counts its starts.
+    const dir = tempDir("a3s-counted-tool-");
+    const log = join(dir, "starts");
+    const tool = fakeTool(dir, "mkfs.erofs", `echo "$@" >> ${log}\nexec ${real} "$@"`);
+    const starts = (): number => (existsSync(log) ? readFileSync(log, "utf8").trim().split("\n").length : 0);
+
+    const first = capabilitiesInNewProcess(tool);
+    const asked = starts();
+    assert.ok(asked > 0);
+    assert.equal(capabilitiesInNewProcess(tool), first);
+    assert.equal(starts(), asked, "the second process did not start the tool");
+
+    writeFileSync(tool, readFileSync(tool, "utf8") + "# another release\n");
+    assert.equal(capabilitiesInNewProcess(tool), first);
+    assert.equal(starts(), 2 * asked, "a changed tool is asked again");
+
+    for (const memo of readdirSync(join(process.env.A3S_CACHE_DIR as string, "tool-capabilities"))) {
+      writeFileSync(join(process.env.A3S_CACHE_DIR as string, "tool-capabilities", memo), '{"version":');
+    }
+    assert.equal(capabilitiesInNewProcess(tool), first);
+    assert.equal(starts(), 3 * asked, "a damaged memo is not believed");
+  });
+
   it("compares dotted versions numerically", () => {
     assert.equal(versionAtLeast("1.47.2", "1.47.1"), true);
     assert.equal(versionAtLeast("1.47.10", "1.47.2"), true);

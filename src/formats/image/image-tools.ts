@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostCommand, runToolCommand, type ToolCommand } from "../../util/host-tool.js";
 import { removeTree } from "../../util/remove-tree.js";
+import { rememberedCapabilities } from "./tool-capability-memo.js";
 
 /**
  * What the three image writers share: which host tools are there and what
@@ -73,13 +74,24 @@ async function toolText(cmd: ToolCommand, args: readonly string[]): Promise<stri
 }
 
 const cache = new Map<string, Promise<unknown>>();
-function cached<T>(key: string, probe: () => Promise<T>): Promise<T> {
+/** A tool's capabilities: asked once per process, and remembered across processes (tool-capability-memo.ts). */
+function cached<T>(kind: string, tool: string | ToolCommand, probe: () => Promise<T>, valid: (x: unknown) => x is T): Promise<T> {
+  const key = `${kind}:${commandKey(tool)}`;
   let p = cache.get(key) as Promise<T> | undefined;
   if (!p) {
-    p = probe();
+    p = rememberedCapabilities(kind, asCommand(tool), probe, valid);
     cache.set(key, p);
   }
   return p;
+}
+
+/** An object whose every named field is a string, a boolean or an array of strings, as `shape` says. */
+function hasShape(x: unknown, shape: Record<string, "string" | "boolean" | "strings">): boolean {
+  if (typeof x !== "object" || x === null) return false;
+  const o = x as Record<string, unknown>;
+  return Object.entries(shape).every(([k, t]) =>
+    t === "strings" ? Array.isArray(o[k]) && (o[k] as unknown[]).every((s) => typeof s === "string") : typeof o[k] === t,
+  );
 }
 
 /** A program path (the host's) or a ToolCommand (possibly a provisioned one). */
@@ -101,7 +113,8 @@ export interface Mke2fsCapabilities {
 }
 
 export function mke2fsCapabilities(tool: string | ToolCommand): Promise<Mke2fsCapabilities> {
-  return cached(`mke2fs:${commandKey(tool)}`, async () => {
+  const valid = (x: unknown): x is Mke2fsCapabilities => hasShape(x, { version: "string", tarInput: "boolean", tarFromStdin: "boolean" });
+  return cached("mke2fs", tool, async () => {
     const mke2fs = asCommand(tool);
     const text = await toolText(mke2fs, ["-V"]);
     const version = /mke2fs\s+(\d+(?:\.\d+)+)/.exec(text)?.[1] ?? "0";
@@ -111,7 +124,7 @@ export function mke2fsCapabilities(tool: string | ToolCommand): Promise<Mke2fsCa
       // 1.47.2 documents "-" for stdin; for 1.47.1 a temporary file is the safe choice.
       tarFromStdin: versionAtLeast(version, "1.47.2"),
     };
-  });
+  }, valid);
 }
 
 export interface MkfsErofsCapabilities {
@@ -123,7 +136,8 @@ export interface MkfsErofsCapabilities {
 }
 
 export function mkfsErofsCapabilities(tool: string | ToolCommand): Promise<MkfsErofsCapabilities> {
-  return cached(`mkfs.erofs:${commandKey(tool)}`, async () => {
+  const valid = (x: unknown): x is MkfsErofsCapabilities => hasShape(x, { version: "string", tarInput: "boolean", compressors: "strings" });
+  return cached("mkfs.erofs", tool, async () => {
     const mkfsErofs = asCommand(tool);
     const help = await toolText(mkfsErofs, ["--help"]);
     // 1.5-1.7: "Available compressors are: lz4hc, lz4"; 1.8: a list, one name a line, under
@@ -145,7 +159,7 @@ export function mkfsErofsCapabilities(tool: string | ToolCommand): Promise<MkfsE
         .map((s) => s.trim())
         .filter(Boolean),
     };
-  });
+  }, valid);
 }
 
 export interface MksquashfsCapabilities {
@@ -161,7 +175,8 @@ export interface MksquashfsCapabilities {
 }
 
 export function mksquashfsCapabilities(tool: string | ToolCommand): Promise<MksquashfsCapabilities> {
-  return cached(`mksquashfs:${commandKey(tool)}`, async () => {
+  const valid = (x: unknown): x is MksquashfsCapabilities => hasShape(x, { version: "string", tarInput: "boolean", compressors: "strings" });
+  return cached("mksquashfs", tool, async () => {
     const mksquashfs = asCommand(tool);
     const versionText = await toolText(mksquashfs, ["-version"]);
     const version = /version\s+(\d+(?:\.\d+)+)/.exec(versionText)?.[1] ?? "0";
@@ -175,7 +190,7 @@ export function mksquashfsCapabilities(tool: string | ToolCommand): Promise<Mksq
         .map((l) => l.trim().split(/\s+/)[0] ?? "")
         .filter(Boolean),
     };
-  });
+  }, valid);
 }
 
 /**
