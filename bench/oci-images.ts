@@ -10,8 +10,9 @@
 //     warm to the same OUT, then once more to a new OUT.
 // The image: Debian bookworm minbase + a second umoci layer (bench/minbase-layout.ts).
 // Every "empty cache" of ours holds the Debian 13 tool bundles (erofs-utils
-// 1.8, squashfs-tools 4.6) copied in untimed, as after the first build on a
-// Debian 12 host; nothing else. ext4: the size ours computes; cpio:
+// 1.8, squashfs-tools 4.6) copied in untimed, and what an untimed scratch
+// build learnt of the tools, as after the first build on a Debian 12 host;
+// nothing else. ext4: the size ours computes; cpio:
 // uncompressed newc on both sides. erofs and squashfs: our writers choose a
 // compression level by measurement (lz4hc 4, zstd 3; formats/erofs/writer.ts
 // and formats/squashfs/writer.ts say why), so theirs runs twice from the same
@@ -32,6 +33,7 @@ import { cacheRoot } from "../src/util/cache-dir.js";
 import { EROFS_LZ4HC_LEVEL } from "../src/formats/erofs/index.js";
 import { SQUASHFS_ZSTD_LEVEL } from "../src/formats/squashfs/index.js";
 import { cachedImageTool } from "../src/provision/index.js";
+import { guestProgramPath } from "../src/programs/index.js";
 import { startRegistry } from "../test/helpers/registry.js";
 import { minbaseLayout } from "./minbase-layout.js";
 import { INSTALLED_CLI as CLI } from "./installed-cli.js";
@@ -71,18 +73,29 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-oci-images-"));
   let n = 0;
   const path = (name: string): string => join(work, `${n++}-${name}`);
-  /** A fresh A3S_CACHE_DIR holding only the tool bundles. */
-  const freshCache = (): NodeJS.ProcessEnv => {
-    const dir = path("cache");
-    mkdirSync(dir);
-    for (const b of bundles) cpSync(b, join(dir, b.split("/").pop() as string), { recursive: true });
-    return { ...process.env, A3S_CACHE_DIR: dir };
-  };
   // Removed only after the last timed command: see settleFilesystem().
   const leftovers: string[] = [];
   const clean = (...paths: (string | undefined)[]): void => {
     for (const p of paths) if (p) leftovers.push(p);
   };
+  /**
+   * A fresh A3S_CACHE_DIR holding only what a first build leaves: the tool
+   * bundles, and what they were found to do (tool-capability-memo.ts: by the
+   * copies' own identity, so an untimed scratch build to each image format
+   * learns it).
+   */
+  const freshCache = (): NodeJS.ProcessEnv => {
+    const dir = path("cache");
+    mkdirSync(dir);
+    for (const b of bundles) cpSync(b, join(dir, b.split("/").pop() as string), { recursive: true });
+    const env = { ...process.env, A3S_CACHE_DIR: dir };
+    const first = path("first-build");
+    const outputs = ["erofs", "squashfs", "ext4"].flatMap((f) => ["-o", `${f}:${first}.${f}`]);
+    execFileSync(process.execPath, [CLI, "build", "scratch", "--agent", guestProgramPath("probe"), ...outputs, "--no-cache"], { env, stdio: "ignore" });
+    clean(...["erofs", "squashfs", "ext4"].map((f) => `${first}.${f}`));
+    return env;
+  };
+
   const loadBefore = loadavg();
   const registry = await startRegistry();
   try {

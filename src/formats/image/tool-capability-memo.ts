@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { cacheRoot } from "../../util/cache-dir.js";
 import type { ToolCommand } from "../../util/host-tool.js";
 
@@ -47,7 +47,7 @@ async function commandIdentityKey(kind: string, cmd: ToolCommand): Promise<strin
 }
 
 async function writeAtomic(path: string, data: string): Promise<void> {
-  await mkdir(join(path, ".."), { recursive: true });
+  await mkdir(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, data);
   await rename(tmp, path);
