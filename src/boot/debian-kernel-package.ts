@@ -1,9 +1,10 @@
 import { createHash } from "node:crypto";
-import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool, runTool } from "../util/host-tool.js";
+import { writeFileAtomic } from "../util/write-file-atomic.js";
 
 export interface DebianKernelPackage {
   readonly name: string;
@@ -49,7 +50,7 @@ export async function debianKernelPackage(opts: { cacheDir?: string; aptState?: 
   }
   const pkg = await askApt(arch);
   // A cache this process cannot write only means asking apt again next time.
-  if (fingerprint) await writeMemo(memo, { fingerprint, ...pkg }).catch(() => undefined);
+  if (fingerprint) await writeFileAtomic(memo, JSON.stringify({ fingerprint, ...pkg }, null, 2) + "\n").catch(() => undefined);
   return pkg;
 }
 
@@ -103,11 +104,4 @@ async function readMemo(path: string): Promise<(DebianKernelPackage & { fingerpr
   } catch {
     return undefined;
   }
-}
-
-async function writeMemo(path: string, m: DebianKernelPackage & { fingerprint: string }): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, JSON.stringify(m, null, 2) + "\n");
-  await rename(tmp, path);
 }

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { A3sError } from "../errors.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool, runTool } from "../util/host-tool.js";
+import { writeFileAtomic } from "../util/write-file-atomic.js";
 import { debianKernelPackage } from "./debian-kernel-package.js";
 import { extractVmlinux, pvhEntryPoint } from "./extract-vmlinux.js";
 import { GUEST_MODULES, type KernelBundle } from "./kernel-bundle.js";
@@ -151,15 +152,4 @@ async function writeBootKernel(dir: string, progress: (m: string) => void): Prom
   }
   progress(`extracted vmlinux (${extracted.compression}, ${extracted.vmlinux.length} bytes; PVH entry 0x${entry.toString(16)})`);
   return { boot: { image: "vmlinux", compression: extracted.compression, pvhEntry: `0x${entry.toString(16)}` }, lasting: true };
-}
-
-/** A file appears complete or not at all, also to a concurrent run reading the same cache. */
-async function writeFileAtomic(path: string, data: string | Buffer): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    await writeFile(tmp, data);
-    await rename(tmp, path);
-  } finally {
-    await rm(tmp, { force: true });
-  }
 }

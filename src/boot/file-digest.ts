@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { mkdir, open, readFile, rename, writeFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { descriptorSha256, type FileDigest } from "../util/file-sha256.js";
 import { identityOf } from "../util/file-identity.js";
+import { writeFileAtomic } from "../util/write-file-atomic.js";
 
 /**
  * The sha256 of a file, remembered by the file's identity (inode, size,
@@ -22,12 +23,7 @@ export async function memoizedFileSha256(path: string, memoDir?: string): Promis
     const known = memo ? await readFile(memo, "utf8").catch(() => undefined) : undefined;
     if (known && /^[0-9a-f]{64}$/.test(known)) return { sha256: known, bytes: id.size };
     const { sha256 } = await descriptorSha256(fh.fd);
-    if (memo && memoDir) {
-      await mkdir(memoDir, { recursive: true });
-      const tmp = `${memo}.${process.pid}.tmp`;
-      await writeFile(tmp, sha256);
-      await rename(tmp, memo);
-    }
+    if (memo) await writeFileAtomic(memo, sha256);
     return { sha256, bytes: id.size };
   } finally {
     await fh.close();

@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
-import { dirname, isAbsolute, join } from "node:path";
+import { readFile, stat } from "node:fs/promises";
+import { isAbsolute, join } from "node:path";
 import { cacheRoot } from "../../util/cache-dir.js";
 import type { ToolCommand } from "../../util/host-tool.js";
+import { writeFileAtomic } from "../../util/write-file-atomic.js";
 
 /**
  * A tool's capabilities (image-tools.ts), remembered across processes in
@@ -32,7 +33,7 @@ export async function rememberedCapabilities<T>(
   if (valid(known)) return known;
   const found = await probe();
   // A cache this process cannot write only means asking the tool again next time.
-  await writeAtomic(path, JSON.stringify(found) + "\n").catch(() => undefined);
+  await writeFileAtomic(path, JSON.stringify(found) + "\n").catch(() => undefined);
   return found;
 }
 
@@ -44,11 +45,4 @@ async function commandIdentityKey(kind: string, cmd: ToolCommand): Promise<strin
     h.update(st?.isFile() ? `\0${p}:${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` : `\0${p}:-`);
   }
   return h.digest("hex");
-}
-
-async function writeAtomic(path: string, data: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
 }
