@@ -125,8 +125,8 @@ describe("virtio-fs and 9p shares", () => {
     try {
       await assert.rejects(
         startVirtiofsds(v, [
-          { dir: workspace, socket: good, readOnly: false },
-          { dir: skills, socket: bad, readOnly: true },
+          { hostPath: workspace, socket: good, readOnly: false },
+          { hostPath: skills, socket: bad, readOnly: true },
         ], children),
         (e: Error) => isA3sError(e, "EVIRTIOFSD") && e.message.includes(skills),
       );

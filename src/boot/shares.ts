@@ -37,7 +37,7 @@ export async function startShares(
     if (dir === undefined) continue;
     shares.push({ tag, hostPath: await realpath(dir), readOnly, socket: join(work, `${tag}.vfs.sock`) });
   }
-  if (virtiofsd) await startVirtiofsds(virtiofsd, shares.map((s) => ({ dir: s.hostPath, socket: s.socket, readOnly: s.readOnly })), children, settings);
+  if (virtiofsd) await startVirtiofsds(virtiofsd, shares, children, settings);
   progress(
     `shares: ${shares.length ? shares.map((s) => `${s.tag} (${s.readOnly ? "ro" : "rw"})`).join(", ") : "none"} over ${transport}` +
       (virtiofsd && shares.length ? ` (${virtiofsd.version}, ${virtiofsd.origin === "host" ? "the host's" : "provisioned"}; cache=${settings.cache})` : ""),

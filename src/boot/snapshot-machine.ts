@@ -80,7 +80,7 @@ export async function snapshotShares(opts: {
   }
   if (opts.transport === "virtiofs") {
     if (!opts.virtiofsd) throw new A3sError("ETOOL", "virtiofsd is not installed", { hint: "apt-get install virtiofsd (Debian 13)" });
-    await startVirtiofsds(opts.virtiofsd, shares.map((s) => ({ dir: s.hostPath, socket: s.socket, readOnly: s.readOnly })), opts.children, DEFAULT_VIRTIOFS_SETTINGS);
+    await startVirtiofsds(opts.virtiofsd, shares, opts.children, DEFAULT_VIRTIOFS_SETTINGS);
   }
   return shares;
 }

@@ -104,7 +104,7 @@ const KEEP_STDERR = 8192;
 
 /** One share for its virtiofsd: the host directory, the socket to make, and whether the guest may write. */
 export interface VirtiofsdShare {
-  readonly dir: string;
+  readonly hostPath: string;
   readonly socket: string;
   readonly readOnly: boolean;
 }
@@ -147,7 +147,7 @@ function spawnVirtiofsd(v: Virtiofsd, share: VirtiofsdShare, settings: VirtiofsS
   const args = [
     ...v.prefix,
     `--socket-path=${share.socket}`,
-    `--shared-dir=${share.dir}`,
+    `--shared-dir=${share.hostPath}`,
     `--cache=${settings.cache}`,
     `--thread-pool-size=${settings.threadPoolSize}`,
     `--sandbox=${settings.sandbox}`,
@@ -171,7 +171,7 @@ function spawnVirtiofsd(v: Virtiofsd, share: VirtiofsdShare, settings: VirtiofsS
       if (await access(share.socket).then(() => true, () => false)) return;
       const failed = await Promise.race([spawnError, new Promise<undefined>((r) => setTimeout(r, 2))]);
       if (failed) {
-        throw new A3sError("EVIRTIOFSD", `cannot start virtiofsd (${v.file}) for ${share.dir}: ${failed.message}`, { subject: share.dir });
+        throw new A3sError("EVIRTIOFSD", `cannot start virtiofsd (${v.file}) for ${share.hostPath}: ${failed.message}`, { subject: share.hostPath });
       }
     }
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
@@ -179,8 +179,8 @@ function spawnVirtiofsd(v: Virtiofsd, share: VirtiofsdShare, settings: VirtiofsS
     await Promise.race([new Promise((r) => child.once("close", r)), new Promise((r) => setTimeout(r, 1000))]);
     throw new A3sError(
       "EVIRTIOFSD",
-      `virtiofsd (${v.origin === "host" ? v.file : `cached in ${v.path}`}) did not start for ${share.dir}: ${stderr.trim() || "no socket after 5 s"}`,
-      { subject: share.dir, hint: "or share over 9p: --transport 9p" },
+      `virtiofsd (${v.origin === "host" ? v.file : `cached in ${v.path}`}) did not start for ${share.hostPath}: ${stderr.trim() || "no socket after 5 s"}`,
+      { subject: share.hostPath, hint: "or share over 9p: --transport 9p" },
     );
   };
   return { process: child, ready: ready() };
