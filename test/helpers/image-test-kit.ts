@@ -63,17 +63,31 @@ export function buildAsNobody(format: string, sample: string): UnprivilegedBuild
   const dir = tempDir("a3s-nobody-");
   chmodSync(dir, 0o755);
   const work = join(dir, "work");
-  mkdirSync(work);
-  chownSync(work, NOBODY, NOBODY);
+  // HOME is apart from TMPDIR: the build may keep its cache under HOME
+  // (tool capabilities), and `left` is about TMPDIR only.
+  const home = join(dir, "home");
+  for (const d of [work, home]) {
+    mkdirSync(d);
+    chownSync(d, NOBODY, NOBODY);
+  }
   const image = join(work, `image.${format}`);
   const cli = fileURLToPath(new URL("./build-image-cli.js", import.meta.url));
   const r = spawnSync(
     "setpriv",
     [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, "--clear-groups", process.execPath, cli, format, sample, image],
-    { encoding: "utf8", env: { ...process.env, TMPDIR: work, HOME: work } },
+    { encoding: "utf8", env: { ...withoutCacheDir(process.env), TMPDIR: work, HOME: home } },
   );
   if (r.status !== 0) throw new Error(`unprivileged build failed to run: ${r.stderr}`);
   const result = JSON.parse(r.stdout.trim().split("\n").pop() ?? "{}") as Omit<UnprivilegedBuild, "image" | "left">;
   return { ...result, image, left: readdirSync(work).filter((n) => n !== basename(image)) };
 }
 
+
+/**
+ * The environment less the cache settings, so a build as another user keeps
+ * its cache under the HOME it is given, whatever this run's cache is.
+ */
+function withoutCacheDir(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { A3S_CACHE_DIR: _cache, XDG_CACHE_HOME: _xdg, ...rest } = env;
+  return rest;
+}
