@@ -86,6 +86,13 @@ export const TOOL_REQUIREMENTS: readonly ToolRequirement[] = [
   },
   { command: "unsquashfs", debianPackage: "squashfs-tools", groups: { build: "required" }, neededBy: "inspect of squashfs", versionArgs: ["-version"] },
   { command: "zstd", debianPackage: "zstd", groups: { build: "required", tests: "required" }, neededBy: "build -o cpio:*.zst", versionArgs: ["--version"] },
+  {
+    command: "igzip",
+    debianPackage: "isal",
+    groups: { build: "optional", tests: "required" },
+    neededBy: "build from OCI layouts: gzip layers decoded in their own process, faster (else Node's zlib)",
+    versionArgs: ["--version"],
+  },
   { command: "getfattr", debianPackage: "attr", groups: { build: "optional", tests: "required" }, neededBy: "inspect of a directory (its xattrs)", versionArgs: ["--version"] },
   // sources
   { command: "busybox", debianPackage: "busybox-static", groups: { sources: "optional", tests: "required" }, neededBy: "build busybox", versionArgs: [] },

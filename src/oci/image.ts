@@ -31,6 +31,14 @@ export interface ImageLayer {
   readonly location: string;
   open(): Promise<NodeJS.ReadableStream>;
   /**
+   * The blob as a whole regular file on this host (a directory layout's
+   * blob), when it is one: a decoder in another process reads it there
+   * (see layer-decompress.ts). Its bytes are checked against `digest` as
+   * for `open()`. Absent, or undefined, for a blob that is not a file of
+   * its own (an archive's member, a download).
+   */
+  file?(): Promise<string | undefined>;
+  /**
    * Hashes the blob where it is kept, fetching nothing, and throws when it
    * does not match its digest: EDIGEST naming the file, or ECACHE when it
    * was a cached copy, which is then removed (and fetched again on the next

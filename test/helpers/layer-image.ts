@@ -1,5 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
@@ -29,18 +30,27 @@ export function rawLayer(tar: Buffer, compression: "none" | "gzip" | "zstd" = "g
   return { ...blobOf(blob, type), diffId: sha256(tar) };
 }
 
-/** The ResolvedImage a source would build for a test image, its layers read from memory. */
-export function resolvedImage(image: TestImage, reference = "test/image:latest"): ResolvedImage {
+/**
+ * The ResolvedImage a source would build for a test image, its layers read
+ * from memory; with `blobDir`, each blob is also written there as a file of
+ * its own, as a directory layout has it (`ImageLayer.file`).
+ */
+export function resolvedImage(image: TestImage, reference = "test/image:latest", blobDir?: string): ResolvedImage {
   const config = parseImageConfig(image.config.bytes, image.config.digest);
-  const layers: ImageLayer[] = image.layers.map((l) => ({
-    digest: l.digest,
-    size: l.size,
-    mediaType: l.mediaType,
-    diffId: l.diffId,
-    location: `memory:${l.digest}`,
-    open: async () => Readable.from([l.bytes]),
-    verify: async () => checkBlob(Readable.from([l.bytes]), { ...l, location: `memory:${l.digest}` }, reference),
-  }));
+  const layers: ImageLayer[] = image.layers.map((l, i) => {
+    const file = blobDir === undefined ? undefined : join(blobDir, `layer-${i}`);
+    if (file) writeFileSync(file, l.bytes);
+    return {
+      digest: l.digest,
+      size: l.size,
+      mediaType: l.mediaType,
+      diffId: l.diffId,
+      location: file ?? `memory:${l.digest}`,
+      open: async () => Readable.from([l.bytes]),
+      ...(file ? { file: async () => file } : {}),
+      verify: async () => checkBlob(Readable.from([l.bytes]), { ...l, location: file ?? `memory:${l.digest}` }, reference),
+    };
+  });
   return {
     reference,
     manifestDigest: image.manifest.digest,
@@ -55,6 +65,8 @@ export interface ApplyOptions extends ImageOptions {
   /** A store to reuse (a cache hit); default: a fresh one in a temporary directory. */
   readonly store?: ContentStore;
   readonly progress?: (m: string) => void;
+  /** Each blob as a file of its own (as in a directory layout), so a gzip layer is decoded by igzip where the host has it. */
+  readonly blobFiles?: boolean;
 }
 
 /** Applies test layers as one image into a fresh tree (through the content store, as a real build does). */
@@ -63,7 +75,7 @@ export async function applyLayers(
   opts: ApplyOptions = {},
 ): Promise<Awaited<ReturnType<typeof imageToTree>> & { store: ContentStore }> {
   const store = opts.store ?? new ContentStore(join(tempDir("a3s-store-"), "blobs"));
-  const image = resolvedImage(makeImage(layers, opts));
+  const image = resolvedImage(makeImage(layers, opts), undefined, opts.blobFiles ? tempDir("a3s-blobs-") : undefined);
   const result = await imageToTree(image, {
     epoch: 1_000_000_000,
     store,

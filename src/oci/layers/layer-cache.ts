@@ -5,7 +5,7 @@ import type { ImageLayer } from "../image.js";
 import type { LayerCompression } from "../media-types.js";
 import { CORRUPT_BLOB, type ContentStore } from "../store/content-store.js";
 import { verifiedBlob } from "../verified-blob.js";
-import { decompressLayer } from "./layer-decompress.js";
+import { decodeLayerFile, decompressLayer, layerFileDecoder } from "./layer-decompress.js";
 
 /** A layer's uncompressed tar, verified, in the content store. */
 export interface CachedLayer {
@@ -81,6 +81,18 @@ async function storeLayer(layer: ImageLayer, diffId: string, store: ContentStore
   }
   let origin: LayerCompression = "none";
   try {
+    const decoder = await layerFileDecoder(layer, opts.subject);
+    if (decoder) {
+      origin = "gzip";
+      opts.progress("decompressing (gzip, with igzip)");
+      const put = await store.putVerifiedWritten(diffId, (fd, signal) => decodeLayerFile(layer, decoder, fd, { maxBytes: opts.maxBytes, subject: opts.subject, signal }), {
+        maxBytes: opts.maxBytes,
+        durable: false,
+        ...(opts.follow ? { follow: opts.follow } : {}),
+      });
+      const identity = put.identity ?? (await store.verify(diffId)).identity;
+      return { diffId, path: put.path, size: put.size, identity, origin };
+    }
     const blob = verifiedBlob(await layer.open(), { digest: layer.digest, size: layer.size, location: layer.location }, opts.subject);
     const plain = decompressLayer(blob, layer.mediaType, {
       maxBytes: opts.maxBytes,

@@ -1,7 +1,10 @@
+import { createReadStream, closeSync, openSync, readSync } from "node:fs";
 import { A3sError } from "../../errors.js";
-import { decompress, supportedCompression } from "../../formats/compression/index.js";
+import { decompress, findIgzip, igzipFile, supportedCompression, type Igzip } from "../../formats/compression/index.js";
 import { detectFormat } from "../../formats/detect.js";
+import type { ImageLayer } from "../image.js";
 import { layerCompression, type LayerCompression } from "../media-types.js";
+import { checkBlob } from "../verified-blob.js";
 
 /**
  * Which decompressor a layer needs. The media type says what the producer
@@ -61,6 +64,70 @@ export async function* decompressLayer(
     limitName: "maxLayerBytes",
     limitHint: LIMIT_HINT,
   });
+}
+
+/** A gzip layer whose blob is a file of its own, and the igzip that will decode it. */
+export interface LayerFileDecoder {
+  readonly file: string;
+  readonly tools: Igzip;
+}
+
+/**
+ * How a layer can be decoded by igzip straight from its blob's file into
+ * the store (see formats/compression/igzip.ts for why): when the host has
+ * igzip and prlimit, the blob is a file of its own, and its first bytes say
+ * gzip (checked as for the stream: a blob declared compressed whose bytes
+ * are not is refused). Otherwise undefined, and the layer goes through
+ * `decompressLayer`.
+ */
+export async function layerFileDecoder(layer: ImageLayer, subject: string): Promise<LayerFileDecoder | undefined> {
+  const tools = findIgzip();
+  const file = tools ? await layer.file?.() : undefined;
+  if (!tools || !file) return undefined;
+  const head = Buffer.alloc(512);
+  const fd = openSync(file, "r");
+  let got: number;
+  try {
+    got = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  return layerCompressionFor(layer.mediaType, head.subarray(0, got), subject) === "gzip" ? { file, tools } : undefined;
+}
+
+/**
+ * Decodes the layer's blob file into `out` with igzip, at most `maxBytes`,
+ * while the blob itself is hashed against its digest on this side: the two
+ * run together, and either failing stops the other. A wrong blob fails with
+ * its EDIGEST or ESIZE (nothing decoded from it is published: the caller
+ * publishes only once this resolves).
+ */
+export async function decodeLayerFile(
+  layer: ImageLayer,
+  decoder: LayerFileDecoder,
+  out: number,
+  opts: { maxBytes: number; subject: string; signal: AbortSignal },
+): Promise<void> {
+  const stop = new AbortController();
+  const onAbort = (): void => stop.abort(opts.signal.reason);
+  opts.signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    const check = checkBlob(createReadStream(decoder.file, { highWaterMark: 1 << 20 }), { digest: layer.digest, size: layer.size, location: layer.location }, opts.subject);
+    check.catch((e: unknown) => stop.abort(e));
+    const decode = igzipFile(decoder.tools, decoder.file, out, {
+      maxBytes: opts.maxBytes,
+      subject: opts.subject,
+      fileBytes: layer.size,
+      limitName: "maxLayerBytes",
+      limitHint: LIMIT_HINT,
+      signal: stop.signal,
+    });
+    decode.catch(() => undefined);
+    await check;
+    await decode;
+  } finally {
+    opts.signal.removeEventListener("abort", onAbort);
+  }
 }
 
 const LIMIT_HINT = "a decompression bomb or a very large layer; if the image is trusted, raise maxLayerBytes";

@@ -32,6 +32,8 @@ export interface LayoutFiles {
   openBlob(digest: string): Promise<NodeJS.ReadableStream>;
   /** Where a blob is, for messages: its file, or its member of an archive. */
   blobLocation(digest: string): string;
+  /** The blob's own regular file, when it has one (a directory layout; not verified here). */
+  blobFile?(digest: string): Promise<string | undefined>;
 }
 
 /** What choosing an image from a layout found, beyond the image itself. */
@@ -83,6 +85,11 @@ export function directoryLayout(dir: string): LayoutFiles {
       return st.size === 0 ? Readable.from([]) : createReadStream(path, { highWaterMark: 1 << 20 });
     },
     blobLocation: blobPath,
+    async blobFile(digest) {
+      const path = blobPath(digest);
+      const st = await stat(path).catch(() => undefined);
+      return st?.isFile() && st.size > 0 ? path : undefined;
+    },
   };
 }
 
@@ -134,6 +141,7 @@ export async function chooseLayoutImage(files: LayoutFiles, ref: string | undefi
     diffId: config.rootfs.diff_ids[i] ?? "",
     location: files.blobLocation(d.digest),
     open: () => files.openBlob(d.digest),
+    file: async () => files.blobFile?.(d.digest),
     verify: async () => checkBlob(await files.openBlob(d.digest), { ...d, location: files.blobLocation(d.digest) }, label),
   }));
   return { image: { reference: label, manifestDigest, config, layers, platform }, warnings };

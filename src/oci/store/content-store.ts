@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { fstatSync, readSync } from "node:fs";
 import { lstat, link, mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -356,6 +357,97 @@ export class ContentStore {
     source: AsyncIterable<Uint8Array> | Iterable<Uint8Array> | NodeJS.ReadableStream,
     opts: PutOptions = {},
   ): Promise<{ path: string; size: number; identity: FileIdentity | undefined }> {
+    return this.putFilled(digest, opts, async (file, take, progress) => {
+      // Small chunks (16 KiB from zlib, HTTP frames) are gathered into one
+      // writev per MiB: a syscall per chunk would dominate a cache-filling pull.
+      let pending: Uint8Array[] = [];
+      let pendingBytes = 0;
+      const flush = async (): Promise<void> => {
+        if (pendingBytes === 0) return;
+        await writeFully(file, pending, pendingBytes);
+        progress?.advance(pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+      };
+      for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
+        const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+        take(bytes);
+        pending.push(bytes);
+        pendingBytes += bytes.byteLength;
+        if (pendingBytes >= 1 << 20) await flush();
+      }
+      await flush();
+    });
+  }
+
+  /**
+   * `putVerified` for bytes another process writes: `writer` is given the
+   * temporary file's descriptor (its stdout, say) and resolves once the
+   * writer is done; the bytes are hashed as they land, read back from the
+   * page cache, and a follower sees them as they are hashed. On any failure
+   * `writer`'s signal is aborted (it must stop writing), and the writer's
+   * own error is the one reported. `maxBytes` is checked here too, but the
+   * writer must keep to it itself: nothing here can stop a write.
+   */
+  async putVerifiedWritten(
+    digest: string,
+    writer: (fd: number, signal: AbortSignal) => Promise<void>,
+    opts: PutOptions = {},
+  ): Promise<{ path: string; size: number; identity: FileIdentity | undefined }> {
+    return this.putFilled(digest, opts, async (file, take, progress) => {
+      const stop = new AbortController();
+      let finished = false;
+      let failure: unknown;
+      const writing = writer(file.fd, stop.signal).then(
+        () => void (finished = true),
+        (e: unknown) => {
+          finished = true;
+          failure = e ?? new Error("the writer failed");
+        },
+      );
+      const buffer = Buffer.allocUnsafe(READ_CHUNK);
+      let hashed = 0;
+      try {
+        for (;;) {
+          // Read before asking whether the writer is done: bytes it wrote
+          // before it finished are in the file by then.
+          const done = finished;
+          const size = fstatSync(file.fd).size;
+          for (let turn = 0; hashed < size && turn < 8; turn++) {
+            const got = readSync(file.fd, buffer, 0, Math.min(READ_CHUNK, size - hashed), hashed);
+            if (got === 0) throw new A3sError("EIO", `the temporary file of ${digest} shrank while it was written`, { subject: digest });
+            take(buffer.subarray(0, got));
+            hashed += got;
+            progress?.advance(got);
+          }
+          if (hashed < size) {
+            // Let the follower and the writer's feeders run between batches.
+            await new Promise((resolve) => setImmediate(resolve));
+            continue;
+          }
+          if (done) break;
+          await Promise.race([writing, new Promise((resolve) => setTimeout(resolve, 1))]);
+        }
+      } catch (e) {
+        stop.abort(e);
+        await writing;
+        throw failure ?? e;
+      }
+      if (failure !== undefined) throw failure;
+    });
+  }
+
+  /**
+   * The body of every put: a temporary file in ROOT/tmp (same filesystem,
+   * so publishing is atomic) that `fill` fills, passing every byte to
+   * `take` (size limit and hash) as it goes; then fsync (unless `durable`
+   * is false), the size and digest checks, and the link into place.
+   */
+  private async putFilled(
+    digest: string,
+    opts: PutOptions,
+    fill: (file: FileHandle, take: (bytes: Uint8Array) => void, progress: WriteProgress | undefined) => Promise<void>,
+  ): Promise<{ path: string; size: number; identity: FileIdentity | undefined }> {
     const { algorithm } = parseDigest(digest);
     const finalPath = this.path(digest);
     // What this process stores it is about to use.
@@ -367,40 +459,24 @@ export class ContentStore {
     const tmp = join(tmpDir, `${algorithm}-${digest.slice(algorithm.length + 1, algorithm.length + 17)}-${process.pid}-${randomBytes(6).toString("hex")}`);
     const hash = createHash(algorithm);
     let written = 0;
-    const file = await open(tmp, "wx", 0o644);
-    const progress = opts.follow ? new WriteProgress() : undefined;
-    // Small chunks (16 KiB from zlib, HTTP frames) are gathered into one
-    // writev per MiB: a syscall per chunk would dominate a cache-filling pull.
-    let pending: Uint8Array[] = [];
-    let pendingBytes = 0;
-    const flush = async (): Promise<void> => {
-      if (pendingBytes === 0) return;
-      await writeFully(file, pending, pendingBytes);
-      progress?.advance(pendingBytes);
-      pending = [];
-      pendingBytes = 0;
+    const take = (bytes: Uint8Array): void => {
+      written += bytes.byteLength;
+      if (written > limit) {
+        throw new A3sError(
+          "ESIZE",
+          opts.size !== undefined ? `blob ${digest} is larger than the ${opts.size} bytes its descriptor declares` : `blob ${digest} exceeds the limit of ${limit} bytes`,
+          { subject: digest, hint: opts.size !== undefined ? "the registry or file served different content" : "raise the size limit if the image is trusted" },
+        );
+      }
+      hash.update(bytes);
     };
+    // Read as well as write: a writer in another process is followed by reading the file back.
+    const file = await open(tmp, "wx+", 0o644);
+    const progress = opts.follow ? new WriteProgress() : undefined;
     try {
       try {
         if (progress) opts.follow?.(tmp, progress);
-        for await (const chunk of source as AsyncIterable<Uint8Array | string>) {
-          const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-          written += bytes.byteLength;
-          if (written > limit) {
-            throw new A3sError(
-              "ESIZE",
-              opts.size !== undefined
-                ? `blob ${digest} is larger than the ${opts.size} bytes its descriptor declares`
-                : `blob ${digest} exceeds the limit of ${limit} bytes`,
-              { subject: digest, hint: opts.size !== undefined ? "the registry or file served different content" : "raise the size limit if the image is trusted" },
-            );
-          }
-          hash.update(bytes);
-          pending.push(bytes);
-          pendingBytes += bytes.byteLength;
-          if (pendingBytes >= 1 << 20) await flush();
-        }
-        await flush();
+        await fill(file, take, progress);
         progress?.finish();
         if (opts.durable !== false) await file.sync();
         if (opts.size !== undefined && written !== opts.size) {

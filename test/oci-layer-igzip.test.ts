@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { gzipSync } from "node:zlib";
+import { isA3sError } from "../src/errors.js";
+import { findIgzip } from "../src/formats/compression/index.js";
+import { ContentStore } from "../src/oci/store/content-store.js";
+import { readContent, type RootfsTree } from "../src/tree/index.js";
+import { applyLayers, rawLayer, sha256 } from "./helpers/layer-image.js";
+import { raw, tar } from "./helpers/raw-tar.js";
+import { tempDir } from "./helpers/temp-dir.js";
+
+// A gzip layer whose blob is a file of its own (a directory layout's) is
+// decoded by igzip straight into the store; these are the checks the
+// in-process path (oci-hostile-layers.test.ts) has, on that path.
+
+const tools = findIgzip();
+
+/** The igzip processes this test process started (through prlimit) that are still alive. */
+function igzipLeft(): number[] {
+  const found: number[] = [];
+  for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if ((comm === "igzip" || comm === "prlimit") && ppid === process.pid) found.push(Number(pid));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+async function noIgzipLeft(): Promise<void> {
+  for (let i = 0; i < 100 && igzipLeft().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(igzipLeft(), []);
+}
+
+function listing(tree: RootfsTree): string[] {
+  return [...tree.entries()].map((e) => `${e.path} ${e.kind} ${e.inode.mode.toString(8)}`);
+}
+
+/** Nothing published under the diff_id and no temporary left in the store. */
+function assertNothingStored(store: ContentStore, diffId: string): void {
+  assert.equal(existsSync(store.path(diffId)), false);
+  const tmp = join(store.root, "tmp");
+  assert.deepEqual(existsSync(tmp) ? readdirSync(tmp) : [], []);
+}
+
+describe("gzip layers decoded by igzip from their files", { skip: !tools && "igzip (Debian package isal) or prlimit is not installed" }, () => {
+  const big = Buffer.alloc(3 << 20, "some text in a file\n");
+  const lower = tar(raw.dir("etc/"), raw.file("etc/os-release", "ID=test\n"), raw.file("big", big), raw.file("gone", "x"));
+  const upper = tar(raw.file(".wh.gone", ""), raw.file("etc/added", "new\n"));
+
+  it("gives the tree the in-process path gives, and says it used igzip", async () => {
+    const layers = [rawLayer(lower, "gzip"), rawLayer(upper, "gzip")];
+    const said: string[] = [];
+    const viaFiles = await applyLayers(layers, { blobFiles: true, progress: (m) => said.push(m) });
+    const inProcess = await applyLayers(layers);
+    assert.deepEqual(listing(viaFiles.tree), listing(inProcess.tree));
+    const bigFile = viaFiles.tree.lookup("/big", false);
+    assert.equal(bigFile?.kind, "file");
+    assert.ok((await readContent(bigFile.content, "/big")).equals(big));
+    assert.equal(said.filter((m) => /decompressing \(gzip, with igzip\)/.test(m)).length, 2, said.join("\n"));
+    assert.ok(existsSync(viaFiles.store.path(sha256(lower))));
+  });
+
+  it("refuses a blob whose bytes are not its digest even when they decode to the diff_id", async () => {
+    const good = rawLayer(lower, "gzip");
+    // The gzip header's MTIME field: the decoded bytes stay the same, the blob's do not.
+    const altered = Buffer.from(good.bytes);
+    altered[4] = (altered[4] as number) ^ 0xff;
+    const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
+    await assert.rejects(applyLayers([{ ...good, bytes: altered }], { blobFiles: true, store }), (e) => isA3sError(e, "EDIGEST") && e.subject === good.digest);
+    assertNothingStored(store, good.diffId);
+    await noIgzipLeft();
+  });
+
+  it("names a truncated and a corrupt stream, and stores nothing", async () => {
+    const good = rawLayer(lower, "gzip");
+    const cut = gzipSync(lower).subarray(0, good.size >> 1);
+    const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
+    const withBytes = (bytes: Buffer): typeof good => ({ ...good, bytes, digest: sha256(bytes), size: bytes.length });
+    await assert.rejects(applyLayers([withBytes(cut)], { blobFiles: true, store }), (e) => isA3sError(e, "ECORRUPT") && /truncated gzip stream/.test(e.message));
+    const flipped = Buffer.from(good.bytes);
+    for (const at of [40, good.size >> 1]) flipped[at] = (flipped[at] as number) ^ 0xff;
+    await assert.rejects(applyLayers([withBytes(flipped)], { blobFiles: true, store }), (e) => isA3sError(e) && (e.code === "ECORRUPT" || e.code === "EDIGEST"));
+    assertNothingStored(store, good.diffId);
+    await noIgzipLeft();
+  });
+
+  it("refuses a blob declared gzip whose bytes are a plain tar", async () => {
+    const plain = rawLayer(lower, "none");
+    const declared = { ...plain, mediaType: rawLayer(lower, "gzip").mediaType };
+    await assert.rejects(applyLayers([declared], { blobFiles: true }), (e) => isA3sError(e, "ECORRUPT") && /not gzip/.test(e.message));
+  });
+
+  it("stops a bomb at the byte cap, stores nothing, and igzip is gone", async () => {
+    const zeros = tar(raw.file("zeros", Buffer.alloc(256 << 20)));
+    const gz = rawLayer(zeros, "gzip");
+    const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
+    const cap = 1 << 20;
+    await assert.rejects(applyLayers([gz], { blobFiles: true, store, limits: { maxLayerBytes: cap } }), (e) => isA3sError(e, "ELIMIT") && /maxLayerBytes/.test(e.message));
+    assertNothingStored(store, gz.diffId);
+    await noIgzipLeft();
+  });
+});
