@@ -78,6 +78,15 @@ describe("gzip layers decoded by igzip from their files", { skip: !tools && "igz
     await noIgzipLeft();
   });
 
+  it("refuses a layer whose decoded bytes are not the config's diff_id, and stores nothing", async () => {
+    const other = rawLayer(upper, "gzip");
+    const lying = { ...rawLayer(lower, "gzip"), diffId: other.diffId };
+    const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
+    await assert.rejects(applyLayers([lying], { blobFiles: true, store }), (e) => isA3sError(e, "EDIGEST") && /diff_id/.test(e.message));
+    assertNothingStored(store, other.diffId);
+    await noIgzipLeft();
+  });
+
   it("names a truncated and a corrupt stream, and stores nothing", async () => {
     const good = rawLayer(lower, "gzip");
     const cut = gzipSync(lower).subarray(0, good.size >> 1);

@@ -33,19 +33,26 @@ export async function* verifiedBlob(stream: AsyncIterable<Uint8Array | string> |
     hash.update(bytes);
     yield bytes;
   }
-  if (seen !== blob.size) {
-    throw new A3sError("ESIZE", `${subject}: blob ${blob.digest} in ${blob.location} has ${seen} bytes but its descriptor declares ${blob.size}`, {
+  const wrong = blobMismatch(blob, subject, seen, hash.digest("hex"));
+  if (wrong) throw wrong;
+}
+
+/** The error for a blob of `bytes` bytes hashing to `hex` that is not what `blob` promises; undefined when it is. */
+export function blobMismatch(blob: ExpectedBlob, subject: string, bytes: number, hex: string): A3sError | undefined {
+  if (bytes !== blob.size) {
+    return new A3sError("ESIZE", `${subject}: blob ${blob.digest} in ${blob.location} has ${bytes} bytes but its descriptor declares ${blob.size}`, {
       subject: blob.digest,
       hint: "the blob was cut short or is not the one the manifest names",
     });
   }
-  const actual = `${algorithm}:${hash.digest("hex")}`;
+  const actual = `${parseDigest(blob.digest).algorithm}:${hex}`;
   if (actual !== blob.digest) {
-    throw new A3sError("EDIGEST", `${subject}: blob digest mismatch: the manifest says ${blob.digest}, the blob in ${blob.location} is ${actual}`, {
+    return new A3sError("EDIGEST", `${subject}: blob digest mismatch: the manifest says ${blob.digest}, the blob in ${blob.location} is ${actual}`, {
       subject: blob.digest,
       hint: "the blob was corrupted or tampered with; nothing was stored",
     });
   }
+  return undefined;
 }
 
 /** Reads a whole blob only to check it (see `verifiedBlob`). */

@@ -1,10 +1,7 @@
-import { readSync } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { A3sError, isA3sError } from "../../errors.js";
 import { identityOf, type FileIdentity } from "../../util/file-identity.js";
-
-/** Bytes read around each header: archive readers jump from header to header, skipping file data. */
-const WINDOW = 64 * 1024;
+import { HeaderWindow } from "./header-window.js";
 
 /**
  * What archive readers read: bytes by position, always forward, from an
@@ -26,8 +23,7 @@ export interface ArchiveSource {
  * because the tree refers to it as a range of this file.
  */
 export class ArchiveFile implements ArchiveSource {
-  private window = Buffer.alloc(0);
-  private windowStart = 0;
+  private readonly window: HeaderWindow;
 
   private constructor(
     readonly path: string,
@@ -35,7 +31,9 @@ export class ArchiveFile implements ArchiveSource {
     readonly size: number,
     /** How messages name the archive: the user's file, when `path` is a decompressed copy of it. */
     readonly label: string,
-  ) {}
+  ) {
+    this.window = new HeaderWindow(label);
+  }
 
   static async open(path: string, label = path): Promise<ArchiveFile> {
     const handle = await open(path, "r").catch((e: Error) => {
@@ -56,26 +54,7 @@ export class ArchiveFile implements ArchiveSource {
         subject: this.label,
       });
     }
-    const end = this.windowStart + this.window.length;
-    if (position < this.windowStart || position + length > end) {
-      const size = Math.min(Math.max(length, WINDOW), this.size - position);
-      const buf = Buffer.allocUnsafe(size);
-      let done = 0;
-      // Synchronous reads: a header window is a few KiB from (usually) the
-      // page cache, and a thread-pool round trip per window cost more than
-      // the read itself (applying a 170 MB layer of 8.7k members took twice as long).
-      while (done < size) {
-        const bytesRead = readSync(this.handle.fd, buf, done, size - done, position + done);
-        if (bytesRead === 0) {
-          throw new A3sError("ECORRUPT", `${this.label} shrank while it was read`, { subject: this.label });
-        }
-        done += bytesRead;
-      }
-      this.window = buf;
-      this.windowStart = position;
-    }
-    const from = position - this.windowStart;
-    return this.window.subarray(from, from + length);
+    return this.window.read(this.handle.fd, position, length, this.size);
   }
 
   /** The identity of the open file (see util/file-identity.ts). */

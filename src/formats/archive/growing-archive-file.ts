@@ -1,10 +1,8 @@
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import { A3sError } from "../../errors.js";
 import type { WriteProgress } from "../../util/write-progress.js";
 import type { ArchiveSource } from "./archive-file.js";
-
-/** Bytes read around each header, as in ArchiveFile, but never past what is written. */
-const WINDOW = 64 * 1024;
+import { HeaderWindow } from "./header-window.js";
 
 /**
  * An archive read while another part of this process is still writing it
@@ -17,8 +15,7 @@ const WINDOW = 64 * 1024;
  * has been checked.
  */
 export class GrowingArchiveFile implements ArchiveSource {
-  private window = Buffer.alloc(0);
-  private windowStart = 0;
+  private readonly window: HeaderWindow;
   /** Opened at once: the writer may rename or unlink the path once it is done. */
   private fd: number | undefined;
 
@@ -28,6 +25,7 @@ export class GrowingArchiveFile implements ArchiveSource {
     readonly label: string,
   ) {
     this.fd = openSync(path, "r");
+    this.window = new HeaderWindow(label);
   }
 
   async available(position: number, length: number): Promise<number> {
@@ -43,22 +41,8 @@ export class GrowingArchiveFile implements ArchiveSource {
     if ((await this.available(position, length)) < length) {
       throw new A3sError("ECORRUPT", `${this.label} is truncated: ${what} at byte ${position} runs past the end`, { subject: this.label });
     }
-    const end = this.windowStart + this.window.length;
-    if (position < this.windowStart || position + length > end) {
-      const size = Math.max(length, Math.min(WINDOW, this.progress.written - position));
-      const buf = Buffer.allocUnsafe(size);
-      if (this.fd === undefined) throw new Error(`${this.label}: read after close`);
-      // Synchronous, like ArchiveFile's: a few KiB the writer just put in the page cache.
-      for (let done = 0; done < size; ) {
-        const got = readSync(this.fd, buf, done, size - done, position + done);
-        if (got === 0) throw new A3sError("ECORRUPT", `${this.label} shrank while it was read`, { subject: this.label });
-        done += got;
-      }
-      this.window = buf;
-      this.windowStart = position;
-    }
-    const from = position - this.windowStart;
-    return this.window.subarray(from, from + length);
+    if (this.fd === undefined) throw new Error(`${this.label}: read after close`);
+    return this.window.read(this.fd, position, length, this.progress.written);
   }
 
   close(): void {

@@ -1,10 +1,12 @@
-import { createReadStream, closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import { A3sError } from "../../errors.js";
 import { decompress, findIgzip, igzipFile, supportedCompression, type Igzip } from "../../formats/compression/index.js";
 import { detectFormat } from "../../formats/detect.js";
 import type { ImageLayer } from "../image.js";
 import { layerCompression, type LayerCompression } from "../media-types.js";
-import { checkBlob } from "../verified-blob.js";
+import { hashFileOffThread } from "../../util/off-thread-hash.js";
+import { parseDigest } from "../digest.js";
+import { blobMismatch } from "../verified-blob.js";
 
 /**
  * Which decompressor a layer needs. The media type says what the producer
@@ -112,7 +114,12 @@ export async function decodeLayerFile(
   const onAbort = (): void => stop.abort(opts.signal.reason);
   opts.signal.addEventListener("abort", onAbort, { once: true });
   try {
-    const check = checkBlob(createReadStream(decoder.file, { highWaterMark: 1 << 20 }), { digest: layer.digest, size: layer.size, location: layer.location }, opts.subject);
+    // On a worker thread: the main thread is parsing the tar as it lands.
+    const expected = { digest: layer.digest, size: layer.size, location: layer.location };
+    const check = hashFileOffThread(decoder.file, parseDigest(layer.digest).algorithm).then((h) => {
+      const wrong = blobMismatch(expected, opts.subject, h.bytes, h.hex);
+      if (wrong) throw wrong;
+    });
     check.catch((e: unknown) => stop.abort(e));
     const decode = igzipFile(decoder.tools, decoder.file, out, {
       maxBytes: opts.maxBytes,

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { fstatSync, readSync } from "node:fs";
+import { fstatSync } from "node:fs";
 import { lstat, link, mkdir, open, readdir, rename, rm, stat, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -7,6 +7,7 @@ import { A3sError, isA3sError } from "../../errors.js";
 import { cacheRoot } from "../../util/cache-dir.js";
 import { identityDifference, identityOf, sameIdentity, type FileIdentity } from "../../util/file-identity.js";
 import { FileLock, removeStaleLock, type LockOptions } from "../../util/file-lock.js";
+import { hashFollowingOffThread, type FileHash } from "../../util/off-thread-hash.js";
 import { WriteProgress } from "../../util/write-progress.js";
 import { DIGEST_ALGORITHMS, parseDigest } from "../digest.js";
 import { StoreUses } from "./store-uses.js";
@@ -383,18 +384,20 @@ export class ContentStore {
   /**
    * `putVerified` for bytes another process writes: `writer` is given the
    * temporary file's descriptor (its stdout, say) and resolves once the
-   * writer is done; the bytes are hashed as they land, read back from the
-   * page cache, and a follower sees them as they are hashed. On any failure
-   * `writer`'s signal is aborted (it must stop writing), and the writer's
-   * own error is the one reported. `maxBytes` is checked here too, but the
-   * writer must keep to it itself: nothing here can stop a write.
+   * writer is done. The bytes are hashed on a worker thread as they land
+   * (off-thread-hash.ts), read back from the page cache, and a follower
+   * sees them as they land. On any failure `writer`'s signal is aborted (it
+   * must stop writing), and the writer's own error is the one reported.
+   * `maxBytes` is checked here too, but the writer must keep to it itself:
+   * nothing here can stop a write.
    */
   async putVerifiedWritten(
     digest: string,
     writer: (fd: number, signal: AbortSignal) => Promise<void>,
     opts: PutOptions = {},
   ): Promise<{ path: string; size: number; identity: FileIdentity | undefined }> {
-    return this.putFilled(digest, opts, async (file, take, progress) => {
+    const limit = opts.size ?? opts.maxBytes ?? Number.POSITIVE_INFINITY;
+    return this.putFilled(digest, opts, async (file, _take, progress, tmp) => {
       const stop = new AbortController();
       let finished = false;
       let failure: unknown;
@@ -405,35 +408,29 @@ export class ContentStore {
           failure = e ?? new Error("the writer failed");
         },
       );
-      const buffer = Buffer.allocUnsafe(READ_CHUNK);
-      let hashed = 0;
+      const hashing = hashFollowingOffThread(tmp, parseDigest(digest).algorithm);
+      let seen = 0;
       try {
         for (;;) {
-          // Read before asking whether the writer is done: bytes it wrote
-          // before it finished are in the file by then.
+          // Asked before the size: bytes written before the writer finished are in the file by then.
           const done = finished;
           const size = fstatSync(file.fd).size;
-          for (let turn = 0; hashed < size && turn < 8; turn++) {
-            const got = readSync(file.fd, buffer, 0, Math.min(READ_CHUNK, size - hashed), hashed);
-            if (got === 0) throw new A3sError("EIO", `the temporary file of ${digest} shrank while it was written`, { subject: digest });
-            take(buffer.subarray(0, got));
-            hashed += got;
-            progress?.advance(got);
-          }
-          if (hashed < size) {
-            // Let the follower and the writer's feeders run between batches.
-            await new Promise((resolve) => setImmediate(resolve));
-            continue;
+          if (size > limit) throw new A3sError("ESIZE", `blob ${digest} exceeds the limit of ${limit} bytes`, { subject: digest });
+          if (size > seen) {
+            progress?.advance(size - seen);
+            seen = size;
           }
           if (done) break;
           await Promise.race([writing, new Promise((resolve) => setTimeout(resolve, 1))]);
         }
+        if (failure !== undefined) throw failure;
       } catch (e) {
         stop.abort(e);
         await writing;
+        await hashing.stop();
         throw failure ?? e;
       }
-      if (failure !== undefined) throw failure;
+      return hashing.finish(seen);
     });
   }
 
@@ -446,7 +443,7 @@ export class ContentStore {
   private async putFilled(
     digest: string,
     opts: PutOptions,
-    fill: (file: FileHandle, take: (bytes: Uint8Array) => void, progress: WriteProgress | undefined) => Promise<void>,
+    fill: (file: FileHandle, take: (bytes: Uint8Array) => void, progress: WriteProgress | undefined, tmp: string) => Promise<FileHash | void>,
   ): Promise<{ path: string; size: number; identity: FileIdentity | undefined }> {
     const { algorithm } = parseDigest(digest);
     const finalPath = this.path(digest);
@@ -476,7 +473,9 @@ export class ContentStore {
     try {
       try {
         if (progress) opts.follow?.(tmp, progress);
-        await fill(file, take, progress);
+        // A fill that hashed the bytes elsewhere says what it found.
+        const hashedElsewhere = await fill(file, take, progress, tmp);
+        if (hashedElsewhere) written = hashedElsewhere.bytes;
         progress?.finish();
         if (opts.durable !== false) await file.sync();
         if (opts.size !== undefined && written !== opts.size) {
@@ -485,7 +484,7 @@ export class ContentStore {
             hint: "the download was cut short or the content is not what the manifest names",
           });
         }
-        const actual = `${algorithm}:${hash.digest("hex")}`;
+        const actual = `${algorithm}:${hashedElsewhere ? hashedElsewhere.hex : hash.digest("hex")}`;
         if (actual !== digest) {
           throw new A3sError("EDIGEST", `digest mismatch: expected ${digest}, got ${actual}`, {
             subject: digest,
