@@ -1,8 +1,9 @@
 // Benchmark: an OCI image straight to a bootable image, side by side with
 // the tools a user would chain, every pair from the same run:
-//   oci → erofs, ext4, squashfs, cpio:
+//   oci → dir, erofs, ext4, squashfs, cpio:
 //     ours:   a3s-rootfs build oci:L:v2 -o FORMAT:OUT --no-cache   (an empty layer store every run)
 //     theirs: umoci unpack --image L:v2 B  +  the host's mkfs tool on B/rootfs
+//             (for dir, umoci unpack alone: B/rootfs is the directory)
 //   registry → erofs:
 //     ours:   a3s-rootfs build docker://REF -o erofs:OUT --no-cache (empty store)
 //     theirs: skopeo copy docker://REF oci:L2:v2 + umoci unpack + mkfs.erofs
@@ -62,6 +63,8 @@ function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.en
 
 const sum = (...parts: Run[]): Run => ({ ms: parts.reduce((n, p) => n + p.ms, 0), rssMiB: Math.max(...parts.map((p) => p.rssMiB)) });
 const med = (runs: readonly Run[]): number => Math.round(median(runs.map((r) => r.ms)));
+/** Bytes a directory tree holds (GNU du's apparent size). */
+const diskBytes = (dir: string): number => Number(execFileSync("du", ["-sb", dir], { encoding: "utf8" }).split("\t")[0]);
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error("run as root: umoci unpack and the plain mkfs tools then keep ownership exactly");
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
   try {
     const ref = `${registry.host}/bench/minbase:v2`;
     execFileSync("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:v2`, `docker://${ref}`], { stdio: ["ignore", "ignore", "inherit"] });
-    const formats = ["erofs", "ext4", "squashfs", "cpio"] as const;
+    const formats = ["dir", "erofs", "ext4", "squashfs", "cpio"] as const;
     const ours: Record<string, Run[]> = Object.fromEntries(formats.map((f) => [f, []]));
     const theirs: Record<string, Run[]> = Object.fromEntries(formats.map((f) => [f, []]));
     const theirsUnpack: Run[] = [];
@@ -132,8 +135,9 @@ async function main(): Promise<void> {
         theirsUnpack.push(unpack);
         const rootfs = join(bundle, "rootfs");
         const img = path(`theirs.${format}`);
-        let tool: Run;
-        if (format === "erofs") {
+        let tool: Run | undefined;
+        if (format === "dir") tool = undefined;
+        else if (format === "erofs") {
           tool = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, rootfs]);
           const same = path("theirs-level.erofs");
           sameLevel.erofs.runs.push(sum(unpack, timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, same, rootfs])));
@@ -150,9 +154,10 @@ async function main(): Promise<void> {
         }
         else if (format === "ext4") tool = timed("mke2fs", ["-q", "-F", "-t", "ext4", "-d", rootfs, img, `${Math.ceil((ext4Bytes as number) / 1024)}k`]);
         else tool = timed("sh", ["-c", `find . -depth -print0 | cpio --null -o -H newc --quiet > ${img}`], process.env, rootfs);
-        theirs[format]?.push(sum(unpack, tool));
+        // dir: umoci unpack's own rootfs is their output.
+        theirs[format]?.push(tool ? sum(unpack, tool) : unpack);
         if (!oursFirst) runOurs();
-        sizes[format] = { ours: statSync(out).size, theirs: statSync(img).size };
+        sizes[format] = format === "dir" ? { ours: diskBytes(out), theirs: diskBytes(rootfs) } : { ours: statSync(out).size, theirs: statSync(img).size };
         clean(out, img, bundle, env.A3S_CACHE_DIR);
       }
 
@@ -227,7 +232,7 @@ async function main(): Promise<void> {
     };
     const mib = (b: number | undefined): string => `${((b ?? 0) / 2 ** 20).toFixed(1)} MiB`;
     const md = [
-      "# OCI image → bootable image, side by side with umoci + the mkfs tool",
+      "# OCI image → directory or bootable image, side by side with umoci (+ the mkfs tool)",
       "",
       `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands (\`sync\` before each, untimed); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
       "",
@@ -237,7 +242,7 @@ async function main(): Promise<void> {
       "|---|---:|---:|---:|---|---|",
       ...rows.map(
         (r) =>
-          `| ${r.format === "squashfs" ? `squashfs (ours zstd level ${SQUASHFS_ZSTD_LEVEL}; theirs \`-comp zstd\`, mksquashfs's level 15, as a user types it)` : r.format === "erofs" ? `erofs (ours lz4hc level ${EROFS_LZ4HC_LEVEL}; theirs \`-zlz4hc\`, lz4hc's level 9, as a user types it)` : r.format} | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes?.ours)} / ${mib(r.bytes?.theirs)} |`,
+          `| ${r.format === "dir" ? "dir (theirs: `umoci unpack` alone; sizes: `du -sb`)" : r.format === "squashfs" ? `squashfs (ours zstd level ${SQUASHFS_ZSTD_LEVEL}; theirs \`-comp zstd\`, mksquashfs's level 15, as a user types it)` : r.format === "erofs" ? `erofs (ours lz4hc level ${EROFS_LZ4HC_LEVEL}; theirs \`-zlz4hc\`, lz4hc's level 9, as a user types it)` : r.format} | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes?.ours)} / ${mib(r.bytes?.theirs)} |`,
       ),
       ...json.likeForLike.map(
         (r) => `| ${r.format} like for like (both ${r.level}) | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes.ours)} / ${mib(r.bytes.theirs)} |`,
