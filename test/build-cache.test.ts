@@ -2,6 +2,7 @@
 // verified, instead of building them; every input that changes the output
 // changes the key; a corrupted entry is found, discarded and rebuilt; gc
 // keeps the cache under its cap, least recently used first.
+import { execFileSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { chmodSync, linkSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -157,6 +158,33 @@ describe("build cache", () => {
     assert.deepEqual(fromCache(warm), [true]);
     assert.equal(sha256File(path), cold.outputs[0]?.sha256, "the changed file must not be kept");
     assert.notEqual(statSync(path).ino, changed.ino, "a new file was published over it");
+  });
+
+  it("a rebuild into a path whose file was changed in place with its size and mtime put back still replaces it (its ctime gives it away)", async () => {
+    const { cache, out, path, cold } = await coldCpioBuild();
+    // The cold build recorded the published file's identity: a rebuild that finds it unchanged keeps it without reading it.
+    const before = statSync(path, { bigint: true });
+    const bytes = readFileSync(path);
+    const at = bytes.length >> 1;
+    bytes[at] = (bytes[at] as number) ^ 0xff;
+    writeFileSync(path, bytes);
+    // The mtime to the nanosecond (utimes from Node rounds it): only the ctime tells.
+    const ns = before.mtimeNs % 1_000_000_000n;
+    execFileSync("touch", ["-m", "-d", `@${before.mtimeNs / 1_000_000_000n}.${String(ns).padStart(9, "0")}`, path]);
+    const changed = statSync(path, { bigint: true });
+    assert.equal(changed.mtimeNs, before.mtimeNs);
+    assert.equal(changed.size, before.size);
+    assert.notEqual(changed.ctimeNs, before.ctimeNs);
+
+    const warm = await build(cache, out, { outputs: [["cpio", "r.cpio"]] });
+    assert.deepEqual(fromCache(warm), [true]);
+    assert.equal(sha256File(path), cold.outputs[0]?.sha256, "the changed file must not be kept");
+
+    // Kept twice over, unchanged: the same file, the cached bytes.
+    const kept = statSync(path);
+    assert.deepEqual(fromCache(await build(cache, out, { outputs: [["cpio", "r.cpio"]] })), [true]);
+    assert.equal(statSync(path).ino, kept.ino);
+    assert.equal(sha256File(path), cold.outputs[0]?.sha256);
   });
 
   it("stays under its cap, least recently used first, and gc --all empties it", async () => {

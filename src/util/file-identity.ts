@@ -42,3 +42,8 @@ export function identityDifference(expected: FileIdentity, found: FileIdentity):
   if (expected.mtimeNs !== found.mtimeNs) return "it was modified";
   return "its inode was changed (written, or its times or links changed)";
 }
+
+/** The identity as one line of text, for a record on disk: equal texts, same identity. */
+export function identityText(id: FileIdentity): string {
+  return `${id.dev}:${id.ino}:${id.size}:${id.mtimeNs}:${id.ctimeNs}`;
+}
