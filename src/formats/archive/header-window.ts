@@ -12,8 +12,8 @@ const WINDOW = 64 * 1024;
  * (on this project's VM host, several microseconds each). With a new 64 KiB
  * buffer per window, the 1,065 window reads of the bench's 170 MB layer
  * (8.7k members) took 316 ms of the main thread, 0.3 ms each; the same
- * reads into one buffer cost a copy from the page cache. The copies handed
- * out are the few hundred bytes of a header, from Node's buffer pool.
+ * reads into one buffer took 17-22 ms. The copies handed out are the few
+ * hundred bytes of a header, from Node's buffer pool.
  *
  * Reads are synchronous: a window is a few KiB from (usually) the page
  * cache, and a thread-pool round trip per window cost more than the read
