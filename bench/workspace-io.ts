@@ -83,11 +83,18 @@ const isChosen = (v: VirtiofsSettings): boolean =>
   v.threadPoolSize === DEFAULT_VIRTIOFS_SETTINGS.threadPoolSize &&
   v.sandbox === DEFAULT_VIRTIOFS_SETTINGS.sandbox;
 
-/** Overlay options tried against init's (index and metacopy stay off: the change set needs them so; redirect_dir was off in init's mount when these ran, and is on since directory renames work). */
+/**
+ * Overlay options tried against init's (guest/workspace.c). index and
+ * metacopy stay off and redirect_dir on: the change set needs them so. What
+ * is left to choose: xino (inode numbers composed with a layer's bits, which
+ * makes readdir look up every entry), uuid, and volatile (no syncs of the
+ * upper, which on a tmpfs upper keep nothing anyway).
+ */
 const OVERLAY_TRIALS = [
-  "redirect_dir=off,index=off,metacopy=off",
-  "redirect_dir=off,index=off,metacopy=off,xino=off,uuid=off",
-  "redirect_dir=off,index=off,metacopy=off,volatile",
+  "redirect_dir=on,index=off,metacopy=off,xino=off",
+  "redirect_dir=on,index=off,metacopy=off,xino=off,uuid=off",
+  "redirect_dir=on,index=off,metacopy=off,volatile",
+  "redirect_dir=on,index=off,metacopy=off,xino=off,uuid=off,volatile",
 ];
 
 const SETTINGS: Setting[] = [
@@ -269,9 +276,10 @@ async function main(): Promise<void> {
     }
 
     // ---- summary -----------------------------------------------------------
+    const abcOf = (x: Sample): number => x.create_ms + x.stat_ms + x.read_ms;
     const med = (name: string, p: Phase | "abc_ms"): number => {
       const xs = samples.get(name) ?? [];
-      return median(xs.map((x) => (p === "abc_ms" ? x.create_ms + x.stat_ms + x.read_ms : x[p])));
+      return median(xs.map((x) => (p === "abc_ms" ? abcOf(x) : x[p])));
     };
     const tmpfs = runnable.find((s) => s.where === "tmpfs") as Setting;
     const today = runnable.find((s) => s.today) as Setting;
@@ -303,7 +311,7 @@ async function main(): Promise<void> {
       `|---|---|---|---|---|---|---|---|---|${rounds > 1 ? "---|" : ""}`,
     );
     const abcRange = (name: string): string => {
-      const xs = (samples.get(name) ?? []).map((x) => x.create_ms + x.stat_ms + x.read_ms);
+      const xs = (samples.get(name) ?? []).map(abcOf);
       return `${fmtMs(Math.min(...xs))}–${fmtMs(Math.max(...xs))}`;
     };
     for (const s of runnable) {
@@ -331,16 +339,26 @@ async function main(): Promise<void> {
         "Workspace modes against the guest's tmpfs (times slower; targets: overlay within 2× on (a)–(c)) and sequential throughput as a share of tmpfs's (target: ≥ 50 %), " +
           `and against today's default${chosen ? " and the live virtio-fs default" : ""} (times faster). "whole run" is the host's wall time for the boot, including, in overlay mode, the change set's return and apply.`,
         "",
-        `| where | (a) vs tmpfs | (b) vs tmpfs | (c) vs tmpfs | (a)–(c) vs tmpfs | seq write, % of tmpfs | seq read, % of tmpfs | (a)–(c) vs today |${chosen ? " (a)–(c) vs live virtio-fs |" : ""} change set | whole run |`,
-        `|---|---|---|---|---|---|---|---|${chosen ? "---|" : ""}---|---|`,
+        `| where | (a) vs tmpfs | (b) vs tmpfs | (c) vs tmpfs | (a)–(c) vs tmpfs | (a)–(c) vs tmpfs, round by round: median (range) | seq write, % of tmpfs | seq read, % of tmpfs | (a)–(c) vs today |${chosen ? " (a)–(c) vs live virtio-fs |" : ""} change set | whole run |`,
+        `|---|---|---|---|---|---|---|---|---|${chosen ? "---|" : ""}---|---|`,
       );
+      // Each round's pair: the mode's boot against the tmpfs boot of the same
+      // round, minutes apart at most. This machine's speed moves between
+      // boots (the same tmpfs row took 139-216 ms for (a) in one run), so the
+      // ratio of the two medians can pair a fast boot with a slow one; the
+      // ratios round by round show how far that moves it.
+      const roundRatios = (name: string): string => {
+        const base = new Map((samples.get(tmpfs.name) ?? []).map((x) => [x.round, abcOf(x)]));
+        const rs = (samples.get(name) ?? []).flatMap((x) => (base.has(x.round) ? [abcOf(x) / (base.get(x.round) as number)] : []));
+        return rs.length ? `${fmtX(median(rs))} (${fmtX(Math.min(...rs))}–${fmtX(Math.max(...rs))})` : "—";
+      };
       for (const s of modes) {
         const first = samples.get(s.name)?.[0];
         const change = first?.changeBytes !== undefined ? `${first.changeEntries} entries, ${(first.changeBytes / 1048576).toFixed(1)} MiB` : "—";
         const whole = median((samples.get(s.name) ?? []).map((x) => x.bootMs));
         lines.push(
           `| ${s.name} | ${fmtX(med(s.name, "create_ms") / med(tmpfs.name, "create_ms"))} | ${fmtX(med(s.name, "stat_ms") / med(tmpfs.name, "stat_ms"))} | ` +
-            `${fmtX(med(s.name, "read_ms") / med(tmpfs.name, "read_ms"))} | ${fmtX(med(s.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} | ${pct(s.name, "seq_write_ms")} | ${pct(s.name, "seq_read_ms")} | ` +
+            `${fmtX(med(s.name, "read_ms") / med(tmpfs.name, "read_ms"))} | ${fmtX(med(s.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} | ${roundRatios(s.name)} | ${pct(s.name, "seq_write_ms")} | ${pct(s.name, "seq_read_ms")} | ` +
             `${fmtX(med(today.name, "abc_ms") / med(s.name, "abc_ms"))} |${chosen ? ` ${fmtX(med(chosen.name, "abc_ms") / med(s.name, "abc_ms"))} |` : ""} ${change} | ${fmtMs(whole)} |`,
         );
       }
