@@ -2,9 +2,11 @@ import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { isA3sError } from "../src/errors.js";
 import { findIgzip } from "../src/formats/compression/index.js";
+import { IGZIP_FROM_BYTES } from "../src/oci/layers/layer-decompress.js";
 import { ContentStore } from "../src/oci/store/content-store.js";
 import { readContent, type RootfsTree } from "../src/tree/index.js";
 import { applyLayers, rawLayer, sha256 } from "./helpers/layer-image.js";
@@ -51,11 +53,15 @@ function assertNothingStored(store: ContentStore, diffId: string): void {
 
 describe("gzip layers decoded by igzip from their files", { skip: !tools && "igzip (Debian package isal) or prlimit is not installed" }, () => {
   const big = Buffer.alloc(3 << 20, "some text in a file\n");
-  const lower = tar(raw.dir("etc/"), raw.file("etc/os-release", "ID=test\n"), raw.file("big", big), raw.file("gone", "x"));
+  // Bytes gzip cannot shrink, so that the lower layer's blob, and half of
+  // it, are past the size below which zlib decodes instead of igzip.
+  const noise = randomBytes(IGZIP_FROM_BYTES * 2.5);
+  const lower = tar(raw.dir("etc/"), raw.file("etc/os-release", "ID=test\n"), raw.file("big", big), raw.file("noise", noise), raw.file("gone", "x"));
   const upper = tar(raw.file(".wh.gone", ""), raw.file("etc/added", "new\n"));
 
-  it("gives the tree the in-process path gives, and says it used igzip", async () => {
+  it("gives the tree the in-process path gives, and says it used igzip for the large layer only", async () => {
     const layers = [rawLayer(lower, "gzip"), rawLayer(upper, "gzip")];
+    assert.ok(layers[0] && layers[0].size >= IGZIP_FROM_BYTES && layers[1] && layers[1].size < IGZIP_FROM_BYTES);
     const said: string[] = [];
     const viaFiles = await applyLayers(layers, { blobFiles: true, progress: (m) => said.push(m) });
     const inProcess = await applyLayers(layers);
@@ -63,7 +69,10 @@ describe("gzip layers decoded by igzip from their files", { skip: !tools && "igz
     const bigFile = viaFiles.tree.lookup("/big", false);
     assert.equal(bigFile?.kind, "file");
     assert.ok((await readContent(bigFile.content, "/big")).equals(big));
-    assert.equal(said.filter((m) => /decompressing \(gzip, with igzip\)/.test(m)).length, 2, said.join("\n"));
+    const decoding = said.filter((m) => /decompressing/.test(m));
+    assert.equal(decoding.length, 2, said.join("\n"));
+    assert.match(decoding[0] ?? "", /layer 1\/2 .*decompressing \(gzip, with igzip\)/);
+    assert.doesNotMatch(decoding[1] ?? "", /igzip/);
     assert.ok(existsSync(viaFiles.store.path(sha256(lower))));
   });
 
@@ -90,6 +99,7 @@ describe("gzip layers decoded by igzip from their files", { skip: !tools && "igz
   it("names a truncated and a corrupt stream, and stores nothing", async () => {
     const good = rawLayer(lower, "gzip");
     const cut = gzipSync(lower).subarray(0, good.size >> 1);
+    assert.ok(cut.length >= IGZIP_FROM_BYTES, "large enough for igzip");
     const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
     const withBytes = (bytes: Buffer): typeof good => ({ ...good, bytes, digest: sha256(bytes), size: bytes.length });
     await assert.rejects(applyLayers([withBytes(cut)], { blobFiles: true, store }), (e) => isA3sError(e, "ECORRUPT") && /truncated gzip stream/.test(e.message));
@@ -107,10 +117,12 @@ describe("gzip layers decoded by igzip from their files", { skip: !tools && "igz
   });
 
   it("stops a bomb at the byte cap, stores nothing, and igzip is gone", async () => {
-    const zeros = tar(raw.file("zeros", Buffer.alloc(256 << 20)));
+    const zeros = tar(raw.file("noise", noise), raw.file("zeros", Buffer.alloc(256 << 20)));
     const gz = rawLayer(zeros, "gzip");
+    assert.ok(gz.size >= IGZIP_FROM_BYTES, "large enough for igzip");
     const store = new ContentStore(join(tempDir("a3s-store-"), "blobs"));
-    const cap = 1 << 20;
+    // Past the noise: the zeros are what meet the cap.
+    const cap = 4 << 20;
     await assert.rejects(applyLayers([gz], { blobFiles: true, store, limits: { maxLayerBytes: cap } }), (e) => isA3sError(e, "ELIMIT") && /maxLayerBytes/.test(e.message));
     assertNothingStored(store, gz.diffId);
     await noIgzipLeft();
