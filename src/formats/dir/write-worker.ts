@@ -2,7 +2,7 @@
 // of each batch it is given with synchronous calls, checking between two
 // entries whether the write was cancelled, asks for the next batch, and
 // reports how it ended.
-import { parentPort, workerData } from "node:worker_threads";
+import { parentPort, workerData, type MessagePort } from "node:worker_threads";
 import { isA3sError } from "../../errors.js";
 import { SyncBlobReaders, writeEntrySync, type EntryJob } from "./write-entry.js";
 
@@ -23,9 +23,8 @@ export type WorkerReply =
   | { type: "error"; message: string; code: string | undefined; a3s: boolean; subject: string | undefined; hint: string | undefined };
 
 const { jobs, stop } = workerData as WorkerSetup;
-const maybePort = parentPort;
-if (!maybePort) throw new Error("write-worker.js runs as a worker thread");
-const port = maybePort;
+if (!parentPort) throw new Error("write-worker.js runs as a worker thread");
+const port: MessagePort = parentPort;
 const blobs = new SyncBlobReaders();
 let written = 0;
 
