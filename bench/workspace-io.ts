@@ -86,9 +86,8 @@ const isChosen = (v: VirtiofsSettings): boolean =>
 /**
  * Overlay options tried against init's (guest/workspace.c). index and
  * metacopy stay off and redirect_dir on: the change set needs them so. What
- * is left to choose: xino (inode numbers composed with a layer's bits, which
- * makes readdir look up every entry), uuid, and volatile (no syncs of the
- * upper, which on a tmpfs upper keep nothing anyway).
+ * is left to choose: xino, uuid, and volatile (no syncs of the upper, which
+ * on a tmpfs upper keep nothing anyway).
  */
 const OVERLAY_TRIALS = [
   "redirect_dir=on,index=off,metacopy=off,xino=off",

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { randomBytes } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { isA3sError } from "../src/errors.js";
 import { findIgzip } from "../src/formats/compression/index.js";
