@@ -76,6 +76,24 @@ describe("dir output on writer threads", { skip: !multiCore && "one core: the po
     });
   });
 
+  it("a thread's failure stops the other threads' batches: most of the tree is never written", async () => {
+    const dir = tempDir();
+    const tree = largeTree(blobFile(dir));
+    // The first file in walk order reads a blob rewritten after its identity
+    // was taken: the first thread fails on its first entry, while the second
+    // is writing the second batch.
+    const bad = join(dir, "bad-blob");
+    writeFileSync(bad, "0123456789");
+    tree.addFile("/a/first", { type: "blobRange", blobPath: bad, offset: 0, size: 4, verified: identityOf(statSync(bad, { bigint: true })) }, { mode: 0o644, mtime: 1 });
+    await new Promise((r) => setTimeout(r, 20));
+    writeFileSync(bad, readFileSync(bad));
+    const out = join(dir, "out");
+    await assert.rejects(materialiseTree(tree, out, { privileged: false }), (e) => isA3sError(e, "ECONTENT") && e.subject === "/a/first");
+    // Without the stop every batch after the first would be written: all but 64 entries.
+    const written = countNames(out) - 31; // the 31 directories
+    assert.ok(written < FILES / 2, `${written} of ${FILES + 1} entries were written after the first failed`);
+  });
+
   it("a cancelled write rejects with the signal's reason, and nothing is created after it settles", async () => {
     const dir = tempDir();
     const out = join(dir, "out");
