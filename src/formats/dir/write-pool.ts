@@ -21,18 +21,21 @@ const SLICE_MS = 20;
  * when there are enough of them and the machine has the cores. The threads
  * take the entries in small batches, each asking for the next when it is
  * done, so that they finish together: what an entry costs depends on the
- * disk more than on its bytes. With shares cut in advance by bytes, one
- * thread of the bench image's write ended after 631-675 ms and the other
- * after 1,541-2,263; with batches both end within 20 ms of each other.
- * (On that machine the write took as long either way, 1.39-1.81 s, and
- * 1.60-1.64 s on one thread: nearly all of it is the kernel creating the
- * files, 175-325 us each with no disk I/O, as for GNU tar, and two threads
- * do not run that faster than one. It is mostly the VM's first use of
- * memory the host had taken back: tar -x of the same layer took 1.8 s,
- * then 0.35-0.46 s right after 170 MB of page cache had been freed.) `signal` stops the write between two
- * entries, and a failed thread stops the others' batches; the promise
- * settles only once no thread writes any more, so the caller can remove
- * the directory knowing nothing will create an entry in it afterwards.
+ * kernel's work for it more than on its bytes. With shares cut in advance
+ * by bytes, one thread of the bench image's write ended after 631-675 ms
+ * and the other after 1,541-2,263; with batches both end within 20 ms of
+ * each other. (On that machine the write took as long either way,
+ * 1.39-1.81 s, and 1.60-1.64 s on one thread: nearly all of it is the
+ * kernel creating the files, 175-325 us each with no disk I/O, as for GNU
+ * tar, and two threads do not run that faster than one. It is mostly the
+ * VM's first use of memory the host had taken back: tar -x of the same
+ * layer took 1.8 s, then 0.35-0.46 s right after 170 MB of page cache had
+ * been freed.)
+ *
+ * `signal` stops the write between two entries, and a failed thread stops
+ * the others' batches; the promise settles only once no thread writes any
+ * more, so the caller can remove the directory knowing nothing will create
+ * an entry in it afterwards.
  */
 export async function writeEntries(jobs: readonly EntryJob[], signal: AbortSignal | undefined): Promise<void> {
   const threads = Math.min(MAX_THREADS, availableParallelism(), Math.floor(jobs.length / (THREADS_FROM_ENTRIES / 2)));
