@@ -132,6 +132,14 @@ describe("QEMU command line", () => {
     assert.doesNotMatch(await kernelCommandLine("tcg"), /lapic_timer_period/);
   });
 
+  it("turns off Debian's kernel's write protection, and with it its W+X page-table walk, under TCG only", async () => {
+    const debian = { kernelOrigin: "debian:linux-image-6.1.0-57-amd64=6.1.192-3" };
+    assert.match(await kernelCommandLine("tcg", debian), /(^| )rodata=off( |$)/);
+    assert.doesNotMatch(await kernelCommandLine("kvm", debian), /rodata/, "under KVM the walk is cheap and the protection stays");
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "a3s-microvm:6.12.117-1~deb12u1+a8e2fd1d" }), /rodata/, "the microVM kernel has no DEBUG_WX");
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "file:/boot/vmlinux" }), /rodata/, "a user's kernel is left as built");
+  });
+
   it("ships the lapic-timer patch under the name the host looks for, adding the parameter it passes", async () => {
     const patches = await loadKernelPatches();
     const patch = patches.find((p) => p.name === LAPIC_TIMER_PERIOD_PATCH);

@@ -25,6 +25,11 @@ export interface KernelBundle {
   readonly virtiofsNoFlush?: boolean;
 }
 
+/** Whether a bundle's origin is Debian's packaged kernel (debian-kernel.ts names it so), whose build options the host knows. */
+export function isDebianKernel(origin: string): boolean {
+  return origin.startsWith("debian:");
+}
+
 /** What of a kernel bundle its command line depends on (kernelCommandLine's options). */
 export function kernelCmdlineOptions(kernel: KernelBundle): { kernelOrigin: string; lapicTimerPeriod?: number; virtiofsNoFlush?: boolean } {
   return {

@@ -1,4 +1,5 @@
 import { A3sError } from "../errors.js";
+import { isDebianKernel } from "./kernel-bundle.js";
 
 /**
  * Debian's kernel modules without their signatures, and the kernel told not
@@ -23,7 +24,7 @@ import { A3sError } from "../errors.js";
  * and its keys: it may enforce signatures.
  */
 export function packsUnsignedModules(kernelOrigin: string): boolean {
-  return kernelOrigin.startsWith("debian:");
+  return isDebianKernel(kernelOrigin);
 }
 
 /** The kernel command line for such a kernel: its built-in keys are not loaded (nothing is left to check). */
