@@ -26,12 +26,16 @@
  * The report also says whether closing a file on a virtio-fs share skips
  * FUSE_FLUSH ("virtiofs_no_flush": "Y", "N", or null without the parameter).
  *
+ * It says whether a UDP socket binds to 127.0.0.1 and to ::1
+ * ("bind_127_0_0_1", "bind_ipv6_loopback": true, or the errno's name).
+ *
  * The report always has "realtime_ms", the guest's wall clock (ms since
  * the Unix epoch), to check that a restored guest's clock is current.
  *
  * Static, one file: make -C guest
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -41,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -125,7 +130,8 @@ static const char *errno_name(int e)
 		{ ENOENT, "ENOENT" }, { ENOTDIR, "ENOTDIR" }, { EEXIST, "EEXIST" },
 		{ ENOSPC, "ENOSPC" }, { EISDIR, "EISDIR" }, { EINVAL, "EINVAL" },
 		{ EIO, "EIO" }, { EDQUOT, "EDQUOT" }, { ENOSYS, "ENOSYS" },
-		{ EOPNOTSUPP, "EOPNOTSUPP" },
+		{ EOPNOTSUPP, "EOPNOTSUPP" }, { EAFNOSUPPORT, "EAFNOSUPPORT" },
+		{ EADDRNOTAVAIL, "EADDRNOTAVAIL" },
 	};
 
 	for (size_t i = 0; i < sizeof t / sizeof *t; i++)
@@ -451,6 +457,38 @@ static int loopback_up(void)
 	return (strtoul(buf, NULL, 16) & 1) != 0;
 }
 
+/*
+ * Can a UDP socket of this family be bound to the loopback address? That is
+ * what a test server listening on 127.0.0.1 or ::1 needs. Returns 0 or the
+ * errno of the step that failed.
+ */
+static int loopback_bind(int family)
+{
+	struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0), e = 0;
+
+	if (fd < 0)
+		return errno;
+	if ((family == AF_INET ? bind(fd, (struct sockaddr *)&v4, sizeof v4)
+			       : bind(fd, (struct sockaddr *)&v6, sizeof v6)) != 0)
+		e = errno;
+	close(fd);
+	return e;
+}
+
+/* ,"key":true or ,"key":"ENAME" (EAFNOSUPPORT: the kernel has no such protocol) */
+static void print_loopback_bind(const char *key, int family)
+{
+	int e = loopback_bind(family);
+
+	printf(",\"%s\":", key);
+	if (!e)
+		fputs("true", stdout);
+	else
+		jstr(errno_name(e) ? errno_name(e) : strerror(e));
+}
+
 int main(int argc, char **argv)
 {
 	double start = boottime_ms();
@@ -535,6 +573,8 @@ int main(int argc, char **argv)
 	fputs(",\"hostname\":", stdout);
 	jstr(host);
 	printf(",\"loopback_up\":%s", loopback_up() ? "true" : "false");
+	print_loopback_bind("bind_127_0_0_1", AF_INET);
+	print_loopback_bind("bind_ipv6_loopback", AF_INET6);
 	printf(",\"pid\":%d,\"ppid\":%d,\"uid\":%d,\"gid\":%d,\"euid\":%d,\"egid\":%d,\"groups\":[",
 	       (int)getpid(), (int)getppid(), (int)getuid(), (int)getgid(),
 	       (int)geteuid(), (int)getegid());

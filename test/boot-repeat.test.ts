@@ -22,6 +22,8 @@ interface Probe {
   probe: number;
   argv: string[];
   loopback_up: boolean;
+  bind_127_0_0_1: true | string;
+  bind_ipv6_loopback: true | string;
   mounts: { target: string; type: string }[];
 }
 
@@ -49,6 +51,8 @@ describe(`${PLAN.length} boots in a row, ${kernel} kernel`, () => {
       assert.equal(p.probe, 1);
       assert.deepEqual(p.argv.slice(1), ["--exit", String(status)]);
       assert.equal(p.loopback_up, true, "init brought lo up");
+      // The guest's network is IPv4 loopback with either kernel (kernel-cmdline.ts).
+      assert.deepEqual([p.bind_127_0_0_1, p.bind_ipv6_loopback], [true, "EAFNOSUPPORT"]);
       const root = p.mounts.find((m) => m.target === "/");
       assert.equal(root?.type, kind === "cpio" ? "rootfs" : kind, JSON.stringify(p.mounts));
     });

@@ -19,6 +19,8 @@ interface ProbeReport {
   writes: { path: string; writable: boolean; error?: string }[];
   mounts: { target: string; type: string; options: string }[];
   shell_found: boolean;
+  bind_127_0_0_1: true | string;
+  bind_ipv6_loopback: true | string;
   orphans?: { spawned: number; reaped: number; wait_ms: number };
 }
 
@@ -67,6 +69,9 @@ describe("booting in a microvm", () => {
     const { workspace } = shares();
     const r = await boot({ image, kernel: "debian", workspace, workspaceMode: "overlay", transport: "9p", args: ["--write", "/workspace/from-guest.txt"] });
     assert.equal(r.exitCode, 0, r.stderr);
+    // IPv4 loopback only, as with the microVM kernel (kernel-cmdline.ts: ipv6.disable=1).
+    const p = report(r.stdout);
+    assert.deepEqual([p.bind_127_0_0_1, p.bind_ipv6_loopback], [true, "EAFNOSUPPORT"]);
     assert.equal(r.workspaceMode, "overlay");
     assert.equal(r.changes?.outcome, "applied", JSON.stringify(r.changes));
     assert.equal(existsSync(join(workspace, "from-guest.txt")), true);

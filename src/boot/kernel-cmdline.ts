@@ -51,6 +51,14 @@ export async function kernelCommandLine(
   const parts = ["console=ttyS0", "panic=-1", "quiet", "noreplace-smp", "cryptomgr.notests"];
   // The host packs this kernel's modules unsigned: no keys to load for them.
   if (opts.kernelOrigin !== undefined && packsUnsignedModules(opts.kernelOrigin)) parts.push(SKIP_MODULE_KEYS);
+  // ipv6.disable=1, Debian's kernel: the guest's one network is its
+  // loopback, IPv4 (127.0.0.1), with either kernel. The microVM kernel is
+  // built without IPv6 (kernel/config/vsock.config); Debian's has it built
+  // in, and setting it up cost its boot under TCG: inet6_init as it boots,
+  // then ::1 and its routes when init brings lo up (20 ms of init's time).
+  // Measured, scratch cpio, 6 alternated boots each: VMM start to agent
+  // start 1.48 s median against 1.55 s.
+  if (opts.kernelOrigin !== undefined && isDebianKernel(opts.kernelOrigin)) parts.push("ipv6.disable=1");
   // init waits at the ready point for its job on the control channel (§8)
   if (opts.job) parts.push(kernelCmdlineArg("job", "1"));
   // One synchronous round trip less per close on a share (virtiofs-flush.ts).
