@@ -132,14 +132,6 @@ describe("QEMU command line", () => {
     assert.doesNotMatch(await kernelCommandLine("tcg"), /lapic_timer_period/);
   });
 
-  it("gives Debian's kernel's guest the microVM kernel's network: IPv4 loopback, no IPv6", async () => {
-    for (const accel of ["tcg", "kvm"] as const) {
-      assert.match(await kernelCommandLine(accel, { kernelOrigin: "debian:linux-image-6.1.0-57-amd64=6.1.192-3" }), /(^| )ipv6\.disable=1( |$)/);
-      assert.doesNotMatch(await kernelCommandLine(accel, { kernelOrigin: "a3s-microvm:6.12.117-1~deb12u1+a8e2fd1d" }), /ipv6/);
-      assert.doesNotMatch(await kernelCommandLine(accel, { kernelOrigin: "file:/boot/vmlinux" }), /ipv6/);
-    }
-  });
-
   it("turns off Debian's kernel's write protection, and with it its W+X page-table walk, under TCG only", async () => {
     const debian = { kernelOrigin: "debian:linux-image-6.1.0-57-amd64=6.1.192-3" };
     assert.match(await kernelCommandLine("tcg", debian), /(^| )rodata=off( |$)/);
