@@ -163,7 +163,7 @@ export function bootReport(input: BootReportInput): { markdown: string; json: un
     `Host load (1/5/15-min load average, 2 cores, shared with other work): ${la(input.load.atStart)} at the start, ${la(input.load.atEnd)} at the end; ` +
       `1-min load during the boots: median ${median(loads).toFixed(2)}, max ${Math.max(...loads).toFixed(2)}. Rounds: ${input.runs}, ${input.roundsSeconds.toFixed(0)} s.`,
     "",
-    `## VMM start → agent start (median of ${input.runs}, one boot at a time, interleaved rounds)`,
+    `## VMM start → agent start (median of ${input.runs}, one boot at a time, interleaved rounds, each starting one case later)`,
     "",
     "| kernel | rootfs | PID 1 | VMM start → agent start | range | probe's report at the host | QEMU CPU time by then | booted |",
     "|---|---|---|---|---|---|---|---|",
