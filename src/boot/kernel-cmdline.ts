@@ -90,9 +90,9 @@ export async function kernelCommandLine(
     // cpio, 8 boots each, alternated in both orders (on this host the
     // second boot of a pair tends to be the faster): kernel start to /init
     // 839 ms median (756-936) against 924 ms (871-1534); VMM start to agent
-    // start 1.62 s against 1.68 s. What it gives up: inside the guest, the kernel's
-    // own code and constants stay writable to a bug that lets a guest
-    // process write kernel memory. The sandbox's boundary is the VM, and
+    // start 1.62 s against 1.68 s. What it gives up: inside the guest, the
+    // kernel's own code and constants stay writable to a bug that lets a
+    // guest process write kernel memory. The sandbox's boundary is the VM, and
     // under TCG that boundary is QEMU's emulation, which QEMU's security
     // policy does not count as one (docs/boot.md); under KVM the walk
     // costs about a millisecond and the protection stays. The microVM
