@@ -35,7 +35,7 @@ import { bootReport, type BootCase, type LoopResult } from "./boot-report.js";
 import { bootOnConsole } from "./boot-vm.js";
 import { RootfsBuilder } from "../src/index.js";
 import { guestProgramPath } from "../src/programs/index.js";
-import { writeResults } from "./stats.js";
+import { rotated, writeResults } from "./stats.js";
 
 const RUNS = Number(process.env.BOOT_RUNS ?? 10);
 const LOOP = Number(process.env.BOOT_LOOP ?? 50);
@@ -67,12 +67,7 @@ async function main(): Promise<void> {
     const loadAtStart = loadavg();
     const started = performance.now();
     for (let round = 1; round <= RUNS; round++) {
-      // Each round starts one case later, so every case boots in every place
-      // of the order: on this host a boot's speed depends on the boot before
-      // it (seen: alternated A/B pairs where the second of each pair was the
-      // faster by 150-200 ms, whichever variant it was).
-      const order = cases.map((_, i) => cases[(i + round - 1) % cases.length] as BootCase);
-      for (const c of order) await bootOnce(c, cmdlines.get(c.kernel) as string, accel);
+      for (const c of rotated(cases, round)) await bootOnce(c, cmdlines.get(c.kernel) as string, accel);
       say(`round ${round}/${RUNS}: ${cases.map((c) => `${c.label} ${fmtMs(c.runs.at(-1)?.hostAgentStartMs)}`).join(", ")}; load ${loadavg()[0]?.toFixed(2)}`);
     }
     const roundsSeconds = (performance.now() - started) / 1000;

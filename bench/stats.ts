@@ -10,6 +10,18 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
+/**
+ * The order of one round of boots: round 1 as given, each later round
+ * starting one item further on, so that over the rounds every item boots in
+ * every place. On this machine a boot's speed depends on the boot before
+ * it: in alternated A/B pairs the second of each pair was the faster by
+ * 150-200 ms, whichever variant it was (12 of 14 pairs, in both orders),
+ * so a fixed order would favour some rows over others.
+ */
+export function rotated<T>(items: readonly T[], round: number): T[] {
+  return items.map((_, i) => items[(i + round - 1) % items.length] as T);
+}
+
 /** Runs `fn` `runs` times after `warmup` unmeasured runs; returns each run's milliseconds. */
 export async function timeRuns(runs: number, warmup: number, fn: () => Promise<void> | void): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await fn();

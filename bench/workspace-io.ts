@@ -5,7 +5,8 @@
 // One erofs image holds the workload agent (bench/workspace-io/fsbench.c,
 // static, built here with musl-gcc), BusyBox and a node_modules-like tarball.
 // Each setting is one boot, one at a time; rounds interleave the settings so
-// a change in the host's load hits them alike. In each boot the agent runs,
+// a change in the host's load hits them alike, each round starting one
+// setting later (stats.ts rotated). In each boot the agent runs,
 // in order: (a) create N small files in D directories, (b) stat them all,
 // (c) read them all, (d) write then read 256 MiB, (e) BusyBox tar -x of the
 // tarball, then find over it.
@@ -31,7 +32,7 @@ import { resolveVirtiofsd, type VirtiofsSettings, DEFAULT_VIRTIOFS_SETTINGS } fr
 import { RootfsBuilder } from "../src/index.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
-import { machineLine, median, settleFilesystem, SETTLE_MS, writeResults } from "./stats.js";
+import { machineLine, median, rotated, settleFilesystem, SETTLE_MS, writeResults } from "./stats.js";
 import { writePackageTarball, type PackageTreeStats } from "./workspace-io/package-tree.js";
 
 const say = (m: string): void => void process.stderr.write(`workspace-io: ${m}\n`);
@@ -255,7 +256,7 @@ async function main(): Promise<void> {
     let kernelOrigin = "";
     let accel = "";
     for (let round = 1; round <= rounds; round++) {
-      for (const s of runnable) {
+      for (const s of rotated(runnable, round)) {
         const load = loadavg()[0] as number;
         const t = performance.now();
         const r = await bootOnce(image, s, args, s.flushOnClose ? plainKernel : values.kernel, workspaces);
@@ -302,7 +303,8 @@ async function main(): Promise<void> {
         " Timed in the guest (CLOCK_MONOTONIC). Each boot had a new host workspace directory, and none was deleted before the last boot" +
         ` (the first boot came ${SETTLE_MS / 1000} s after the set-up): the host's ext4 without a journal creates files slowly for a minute after a large delete.`,
       "",
-      "The machine is shared (2 cores, other work running): the numbers are noisy, compare rows of one run only.",
+      "The machine is shared (2 cores, other work running): the numbers are noisy, compare rows of one run only. " +
+        "Rounds boot the rows one at a time, each round starting one row later, so no row always follows the same one.",
       "",
       "Command: `node dist/bench/workspace-io.js " + process.argv.slice(2).join(" ") + "`",
       "",
