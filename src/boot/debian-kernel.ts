@@ -7,7 +7,7 @@ import { requireTool, runTool } from "../util/host-tool.js";
 import { writeFileAtomic } from "../util/write-file-atomic.js";
 import { debianKernelPackage } from "./debian-kernel-package.js";
 import { extractVmlinux, pvhEntryPoint } from "./extract-vmlinux.js";
-import { GUEST_MODULES, type KernelBundle } from "./kernel-bundle.js";
+import { debianKernelOrigin, GUEST_MODULES, type KernelBundle } from "./kernel-bundle.js";
 import { indexModules } from "./module-set.js";
 import { selectModules } from "./select-modules.js";
 
@@ -62,7 +62,7 @@ export async function debianKernel(opts: DebianKernelOptions = {}): Promise<Kern
     const { boot } = await writeBootKernel(staged, progress);
     const manifest: BundleManifest = {
       release,
-      origin: `debian:${pkg.name}=${pkg.version}`,
+      origin: debianKernelOrigin(pkg),
       modules: modules.map((m) => ({ name: m.name, depends: m.depends })),
       boot,
     };

@@ -25,9 +25,16 @@ export interface KernelBundle {
   readonly virtiofsNoFlush?: boolean;
 }
 
-/** Whether a bundle's origin is Debian's packaged kernel (debian-kernel.ts names it so), whose build options the host knows. */
+const DEBIAN_ORIGIN = "debian:";
+
+/** The origin of Debian's packaged kernel, e.g. "debian:linux-image-6.1.0-57-amd64=6.1.192-3". */
+export function debianKernelOrigin(pkg: { readonly name: string; readonly version: string }): string {
+  return `${DEBIAN_ORIGIN}${pkg.name}=${pkg.version}`;
+}
+
+/** Whether a bundle's origin is Debian's packaged kernel (debianKernelOrigin), whose build options the host knows. */
 export function isDebianKernel(origin: string): boolean {
-  return origin.startsWith("debian:");
+  return origin.startsWith(DEBIAN_ORIGIN);
 }
 
 /** What of a kernel bundle its command line depends on (kernelCommandLine's options). */

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { stat } from "node:fs/promises";
 import { debianKernel } from "../boot/debian-kernel.js";
 import { debianKernelPackage } from "../boot/debian-kernel-package.js";
+import { debianKernelOrigin } from "../boot/kernel-bundle.js";
 import { configHash, loadKernelConfig } from "../boot/kernel-config.js";
 import { loadKernelPatches } from "../boot/kernel-patches.js";
 import { listMicrovmKernels } from "../boot/microvm-kernel-cache.js";
@@ -68,7 +69,7 @@ export function registerKernelCommand(program: Command): void {
         });
         const debian: KernelEntry = {
           kind: "debian",
-          origin: bundle?.origin ?? `debian:${pkg.name}=${pkg.version}`,
+          origin: bundle?.origin ?? debianKernelOrigin(pkg),
           version: bundle?.release ?? pkg.name.replace(/^linux-image-/, ""),
           path: bundle?.kernelPath ?? null,
           bytes: bundle ? (await stat(bundle.kernelPath)).size : null,
