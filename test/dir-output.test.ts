@@ -22,7 +22,29 @@ function sampleTree(): RootfsTree {
   tree.addDevice("/dev/vda", "block", 254, 16, { mode: 0o660, gid: 6 });
   tree.addFifo("/run/pipe", { mode: 0o620, uid: 70000 });
   tree.addFile("/bin/ping", bytesContent("ping"), { xattrs: { "user.note": "hello" } });
+  // A foreign owner, setuid and a file capability on one file: its owner
+  // must come first (chown clears both), then the xattr, then the mode.
+  tree.addFile("/bin/cap", bytesContent("cap"), { mode: 0o4750, uid: 1000, gid: 1000, xattrs: { "security.capability": CAP_NET_RAW, "user.bytes": EVERY_BYTE } });
+  // Names with the characters that would end a field or a line of setfattr's
+  // dump: a directory named "odd name=\x", a newline and "# file: ", holding
+  // bin/ping, so that the whole path holds a line naming the host's /bin/ping.
+  tree.addFile(ODD_NAME, bytesContent("odd"), { xattrs: { [ODD_XATTR]: "odd value" } });
+  // An xattr on a symlink lands on the link, never on what it points to.
+  tree.addSymlink("/bin/cap-link", "cap", { xattrs: { "trusted.on-link": "link" } });
+  tree.addFifo("/run/pipe-with-xattr", { xattrs: { "trusted.on-fifo": "fifo" } });
   return tree;
+}
+
+/** vfs_cap_data revision 2 with CAP_NET_RAW (bit 13) permitted and effective. */
+const CAP_NET_RAW = Buffer.from("0100000200200000000000000000000000000000", "hex");
+const EVERY_BYTE = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+const ODD_NAME = "/odd name=\\x\n# file: /bin/ping";
+const ODD_XATTR = "user.a=b c\n# file: /bin/ping\\075";
+
+/** One attribute's value as getfattr reads it, without following a final symlink. */
+function xattrOf(path: string, name: string): Buffer {
+  const hex = execFileSync("getfattr", ["-h", "--absolute-names", "-e", "hex", "-n", name, "--only-values", path]);
+  return Buffer.from(hex);
 }
 
 /** What GNU find sees on disk, one line per entry: type mode uid gid size link path. */
@@ -61,6 +83,16 @@ describe("dir output", () => {
     assert.equal(readFileSync(join(target, "ro/file"), "utf8"), "read-only dir child");
     const xattr = execFileSync("getfattr", ["--only-values", "-n", "user.note", join(target, "bin/ping")], { encoding: "utf8" });
     assert.equal(xattr, "hello");
+    assert.equal(seen.get("/bin/cap"), "f 4750 1000 1000");
+    assert.deepEqual(xattrOf(join(target, "bin/cap"), "security.capability"), CAP_NET_RAW);
+    assert.deepEqual(xattrOf(join(target, "bin/cap"), "user.bytes"), EVERY_BYTE);
+    assert.equal(xattrOf(join(target, ODD_NAME), ODD_XATTR).toString(), "odd value");
+    assert.equal(xattrOf(join(target, "bin/cap-link"), "trusted.on-link").toString(), "link");
+    assert.equal(xattrOf(join(target, "run/pipe-with-xattr"), "trusted.on-fifo").toString(), "fifo");
+    assert.equal(seen.get("/run/pipe-with-xattr"), "p 644 0 0");
+    // Only the names given got xattrs: none fell through the link, and the odd name's dump lines made no other.
+    const dump = execFileSync("getfattr", ["-R", "-h", "-d", "-m", "-", "--absolute-names", target], { encoding: "latin1" });
+    assert.equal(dump.match(/^# file: /gm)?.length, 5, dump);
   });
 
   it("writes its sidecar as root too, recording the published directory's identity (a3s-rootfs's mark)", async () => {
@@ -106,6 +138,10 @@ describe("dir output", () => {
     assert.equal(byPath.get("/ro/file")?.uid, 1000);
     // The directory on disk is owned by the unprivileged user and has no device node…
     assert.equal(findListing(target).get("/dev/vda"), undefined);
+    // A fifo needs no privilege, nor does a user.* xattr: both are on disk; the file capability is not.
+    assert.equal(findListing(target).get("/run/pipe"), "p 620 65534 65534");
+    assert.equal(xattrOf(join(target, "bin/ping"), "user.note").toString(), "hello");
+    assert.equal(byPath.get("/bin/ping")?.approximated, true);
     // …but reading it back with its sidecar gives the tree that was built.
     const back = await readDirectoryTree(target);
     const vda = back.lookup("/dev/vda", false);

@@ -6,7 +6,7 @@ import { forEachLimit } from "../../util/concurrency.js";
 import type { EntryJob } from "./write-entry.js";
 import { writeEntries } from "./write-pool.js";
 import { identityOf } from "../../util/file-identity.js";
-import { runTool } from "../../util/host-tool.js";
+import { makeSpecialNodes, setXattrs, type SpecialNode, type XattrSet } from "./batched-tools.js";
 
 export interface MaterialiseOptions {
   /**
@@ -120,27 +120,7 @@ export async function materialiseTree(
   }
   await writeEntries(jobs, signal);
 
-  if (later.length > 0) {
-    const readers = new BlobReaders();
-    try {
-      await forEachLimit(later, CONCURRENCY, async (e) => {
-        signal?.throwIfAborted();
-        const p = host(e.path);
-        const inode = e.inode;
-        if (inode.kind === "file" && inode.content.type !== "hostFile") {
-          if (!(await writeRegularFile(e, inode, p, opts, readers))) approximated.add(e);
-          return;
-        }
-        if (!(await create(e, p, opts))) {
-          approximated.add(e);
-          return;
-        }
-        if (!(await applyMetadata(inode, p, opts, byPath(e, p)))) approximated.add(e);
-      });
-    } finally {
-      await readers.close();
-    }
-  }
+  if (later.length > 0) await writeLater(later, host, opts, approximated);
 
   // A hardlink's metadata belongs to its first name, written above.
   for (const e of entries) {
@@ -189,44 +169,86 @@ class Slices {
   }
 }
 
-/** Creates one non-directory entry on disk; false when it cannot be made exactly (a device as non-root). */
-async function create(e: TreeEntry, p: string, opts: MaterialiseOptions): Promise<boolean> {
-  const inode = e.inode;
-  switch (e.kind) {
-    case "file":
-      if (inode.kind !== "file") break;
-      if (inode.content.type === "hostFile") {
-        await copyFile(inode.content.path, p);
-        const size = (await stat(p)).size;
-        if (size !== inode.content.size) {
-          throw new A3sError("ECONTENT", `${inode.content.path} changed size while the rootfs was being written`, {
-            subject: e.path,
-          });
-        }
+/**
+ * The entries that need a helper program (fifos, devices, entries with
+ * xattrs), in steps that each run one program for all of them
+ * (batched-tools.ts): the nodes are made; then each entry gets its content
+ * and owner; then every xattr is set; then modes and times. The order per
+ * entry is the one applyMetadata gives: chown(2) clears setuid and setgid
+ * bits and file capabilities, so the xattrs and the mode come after it.
+ */
+async function writeLater(later: readonly TreeEntry[], host: (p: string) => string, opts: MaterialiseOptions, approximated: Set<TreeEntry>): Promise<void> {
+  const signal = opts.signal;
+  const nodes: SpecialNode[] = [];
+  const made: TreeEntry[] = [];
+  for (const e of later) {
+    const inode = e.inode;
+    if (inode.kind === "fifo") nodes.push({ path: host(e.path), kind: "fifo" });
+    else if (inode.kind === "char" || inode.kind === "block") {
+      // A device as non-root cannot be made: it is left out and reported.
+      if (!opts.privileged) {
+        approximated.add(e);
+        continue;
       }
-      break;
-    case "symlink":
-      if (inode.kind === "symlink") await symlink(inode.target, p);
-      break;
-    case "fifo":
-      await runTool("mkfifo", ["-m", "600", p], { signal: opts.signal });
-      break;
-    case "char":
-    case "block":
-      if (inode.kind !== "char" && inode.kind !== "block") break;
-      if (!opts.privileged) return false;
-      await runTool("mknod", ["-m", "600", p, e.kind === "char" ? "c" : "b", String(inode.major), String(inode.minor)], { signal: opts.signal });
-      break;
+      nodes.push({ path: host(e.path), kind: inode.kind, major: inode.major, minor: inode.minor });
+    }
+    made.push(e);
   }
-  return true;
+  await makeSpecialNodes(nodes, signal);
+
+  const readers = new BlobReaders();
+  try {
+    await forEachLimit(made, CONCURRENCY, async (e) => {
+      signal?.throwIfAborted();
+      const p = host(e.path);
+      const inode = e.inode;
+      if (inode.kind === "file" && inode.content.type !== "hostFile") await writeRegularFile(e, inode, p, readers);
+      else await createByPath(e, p);
+      if (!ownedAsWanted(inode)) {
+        if (opts.privileged) await lchown(p, inode.uid, inode.gid);
+        else approximated.add(e);
+      }
+    });
+  } finally {
+    await readers.close();
+  }
+
+  const sets: XattrSet[] = [];
+  for (const e of made) {
+    const allowed = new Map<string, Uint8Array>();
+    for (const [name, value] of e.inode.xattrs) {
+      if (opts.privileged || UNPRIVILEGED_XATTR.test(name)) allowed.set(name, value);
+      else approximated.add(e);
+    }
+    if (allowed.size > 0) sets.push({ path: host(e.path), xattrs: allowed });
+  }
+  await setXattrs(sets, signal);
+
+  // A directory's mode and time come last, with the other directories'; a
+  // symlink has no mode of its own.
+  await forEachLimit(made, CONCURRENCY, async (e) => {
+    signal?.throwIfAborted();
+    if (e.kind === "directory") return;
+    const p = host(e.path);
+    if (e.kind !== "symlink") await chmod(p, e.inode.mode);
+    await lutimes(p, e.inode.mtime, e.inode.mtime);
+  });
 }
 
-/**
- * A file whose bytes are in memory or in a cached layer, written through one
- * open handle: content, then its metadata through the same handle, without
- * reopening the path and without a stream per file.
- */
-async function writeRegularFile(e: TreeEntry, inode: FileInode, p: string, opts: MaterialiseOptions, readers: BlobReaders): Promise<boolean> {
+/** Creates a regular file from a host file, or a symlink (fifos and devices are made before, directories already exist). */
+async function createByPath(e: TreeEntry, p: string): Promise<void> {
+  const inode = e.inode;
+  if (inode.kind === "file" && inode.content.type === "hostFile") {
+    await copyFile(inode.content.path, p);
+    const size = (await stat(p)).size;
+    if (size !== inode.content.size) {
+      throw new A3sError("ECONTENT", `${inode.content.path} changed size while the rootfs was being written`, { subject: e.path });
+    }
+  } else if (inode.kind === "symlink") await symlink(inode.target, p);
+}
+
+/** A file whose bytes are in memory or in a cached layer: its content (its metadata comes after, by path). */
+async function writeRegularFile(e: TreeEntry, inode: FileInode, p: string, readers: BlobReaders): Promise<void> {
   const out = await open(p, "wx", 0o600);
   try {
     const c = inode.content;
@@ -245,11 +267,6 @@ async function writeRegularFile(e: TreeEntry, inode: FileInode, p: string, opts:
         done += bytesRead;
       }
     }
-    return await applyMetadata(inode, p, opts, {
-      chown: (uid, gid) => out.chown(uid, gid),
-      chmod: (mode) => out.chmod(mode),
-      utimes: (t) => out.utimes(t, t),
-    });
   } finally {
     await out.close();
   }
@@ -295,48 +312,6 @@ class BlobReaders {
   async close(): Promise<void> {
     for (const h of this.handles.values()) await (await h.catch(() => undefined))?.close();
   }
-}
-
-/** How metadata reaches one entry: through an open handle, or by path without following a final symlink. */
-interface MetadataTarget {
-  chown(uid: number, gid: number): Promise<void>;
-  /** Absent where the mode is not set now (a symlink has none; a directory's comes last). */
-  chmod?(mode: number): Promise<void>;
-  /** Absent for a directory, whose time comes last. */
-  utimes?(mtime: number): Promise<void>;
-}
-
-/** The metadata steps of a non-directory entry created by path: lchown, chmod and lutimes. */
-function byPath(e: TreeEntry, p: string): MetadataTarget {
-  return {
-    chown: (uid, gid) => lchown(p, uid, gid),
-    ...(e.kind !== "symlink" && e.kind !== "directory" ? { chmod: (mode: number) => chmod(p, mode) } : {}),
-    ...(e.kind !== "directory" ? { utimes: (t: number) => lutimes(p, t, t) } : {}),
-  };
-}
-
-/**
- * Owner, xattrs, mode and time of one entry, in that order: chown(2) clears
- * setuid and setgid bits and file capabilities, so the xattrs and the mode
- * come after it. False when not exact (not root: the owner, or an xattr
- * outside user.*, could not be set).
- */
-async function applyMetadata(inode: TreeEntry["inode"], p: string, opts: MaterialiseOptions, target: MetadataTarget): Promise<boolean> {
-  let exact = true;
-  if (!ownedAsWanted(inode)) {
-    if (opts.privileged) await target.chown(inode.uid, inode.gid);
-    else exact = false;
-  }
-  for (const [name, value] of inode.xattrs) {
-    if (!opts.privileged && !UNPRIVILEGED_XATTR.test(name)) {
-      exact = false;
-      continue;
-    }
-    await runTool("setfattr", ["-h", "-n", name, "-v", "0x" + Buffer.from(value).toString("hex"), p], { signal: opts.signal });
-  }
-  await target.chmod?.(inode.mode);
-  await target.utimes?.(inode.mtime);
-  return exact;
 }
 
 /**
