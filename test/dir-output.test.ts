@@ -147,6 +147,9 @@ describe("dir output", () => {
     const vda = back.lookup("/dev/vda", false);
     assert.ok(vda?.kind === "block");
     assert.deepEqual([vda.major, vda.minor, vda.gid], [254, 16, 6]);
+    const again = back.entries().find((e) => e.path === "/dev/vda-again");
+    assert.deepEqual([again?.kind, again?.linkPath], ["hardlink", "/dev/vda"]);
+    assert.equal(byPath.get("/dev/vda-again")?.approximated, true);
     assert.deepEqual([back.lookup("/ro/file")?.uid, back.lookup("/ro/file")?.gid], [1000, 2000]);
   });
 });

@@ -104,7 +104,7 @@ export function buildSidecar(tree: RootfsTree, approximated: readonly TreeEntry[
 /**
  * Applies the sidecar at `sidecarPath`, if there is one, to a tree read from
  * its directory: ownership, modes, times and xattrs of each entry, and the
- * device nodes the directory could not hold.
+ * device nodes (and their other names) the directory could not hold.
  */
 export async function applySidecar(tree: RootfsTree, sidecarPath: string): Promise<void> {
   const raw = await readFile(sidecarPath, "utf8").catch(() => undefined);
@@ -125,6 +125,11 @@ export async function applySidecar(tree: RootfsTree, sidecarPath: string): Promi
     const m = { mode: e.mode, uid: e.uid, gid: e.gid, mtime: e.mtime, xattrs };
     if ((e.kind === "char" || e.kind === "block") && !tree.lookup(e.path, false)) {
       tree.addDevice(e.path, e.kind, e.major ?? 0, e.minor ?? 0, m);
+      continue;
+    }
+    // Another name of such a device (in walk order, after its first name).
+    if (e.kind === "hardlink" && e.link !== undefined && !tree.lookup(e.path, false) && tree.lookup(e.link, false)) {
+      tree.addHardlink(e.path, e.link);
       continue;
     }
     const inode = tree.lookup(e.path, false);
