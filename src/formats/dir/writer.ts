@@ -178,9 +178,11 @@ class Slices {
  * The entries that need a helper program (fifos, devices, entries with
  * xattrs), in steps that each run one program for all of them
  * (batched-tools.ts): the nodes are made; then each entry gets its content
- * and owner; then every xattr is set; then modes and times. The order per
- * entry is the one applyMetadata gives: chown(2) clears setuid and setgid
- * bits and file capabilities, so the xattrs and the mode come after it.
+ * and owner; then every xattr is set; then modes and times. The owner comes
+ * before the rest because chown(2) clears setuid and setgid bits and file
+ * capabilities. What cannot be made exactly without root (a
+ * device, a foreign owner, an xattr outside user.*) is added to
+ * `approximated`.
  */
 async function writeLater(later: readonly TreeEntry[], host: (p: string) => string, opts: MaterialiseOptions, approximated: Set<TreeEntry>): Promise<void> {
   const signal = opts.signal;
