@@ -35,10 +35,10 @@ done
 /** Nodes per `sh` run: their arguments stay far below the kernel's limit on a command line. */
 const NODES_PER_RUN = 2000;
 
-/** Creates the nodes, in order, with as few program runs as the argument limit allows. */
-export async function makeSpecialNodes(nodes: readonly SpecialNode[], signal: AbortSignal | undefined): Promise<void> {
-  for (let at = 0; at < nodes.length; at += NODES_PER_RUN) {
-    const args = nodes.slice(at, at + NODES_PER_RUN).flatMap((n) =>
+/** Creates the nodes, in order, with as few program runs as the argument limit allows (`perRun` nodes each). */
+export async function makeSpecialNodes(nodes: readonly SpecialNode[], signal: AbortSignal | undefined, perRun = NODES_PER_RUN): Promise<void> {
+  for (let at = 0; at < nodes.length; at += perRun) {
+    const args = nodes.slice(at, at + perRun).flatMap((n) =>
       n.kind === "fifo" ? ["p", n.path] : [n.kind === "char" ? "c" : "b", n.path, String(n.major), String(n.minor)],
     );
     await runTool("sh", ["-c", MAKE_NODES, "a3s-rootfs-nodes", ...args], { signal });
