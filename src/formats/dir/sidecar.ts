@@ -127,9 +127,10 @@ export async function applySidecar(tree: RootfsTree, sidecarPath: string): Promi
       tree.addDevice(e.path, e.kind, e.major ?? 0, e.minor ?? 0, m);
       continue;
     }
-    // Another name of such a device (in walk order, after its first name).
-    if (e.kind === "hardlink" && e.link !== undefined && !tree.lookup(e.path, false) && tree.lookup(e.link, false)) {
-      tree.addHardlink(e.path, e.link);
+    // Another name of such a device (in walk order, after its first name): the one kind of link the writer leaves out.
+    const linked = e.kind === "hardlink" && e.approximated && e.link !== undefined ? tree.lookup(e.link, false) : undefined;
+    if ((linked?.kind === "char" || linked?.kind === "block") && !tree.lookup(e.path, false)) {
+      tree.addHardlink(e.path, e.link as string);
       continue;
     }
     const inode = tree.lookup(e.path, false);
