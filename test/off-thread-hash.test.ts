@@ -8,7 +8,37 @@ import { tempDir } from "./helpers/temp-dir.js";
 
 const sha256 = (b: Buffer): string => createHash("sha256").update(b).digest("hex");
 
+/** Rejects after `ms`, naming what did not end: a deadlock fails the test instead of hanging it. */
+function within<T>(p: Promise<T>, ms: number, what: string, t: { after(fn: () => void): void }): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  t.after(() => clearTimeout(timer));
+  return Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(what)), ms)))]);
+}
+
 describe("hashing on worker threads", () => {
+  // First, while the pool has no worker: the queue is what is tested.
+  it("never leaves a queued job behind a following hash that took the freed worker", async (t) => {
+    const dir = tempDir();
+    const big = join(dir, "big");
+    const small = join(dir, "small");
+    const growing = join(dir, "growing");
+    writeFileSync(big, Buffer.alloc(8_000_000, 5));
+    writeFileSync(small, Buffer.alloc(1000, 6));
+    writeFileSync(growing, Buffer.alloc(0));
+    // The whole-file job runs; the following one and a second whole-file
+    // one queue for its worker. Once it ends, the following job takes the
+    // worker and waits on its writer, and the writer waits for the second
+    // whole-file job: that one must get a worker of its own.
+    const first = hashFileOffThread(big, "sha256");
+    const following = hashFollowingOffThread(growing, "sha256");
+    t.after(() => void following.stop());
+    const second = hashFileOffThread(small, "sha256");
+    assert.equal((await first).hex, sha256(Buffer.alloc(8_000_000, 5)));
+    assert.equal((await within(second, 20_000, "the second whole-file hash waited behind the following one", t)).hex, sha256(Buffer.alloc(1000, 6)));
+    appendFileSync(growing, "xyz");
+    assert.deepEqual(await following.finish(3), { hex: sha256(Buffer.from("xyz")), bytes: 3 });
+  });
+
   it("hashes several whole files at once, each with its own digest", async () => {
     const dir = tempDir();
     const files = [0, 1, 2].map((i) => {
@@ -34,15 +64,8 @@ describe("hashing on worker threads", () => {
     writeFileSync(growing, Buffer.alloc(0));
     writeFileSync(whole, Buffer.alloc(500_000, 7));
     const following = hashFollowingOffThread(growing, "sha256");
-    let timer: NodeJS.Timeout | undefined;
-    const stuck = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error("the whole-file hash waited behind the following one")), 20_000);
-    });
-    t.after(() => {
-      clearTimeout(timer);
-      void following.stop();
-    });
-    const first = await Promise.race([hashFileOffThread(whole, "sha256"), stuck]);
+    t.after(() => void following.stop());
+    const first = await within(hashFileOffThread(whole, "sha256"), 20_000, "the whole-file hash waited behind the following one", t);
     assert.equal(first.hex, sha256(Buffer.alloc(500_000, 7)));
     const parts = [Buffer.alloc(100_000, 1), Buffer.alloc(50_000, 2)];
     for (const p of parts) appendFileSync(growing, p);
