@@ -125,8 +125,8 @@ export async function materialiseTree(
   // A hardlink's metadata belongs to its first name, written above.
   for (const e of entries) {
     if (e.kind !== "hardlink") continue;
-    // A device is not made without root (the sidecar has it), and so has no other name to link.
-    if (!opts.privileged && (e.inode.kind === "char" || e.inode.kind === "block")) {
+    // A device not made (the sidecar has it) has no other name to link either.
+    if (!canMake(e.inode, opts)) {
       approximated.add(e);
       continue;
     }
@@ -190,13 +190,12 @@ async function writeLater(later: readonly TreeEntry[], host: (p: string) => stri
   const made: TreeEntry[] = [];
   for (const e of later) {
     const inode = e.inode;
+    if (!canMake(inode, opts)) {
+      approximated.add(e);
+      continue;
+    }
     if (inode.kind === "fifo") nodes.push({ path: host(e.path), kind: "fifo" });
     else if (inode.kind === "char" || inode.kind === "block") {
-      // A device as non-root cannot be made: it is left out and reported.
-      if (!opts.privileged) {
-        approximated.add(e);
-        continue;
-      }
       nodes.push({ path: host(e.path), kind: inode.kind, major: inode.major, minor: inode.minor });
     }
     made.push(e);
@@ -240,6 +239,11 @@ async function writeLater(later: readonly TreeEntry[], host: (p: string) => stri
     if (e.kind !== "symlink") await chmod(p, e.inode.mode);
     await lutimes(p, e.inode.mtime, e.inode.mtime);
   });
+}
+
+/** Whether the entry can be made on disk at all: a device needs root (CAP_MKNOD); without it, it is left out and reported. */
+function canMake(inode: TreeEntry["inode"], opts: MaterialiseOptions): boolean {
+  return opts.privileged || (inode.kind !== "char" && inode.kind !== "block");
 }
 
 /** Creates a regular file from a host file, or a symlink (fifos and devices are made before, directories already exist). */
