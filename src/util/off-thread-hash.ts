@@ -39,12 +39,12 @@ const busy = new Map<Worker, { canBlock: boolean }>();
 const waiting: ((w: Worker) => void)[] = [];
 let nextId = 1;
 
-/** A worker for a job: an idle one, one that will be free once its whole-file job ends, or a new one. */
+/** A worker for a job, as serveWaiting hands them out: an idle one, one that will be free once its whole-file job ends, or a new one. */
 function takeWorker(canBlock: boolean): Promise<Worker> {
-  const free = idle.pop();
-  if (free) return Promise.resolve(use(free, canBlock));
-  if (everyJobEnds()) return new Promise((resolve) => waiting.push((w) => resolve(use(w, canBlock))));
-  return Promise.resolve(use(newWorker(), canBlock));
+  return new Promise((resolve) => {
+    waiting.push((w) => resolve(use(w, canBlock)));
+    serveWaiting();
+  });
 }
 
 /** Whether every worker runs a job certain to end, so a new job may wait for one. */
