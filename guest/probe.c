@@ -24,7 +24,10 @@
  *                       so the host can check that every byte arrived
  *
  * The report also says whether closing a file on a virtio-fs share skips
- * FUSE_FLUSH ("virtiofs_no_flush": "Y", "N", or null without the parameter).
+ * FUSE_FLUSH ("virtiofs_no_flush": "Y", "N", or null without the parameter)
+ * and how many receive buffers each virtio-console port was given
+ * ("virtio_console_port_rx_bufs": a number as text, or null without the
+ * parameter): both are parameters of the microVM kernel's patches.
  *
  * It says whether a UDP socket binds to 127.0.0.1 and to ::1
  * ("bind_127_0_0_1", "bind_ipv6_loopback": true, or the errno's name).
@@ -295,19 +298,25 @@ static void capeff(char out[32])
 }
 
 /*
- * The virtiofs driver's no_flush parameter as sysfs shows it ("Y" or "N"),
- * or "" when the kernel has no such parameter (Debian's, or virtiofs not
- * loaded): whether a close on a share skips FUSE_FLUSH.
+ * A kernel module's parameter as sysfs shows it, as a JSON string, or null
+ * when the kernel has no such parameter (Debian's, or the module not
+ * loaded).
  */
-static void virtiofs_no_flush(char out[8])
+static void module_param_report(const char *module, const char *param)
 {
-	FILE *f = fopen("/sys/module/virtiofs/parameters/no_flush", "re");
+	char path[128], value[32] = "";
+	FILE *f;
 
-	strcpy(out, "");
-	if (f && fgets(out, 8, f))
-		out[strcspn(out, "\n")] = 0;
+	snprintf(path, sizeof path, "/sys/module/%s/parameters/%s", module, param);
+	f = fopen(path, "re");
+	if (f && fgets(value, sizeof value, f))
+		value[strcspn(value, "\n")] = 0;
 	if (f)
 		fclose(f);
+	if (*value)
+		jstr(value);
+	else
+		fputs("null", stdout);
 }
 
 /*
@@ -503,7 +512,7 @@ int main(int argc, char **argv)
 	struct timespec now;
 	double orphan_ms = 0;
 	struct utsname u;
-	char cwd[4096], host[256], cap[32], no_flush[8];
+	char cwd[4096], host[256], cap[32];
 	gid_t groups[64];
 	int ng;
 	sigset_t set;
@@ -615,12 +624,10 @@ int main(int argc, char **argv)
 	}
 	fputs("],\"mounts\":", stdout);
 	mounts_report();
-	virtiofs_no_flush(no_flush);
 	fputs(",\"virtiofs_no_flush\":", stdout);
-	if (*no_flush)
-		jstr(no_flush);
-	else
-		fputs("null", stdout);
+	module_param_report("virtiofs", "no_flush");
+	fputs(",\"virtio_console_port_rx_bufs\":", stdout);
+	module_param_report("virtio_console", "port_rx_bufs");
 	fputs(",\"shells\":", stdout);
 	shells_report();
 	if (nrandom)

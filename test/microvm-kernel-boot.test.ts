@@ -17,6 +17,8 @@ const skip = built ? false : "no microVM kernel is built for these fragments (ru
 
 interface ProbeReport {
   root: { writable: boolean };
+  env: string[];
+  virtio_console_port_rx_bufs: string | null;
   workspace: { write: { writable: boolean } };
   mounts: { target: string; type: string }[];
 }
@@ -79,6 +81,23 @@ describe("the built microVM kernel", { skip }, () => {
     assert.equal(report(r.stdout).workspace.write.writable, true);
     assert.equal(existsSync(join(workspace, "from-guest.txt")), true);
     assert.ok(r.timeline.agentStartMs !== null);
+  });
+
+  it("gives each virtio-console port 64 receive buffers, and a job larger than they hold still arrives whole", async () => {
+    // kernel/patches/0004-virtio-console-port-rx-bufs.patch: 64 pages per
+    // port, 256 KiB. The job travels to init on the control port; 600 KiB
+    // of environment (five 120 KiB values: one string of execve may not
+    // pass 128 KiB) only arrives if the buffers go back to the queue as
+    // init reads them.
+    const dir = tempDir();
+    const image = await buildProbeImage(dir, "cpio", "rootfs.cpio.gz");
+    const env = [0, 1, 2, 3, 4].map((i) => `BIG_${i}=${String.fromCharCode(97 + i).repeat(120 * 1024)}`);
+    const r = await boot({ image, env });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.kernel, built!.origin);
+    const p = report(r.stdout);
+    assert.equal(p.virtio_console_port_rx_bufs, "64");
+    for (const e of env) assert.ok(p.env.includes(e), `${e.slice(0, 6)}: arrived whole`);
   });
 
   for (const [format, name] of [["erofs", "rootfs.erofs"], ["ext4", "rootfs.ext4"]] as const) {
