@@ -140,6 +140,15 @@ describe("QEMU command line", () => {
     assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "file:/boot/vmlinux" }), /rodata/, "a user's kernel is left as built");
   });
 
+  it("skips the self-tests Debian's kernel runs outside the crypto manager, on Debian's kernel only", async () => {
+    const debian = { kernelOrigin: "debian:linux-image-6.1.0-57-amd64=6.1.192-3" };
+    for (const accel of ["tcg", "kvm"] as const) {
+      assert.match(await kernelCommandLine(accel, debian), /(^| )initcall_blacklist=crypto_kdf108_init,blake2s_mod_init( |$)/);
+    }
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "a3s-microvm:6.12.117-1~deb12u1+a8e2fd1d" }), /kdf108/, "the microVM kernel is built without self-tests");
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "file:/boot/vmlinux" }), /kdf108/, "a user's kernel is left as built (it may run in FIPS mode)");
+  });
+
   it("ships the lapic-timer patch under the name the host looks for, adding the parameter it passes", async () => {
     const patches = await loadKernelPatches();
     const patch = patches.find((p) => p.name === LAPIC_TIMER_PERIOD_PATCH);
