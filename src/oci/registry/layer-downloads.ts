@@ -91,6 +91,17 @@ export class LayerDownloads {
    */
   private stream(i: number): NodeJS.ReadableStream {
     const d = this.descriptors[i]!;
+    // Byte mode on purpose: its reader gets the chunks waiting joined into
+    // one Buffer per read (up to 1 MiB), a copy that cost the main thread
+    // ~155 ms for the Debian minbase's 60 MiB layer from a registry on
+    // loopback (CPU profile), but the decompressor then takes 1 MiB pieces.
+    // Passed through as they came (object mode, 16 chunks of ~64 KiB), the
+    // build to erofs took 3.37-3.80 s against 3.03-3.14 s, 4 alternated
+    // pairs: zlib's per-call cost on 16 times as many calls outweighed the
+    // copy. (Feeding the download to igzip on its standard input instead of
+    // zlib was slower too, 3.82-4.14 s against 3.32-3.67 s: the main thread,
+    // which parses HTTP and hashes, bounds the download, and the writes
+    // into the pipe added to its work.)
     const out = new PassThrough({ highWaterMark: 1 << 20 });
     const mine = new AbortController();
     this.abort.signal.addEventListener("abort", () => mine.abort(), { once: true });
