@@ -1,7 +1,7 @@
 // The boot path's pure parts, without starting a VM.
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statfsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { controlLinesInConsole, LineSplitter, parseControlLine } from "../src/boot/control-lines.js";
@@ -9,6 +9,7 @@ import { debianKernel } from "../src/boot/debian-kernel.js";
 import { tscKhzFromCpuinfo } from "../src/boot/host-tsc.js";
 import { prepareBootMedia } from "../src/boot/boot-media.js";
 import { detectBootImage } from "../src/boot/image-kind.js";
+import { checkGuestMemoryDir } from "../src/boot/guest-memory-dir.js";
 import { kernelCmdlineOptions, modulesFor, type KernelBundle } from "../src/boot/kernel-bundle.js";
 import { parseModinfo } from "../src/boot/modinfo.js";
 import { moduleLoadOrder } from "../src/boot/module-closure.js";
@@ -94,6 +95,31 @@ describe("QEMU command line", () => {
     assert.match(a, /-drive id=root,file=\/img\/root\.erofs,format=raw,if=none,readonly=on -device virtio-blk-device,drive=root/);
     assert.match(a, /-object memory-backend-memfd,id=mem,size=256M,share=on/);
     assert.match(a, /-chardev socket,id=vfs0,path=\/w\/ws\.sock -device vhost-user-fs-device,chardev=vfs0,tag=workspace/);
+  });
+
+  it("puts guest RAM in a file QEMU makes in --memory-dir, shared, aligned to 2 MiB on a tmpfs and to the page size on a hugetlbfs", () => {
+    const virtiofs = { ...spec, transport: "virtiofs" as const, shares: [{ tag: "workspace", hostPath: "/w", readOnly: false, socket: "/w/ws.sock" }] };
+    const a = qemuArgs({ ...virtiofs, memoryDir: { path: "/run/a3s-ram", hugetlbfs: false } }).join(" ");
+    assert.match(a, /^-M microvm,pit=off,pic=off,memory-backend=mem /);
+    assert.match(a, /-object memory-backend-file,id=mem,size=256M,mem-path=\/run\/a3s-ram,share=on,align=2M( |$)/);
+    assert.doesNotMatch(a, /memfd/, "instead of the memfd virtio-fs would get");
+    const h = qemuArgs({ ...virtiofs, memoryDir: { path: "/dev/hugepages", hugetlbfs: true } }).join(" ");
+    assert.match(h, /-object memory-backend-file,id=mem,size=256M,mem-path=\/dev\/hugepages,share=on( |$)/);
+    const plain = qemuArgs({ ...spec, memoryDir: { path: "/run/a3s-ram", hugetlbfs: false } }).join(" ");
+    assert.match(plain, /^-M microvm,pit=off,pic=off,memory-backend=mem .* -object memory-backend-file,id=mem,size=256M,mem-path=\/run\/a3s-ram,share=on,align=2M/, "without shares too");
+  });
+
+  it("accepts only a directory on a tmpfs or a hugetlbfs, with room for the guest's RAM", async () => {
+    await assert.rejects(checkGuestMemoryDir("/proc", 64), (e) => isA3sError(e, "EUSAGE") && /not on a tmpfs or a hugetlbfs .*written to disk/.test(e.message));
+    await assert.rejects(checkGuestMemoryDir(join(tempDir(), "missing"), 64), (e) => isA3sError(e, "EUSAGE") && /not a directory/.test(e.message));
+    const file = join(tempDir(), "file");
+    writeFileSync(file, "");
+    await assert.rejects(checkGuestMemoryDir(file, 64), (e) => isA3sError(e, "EUSAGE") && /not a directory/.test(e.message));
+    const shm = statfsSync("/dev/shm");
+    assert.equal(shm.type, 0x01021994, "/dev/shm is a tmpfs here");
+    assert.deepEqual(await checkGuestMemoryDir("/dev/shm", 64), { path: "/dev/shm", hugetlbfs: false });
+    const tooMuch = Math.floor((shm.bavail * shm.bsize) / 2 ** 20) + 1;
+    await assert.rejects(checkGuestMemoryDir("/dev/shm", tooMuch), (e) => isA3sError(e, "EUSAGE") && /MiB free, and the guest's RAM takes/.test(e.message));
   });
 
   it("names each channel's device node on the kernel command line as the QEMU command numbers its port", async () => {

@@ -2,8 +2,8 @@
 // cache (the host's where it has one), and over 9p: real boots, the
 // provisioned files' verification, and no helper outliving a killed CLI.
 import assert from "node:assert/strict";
-import type { ChildProcess } from "node:child_process";
-import { cpSync, existsSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { listBundles } from "../src/boot/virtiofsd-bundle.js";
@@ -66,6 +66,24 @@ describe("virtio-fs and 9p shares", () => {
       p.mounts.filter((m) => m.target === "/workspace" || m.target === "/skills").map((m) => [m.target, m.type]),
       [["/workspace", "virtiofs"], ["/skills", "virtiofs"]],
     );
+  });
+
+  it("run --memory-dir: guest RAM in a file on a huge-page tmpfs, shared with virtiofsd, and the file gone after", { skip: process.getuid?.() !== 0 && "mounting a tmpfs needs root" }, () => {
+    const ram = tempDir("a3s-guest-ram-");
+    execFileSync("mount", ["-t", "tmpfs", "-o", "huge=always,size=1g", "a3s-test-guest-ram", ram]);
+    try {
+      const { workspace } = shares();
+      const r = runCli(["run", image, "--workspace", workspace, "--memory-dir", ram, "--json", "--", "--write", "/workspace/ram.txt"]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal((JSON.parse(r.stdout) as { transport: string }).transport, "virtiofs");
+      assert.ok(readFileSync(join(workspace, "ram.txt"), "utf8").length > 0, "virtiofsd reached the guest's buffers in that memory");
+      assert.deepEqual(readdirSync(ram), [], "QEMU unlinked its RAM file");
+    } finally {
+      execFileSync("umount", [ram]);
+    }
+    const bad = runCli(["run", image, "--memory-dir", "/proc"]);
+    assert.equal(bad.status, 2, bad.stderr);
+    assert.match(bad.stderr, /--memory-dir \/proc: not on a tmpfs or a hugetlbfs/);
   });
 
   it("--transport 9p: the same shares over virtio-9p", async () => {

@@ -42,6 +42,12 @@ export interface VmSpec {
    * with virtiofsd.
    */
   readonly memoryFile?: { readonly path: string; readonly share: boolean; readonly readOnly: boolean };
+  /**
+   * Otherwise, guest RAM in a file QEMU makes (and unlinks) in this
+   * directory, shared: a tmpfs mounted with huge=always or a hugetlbfs
+   * (run --memory-dir, guest-memory-dir.ts), for 2 MiB host pages.
+   */
+  readonly memoryDir?: { readonly path: string; readonly hugetlbfs: boolean };
   /** A Unix socket this process listens on, for QEMU's machine protocol (QMP). */
   readonly qmpSocket?: string;
   /**
@@ -127,7 +133,7 @@ function lastPort(spec: VmSpec): number {
 export function qemuArgs(spec: VmSpec): string[] {
   const q = qemuOptionValue;
   const start = spec.start ?? "boot";
-  const machine = microvmMachine(spec.transport === "virtiofs" || spec.memoryFile ? ["memory-backend=mem"] : []);
+  const machine = microvmMachine(spec.transport === "virtiofs" || spec.memoryFile || spec.memoryDir ? ["memory-backend=mem"] : []);
   const args = [
     "-M", machine,
     ...(spec.accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg"]),
@@ -158,6 +164,10 @@ export function qemuArgs(spec: VmSpec): string[] {
     const f = spec.memoryFile;
     // readonly=on,rom=off: a private, writable mapping of a file opened read-only (QEMU's VM templating).
     args.push("-object", `memory-backend-file,id=mem,size=${spec.memoryMiB}M,mem-path=${q(f.path)},share=${f.share ? "on" : "off"}${f.readOnly ? ",readonly=on,rom=off" : ""}`);
+  } else if (spec.memoryDir) {
+    // A tmpfs maps huge pages only where the mapping is aligned to them; a hugetlbfs aligns to its own page size.
+    const d = spec.memoryDir;
+    args.push("-object", `memory-backend-file,id=mem,size=${spec.memoryMiB}M,mem-path=${q(d.path)},share=on${d.hugetlbfs ? "" : ",align=2M"}`);
   } else if (spec.transport === "virtiofs") {
     // vhost-user needs the guest's memory shared with virtiofsd.
     args.push("-object", `memory-backend-memfd,id=mem,size=${spec.memoryMiB}M,share=on`);

@@ -9,6 +9,7 @@ import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool } from "../util/host-tool.js";
 import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./accelerator.js";
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
+import { checkGuestMemoryDir } from "./guest-memory-dir.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
 import { dieWithParent } from "./die-with-parent.js";
 import { GuestChannel } from "./guest-channels.js";
@@ -78,6 +79,12 @@ export interface RunOptions {
   readonly cpus?: number;
   /** Guest memory (default 512); one too small for the image is refused before QEMU starts (memory-need.ts). */
   readonly memoryMiB?: number;
+  /**
+   * Guest RAM in a file in this directory, a tmpfs mounted with huge=always
+   * or a hugetlbfs, instead of anonymous memory or (with virtio-fs shares) a
+   * memfd: 2 MiB host pages (guest-memory-dir.ts). Boots only.
+   */
+  readonly memoryDir?: string;
   /**
    * Seconds the agent may run, counted from its start (init's agent-start
    * line), not from the VM's: then SIGTERM, SIGKILL after a grace period.
@@ -235,6 +242,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
   imageFootprint?.catch(() => undefined); // awaited below; a failure before that is not unhandled
   const swept = await sweepDeadRunDirectories();
   if (swept.length) progress(`removed ${swept.length} run director${swept.length === 1 ? "y" : "ies"} left by runs that were killed`);
+  const memoryDir = opts.memoryDir !== undefined ? await checkGuestMemoryDir(opts.memoryDir, memoryMiB) : undefined;
   const work = await createRunDirectory();
   const started = new StartedProcesses();
   try {
@@ -277,8 +285,10 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       sockets,
       consoleLog,
       ...(scratchDisk ? { scratchDisk } : {}),
+      ...(memoryDir ? { memoryDir } : {}),
       ...firmware.spec,
     });
+    if (memoryDir) progress(`guest memory: a file in ${memoryDir.path} (${memoryDir.hugetlbfs ? "hugetlbfs" : "tmpfs"})`);
     const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
@@ -297,6 +307,9 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
  */
 async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, progress: (message: string) => void): Promise<RunResult> {
   if (opts.snapshot !== undefined && opts.warm) throw new A3sError("EUSAGE", "--snapshot and --warm exclude each other: --warm uses a snapshot of its own");
+  if (opts.memoryDir !== undefined) {
+    throw new A3sError("EUSAGE", "--memory-dir needs a boot: a restored machine maps its snapshot's memory file", { hint: "leave out --snapshot/--warm, or --memory-dir" });
+  }
   await checkShareDirectories(opts);
   checkWorkspaceOptions(opts, true);
   if (opts.workspace !== undefined && (await finishInterruptedApply(opts.workspace))) {

@@ -19,6 +19,7 @@ interface RunFlags {
   modules?: string;
   cpus?: string;
   memory?: string;
+  memoryDir?: string;
   timeout?: string;
   user?: string;
   env?: string[];
@@ -57,6 +58,7 @@ export function registerRunCommand(program: Command): void {
     .option("--modules <DIR>", "modules of --kernel (a lib/modules/RELEASE tree); not needed for built-in drivers")
     .option("--cpus <N>", "virtual CPUs (default: 1, or the snapshot's)")
     .option("--memory <MiB>", "guest memory in MiB (default: 512, or the snapshot's)")
+    .option("--memory-dir <DIR>", "keep guest RAM in a file in DIR, a tmpfs mounted with huge=always or a hugetlbfs: 2 MiB host pages where shares would give 4 KiB ones (see docs/boot.md)")
     .option("--timeout <S>", "seconds before the agent gets SIGTERM (then SIGKILL after 10 s)")
     .option("--user <U>", "run the agent as root, nobody, UID or UID:GID (default: the image's)")
     .option("--env <K=V>", "add to the agent's environment (repeatable)", collect)
@@ -144,6 +146,7 @@ async function runCommand(imageArg: string | undefined, argsArg: string[], flags
   const options = {
     ...(flags.cpus !== undefined ? { cpus: positiveNumber("--cpus", flags.cpus) as number } : {}),
     ...(flags.memory !== undefined ? { memoryMiB: positiveNumber("--memory", flags.memory) as number } : {}),
+    ...(flags.memoryDir !== undefined ? { memoryDir: flags.memoryDir } : {}),
     ...(flags.timeout ? { timeoutS: positiveNumber("--timeout", flags.timeout) as number } : {}),
     accel: oneOf("--accel", flags.accel, ["auto", "kvm", "tcg"] as const) ?? "auto",
     transport: oneOf("--transport", flags.transport, ["auto", "virtiofs", "9p"] as const) ?? "auto",
