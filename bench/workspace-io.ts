@@ -21,6 +21,7 @@
 //
 // Run: npm run build && node dist/bench/workspace-io.js [--rounds N] [--files N]
 //      [--tar-files N] [--seq-mib M] [--only SUBSTRING] [--kernel FILE]
+//      [--memory-dir DIR]  (a tmpfs mounted huge=always: adds the rows with guest RAM there)
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
@@ -54,6 +55,8 @@ interface Setting {
    * the workspace modes.
    */
   readonly sameVmAsOverlay?: boolean;
+  /** Guest RAM in a file in the bench's --memory-dir (run --memory-dir): rows run only when it is given. */
+  readonly memoryDir?: boolean;
   /** overlay: the upper layer on a scratch disk of this many MiB instead of a tmpfs. */
   readonly scratchMiB?: number;
   /** 9p: mount options the agent remounts /workspace with (init's own when absent). */
@@ -134,6 +137,8 @@ const SETTINGS: Setting[] = [
   { name: "overlay mode, upper on a 2 GiB scratch disk (ext4)", where: "overlay", scratchMiB: 2048 },
   ...OVERLAY_TRIALS.map((o): Setting => ({ name: `overlay mode, tmpfs upper, remounted with ${o}`, where: "overlay", overlayOptions: o })),
   { name: "--tmpfs volume /workspace/vol (in a live virtio-fs workspace)", where: "volume" },
+  { name: "guest /tmp (tmpfs), in the overlay rows' VM, guest RAM in --memory-dir", where: "tmpfs", sameVmAsOverlay: true, memoryDir: true },
+  { name: "overlay mode, upper on guest tmpfs, guest RAM in --memory-dir", where: "overlay", memoryDir: true },
 ];
 
 /**
@@ -202,7 +207,7 @@ function buildFsbench(dir: string): string {
  * bench/stats.ts), which would slow the next row's creates over 9p and
  * virtio-fs.
  */
-async function bootOnce(image: string, s: Setting, args: readonly string[], kernel: string | undefined, workspaces: string): Promise<RunResult> {
+async function bootOnce(image: string, s: Setting, args: readonly string[], kernel: string | undefined, workspaces: string, memoryDir: string | undefined): Promise<RunResult> {
   const workspace = s.where === "tmpfs" && !s.sameVmAsOverlay ? undefined : mkdtempSync(join(workspaces, "ws-"));
   const target = s.where === "tmpfs" ? "/tmp" : s.where === "volume" ? "/workspace/vol" : "/workspace";
   return await runRootfs({
@@ -215,6 +220,7 @@ async function bootOnce(image: string, s: Setting, args: readonly string[], kern
     transport: s.where === "9p" ? "9p" : "virtiofs",
     ...(s.virtiofs ? { virtiofs: s.virtiofs } : {}),
     memoryMiB: 1024,
+    ...(s.memoryDir && memoryDir !== undefined ? { memoryDir } : {}),
     timeoutS: 900,
     args: [
       target,
@@ -240,6 +246,8 @@ async function main(): Promise<void> {
       only: { type: "string", multiple: true },
       kernel: { type: "string" },
       "workspace-parent": { type: "string", default: tmpdir() },
+      /** A tmpfs mounted huge=always (or a hugetlbfs) for the rows with guest RAM in a file (run --memory-dir). */
+      "memory-dir": { type: "string" },
       /** The results' file name in bench/results (for a partial run that should not replace the full one). */
       name: { type: "string", default: "workspace-io" },
     },
@@ -282,7 +290,8 @@ async function main(): Promise<void> {
         copyFileSync(built.path, plainKernel);
       }
     }
-    const runnable = settings.filter((s) => !s.flushOnClose || plainKernel !== undefined);
+    const memoryDir = values["memory-dir"];
+    const runnable = settings.filter((s) => (!s.flushOnClose || plainKernel !== undefined) && (!s.memoryDir || memoryDir !== undefined));
     const samples = new Map<string, Sample[]>(runnable.map((s) => [s.name, []]));
     say(`waiting ${SETTLE_MS / 1000} s for the host filesystem to settle (bench/stats.ts settleFilesystem)`);
     settleFilesystem();
@@ -292,7 +301,7 @@ async function main(): Promise<void> {
       for (const s of rotated(runnable, round)) {
         const load = loadavg()[0] as number;
         const t = performance.now();
-        const r = await bootOnce(image, s, args, s.flushOnClose ? plainKernel : values.kernel, workspaces);
+        const r = await bootOnce(image, s, args, s.flushOnClose ? plainKernel : values.kernel, workspaces, memoryDir);
         const bootMs = performance.now() - t;
         if (r.exitCode !== 0) throw new Error(`${s.name}: fsbench exited ${r.exitCode}: ${r.stderr || r.setupError}`);
         const report = JSON.parse(r.stdout.trim().split("\n").pop() as string) as Timings;
@@ -315,6 +324,8 @@ async function main(): Promise<void> {
       return median(xs.map((x) => (p === "abc_ms" ? abcOf(x) : x[p])));
     };
     const tmpfs = runnable.find((s) => s.where === "tmpfs" && !s.sameVmAsOverlay) as Setting;
+    // The /tmp row booted as the given row's VM is: shares in overlay mode, guest RAM where its RAM is.
+    const sameVmOf = (s: Setting): Setting | undefined => runnable.find((t) => t.sameVmAsOverlay && Boolean(t.memoryDir) === Boolean(s.memoryDir));
     const sameVmTmpfs = runnable.find((s) => s.sameVmAsOverlay);
     const today = runnable.find((s) => s.today) as Setting;
     const cols: (Phase | "abc_ms")[] = ["create_ms", "stat_ms", "read_ms", "abc_ms", "seq_write_ms", "seq_read_ms", "tar_ms", "find_ms"];
@@ -389,6 +400,10 @@ async function main(): Promise<void> {
         const rs = (samples.get(name) ?? []).flatMap((x) => (base.has(x.round) ? [abcOf(x) / (base.get(x.round) as number)] : []));
         return rs.length ? `${fmtX(median(rs))} (${fmtX(Math.min(...rs))}–${fmtX(Math.max(...rs))})` : "—";
       };
+      const sameVmRatios = (s: Setting): string => {
+        const ref = sameVmOf(s);
+        return ref ? `${fmtX(med(s.name, "abc_ms") / med(ref.name, "abc_ms"))} | ${roundRatios(s.name, ref.name)} | ` : "— | — | ";
+      };
       for (const s of modes) {
         const first = samples.get(s.name)?.[0];
         const change = first?.changeBytes !== undefined ? `${first.changeEntries} entries, ${(first.changeBytes / 1048576).toFixed(1)} MiB` : "—";
@@ -396,18 +411,18 @@ async function main(): Promise<void> {
         lines.push(
           `| ${s.name} | ${fmtX(med(s.name, "create_ms") / med(tmpfs.name, "create_ms"))} | ${fmtX(med(s.name, "stat_ms") / med(tmpfs.name, "stat_ms"))} | ` +
             `${fmtX(med(s.name, "read_ms") / med(tmpfs.name, "read_ms"))} | ${fmtX(med(s.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} | ${roundRatios(s.name)} | ` +
-            (sameVmTmpfs ? `${fmtX(med(s.name, "abc_ms") / med(sameVmTmpfs.name, "abc_ms"))} | ${roundRatios(s.name, sameVmTmpfs.name)} | ` : "") +
+            (sameVmTmpfs ? sameVmRatios(s) : "") +
             `${pct(s.name, "seq_write_ms")} | ${pct(s.name, "seq_read_ms")} | ` +
             `${fmtX(med(today.name, "abc_ms") / med(s.name, "abc_ms"))} |${chosen ? ` ${fmtX(med(chosen.name, "abc_ms") / med(s.name, "abc_ms"))} |` : ""} ${change} | ${fmtMs(whole)} |`,
         );
       }
       const tmpWhole = median((samples.get(tmpfs.name) ?? []).map((x) => x.bootMs));
       lines.push("", `(The guest tmpfs row's whole run: ${fmtMs(tmpWhole)}.)`);
-      if (sameVmTmpfs) {
+      for (const ref of runnable.filter((t) => t.sameVmAsOverlay)) {
         lines.push(
           "",
-          `The same /tmp work in the overlay rows' VM against a VM without shares: (a)–(c) ${fmtX(med(sameVmTmpfs.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} ` +
-            `(round by round: ${roundRatios(sameVmTmpfs.name)}). ${VM_COST_NOTE}`,
+          `The same /tmp work in ${ref.memoryDir ? "the overlay rows' VM with guest RAM in --memory-dir" : "the overlay rows' VM"} against a VM without shares: ` +
+            `(a)–(c) ${fmtX(med(ref.name, "abc_ms") / med(tmpfs.name, "abc_ms"))} (round by round: ${roundRatios(ref.name)}).${ref.memoryDir ? "" : ` ${VM_COST_NOTE}`}`,
         );
       }
     }
