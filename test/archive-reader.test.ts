@@ -173,6 +173,43 @@ describe("archive reader", () => {
       await assert.rejects(readArchiveTree(file("bad.tar", bytes)), (e) => isA3sError(e, "ECORRUPT") && /checksum/.test(e.message));
     });
 
+    it("reads numeric fields and checksums in the forms tar writers use, and refuses any other", async () => {
+      /** One member "a" of 5 bytes, with `mode` put as raw bytes in its field and the checksum stored as `sum` makes it. */
+      const variant = (mode: string, sum: (n: number) => string, flip = false): Buffer => {
+        const bytes = craftTar([{ h: { name: "a" }, data: "hello" }]);
+        Buffer.from(mode.padEnd(8, "\0"), "latin1").copy(bytes, 100);
+        if (flip) bytes[99] = 0xe9; // a byte above 127 in the name field's padding: signed and unsigned sums differ
+        bytes.fill(0x20, 148, 156);
+        let unsigned = 0;
+        let signed = 0;
+        for (let i = 0; i < 512; i++) {
+          unsigned += bytes[i] as number;
+          signed += (bytes[i] as number) > 127 ? (bytes[i] as number) - 256 : (bytes[i] as number);
+        }
+        Buffer.from(sum(flip ? signed : unsigned).padEnd(8, "\0"), "latin1").copy(bytes, 148);
+        return bytes;
+      };
+      const modeOf = async (bytes: Buffer): Promise<number | undefined> => (await readArchiveTree(file("n.tar", bytes))).lookup("/a", false)?.mode;
+      const octal = (n: number, w: number): string => n.toString(8).padStart(w, "0");
+      // ustar and GNU: zero-padded, NUL-ended; old tars: space-padded with a trailing space; busybox: no padding.
+      for (const mode of ["0000644\x00", "000644 \x00", "   644 ", "644", "\x00\x00644\x00\x00", " 644\x00 \x00"]) {
+        for (const sum of [(n: number) => `${octal(n, 6)}\0 `, (n: number) => `${octal(n, 7)}\0`, (n: number) => ` ${octal(n, 6)} `, (n: number) => `${octal(n, 6)} `]) {
+          assert.equal(await modeOf(variant(mode, sum)), 0o644, `mode ${JSON.stringify(mode)}, checksum ${JSON.stringify(sum(0))}`);
+        }
+      }
+      // Summed with signed bytes, as some old tars did.
+      assert.equal(await modeOf(variant("0000644\0", (n) => `${octal(n, 6)}\0 `, true)), 0o644);
+      // A checksum in a form only parseInt reads (a leading tab) still matches.
+      assert.equal(await modeOf(variant("0000644\0", (n) => `\t${octal(n, 6)}\0`)), 0o644);
+      for (const mode of ["06 44\x00", "0000648\x00", "000644x\x00", "0000644\x01"]) {
+        await assert.rejects(
+          readArchiveTree(file("n.tar", variant(mode, (n) => `${octal(n, 6)}\0 `))),
+          (e) => isA3sError(e, "ECORRUPT") && /invalid octal number/.test(e.message),
+          JSON.stringify(mode),
+        );
+      }
+    });
+
     it("refuses a truncated archive", async () => {
       const bytes = craftTar([{ h: { name: "a" }, data: "y".repeat(5000) }]);
       await assert.rejects(readArchiveTree(file("cut.tar", bytes.subarray(0, 2048))), (e) => isA3sError(e, "ECORRUPT") && /truncated/.test(e.message));

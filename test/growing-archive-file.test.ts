@@ -67,6 +67,28 @@ describe("GrowingArchiveFile: a tar parsed while it is written", () => {
     assert.match(result.reason.message, /^layer 1\/1 is truncated: it ends at byte 1536 without the end-of-archive marker/);
   });
 
+  it("answers without waiting only for bytes written, or once the writer is done; after a failure, with its error", () => {
+    const path = join(tempDir("a3s-growing-"), "now.tar");
+    writeFileSync(path, archive.subarray(0, 1024));
+    const progress = new WriteProgress();
+    progress.advance(1024);
+    const growing = new GrowingArchiveFile(path, progress, "layer");
+    assert.equal(growing.availableNow(512, 512), 512);
+    assert.deepEqual(growing.peek(512, 512), archive.subarray(512, 1024));
+    // Not written yet, and the writer is still going: no answer, no bytes.
+    assert.equal(growing.availableNow(1000, 100), undefined);
+    assert.equal(growing.peek(1000, 100), undefined);
+    progress.finish();
+    // The writer is done: the archive ends at 1024.
+    assert.equal(growing.availableNow(1000, 100), 24);
+    assert.equal(growing.peek(1000, 100), undefined);
+    const cause = new Error("the digest did not match");
+    progress.fail(cause);
+    assert.throws(() => growing.availableNow(0, 512), (e) => e === cause);
+    assert.equal(growing.peek(0, 512), undefined);
+    growing.close();
+  });
+
   it("stops a waiting reader with the writer's own error", async () => {
     const path = join(tempDir("a3s-growing-"), "failed.tar");
     writeFileSync(path, archive.subarray(0, 512));

@@ -15,6 +15,24 @@ export interface ArchiveSource {
   available(position: number, length: number): Promise<number>;
   /** Exactly `length` bytes at `position`; a shorter archive is a truncated one (ECORRUPT). */
   read(position: number, length: number, what: string): Promise<Buffer>;
+  /**
+   * What `available` would answer, when it can be answered without waiting
+   * (the bytes are there, or the archive is known to end before them);
+   * undefined otherwise. Readers that go header by header call this first
+   * and await only when it says nothing: with three awaits per member, and
+   * a copy of each header, scanning the bench's 8.7k-member layer took
+   * 270-347 ms of the main thread, and 129-268 ms without (CPU profiles of
+   * three alternated pairs of builds, with the byte-wise number parsing of
+   * tar/reader.ts).
+   */
+  availableNow(position: number, length: number): number | undefined;
+  /**
+   * The `length` bytes at `position` when the archive has them all already,
+   * without waiting and without a copy: a view of a buffer that the next
+   * `peek` or `read` may overwrite, so the caller takes what it keeps out of
+   * it first. Undefined when they are not all there (then `read` says why).
+   */
+  peek(position: number, length: number): Buffer | undefined;
 }
 
 /**
@@ -44,7 +62,15 @@ export class ArchiveFile implements ArchiveSource {
   }
 
   async available(position: number, length: number): Promise<number> {
+    return this.availableNow(position, length);
+  }
+
+  availableNow(position: number, length: number): number {
     return Math.max(0, Math.min(length, this.size - position));
+  }
+
+  peek(position: number, length: number): Buffer | undefined {
+    return position + length > this.size ? undefined : this.window.view(this.handle.fd, position, length, this.size);
   }
 
   /** Exactly `length` bytes at `position`; a shorter file is a truncated archive. */

@@ -37,6 +37,17 @@ export class GrowingArchiveFile implements ArchiveSource {
     return Math.max(0, Math.min(length, this.progress.written - position));
   }
 
+  availableNow(position: number, length: number): number | undefined {
+    if (this.progress.failed) throw this.progress.error;
+    if (this.progress.written < position + length && !this.progress.done) return undefined;
+    return Math.max(0, Math.min(length, this.progress.written - position));
+  }
+
+  peek(position: number, length: number): Buffer | undefined {
+    if (this.progress.failed || this.fd === undefined || this.progress.written < position + length) return undefined;
+    return this.window.view(this.fd, position, length, this.progress.written);
+  }
+
   async read(position: number, length: number, what: string): Promise<Buffer> {
     if ((await this.available(position, length)) < length) {
       throw new A3sError("ECORRUPT", `${this.label} is truncated: ${what} at byte ${position} runs past the end`, { subject: this.label });

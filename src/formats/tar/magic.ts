@@ -20,18 +20,50 @@ export function isZeroBlock(h: Buffer): boolean {
   return true;
 }
 
+/** Where the checksum field is, and how wide. */
+const CHECKSUM_AT = 148;
+const CHECKSUM_WIDTH = 8;
+
 /** The header checksum: the sum of all bytes with the checksum field read as spaces (unsigned, or signed as some old tars wrote it). */
 export function checksumMatches(h: Buffer): boolean {
-  const stored = parseInt(cString(h, 148, 8).trim(), 8);
+  const stored = storedChecksum(h);
   if (!Number.isInteger(stored)) return false;
+  // One pass over the block; the field's own bytes are then taken back out.
   let unsigned = 0;
-  let signed = 0;
+  let high = 0;
   for (let i = 0; i < TAR_BLOCK; i++) {
-    const b = i >= 148 && i < 156 ? 0x20 : (h[i] as number);
+    const b = h[i] as number;
     unsigned += b;
-    signed += b > 127 ? b - 256 : b;
+    if (b > 127) high++;
   }
-  return stored === unsigned || stored === signed;
+  for (let i = CHECKSUM_AT; i < CHECKSUM_AT + CHECKSUM_WIDTH; i++) {
+    const b = h[i] as number;
+    unsigned += 0x20 - b;
+    if (b > 127) high--;
+  }
+  return stored === unsigned || stored === unsigned - 256 * high;
+}
+
+/**
+ * The checksum field's value: the usual form (octal digits between spaces
+ * and NULs) read byte by byte, anything else as parseInt reads the text up
+ * to its first NUL, as before the fast path.
+ */
+function storedChecksum(h: Buffer): number {
+  const end = CHECKSUM_AT + CHECKSUM_WIDTH;
+  let i = CHECKSUM_AT;
+  while (i < end && h[i] === 0x20) i++;
+  let n = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = h[i] as number;
+    if (c < 0x30 || c > 0x37) break;
+    n = n * 8 + (c - 0x30);
+    digits++;
+  }
+  while (i < end && h[i] === 0x20) i++;
+  if (digits > 0 && (i === end || h[i] === 0)) return n;
+  return parseInt(cString(h, CHECKSUM_AT, CHECKSUM_WIDTH).trim(), 8);
 }
 
 /** A NUL-terminated (or field-filling) UTF-8 string. */

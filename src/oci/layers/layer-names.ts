@@ -6,6 +6,8 @@ export const WHITEOUT_PREFIX = ".wh.";
 export const OPAQUE_WHITEOUT = ".wh..wh..opq";
 /** Linux's NAME_MAX: the longest single path component. */
 const NAME_MAX = 255;
+/** A string of at most this many UTF-16 units is at most NAME_MAX bytes of UTF-8. */
+const MAX_UNITS_UNDER_NAME_MAX = Math.floor(NAME_MAX / 3);
 /** AUFS bookkeeping names (".wh..wh.plnk", ".wh..wh.aufs") that old Docker exports carry; Docker skips them. */
 const AUFS_META_PREFIX = ".wh..wh.";
 
@@ -46,8 +48,14 @@ export function classifyLayerName(name: string, subject: string): LayerName {
   if (name.includes("\0")) throw bad("the name contains a NUL byte");
   const parts = name.split("/").filter((p) => p !== "" && p !== ".");
   if (parts.includes("..")) throw bad("a '..' component (path traversal) is not allowed in a layer");
-  for (const [i, part] of parts.entries()) {
-    if (Buffer.byteLength(part) > NAME_MAX) throw bad(`a component is longer than ${NAME_MAX} bytes, which no Linux filesystem can hold`);
+  // Most names are short and no whiteout: then no part can be too long
+  // (UTF-8 takes at most 3 bytes per UTF-16 unit) and none is special.
+  if (name.length <= MAX_UNITS_UNDER_NAME_MAX && !name.includes(WHITEOUT_PREFIX)) return { kind: "entry", parts };
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i] as string;
+    if (part.length > MAX_UNITS_UNDER_NAME_MAX && Buffer.byteLength(part) > NAME_MAX) {
+      throw bad(`a component is longer than ${NAME_MAX} bytes, which no Linux filesystem can hold`);
+    }
     if (!part.startsWith(WHITEOUT_PREFIX)) continue;
     if (part.startsWith(AUFS_META_PREFIX) && part !== OPAQUE_WHITEOUT) return { kind: "aufs" };
     if (i !== parts.length - 1) throw bad(`the whiteout ${part} is used as a directory`);
