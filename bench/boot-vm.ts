@@ -41,6 +41,8 @@ export interface ConsoleBootOptions {
   readonly probeOn: "console" | "stdout-channel";
   /** Extra `-M microvm,...` properties, e.g. "pit=off" (for trying machine options). */
   readonly machineOptions?: string;
+  /** A machine without ACPI, as `run` boots the microVM kernel under TCG (bootsWithoutAcpi, src/boot/machine-acpi.ts). */
+  readonly noAcpi?: boolean;
   /** Extra QEMU arguments after the VM's own, e.g. ["-cpu", "..."] (for trying CPU models). */
   readonly extraArgs?: readonly string[];
   /** "default": QEMU's own firmware instead of qboot, which `run` picks where QEMU ships it (microvm-machine.ts), to compare the two. */
@@ -189,6 +191,7 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
       shares: [],
       sockets,
       consoleLog: "unused",
+      ...(o.noAcpi ? { noAcpi: true } : {}),
       ...(o.firmware === "default" ? {} : bootFirmware(qemu).spec),
     });
     // The console goes to QEMU's stdout, a pipe, so each line is timed as it arrives.

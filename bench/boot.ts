@@ -25,7 +25,7 @@ import { join } from "node:path";
 import { chooseAccelerator, type Accelerator } from "../src/boot/accelerator.js";
 import { padClearOfFirmwareTables, prepareBootMedia, type BootMedia } from "../src/boot/boot-media.js";
 import { debianKernel } from "../src/boot/debian-kernel.js";
-import type { KernelBundle } from "../src/boot/kernel-bundle.js";
+import { kernelCmdlineOptions, type KernelBundle } from "../src/boot/kernel-bundle.js";
 import { findMicrovmKernel, microvmKernelBundle } from "../src/boot/microvm-kernel-cache.js";
 import { kernelCommandLine, runRootfs } from "../src/boot/run-vm.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
@@ -59,7 +59,13 @@ async function main(): Promise<void> {
   const accel: Accelerator = (await chooseAccelerator("auto", qemu, debian.kernelPath, cacheRoot())).accel;
   // As `run` boots: the job on the control channel, the channels' nodes named (the native inits ignore a3s.*).
   const cmdlines = new Map<string, string>();
-  for (const k of kernels) cmdlines.set(k.name, await kernelCommandLine(accel, { job: true, channelDevices: true, kernelOrigin: k.bundle.origin, ...(k.bundle.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: k.bundle.lapicTimerPeriod } : {}) }));
+  // As `run` boots each kernel's machine: without ACPI where it can (bootsWithoutAcpi).
+  const withoutAcpi = new Set<string>();
+  for (const k of kernels) {
+    const options = kernelCmdlineOptions(k.bundle, accel);
+    cmdlines.set(k.name, await kernelCommandLine(accel, { job: true, channelDevices: true, ...options }));
+    if (options.noAcpi) withoutAcpi.add(k.name);
+  }
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-boot-"));
   try {
     const images = await buildImages(work);
@@ -67,7 +73,7 @@ async function main(): Promise<void> {
     const loadAtStart = loadavg();
     const started = performance.now();
     for (let round = 1; round <= RUNS; round++) {
-      for (const c of rotated(cases, round)) await bootOnce(c, cmdlines.get(c.kernel) as string, accel);
+      for (const c of rotated(cases, round)) await bootOnce(c, cmdlines.get(c.kernel) as string, accel, withoutAcpi.has(c.kernel));
       say(`round ${round}/${RUNS}: ${cases.map((c) => `${c.label} ${fmtMs(c.runs.at(-1)?.hostAgentStartMs)}`).join(", ")}; load ${loadavg()[0]?.toFixed(2)}`);
     }
     const roundsSeconds = (performance.now() - started) / 1000;
@@ -159,7 +165,7 @@ function a3sCase(k: Kernel, image: string, kernelPath: string, media: BootMedia)
 }
 
 /** One boot of a case; a failure is recorded, not retried. */
-async function bootOnce(c: BootCase, cmdline: string, accel: Accelerator): Promise<void> {
+async function bootOnce(c: BootCase, cmdline: string, accel: Accelerator, noAcpi: boolean): Promise<void> {
   const load = loadavg()[0] as number;
   try {
     const r = await bootOnConsole({
@@ -169,6 +175,7 @@ async function bootOnce(c: BootCase, cmdline: string, accel: Accelerator): Promi
       cmdline,
       accel,
       memoryMiB: MEMORY_MIB,
+      ...(noAcpi ? { noAcpi } : {}),
       ...(c.firmware ? { firmware: c.firmware } : {}),
       probeOn: c.init === "a3s" ? "stdout-channel" : "console",
       ...(c.init === "a3s" ? { job: "started" as const } : {}),

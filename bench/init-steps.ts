@@ -31,6 +31,7 @@ import { join } from "node:path";
 import { chooseAccelerator } from "../src/boot/accelerator.js";
 import { prepareBootMedia, type BootMedia } from "../src/boot/boot-media.js";
 import { findMicrovmKernel, microvmKernelBundle } from "../src/boot/microvm-kernel-cache.js";
+import { kernelCmdlineOptions } from "../src/boot/kernel-bundle.js";
 import { kernelCommandLine } from "../src/boot/run-vm.js";
 import { RootfsBuilder } from "../src/index.js";
 import { guestProgramPath } from "../src/programs/index.js";
@@ -70,7 +71,7 @@ async function main(): Promise<void> {
   if (!built) throw new Error("no microVM kernel: run a3s-rootfs kernel build first");
   const kernel = microvmKernelBundle(built);
   const accel = (await chooseAccelerator("auto", qemu, kernel.kernelPath, cacheRoot())).accel;
-  const asRun = { kernelOrigin: kernel.origin, ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}) };
+  const asRun = kernelCmdlineOptions(kernel, accel);
   const cmdline = await kernelCommandLine(accel, { job: true, channelDevices: true, ...asRun });
   const namedCmdline = await kernelCommandLine(accel, { job: true, ...asRun });
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-init-"));
@@ -82,7 +83,7 @@ async function main(): Promise<void> {
     for (let round = 1; round <= RUNS; round++) {
       for (const [image, m] of Object.entries(media)) {
         for (const kind of kinds) {
-          const b = await bootOnce(image, kind, m, kernel.kernelPath, kind === "named" ? namedCmdline : cmdline, accel);
+          const b = await bootOnce(image, kind, m, kernel.kernelPath, kind === "named" ? namedCmdline : cmdline, accel, asRun.noAcpi === true);
           if (b) boots.push(b);
         }
       }
@@ -118,7 +119,7 @@ async function buildMedia(work: string, kernel: ReturnType<typeof microvmKernelB
 
 const DEBUG_LINE = /^a3s-init: \[([\d.]+) ms\] (.*)$/;
 
-async function bootOnce(image: string, kind: Kind, media: BootMedia, kernelPath: string, cmdline: string, accel: "kvm" | "tcg"): Promise<Boot | undefined> {
+async function bootOnce(image: string, kind: Kind, media: BootMedia, kernelPath: string, cmdline: string, accel: "kvm" | "tcg", noAcpi: boolean): Promise<Boot | undefined> {
   const load = loadavg()[0] as number;
   let r: ConsoleBoot;
   try {
@@ -129,6 +130,7 @@ async function bootOnce(image: string, kind: Kind, media: BootMedia, kernelPath:
       cmdline: kind === "debug" ? `${cmdline} a3s.debug=1` : cmdline,
       accel,
       memoryMiB: 512,
+      ...(noAcpi ? { noAcpi } : {}),
       probeOn: "stdout-channel",
       timeoutMs: 120_000,
       poweroffGraceMs: 20_000,

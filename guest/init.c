@@ -122,6 +122,11 @@ static int kill_leftovers(void)
  * reboot(2) only returns on failure; if power-off is refused we try a reset
  * (QEMU -no-reboot turns it into an exit) and finally sleep forever,
  * because returning from PID 1 would panic the kernel.
+ *
+ * A kernel running without ACPI (the microVM kernel on microvm acpi=off, a
+ * Firecracker-style VMM) has no way to power off: it would halt and leave
+ * the VM running. There a reset is how the VM ends, as Firecracker asks
+ * of its guests. The kernel shows /sys/firmware/acpi only with ACPI.
  */
 static void __attribute__((noreturn)) power_off(void)
 {
@@ -134,8 +139,10 @@ static void __attribute__((noreturn)) power_off(void)
 	emit(ONCE, "poweroff %s", ms(t));
 	control_drain(CTL_DRAIN_MS);
 	sync();
-	reboot(RB_POWER_OFF);
-	say("power off failed: %s; trying reset", strerror(errno));
+	if (access("/sys/firmware/acpi", F_OK) == 0) {
+		reboot(RB_POWER_OFF);
+		say("power off failed: %s; trying reset", strerror(errno));
+	}
 	reboot(RB_AUTOBOOT);
 	say("reset failed: %s; halting", strerror(errno));
 	for (;;)

@@ -187,18 +187,49 @@ describe("QEMU command line", () => {
     assert.equal(skipsVirtiofsFlush({ patches: [LAPIC_TIMER_PERIOD_PATCH] }), false, "a kernel built before the patch sends FLUSH");
     assert.equal(skipsVirtiofsFlush({}), false, "a kernel built before patches were recorded");
     const bundle = (patches: string[]): KernelBundle =>
-      microvmKernelBundle({ release: "6.12.0-a3s-microvm", origin: "a3s-microvm:test", path: "/k", patches, hz: 250 });
+      microvmKernelBundle({ release: "6.12.0-a3s-microvm", origin: "a3s-microvm:test", path: "/k", dir: "/nonexistent", patches, hz: 250 });
     assert.equal(bundle([VIRTIOFS_NO_FLUSH_PATCH]).virtiofsNoFlush, true);
     assert.equal(bundle([]).virtiofsNoFlush, undefined);
     for (const accel of ["kvm", "tcg"] as const) {
-      assert.match(await kernelCommandLine(accel, kernelCmdlineOptions(bundle([VIRTIOFS_NO_FLUSH_PATCH]))), /(^| )virtiofs\.no_flush=1( |$)/);
-      assert.doesNotMatch(await kernelCommandLine(accel, kernelCmdlineOptions(bundle([]))), /no_flush/);
+      assert.match(await kernelCommandLine(accel, kernelCmdlineOptions(bundle([VIRTIOFS_NO_FLUSH_PATCH]), accel)), /(^| )virtiofs\.no_flush=1( |$)/);
+      assert.doesNotMatch(await kernelCommandLine(accel, kernelCmdlineOptions(bundle([]), accel)), /no_flush/);
     }
     const patch = (await loadKernelPatches()).find((p) => p.name === VIRTIOFS_NO_FLUSH_PATCH);
     assert.ok(patch, `kernel/patches/${VIRTIOFS_NO_FLUSH_PATCH} exists`);
     // The built-in module's parameter is "virtiofs." + the module_param's name.
     const name = VIRTIOFS_NO_FLUSH_PARAM.replace(/^virtiofs\./, "").replace(/=.*$/, "");
     assert.match(readFileSync(patch.path, "utf8"), new RegExp(`^\\+module_param\\(${name}, bool, 0444\\);$`, "m"));
+  });
+
+  it("boots the microVM kernel on a machine without ACPI under TCG only, when its config and the APIC timer period allow", async () => {
+    const dir = tempDir();
+    const kernelIn = (config: string | undefined, patches = [LAPIC_TIMER_PERIOD_PATCH]): KernelBundle => {
+      const d = join(dir, String(Math.random()).slice(2));
+      execFileSync("mkdir", ["-p", d]);
+      if (config !== undefined) writeFileSync(join(d, "config"), config);
+      return microvmKernelBundle({ release: "6.12.0-a3s-microvm", origin: "a3s-microvm:test", path: join(d, "vmlinux"), dir: d, patches, hz: 250 });
+    };
+    const both = "CONFIG_X86_MPPARSE=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n";
+    assert.equal(kernelIn(both).acpiOptional, true);
+    assert.equal(kernelIn("CONFIG_X86_MPPARSE=y\n# CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES is not set\n").acpiOptional, undefined, "devices only in the DSDT");
+    assert.equal(kernelIn("CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n").acpiOptional, undefined, "no MP table parser");
+    assert.equal(kernelIn(undefined).acpiOptional, undefined, "no config kept beside the kernel");
+
+    const tcg = kernelCmdlineOptions(kernelIn(both), "tcg");
+    assert.equal(tcg.noAcpi, true);
+    const line = await kernelCommandLine("tcg", tcg);
+    for (const p of ["acpi=off", "reboot=t"]) assert.match(line, new RegExp(`(^| )${p}( |$)`), p);
+    // KVM, a kernel that measures its own APIC timer, and Debian's kernel keep ACPI.
+    assert.equal(kernelCmdlineOptions(kernelIn(both), "kvm").noAcpi, undefined);
+    assert.equal(kernelCmdlineOptions(kernelIn(both, []), "tcg").noAcpi, undefined);
+    assert.doesNotMatch(await kernelCommandLine("kvm", kernelCmdlineOptions(kernelIn(both), "kvm")), /acpi=off|reboot=t/);
+    const debian: KernelBundle = { release: "6.1.0-57-amd64", origin: "debian:linux-image-6.1.0-57-amd64=6.1.192-3", kernelPath: "/k", modules: [] };
+    assert.equal(kernelCmdlineOptions(debian, "tcg").noAcpi, undefined);
+
+    assert.match(qemuArgs({ ...spec, noAcpi: true }).join(" "), /^-M microvm,pit=off,pic=off,acpi=off -accel tcg /);
+    const shares = { transport: "virtiofs" as const, shares: [{ tag: "workspace", hostPath: "/w", readOnly: false, socket: "/w/ws.sock" }] };
+    assert.match(qemuArgs({ ...spec, ...shares, noAcpi: true }).join(" "), /^-M microvm,pit=off,pic=off,acpi=off,memory-backend=mem /);
+    assert.doesNotMatch(qemuArgs(spec).join(" "), /acpi/);
   });
 
   it("ships the initmem patch, which frees the kernel's init sections without the poison fill and asks for no parameter", async () => {

@@ -64,6 +64,21 @@ describe("a snapshot's manifest and what a restore checks", () => {
     bad({ ...manifest, machine: { ...manifest.machine, shares: [{ tag: "a/b", readOnly: true }] } }, /a share without a valid tag/);
   });
 
+  it("reads whether a snapshot's machine had ACPI, absent (it had) in older ones, and restores the same machine", () => {
+    for (const acpi of [true, false]) {
+      const m = { ...manifest, machine: { ...manifest.machine, acpi } };
+      assert.deepEqual(parseManifest(JSON.stringify(m), "/s"), m);
+    }
+    assert.equal(parseManifest(JSON.stringify(manifest), "/s").machine.acpi, undefined);
+    for (const acpi of ["off", 0, null]) {
+      assert.throws(
+        () => parseManifest(JSON.stringify({ ...manifest, machine: { ...manifest.machine, acpi } }), "/s"),
+        (e: unknown) => isA3sError(e, "ESNAPSHOT") && /no valid machine options/.test(e.message),
+        String(acpi),
+      );
+    }
+  });
+
   it("reads the firmware a snapshot's machine started with, absent in older ones, and refuses any other value (a path is never taken from it)", () => {
     for (const firmware of ["qboot", "default"] as const) {
       const m = { ...manifest, machine: { ...manifest.machine, firmware } };

@@ -1,3 +1,6 @@
+import type { Accelerator } from "./accelerator.js";
+import { bootsWithoutAcpi } from "./machine-acpi.js";
+
 /** A kernel ready to boot: its image and the modules the guest init loads, in load order. */
 export interface KernelBundle {
   /** Kernel release, e.g. "6.1.0-57-amd64" (or the file name for a user kernel without a known release). */
@@ -23,6 +26,13 @@ export interface KernelBundle {
   readonly lapicTimerPeriod?: number;
   /** For a microVM kernel built with the virtio-fs patch: closing a file on a share sends no FUSE_FLUSH (virtiofs-flush.ts). */
   readonly virtiofsNoFlush?: boolean;
+  /**
+   * For a microVM kernel that boots without ACPI: it takes its virtio-mmio
+   * devices from the command line and its CPUs from the MP table
+   * (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES, CONFIG_X86_MPPARSE). Whether a boot
+   * does is bootsWithoutAcpi's call (machine-acpi.ts).
+   */
+  readonly acpiOptional?: boolean;
 }
 
 const DEBIAN_ORIGIN = "debian:";
@@ -38,8 +48,12 @@ export function isDebianKernel(origin: string): boolean {
 }
 
 /** What of a kernel bundle its command line depends on (kernelCommandLine's options). */
-export function kernelCmdlineOptions(kernel: KernelBundle): { kernelOrigin: string; lapicTimerPeriod?: number; virtiofsNoFlush?: boolean } {
+export function kernelCmdlineOptions(
+  kernel: KernelBundle,
+  accel: Accelerator,
+): { kernelOrigin: string; lapicTimerPeriod?: number; virtiofsNoFlush?: boolean; noAcpi?: boolean } {
   return {
+    ...(bootsWithoutAcpi(accel, kernel) ? { noAcpi: true } : {}),
     kernelOrigin: kernel.origin,
     ...(kernel.lapicTimerPeriod !== undefined ? { lapicTimerPeriod: kernel.lapicTimerPeriod } : {}),
     ...(kernel.virtiofsNoFlush ? { virtiofsNoFlush: true } : {}),

@@ -54,6 +54,8 @@ export async function kernelCommandLine(
     lapicTimerPeriod?: number;
     /** KernelBundle.virtiofsNoFlush: the kernel can skip FUSE_FLUSH on the shares (virtiofs-flush.ts). */
     virtiofsNoFlush?: boolean;
+    /** The machine has no ACPI (bootsWithoutAcpi, machine-acpi.ts). */
+    noAcpi?: boolean;
   } = {},
 ): Promise<string> {
   // noreplace-smp: a kernel that finds one CPU rewrites every LOCK prefix in
@@ -123,6 +125,17 @@ export async function kernelCommandLine(
     // costs about a millisecond and the protection stays. The microVM
     // kernel has no DEBUG_WX (kernel/config) and keeps it under TCG too.
     if (opts.kernelOrigin !== undefined && isDebianKernel(opts.kernelOrigin)) parts.push("rodata=off");
+  }
+  if (opts.noAcpi) {
+    // A machine without ACPI (bootsWithoutAcpi): acpi=off keeps the kernel
+    // from looking for tables that are not there, which it reports as an
+    // error on the console at every boot ("ACPI BIOS Error (bug): A valid
+    // RSDP was not found"). reboot=t: init ends such a VM by a reset (it cannot power
+    // off), and x86's default reset first tries the keyboard controller,
+    // which microvm lacks: ten attempts, each polling its absent status
+    // port up to 65,536 times. A triple fault resets at once; QEMU's
+    // -no-reboot then exits. A panic (panic=-1) ends the same way.
+    parts.push("acpi=off", "reboot=t");
   }
   if (opts.user !== undefined) {
     const u = parseUserSpec(opts.user);

@@ -97,11 +97,12 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
       const shares = await snapshotShares({ transport, virtiofsd, dirs: {}, work, children: started.children });
       const tscKhz = decision.accel === "tcg" ? ((await hostTscKhz()) ?? null) : null;
       const firmware = bootFirmware(qemu);
+      const cmdlineOptions = kernelCmdlineOptions(kernel, decision.accel);
       const args = qemuArgs({
         kernelPath: kernel.kernelPath,
         initrd: media.initrd,
         ...(media.disk ? { disk: media.disk } : {}),
-        cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...kernelCmdlineOptions(kernel), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+        cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...cmdlineOptions, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
         accel: decision.accel,
         cpus,
         memoryMiB,
@@ -112,6 +113,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         memoryFile: { path: join(dir, SNAPSHOT_FILES.memory), share: true, readOnly: false },
         qmpSocket: join(work, "qmp.sock"),
         start: "paused",
+        ...(cmdlineOptions.noAcpi ? { noAcpi: true } : {}),
         ...firmware.spec,
       });
       const saved = await bootAndSave({ qemu, args, work, dir, image: opts.image, started, signal: opts.signal, progress });
@@ -122,7 +124,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         image: { path: opts.image, kind, sha256: imageDigest.sha256, bytes: imageDigest.bytes },
         kernel: { origin: kernel.origin, path: kernel.kernelPath, sha256: kernelDigest.sha256, bytes: kernelDigest.bytes },
         qemu: { version: saved.version },
-        machine: { accel: decision.accel, cpus, memoryMiB, transport, shares: SNAPSHOT_SHARES, tscKhz, firmware: firmware.name },
+        machine: { accel: decision.accel, cpus, memoryMiB, transport, shares: SNAPSHOT_SHARES, tscKhz, firmware: firmware.name, acpi: !cmdlineOptions.noAcpi },
         snapshotMs: Math.round(saved.snapshotMs),
         bytes: await snapshotBytes(dir, kind),
       };

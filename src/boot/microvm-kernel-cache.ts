@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { cacheRoot } from "../util/cache-dir.js";
@@ -101,7 +102,7 @@ export async function findMicrovmKernel(opts: { cacheDir?: string; fragmentsDir?
 }
 
 /** A built kernel as a boot bundle: its drivers are built in, so it needs no modules. */
-export function microvmKernelBundle(k: Pick<MicrovmKernel, "release" | "origin" | "path" | "patches" | "hz">): KernelBundle {
+export function microvmKernelBundle(k: Pick<MicrovmKernel, "release" | "origin" | "path" | "patches" | "hz" | "dir">): KernelBundle {
   const period = lapicTimerPeriod(k);
   return {
     release: k.release,
@@ -110,5 +111,21 @@ export function microvmKernelBundle(k: Pick<MicrovmKernel, "release" | "origin" 
     modules: [],
     ...(period !== undefined ? { lapicTimerPeriod: period } : {}),
     ...(skipsVirtiofsFlush(k) ? { virtiofsNoFlush: true } : {}),
+    ...(bootsWithoutAcpiTables(k.dir) ? { acpiOptional: true } : {}),
   };
+}
+
+/**
+ * Whether the kernel built in `dir` finds its devices and CPUs without
+ * ACPI (KernelBundle.acpiOptional), by the full config kept beside it: a
+ * kernel built by an older a3s-rootfs may have been configured otherwise.
+ */
+function bootsWithoutAcpiTables(dir: string): boolean {
+  let config: string;
+  try {
+    config = readFileSync(join(dir, "config"), "utf8");
+  } catch {
+    return false;
+  }
+  return /^CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y$/m.test(config) && /^CONFIG_X86_MPPARSE=y$/m.test(config);
 }

@@ -63,6 +63,8 @@ export interface VmSpec {
    * state QEMU reads back.
    */
   readonly firmware?: string;
+  /** A machine without ACPI (bootsWithoutAcpi, machine-acpi.ts); a restore keeps its snapshot's. */
+  readonly noAcpi?: boolean;
 }
 
 /**
@@ -133,7 +135,10 @@ function lastPort(spec: VmSpec): number {
 export function qemuArgs(spec: VmSpec): string[] {
   const q = qemuOptionValue;
   const start = spec.start ?? "boot";
-  const machine = microvmMachine(spec.transport === "virtiofs" || spec.memoryFile || spec.memoryDir ? ["memory-backend=mem"] : []);
+  const machine = microvmMachine([
+    ...(spec.noAcpi ? ["acpi=off"] : []),
+    ...(spec.transport === "virtiofs" || spec.memoryFile || spec.memoryDir ? ["memory-backend=mem"] : []),
+  ]);
   const args = [
     "-M", machine,
     ...(spec.accel === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg"]),

@@ -57,6 +57,7 @@ export async function prepareRestore(
     memoryFile: memory,
     start: "incoming",
     ...(firmware !== undefined ? { firmware } : {}),
+    ...(m.machine.acpi === false ? { noAcpi: true } : {}),
   };
   const provided = [opts.workspace !== undefined ? "workspace" : undefined, opts.skills !== undefined ? "skills" : undefined];
   return {

@@ -189,6 +189,8 @@ export interface RunResult {
   readonly kernel: string;
   /** The firmware the machine started through: qboot where QEMU ships it, else QEMU's default (microvm-machine.ts); a restore's is its snapshot's. */
   readonly firmware: MicrovmFirmware;
+  /** Whether the machine had ACPI: not for the microVM kernel under TCG (bootsWithoutAcpi, machine-acpi.ts); a restore's is its snapshot's. */
+  readonly acpi: boolean;
   /** The root hash the guest's root was verified against (dm-verity), and where it came from; null without verity. */
   readonly rootVerity: { readonly rootHash: string; readonly source: VerityRoot["source"] } | null;
   /** The workspace's mode; null without a workspace. */
@@ -272,11 +274,12 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag), scratchDisk !== undefined), media.disk ? "root-ready" : "init-start"));
     const consoleLog = join(work, "console.log");
     const firmware = bootFirmware(qemu);
+    const cmdlineOptions = kernelCmdlineOptions(kernel, decision.accel);
     const args = qemuArgs({
       kernelPath: kernel.kernelPath,
       initrd: media.initrd,
       ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...kernelCmdlineOptions(kernel), ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
+      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...cmdlineOptions, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
       accel: decision.accel,
       cpus: opts.cpus ?? 1,
       memoryMiB,
@@ -286,13 +289,14 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       consoleLog,
       ...(scratchDisk ? { scratchDisk } : {}),
       ...(memoryDir ? { memoryDir } : {}),
+      ...(cmdlineOptions.noAcpi ? { noAcpi: true } : {}),
       ...firmware.spec,
     });
     if (memoryDir) progress(`guest memory: a file in ${memoryDir.path} (${memoryDir.hugetlbfs ? "hugetlbfs" : "tmpfs"})`);
     const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
-    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: firmware.name }, changeSet, verity);
+    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: firmware.name, acpi: !cmdlineOptions.noAcpi }, changeSet, verity);
   } finally {
     await started.stop();
     await rm(work, { recursive: true, force: true });
@@ -346,7 +350,13 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
     });
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
-    return resultOf(end, guest, vm, { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin, firmware: m.machine.firmware ?? "default" }, changeSet);
+    return resultOf(
+      end,
+      guest,
+      vm,
+      { accel: m.machine.accel, transport: m.machine.transport, kernel: m.kernel.origin, firmware: m.machine.firmware ?? "default", acpi: m.machine.acpi !== false },
+      changeSet,
+    );
   } finally {
     await started.stop();
     snapshot.close();
@@ -400,7 +410,7 @@ function resultOf(
   end: Extract<ControlEvent, { kind: "agent-exit" | "error" }>,
   guest: GuestOutput,
   vm: { exitMs: number; timedOut: boolean },
-  machine: { accel: Accelerator; transport: ShareTransport; kernel: string; firmware: MicrovmFirmware },
+  machine: { accel: Accelerator; transport: ShareTransport; kernel: string; firmware: MicrovmFirmware; acpi: boolean },
   changes: { mode: WorkspaceMode | null; outcome: ChangeSetOutcome | null },
   verity?: VerityRoot,
 ): RunResult {
@@ -416,6 +426,7 @@ function resultOf(
     transport: machine.transport,
     kernel: machine.kernel,
     firmware: machine.firmware,
+    acpi: machine.acpi,
     rootVerity: verity ? { rootHash: verity.rootHash, source: verity.source } : null,
     workspaceMode: changes.mode,
     changes: changes.outcome,

@@ -57,6 +57,12 @@ export interface MachineOptions {
    * Absent in snapshots made before it was recorded: QEMU's default.
    */
   readonly firmware?: MicrovmFirmware;
+  /**
+   * Whether the machine had ACPI (bootsWithoutAcpi, machine-acpi.ts): a
+   * restore starts the same machine. Absent in snapshots made before it
+   * was recorded, which all had it.
+   */
+  readonly acpi?: boolean;
 }
 
 /**
@@ -135,7 +141,8 @@ export function parseManifest(text: string, path: string): SnapshotManifest {
     !["9p", "virtiofs"].includes(String(machine.transport)) ||
     !Array.isArray(machine.shares) ||
     !(machine.tscKhz === null || Number.isInteger(machine.tscKhz)) ||
-    !(machine.firmware === undefined || machine.firmware === "qboot" || machine.firmware === "default")
+    !(machine.firmware === undefined || machine.firmware === "qboot" || machine.firmware === "default") ||
+    !(machine.acpi === undefined || typeof machine.acpi === "boolean")
   ) {
     throw bad("no valid machine options");
   }

@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import { after } from "node:test";
-import { chooseAccelerator } from "../../src/boot/accelerator.js";
+import { chooseAccelerator, type Accelerator } from "../../src/boot/accelerator.js";
 import { prepareBootMedia } from "../../src/boot/boot-media.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "../../src/boot/control-lines.js";
 import { kernelCmdlineOptions, type KernelBundle } from "../../src/boot/kernel-bundle.js";
@@ -75,10 +75,15 @@ function withDevice(args: string[], id: string, device: "virtconsole" | null): s
   return out;
 }
 
-/** What `run` adds to the command line for this kernel (kernelCmdlineOptions), less the APIC timer period when a test asks. */
-function kernelOptionsAsRun(kernel: KernelBundle, withLapicTimerPeriod: boolean): ReturnType<typeof kernelCmdlineOptions> {
-  const { lapicTimerPeriod, ...rest } = kernelCmdlineOptions(kernel);
-  return withLapicTimerPeriod && lapicTimerPeriod !== undefined ? { ...rest, lapicTimerPeriod } : rest;
+/**
+ * What `run` adds to the command line for this kernel (kernelCmdlineOptions),
+ * less the APIC timer period when a test asks, and then ACPI stays on: a
+ * kernel that measures its timer needs ACPI to tell it there is no PIT
+ * (bootsWithoutAcpi, machine-acpi.ts).
+ */
+function kernelOptionsAsRun(kernel: KernelBundle, accel: Accelerator, withLapicTimerPeriod: boolean): ReturnType<typeof kernelCmdlineOptions> {
+  const { lapicTimerPeriod, noAcpi, ...rest } = kernelCmdlineOptions(kernel, accel);
+  return withLapicTimerPeriod && lapicTimerPeriod !== undefined ? { ...rest, lapicTimerPeriod, ...(noAcpi ? { noAcpi } : {}) } : rest;
 }
 
 export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
@@ -120,10 +125,11 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
 
   // The firmware run boots through (microvm-machine.ts).
   const firmware = bootFirmware(requireTool(QEMU, "qemu-system-x86"));
+  const asRun = kernelOptionsAsRun(kernel, accel, opts.lapicTimerPeriod !== false);
   let args = qemuArgs({
     kernelPath: kernel.kernelPath,
     initrd: media.initrd,
-    cmdline: `${await kernelCommandLine(accel, { args: opts.args, ...kernelOptionsAsRun(kernel, opts.lapicTimerPeriod !== false) })} ${opts.append ?? ""}`.trim(),
+    cmdline: `${await kernelCommandLine(accel, { args: opts.args, ...asRun })} ${opts.append ?? ""}`.trim(),
     accel,
     cpus: 1,
     memoryMiB: 512,
@@ -131,6 +137,7 @@ export async function bootOwnQemu(opts: OwnQemuOptions): Promise<OwnQemuRun> {
     shares: [],
     sockets,
     consoleLog,
+    ...(asRun.noAcpi ? { noAcpi: true } : {}),
     ...firmware.spec,
   });
   for (const [id, device] of Object.entries(opts.devices ?? {})) {
