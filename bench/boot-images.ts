@@ -1,17 +1,13 @@
 // The rootfs the boot benchmark boots, each with the probe as its agent:
 //   scratch  the A3S init starts the probe (what `a3s-rootfs demo` boots);
-//   busybox  BusyBox's own init runs /etc/inittab: mount the pseudo
-//            filesystems, run the probe with its output on the console,
-//            power off;
 //   debian   Debian bookworm minbase with systemd as PID 1, and a service
 //            that runs the probe with its output on the console and then
-//            powers the VM off.
+//            ends the VM.
 // The native-init rootfs are uncompressed cpio initramfs images: the kernel
 // runs /init from an initramfs, so /init leads to the native init.
 import { stat } from "node:fs/promises";
 import { RootfsBuilder, writeOutputs } from "../src/index.js";
 import { guestProgramPath } from "../src/programs/index.js";
-import { busyboxSource } from "../src/sources/busybox.js";
 import { debootstrapSource } from "../src/sources/debootstrap.js";
 import { bytesContent, type RootfsTree } from "../src/tree/index.js";
 
@@ -29,39 +25,15 @@ export async function buildScratchDemo(path: string): Promise<{ entries: number 
   return { entries: r.entries };
 }
 
-// BusyBox init runs each sysinit line in turn, waiting for it, with the
-// console as its stdin, stdout and stderr.
-const INITTAB = `# BusyBox init for the boot benchmark: pseudo filesystems, the probe, power off.
-::sysinit:/bin/busybox mount -t proc proc /proc
-::sysinit:/bin/busybox mount -t sysfs sysfs /sys
-::sysinit:/bin/busybox mount -t devtmpfs devtmpfs /dev
-::sysinit:${AGENT}
-::sysinit:/bin/busybox poweroff -f
-`;
-
-/** BusyBox rootfs booting BusyBox's own init (no A3S init in it). */
-export async function buildBusyboxNative(path: string): Promise<{ entries: number }> {
-  const tree = await new RootfsBuilder()
-    .withSource(busyboxSource(""))
-    .withInit(false)
-    .withAgentBinary(guestProgramPath("probe"))
-    .withFile("/etc/inittab", INITTAB)
-    .withEpoch(EPOCH)
-    .onWarning(() => {})
-    .buildTree();
-  tree.addSymlink("/sbin/init", "/bin/busybox");
-  // From an initramfs the kernel runs /init; BusyBox picks its applet by argv[0]'s basename, "init".
-  tree.addSymlink("/init", "/bin/busybox");
-  return writeCpio(tree, path);
-}
-
 // A oneshot service with the default dependencies, as any service a Debian
-// system would start: it runs once basic.target is reached. The VM powers
-// off when it ends, either way.
+// system would start: it runs once basic.target is reached. The VM ends
+// when it does, either way: by a reset, which QEMU's -no-reboot turns into
+// its exit, since the microVM kernel's machine under TCG has no ACPI to
+// power off with (src/boot/machine-acpi.ts).
 const PROBE_UNIT = `[Unit]
 Description=A3S probe (the boot benchmark's agent)
-SuccessAction=poweroff-force
-FailureAction=poweroff-force
+SuccessAction=reboot-force
+FailureAction=reboot-force
 
 [Service]
 Type=oneshot

@@ -130,11 +130,12 @@ export async function kernelCommandLine(
     // A machine without ACPI (bootsWithoutAcpi): acpi=off keeps the kernel
     // from looking for tables that are not there, which it reports as an
     // error on the console at every boot ("ACPI BIOS Error (bug): A valid
-    // RSDP was not found"). reboot=t: init ends such a VM by a reset (it cannot power
-    // off), and x86's default reset first tries the keyboard controller,
-    // which microvm lacks: ten attempts, each polling its absent status
-    // port up to 65,536 times. A triple fault resets at once; QEMU's
-    // -no-reboot then exits. A panic (panic=-1) ends the same way.
+    // RSDP was not found"). reboot=t: init ends such a VM by a reset (it
+    // cannot power off), and x86's default reset first tries the keyboard
+    // controller, which microvm lacks: ten attempts, each polling its
+    // absent status port up to 65,536 times. A triple fault resets at
+    // once; QEMU's -no-reboot then exits. A panic (panic=-1) ends the
+    // same way.
     parts.push("acpi=off", "reboot=t");
   }
   if (opts.user !== undefined) {

@@ -14,11 +14,12 @@ import type { Accelerator } from "./accelerator.js";
  * DSDT's AML through ACPICA, code translated for this one use) 44-50 ms,
  * the ACPI GED driver 8-9 ms, PnP over ACPI 3 ms; powering off through
  * ACPI's sleep registers added ~20 ms more at the end. Without it the
- * kernel reads the CPUs from the firmware's MP table and the virtio-mmio devices
- * from the command line, where QEMU puts them with acpi=off. Under KVM the
- * AML runs natively, and ACPI stays (untested there without it).
- * The command line says the same (kernel-cmdline.ts), and init ends the VM
- * by a reset where the kernel has no ACPI to power off with.
+ * kernel reads the CPUs from the firmware's MP table and the virtio-mmio
+ * devices from the command line, where QEMU puts them with acpi=off.
+ * Under KVM the AML runs natively, and ACPI stays (untested there
+ * without it). The command line says the same (kernel-cmdline.ts), and
+ * init ends the VM by a reset where the kernel has no ACPI to power off
+ * with.
  */
 export function bootsWithoutAcpi(accel: Accelerator, kernel: { readonly acpiOptional?: boolean; readonly lapicTimerPeriod?: number }): boolean {
   return accel === "tcg" && kernel.acpiOptional === true && kernel.lapicTimerPeriod !== undefined;

@@ -29,12 +29,11 @@ export class GrowingArchiveFile implements ArchiveSource {
   }
 
   async available(position: number, length: number): Promise<number> {
-    while (this.progress.written < position + length && !this.progress.done) {
-      if (this.progress.failed) throw this.progress.error;
+    for (;;) {
+      const now = this.availableNow(position, length);
+      if (now !== undefined) return now;
       await this.progress.next();
     }
-    if (this.progress.failed) throw this.progress.error;
-    return Math.max(0, Math.min(length, this.progress.written - position));
   }
 
   availableNow(position: number, length: number): number | undefined {
