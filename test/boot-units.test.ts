@@ -202,10 +202,8 @@ describe("QEMU command line", () => {
   });
 
   it("boots the microVM kernel on a machine without ACPI under TCG only, when its config and the APIC timer period allow", async () => {
-    const dir = tempDir();
     const kernelIn = (config: string | undefined, patches = [LAPIC_TIMER_PERIOD_PATCH]): KernelBundle => {
-      const d = join(dir, String(Math.random()).slice(2));
-      execFileSync("mkdir", ["-p", d]);
+      const d = tempDir();
       if (config !== undefined) writeFileSync(join(d, "config"), config);
       return microvmKernelBundle({ release: "6.12.0-a3s-microvm", origin: "a3s-microvm:test", path: join(d, "vmlinux"), dir: d, patches, hz: 250 });
     };
