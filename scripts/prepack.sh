@@ -3,6 +3,7 @@
 # what the package carries, from scratch, so nothing stale goes in:
 #   - dist/src: the library and the CLI, with their type declarations, and
 #     the CLI bundled into dist/src/cli/main.bundle.cjs (scripts/bundle-cli.mjs);
+#     the JavaScript without comments (below);
 #   - guest/build: the static guest programs (init, probe, config-check) and
 #     SHA256SUMS, which the library checks them against before every use.
 # The guest programs are built with musl-gcc only (the gcc -static fallback
@@ -19,7 +20,13 @@ if ! command -v musl-gcc >/dev/null; then
 fi
 
 rm -rf dist/src
-node node_modules/typescript/bin/tsc -p tsconfig.package.json
+# The JavaScript without comments, the type declarations with theirs: the
+# comments are a quarter of the compiled library's bytes and nothing reads
+# them at run time, while the declarations' JSDoc is the API's documentation
+# in an editor. The CLI bundle is made from the same comment-free modules.
+# (With them the package came to 1,052,919 bytes packed, over its 1 MiB.)
+node node_modules/typescript/bin/tsc -p tsconfig.package.json --removeComments --declaration false
+node node_modules/typescript/bin/tsc -p tsconfig.package.json --emitDeclarationOnly
 node scripts/bundle-cli.mjs
 
 make -s -C guest clean
