@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     `ext4 size computed from the tree: ${ext4Size.blocks} blocks (${mib(ext4Size.bytes)}), ${ext4Size.inodes} inodes; ` +
       `free after writing: ${ext4Free} blocks (${((Number(ext4Free) / ext4Size.blocks) * 100).toFixed(1)}%).`,
     "",
-    "What the ratio includes: ours streams the tree as tar into mke2fs (ext4), or writes a staging copy of the tree " +
+    "What the ratio includes: ours writes ext4 itself (and checks it with e2fsck -fn), and for erofs and squashfs writes a staging copy of the tree " +
       "first where the tool cannot read tar exactly (the host's erofs-utils 1.5 and squashfs-tools 4.5.1: the first " +
       "erofs and squashfs rows, the old design); the last two rows are the new design, the tree's tar stream piped into " +
       "Debian 13's tool as a3s-rootfs provisions it, against that same tool on the directory. The plain tool reads the " +

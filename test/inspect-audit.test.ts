@@ -237,7 +237,7 @@ describe("inspect audit: findings planted in a crafted tree", () => {
 
 describe("inspect targets: every format gives the report of the tree it was built from", { skip: !isRoot && "the planted tree has a device and security xattrs" }, () => {
   /**
-   * The planted tree, for ext4 with the /lost+found that mke2fs adds, so the
+   * The planted tree, for ext4 with the /lost+found that the writer adds, so the
    * image holds exactly this tree (mkfs.erofs, conversely, leaves a
    * top-level lost+found out).
    */

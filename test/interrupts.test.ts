@@ -154,7 +154,7 @@ describe("interrupted builds publish nothing, keep the previous output and leave
         };
       } else {
         // tar: the archive has its first MiB; cpio.gz: its first 64 KiB (of about 520: zeros compress
-        // well); ext4: mke2fs is writing the image.
+        // well); ext4: the image is being written.
         const least = format === "tar" ? 1 << 20 : format === "cpio" ? 64 << 10 : 0;
         ready = () => {
           const t = temporaryBeside();

@@ -1,5 +1,6 @@
-// runTool's `feed`: the caller writes the tool's stdin itself (the ext4
-// output feeds mke2fs its tar stream this way). Real tools on real pipes.
+// runTool's `feed`: the caller writes the tool's stdin itself (the erofs
+// and squashfs outputs feed their tools the tree's tar stream this way).
+// Real tools on real pipes.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";

@@ -172,7 +172,7 @@ describe("tar output", () => {
     const file = readFileSync(await writeTar(sample.tree));
     const fromReadable = await buffer(tarStream(sample.tree));
     assert.ok(fromReadable.equals(file));
-    // writeTarStream into GNU tar's stdin, as the ext4 output feeds mke2fs.
+    // writeTarStream into GNU tar's stdin, as the erofs output feeds mkfs.erofs.
     const child = spawn("tar", ["-tf", "-"], { stdio: ["pipe", "pipe", "inherit"] });
     const listing = buffer(child.stdout);
     await writeTarStream(sample.tree, child.stdin);

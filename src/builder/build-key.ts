@@ -36,7 +36,8 @@ export function isCacheable(spec: Pick<OutputSpec, "format" | "push">): boolean 
 // and erofs with lz4hc level 4 (EROFS_LZ4HC_LEVEL), not 9.
 // 3: ext4 is filled without metadata_csum, which tune2fs and e2fsck -fpD then
 // switch on (directories rebuilt, htree-indexed).
-const KEY_RECIPE = "a3s-build-cache/3";
+// 4: ext4 is written by a3s-rootfs itself (formats/ext4/writer.ts), not mke2fs.
+const KEY_RECIPE = "a3s-build-cache/4";
 
 /** The inputs every output of one build shares, hashed once. */
 export interface BuildInputs {

@@ -10,8 +10,9 @@ import type { OutputFormat } from "./output.js";
  * mtime (an upgrade changes them even when the version string stays), and
  * for erofs and squashfs also the newest Debian 13 bundle in the cache (its
  * name holds every package version), since that is what the writer runs
- * where the host's cannot read tar. tar and cpio are written by a3s-rootfs
- * itself: its version is in the key already.
+ * where the host's cannot read tar. tar, cpio and ext4 are written by
+ * a3s-rootfs itself (ext4's e2fsck only checks the image): its version is
+ * in the key already.
  */
 export async function toolIdentity(format: OutputFormat, cacheDir: string | undefined): Promise<string> {
   const host = async (name: string): Promise<string> => {
@@ -32,8 +33,6 @@ export async function toolIdentity(format: OutputFormat, cacheDir: string | unde
       return `${await host("mkfs.erofs")} ${await bundle("mkfs.erofs")}`;
     case "squashfs":
       return `${await host("mksquashfs")} ${await bundle("mksquashfs")}`;
-    case "ext4":
-      return `${await host("mke2fs")} ${await host("debugfs")} ${await host("tune2fs")} ${await host("e2fsck")}`;
     default:
       return "";
   }

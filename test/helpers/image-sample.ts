@@ -53,7 +53,7 @@ export function imageSampleTree(): RootfsTree {
   tree.addDirectory("/ro", { mode: 0o555, mtime: 1_100_000_013 });
   tree.addFile("/ro/file", bytesContent("read-only dir child\n"), { mode: 0o444, mtime: 2_000_000_000 });
   tree.addFile("/empty", bytesContent(""), { mtime: 1_100_000_014 });
-  // Zero blocks in the middle: mke2fs writes such files sparse.
+  // Zero blocks in the middle: a writer may store such files sparse.
   const sparse = Buffer.concat([patternBytes(100, 3), Buffer.alloc(3 * 4096), patternBytes(5000, 4)]);
   tree.addFile("/usr/lib/sparse.bin", bytesContent(sparse), { mtime: 1_100_000_015 });
   tree.addFile("/usr/lib/big.bin", bytesContent(patternBytes(300_000, 11)), { mtime: 1_100_000_016 });

@@ -279,8 +279,8 @@ export async function pumpArchive(
  * underlying resource; the caller waits for whatever finishing it needs.
  *
  * `readerMayStop`: for a tool's stdin, where the reader may stop early and
- * rightly (mke2fs stops at the end-of-archive blocks, before tar's record
- * padding): a failed write then ends the pump quietly, and only the
+ * rightly (a tool may stop at the end-of-archive blocks, before tar's
+ * record padding): a failed write then ends the pump quietly, and only the
  * producer's own failures (a content file that changed size) reject. The
  * tool's exit status says whether stopping early was a failure.
  */

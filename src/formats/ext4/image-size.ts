@@ -18,9 +18,10 @@ const FAST_SYMLINK_MAX = 59;
 /** Bytes a directory block can hold with metadata_csum (12-byte checksum tail). */
 const DIR_BLOCK_PAYLOAD = EXT4_BLOCK_SIZE - 12;
 /**
- * The fewest entry bytes in a full htree leaf: e2fsck -D closes a leaf once
- * less than its slack (20 % of the payload, e2fsck's default, which the
- * writer pins with E2FSCK_CONFIG=/dev/null) is left.
+ * The fewest entry bytes in an htree leaf: the writer fills leaves to the
+ * brim, but a leaf closes early when the next name would not fit, and names
+ * with one hash never straddle two leaves (directory-blocks.ts); 80 % of the
+ * payload bounds both with room to spare.
  */
 const HTREE_LEAF_BYTES = DIR_BLOCK_PAYLOAD - Math.floor((DIR_BLOCK_PAYLOAD * 20) / 100);
 /** Leaves the htree root block indexes: (4096 - 32 header - 8 checksum tail) / 8. */
@@ -28,12 +29,15 @@ const HTREE_ROOT_ENTRIES = 507;
 /** Leaves one interior htree block indexes: (4096 - 8 header - 8 checksum tail) / 8. */
 const HTREE_NODE_ENTRIES = 510;
 /**
- * In-inode xattr space: 256-byte inode - 128 base - 32 extra_isize - 4 magic.
- * Bigger xattr sets go to one external block.
+ * In-inode xattr space: 256-byte inode - 128 base - 32 extra_isize - 4 magic,
+ * for the entries, their 4-byte end marker and the values. Bigger xattr sets
+ * go to one external block.
  */
 const INODE_XATTR_SPACE = EXT4_INODE_SIZE - 128 - 32 - 4;
-/** lost+found, which mke2fs creates pre-sized to 16 KiB so e2fsck can use it without allocating. */
-const LOST_FOUND_BLOCKS = 4;
+/** lost+found: one directory block. */
+const LOST_FOUND_BLOCKS = 1;
+/** Inodes one group can have: one bitmap block's bits. */
+const MAX_INODES_PER_GROUP = EXT4_BLOCK_SIZE * 8;
 
 /** Relative headroom on top of everything counted. */
 export const EXT4_HEADROOM = 0.1;
@@ -46,9 +50,9 @@ const INODE_HEADROOM = 0.1;
 const MIN_SPARE_INODES = 16;
 
 export interface Ext4Size {
-  /** Filesystem size in 4 KiB blocks (what mke2fs gets). */
+  /** Filesystem size in 4 KiB blocks. */
   readonly blocks: number;
-  /** Inode count (mke2fs -N). */
+  /** Inodes the image needs at least (image-plan.ts rounds up to whole inode-table blocks per group). */
   readonly inodes: number;
   readonly bytes: number;
   /** How the blocks were counted, for reports and tests. */
@@ -72,21 +76,22 @@ export interface Ext4Size {
  *                extents = ceil(blocks / 32768)
  *   directories= Σ over directories, bytes = 24 ("." and "..") + Σ children
  *                (8 + name length rounded up to 4): 1 block when bytes ≤ 4084;
- *                else e2fsck -D (see writer.ts) indexes it as an htree: a root
- *                block, leaves of at least 3268 entry bytes each
- *                (ceil((bytes - 24) / 3268)), and one interior block per 510
- *                leaves beyond the root's 507
+ *                else an htree (directory-blocks.ts): a root block, leaves of
+ *                at least 3268 entry bytes each (ceil((bytes - 24) / 3268)),
+ *                and one interior block per 510 leaves beyond the root's 507
  *   symlinks   = one block per target of 60 bytes or more
  *   xattrBlocks= one block per inode whose xattrs do not fit the 92 in-inode bytes
- *                (each xattr: 16 + name rounded to 4 + value rounded to 4)
+ *                (4 for the end marker, and each xattr: 16 + name rounded to 4
+ *                + value rounded to 4)
  *   inodes     = (distinct inodes + 10 reserved + lost+found) × 1.1, at least +16
  *   inodeTables= groups × ceil(inodes per group × 256 / 4096)
- *   groupMeta  = 2 bitmap blocks per group + superblock and descriptor copies
- *                (group 0 and the sparse_super backups 1, 3^k, 5^k, 7^k)
- *   total      = (all of the above + 4 for lost+found) × 1.10 + 64, at least 256
+ *   groupMeta  = 2 bitmap blocks per group + the superblock and descriptors
+ *                (group 0 only: the image has no backup copies, image-plan.ts)
+ *   total      = (all of the above + 1 for lost+found) × 1.10 + 64, at least 256,
+ *                and enough groups that none has more than 32768 inodes
  *
- * There is no journal (see ext4.ts), so nothing is counted for one. The
- * headroom covers the allocator's placement; the image's free space is
+ * There is no journal (see writer.ts), so nothing is counted for one. The
+ * headroom covers what the count cannot see; the image's free space is
  * reported by the tests, not assumed.
  */
 export function ext4ImageSize(tree: RootfsTree): Ext4Size {
@@ -137,14 +142,17 @@ export function ext4ImageSize(tree: RootfsTree): Ext4Size {
   let inodeTables = 0;
   let groupMetadata = 0;
   for (let round = 0; round < 8; round++) {
-    const groups = Math.max(1, Math.ceil(blocks / BLOCKS_PER_GROUP));
+    const groups = Math.max(1, Math.ceil(blocks / BLOCKS_PER_GROUP), Math.ceil(inodes / MAX_INODES_PER_GROUP));
     const inodesPerGroup = roundUp(Math.ceil(inodes / groups), EXT4_BLOCK_SIZE / EXT4_INODE_SIZE);
     inodeTables = groups * Math.ceil((inodesPerGroup * EXT4_INODE_SIZE) / EXT4_BLOCK_SIZE);
     const descriptorBlocks = Math.ceil((groups * 32) / EXT4_BLOCK_SIZE);
-    groupMetadata = 2 * groups + superblockCopies(groups) * (1 + descriptorBlocks);
+    groupMetadata = 2 * groups + 1 + descriptorBlocks;
     const next = Math.max(
       EXT4_MIN_BLOCKS,
       Math.ceil((content + inodeTables + groupMetadata) * (1 + EXT4_HEADROOM)) + EXT4_SLACK_BLOCKS,
+      // More groups for the inodes than for the blocks: the last one gets a
+      // few blocks of its own (a group of a block or two is legal, but small).
+      (groups - 1) * BLOCKS_PER_GROUP + EXT4_MIN_BLOCKS,
     );
     if (next === blocks) break;
     blocks = next;
@@ -171,23 +179,14 @@ function directoryBlocks(bytes: number): number {
 
 /** Bytes an inode's xattrs take in ext4's entry format. */
 function xattrBytes(inode: Inode): number {
-  let total = 0;
+  if (inode.xattrs.size === 0) return 0;
+  let total = 4;
   for (const [name, value] of inode.xattrs) {
     // The namespace prefix ("user.", "security."...) is stored as an index, not as text.
     const suffix = name.slice(name.indexOf(".") + 1);
     total += 16 + roundUp(Buffer.byteLength(suffix), 4) + roundUp(value.byteLength, 4);
   }
   return total;
-}
-
-/** Groups holding a superblock copy with sparse_super: 0, 1 and powers of 3, 5 and 7. */
-function superblockCopies(groups: number): number {
-  const holders = new Set<number>([0]);
-  if (groups > 1) holders.add(1);
-  for (const base of [3, 5, 7]) {
-    for (let g = base; g < groups; g *= base) holders.add(g);
-  }
-  return holders.size;
 }
 
 function roundUp(n: number, to: number): number {

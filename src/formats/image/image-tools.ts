@@ -104,29 +104,6 @@ function commandKey(tool: string | ToolCommand): string {
   return [cmd.file, ...cmd.prefix].join("\0");
 }
 
-export interface Mke2fsCapabilities {
-  readonly version: string;
-  /** `-d file.tar` (e2fsprogs 1.47.1, through a dlopen()ed libarchive). */
-  readonly tarInput: boolean;
-  /** `-d -` reads the tarball from standard input. */
-  readonly tarFromStdin: boolean;
-}
-
-export function mke2fsCapabilities(tool: string | ToolCommand): Promise<Mke2fsCapabilities> {
-  const valid = (x: unknown): x is Mke2fsCapabilities => hasShape(x, { version: "string", tarInput: "boolean", tarFromStdin: "boolean" });
-  return cached("mke2fs", tool, async () => {
-    const mke2fs = asCommand(tool);
-    const text = await toolText(mke2fs, ["-V"]);
-    const version = /mke2fs\s+(\d+(?:\.\d+)+)/.exec(text)?.[1] ?? "0";
-    return {
-      version,
-      tarInput: versionAtLeast(version, "1.47.1"),
-      // 1.47.2 documents "-" for stdin; for 1.47.1 a temporary file is the safe choice.
-      tarFromStdin: versionAtLeast(version, "1.47.2"),
-    };
-  }, valid);
-}
-
 export interface MkfsErofsCapabilities {
   /** From `--version` (1.7 and later) or the usage line (1.5 prints "mkfs.erofs 1.5"); "0" when neither says. */
   readonly version: string;

@@ -1,12 +1,10 @@
 export {
-  mke2fsCapabilities,
   mkfsErofsCapabilities,
   mksquashfsCapabilities,
   toolEnv,
   versionAtLeast,
   withScratchDir,
   type ImageWriterOptions,
-  type Mke2fsCapabilities,
   type MkfsErofsCapabilities,
   type MksquashfsCapabilities,
 } from "./image-tools.js";

@@ -9,7 +9,7 @@ export const TAR_RECORD = 20 * TAR_BLOCK;
 
 /**
  * The tree as a POSIX (ustar + PAX) tar stream: the API other outputs build
- * on (e.g. feeding `mke2fs -d -` or an image tool's tar input):
+ * on (e.g. feeding an image tool's tar input):
  *
  *     await pipeline(tarStream(tree), child.stdin);   // a Readable, or
  *     await writeTarStream(tree, child.stdin);         // faster: reuses its buffers and
@@ -46,7 +46,7 @@ export function writeTarStream(tree: RootfsTree, out: NodeJS.WritableStream, opt
 
 /**
  * The tree's tar as an image tool's stdin (runTool's `feed`), the way
- * mke2fs, mkfs.erofs and mksquashfs take it. writeTarStream rather than a
+ * mkfs.erofs and mksquashfs take it. writeTarStream rather than a
  * piped tarStream(): it keeps four 1 MiB chunks queued in the pipe and
  * reuses them, where a Readable hands out a new chunk each time (fresh
  * memory to fault in, and garbage) and lets the tool empty the pipe and
