@@ -173,6 +173,18 @@ describe("ext4 output", () => {
     assert.equal(execFileSync("debugfs", ["-R", "cat /after", image], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }), "after the big file\n");
   });
 
+  it("refuses a device number Linux cannot hold instead of wrapping it into another device", async () => {
+    for (const [major, minor] of [[4096, 0], [1, 1 << 20]] as const) {
+      const tree = new RootfsTree({ epoch: 1_000_000_000 });
+      tree.addDevice("/dev/odd", "char", major, minor);
+      await assert.rejects(buildImage(ext4Output, tree, "odd.ext4"), (e: Error & { code?: string }) => {
+        assert.equal(e.code, "EDEVICE");
+        assert.match(e.message, new RegExp(`/dev/odd has number ${major}:${minor}`));
+        return true;
+      });
+    }
+  });
+
   it("gives a small tree the minimum size, not a fixed large one", () => {
     const tree = new RootfsTree();
     tree.addFile("/a", bytesContent("a"));

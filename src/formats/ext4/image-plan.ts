@@ -255,6 +255,13 @@ export function planExt4Image(tree: RootfsTree, size: Ext4Size, uuid: Buffer): I
         const iblock = Buffer.alloc(60);
         if (inode.kind !== "fifo") {
           const { major, minor } = inode;
+          // Linux's dev_t: a 12-bit major and a 20-bit minor. Larger numbers
+          // (a hostile or foreign archive) would wrap into another device.
+          if (major >= 1 << 12 || minor >= 1 << 20) {
+            throw new A3sError("EDEVICE", `the device ${e.path} has number ${major}:${minor}, beyond what Linux (and ext4) can hold`, {
+              subject: e.path,
+            });
+          }
           if (major < 256 && minor < 256) iblock.writeUInt32LE((major << 8) | minor, 0);
           else iblock.writeUInt32LE(((minor & 0xff) | (major << 8) | ((minor & ~0xff) << 12)) >>> 0, 4);
         }
