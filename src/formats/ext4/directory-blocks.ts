@@ -1,6 +1,6 @@
 import { ext4Crc } from "./checksum.js";
 import { halfMd4Hash } from "./dir-hash.js";
-import { EXT4_BLOCK_SIZE } from "./image-size.js";
+import { DIR_BLOCK_PAYLOAD, EXT4_BLOCK_SIZE, HTREE_NODE_ENTRIES, HTREE_ROOT_ENTRIES } from "./geometry.js";
 
 /**
  * A directory's blocks in ext4's format (fs/ext4/ext4.h, namei.c): one
@@ -30,14 +30,14 @@ export interface DirectoryBlocks {
 }
 
 const TAIL = 12;
-const PAYLOAD = EXT4_BLOCK_SIZE - TAIL;
+const PAYLOAD = DIR_BLOCK_PAYLOAD;
 /** "." and ".." at the start of a directory's first block. */
 const DOTS = 24;
 const DX_ROOT_COUNT_AT = 32;
 const DX_NODE_COUNT_AT = 8;
-const DX_TAIL = 8;
-const DX_ROOT_LIMIT = (EXT4_BLOCK_SIZE - DX_ROOT_COUNT_AT - DX_TAIL) / 8;
-const DX_NODE_LIMIT = (EXT4_BLOCK_SIZE - DX_NODE_COUNT_AT - DX_TAIL) / 8;
+/** Index entries in the root and in a node, with the 8-byte checksum tail after them (geometry.ts). */
+const DX_ROOT_LIMIT = HTREE_ROOT_ENTRIES;
+const DX_NODE_LIMIT = HTREE_NODE_ENTRIES;
 /** dx_root_info.hash_version: half-MD4 (its unsigned form, which the superblock's flag selects). */
 const DX_HASH_HALF_MD4 = 1;
 

@@ -2,7 +2,17 @@ import { A3sError } from "../../errors.js";
 import { contentSize, type ContentRef, type Inode, type RootfsTree } from "../../tree/index.js";
 import { ext4Crc, filesystemSeed, inodeSeed } from "./checksum.js";
 import { DIR_FILE_TYPE, directoryBlocks, type DirectoryChild } from "./directory-blocks.js";
-import { EXT4_BLOCK_SIZE, EXT4_INODE_SIZE, type Ext4Size } from "./image-size.js";
+import {
+  BLOCKS_PER_GROUP,
+  EXT4_BLOCK_SIZE,
+  EXT4_INODE_SIZE,
+  EXTENTS_PER_BLOCK,
+  FAST_SYMLINK_MAX,
+  INODE_EXTENTS,
+  MAX_EXTENT_BLOCKS,
+  MAX_INODES_PER_GROUP,
+} from "./geometry.js";
+import type { Ext4Size } from "./image-size.js";
 import { encodeXattrBlock, encodeXattrs } from "./xattr-encoding.js";
 
 /**
@@ -24,15 +34,9 @@ import { encodeXattrBlock, encodeXattrs } from "./xattr-encoding.js";
  * become n + 10; used inodes are then 1..N with at most 11 unused.
  */
 
-export const BLOCKS_PER_GROUP = 32768;
 const ROOT_INO = 2;
-const LOST_FOUND_INO = 11;
+export const LOST_FOUND_INO = 11;
 const FIRST_TREE_INO = 12;
-/** Longest run one extent maps (initialized extents). */
-const MAX_EXTENT_BLOCKS = 32768;
-const INODE_EXTENTS = 4;
-const EXTENTS_PER_BLOCK = (EXT4_BLOCK_SIZE - 12 - 4) / 12;
-const FAST_SYMLINK_MAX = 59;
 
 const EXT4_EXTENTS_FL = 0x80000;
 const EXT4_INDEX_FL = 0x1000;
@@ -91,7 +95,7 @@ export function ext4Geometry(size: Ext4Size): Geometry {
   const groups = Math.ceil(size.blocks / BLOCKS_PER_GROUP);
   const perBlock = EXT4_BLOCK_SIZE / EXT4_INODE_SIZE;
   const inodesPerGroup = Math.ceil(Math.ceil(size.inodes / groups) / perBlock) * perBlock;
-  if (inodesPerGroup > EXT4_BLOCK_SIZE * 8) {
+  if (inodesPerGroup > MAX_INODES_PER_GROUP) {
     throw new A3sError("ESIZE", `${size.inodes} inodes do not fit ${groups} ext4 block groups (a bug in the size estimate)`);
   }
   const inodeTableBlocks = inodesPerGroup / perBlock;

@@ -1,22 +1,20 @@
 import { contentSize, type Inode, type RootfsTree } from "../../tree/index.js";
+import {
+  BLOCKS_PER_GROUP,
+  DIR_BLOCK_PAYLOAD,
+  EXT4_BLOCK_SIZE,
+  EXT4_INODE_SIZE,
+  EXTENTS_PER_BLOCK,
+  FAST_SYMLINK_MAX,
+  HTREE_NODE_ENTRIES,
+  HTREE_ROOT_ENTRIES,
+  INODE_EXTENTS,
+  INODE_XATTR_SPACE,
+  MAX_EXTENT_BLOCKS,
+  MAX_INODES_PER_GROUP,
+  RESERVED_INODES,
+} from "./geometry.js";
 
-/** ext4 geometry the ext4 writer formats with; the size estimate depends on it. */
-export const EXT4_BLOCK_SIZE = 4096;
-export const EXT4_INODE_SIZE = 256;
-/** Blocks per block group with 4 KiB blocks (one bitmap block covers 32768 blocks). */
-const BLOCKS_PER_GROUP = 32768;
-/** Inodes reserved by ext4 below the first usable one (s_first_ino = 11). */
-const RESERVED_INODES = 10;
-/** The longest run of blocks one extent maps. */
-const MAX_EXTENT_BLOCKS = 32768;
-/** Extents that fit in the inode itself; more need extent-tree blocks. */
-const INODE_EXTENTS = 4;
-/** Extent entries in one 4 KiB extent-tree block: (4096 - 12 header) / 12. */
-const EXTENTS_PER_BLOCK = 340;
-/** Symlink targets shorter than this live inside the inode ("fast" symlinks). */
-const FAST_SYMLINK_MAX = 59;
-/** Bytes a directory block can hold with metadata_csum (12-byte checksum tail). */
-const DIR_BLOCK_PAYLOAD = EXT4_BLOCK_SIZE - 12;
 /**
  * The fewest entry bytes in an htree leaf: the writer fills leaves to the
  * brim, but a leaf closes early when the next name would not fit, and names
@@ -24,20 +22,8 @@ const DIR_BLOCK_PAYLOAD = EXT4_BLOCK_SIZE - 12;
  * payload bounds both with room to spare.
  */
 const HTREE_LEAF_BYTES = DIR_BLOCK_PAYLOAD - Math.floor((DIR_BLOCK_PAYLOAD * 20) / 100);
-/** Leaves the htree root block indexes: (4096 - 32 header - 8 checksum tail) / 8. */
-const HTREE_ROOT_ENTRIES = 507;
-/** Leaves one interior htree block indexes: (4096 - 8 header - 8 checksum tail) / 8. */
-const HTREE_NODE_ENTRIES = 510;
-/**
- * In-inode xattr space: 256-byte inode - 128 base - 32 extra_isize - 4 magic,
- * for the entries, their 4-byte end marker and the values. Bigger xattr sets
- * go to one external block.
- */
-const INODE_XATTR_SPACE = EXT4_INODE_SIZE - 128 - 32 - 4;
 /** lost+found: one directory block. */
 const LOST_FOUND_BLOCKS = 1;
-/** Inodes one group can have: one bitmap block's bits. */
-const MAX_INODES_PER_GROUP = EXT4_BLOCK_SIZE * 8;
 
 /** Relative headroom on top of everything counted. */
 export const EXT4_HEADROOM = 0.1;

@@ -1,8 +1,7 @@
 import { FILE_TYPE_BITS } from "../../tree/index.js";
 import { ext4Crc, ext4CrcU32, inodeSeed } from "./checksum.js";
-import { EXT4_BLOCK_SIZE, EXT4_INODE_SIZE } from "./image-size.js";
-import type { ImagePlan, InodeRecord } from "./image-plan.js";
-import { BLOCKS_PER_GROUP } from "./image-plan.js";
+import { BLOCKS_PER_GROUP, EXT4_BLOCK_SIZE, EXT4_INODE_SIZE, EXTRA_ISIZE, RESERVED_INODES } from "./geometry.js";
+import { LOST_FOUND_INO, type ImagePlan, type InodeRecord } from "./image-plan.js";
 
 /**
  * The superblock, group descriptors, bitmaps and inodes of a planned image
@@ -28,9 +27,6 @@ const RO_COMPAT = {
 const EXT2_FLAGS_UNSIGNED_HASH = 0x2;
 /** bg_flags: the inode table is zeroed (it is written out in full). */
 const EXT4_BG_INODE_ZEROED = 0x4;
-/** Extra inode fields past the 128-byte base: up to and including i_projid. */
-const EXTRA_ISIZE = 32;
-const FIRST_INO = 11;
 
 /** Block 0: 1024 bytes of boot area, then the superblock. */
 export function superblockBlock(plan: ImagePlan, epoch: number): Buffer {
@@ -55,7 +51,7 @@ export function superblockBlock(plan: ImagePlan, epoch: number): Buffer {
   sb.writeUInt16LE(1, 0x3c); // s_errors: continue
   sb.writeUInt32LE(epoch32(epoch), 0x40); // s_lastcheck
   sb.writeUInt32LE(1, 0x4c); // s_rev_level: dynamic
-  sb.writeUInt32LE(FIRST_INO, 0x54);
+  sb.writeUInt32LE(RESERVED_INODES + 1, 0x54); // s_first_ino
   sb.writeUInt16LE(EXT4_INODE_SIZE, 0x58);
   sb.writeUInt32LE(COMPAT.EXT_ATTR | COMPAT.DIR_INDEX | COMPAT.SPARSE_SUPER2, 0x5c);
   sb.writeUInt32LE(INCOMPAT.FILETYPE | INCOMPAT.EXTENTS | INCOMPAT.FLEX_BG, 0x60);
@@ -110,44 +106,42 @@ export function descriptorBlocks(plan: ImagePlan, blockBitmaps: readonly Buffer[
   return out;
 }
 
+/** The group-relative index of the unused lost+found inode (the tree brought its own) when it falls in this group. */
+function holeIn(plan: ImagePlan, first: number): number | undefined {
+  const unused = plan.inodes[LOST_FOUND_INO] === undefined && LOST_FOUND_INO <= plan.lastIno;
+  return unused && LOST_FOUND_INO >= first && LOST_FOUND_INO < first + plan.geometry.inodesPerGroup ? LOST_FOUND_INO - first : undefined;
+}
+
 function usedInodesIn(plan: ImagePlan, first: number, last: number): number {
-  let used = Math.max(0, Math.min(plan.lastIno, last) - first + 1);
-  if (plan.inodes[FIRST_INO] === undefined && FIRST_INO >= first && FIRST_INO <= last && FIRST_INO <= plan.lastIno) used--;
-  return used;
+  const used = Math.max(0, Math.min(plan.lastIno, last) - first + 1);
+  return holeIn(plan, first) === undefined ? used : used - 1;
 }
 
 /** Each group's block bitmap: its used blocks, and the bits past the filesystem's end set, as e2fsck expects. */
 export function blockBitmaps(plan: ImagePlan): Buffer[] {
   const g = plan.geometry;
-  const out: Buffer[] = [];
-  for (let group = 0; group < g.groups; group++) {
-    const bitmap = Buffer.alloc(EXT4_BLOCK_SIZE);
+  return Array.from({ length: g.groups }, (_, group) => {
     const start = group * BLOCKS_PER_GROUP;
-    const used = Math.max(0, Math.min(plan.usedBlocks - start, BLOCKS_PER_GROUP));
-    const inFs = Math.min(BLOCKS_PER_GROUP, g.blocks - start);
-    setBits(bitmap, 0, used);
-    setBits(bitmap, inFs, BLOCKS_PER_GROUP);
-    out.push(bitmap);
-  }
-  return out;
+    return bitmapBlock(Math.max(0, Math.min(plan.usedBlocks - start, BLOCKS_PER_GROUP)), Math.min(BLOCKS_PER_GROUP, g.blocks - start));
+  });
 }
 
 /** Each group's inode bitmap: inodes 1..lastIno but an unused 11, and the bits past the group's inodes set. */
 export function inodeBitmaps(plan: ImagePlan): Buffer[] {
   const g = plan.geometry;
-  const out: Buffer[] = [];
-  for (let group = 0; group < g.groups; group++) {
-    const bitmap = Buffer.alloc(EXT4_BLOCK_SIZE);
+  return Array.from({ length: g.groups }, (_, group) => {
     const first = group * g.inodesPerGroup + 1;
-    setBits(bitmap, 0, Math.max(0, Math.min(plan.lastIno - first + 1, g.inodesPerGroup)));
-    if (plan.inodes[FIRST_INO] === undefined && FIRST_INO >= first && FIRST_INO < first + g.inodesPerGroup && FIRST_INO <= plan.lastIno) {
-      const bit = FIRST_INO - first;
-      bitmap[bit >> 3] = (bitmap[bit >> 3] as number) & ~(1 << (bit & 7));
-    }
-    setBits(bitmap, g.inodesPerGroup, EXT4_BLOCK_SIZE * 8);
-    out.push(bitmap);
-  }
-  return out;
+    return bitmapBlock(Math.max(0, Math.min(plan.lastIno - first + 1, g.inodesPerGroup)), g.inodesPerGroup, holeIn(plan, first));
+  });
+}
+
+/** A bitmap block: bits [0, used) set but `hole`, and [end, the block's last bit] set, the padding e2fsck expects past a group's end. */
+function bitmapBlock(used: number, end: number, hole?: number): Buffer {
+  const bitmap = Buffer.alloc(EXT4_BLOCK_SIZE);
+  setBits(bitmap, 0, used);
+  if (hole !== undefined) bitmap[hole >> 3] = (bitmap[hole >> 3] as number) & ~(1 << (hole & 7));
+  setBits(bitmap, end, EXT4_BLOCK_SIZE * 8);
+  return bitmap;
 }
 
 function setBits(bitmap: Buffer, from: number, to: number): void {

@@ -4,7 +4,8 @@ import type { FileDigest } from "../../util/file-sha256.js";
 import { requireTool, runTool, ToolFailure } from "../../util/host-tool.js";
 import { ARCHIVE_CHUNK_BYTES, writeArchiveToFile, type ChunkWriter } from "../archive/index.js";
 import { imageUuid, toolComplaint, toolEnv, type ImageWriterOptions } from "../image/index.js";
-import { EXT4_BLOCK_SIZE, EXT4_INODE_SIZE, ext4ImageSize } from "./image-size.js";
+import { EXT4_BLOCK_SIZE, EXT4_INODE_SIZE } from "./geometry.js";
+import { ext4ImageSize } from "./image-size.js";
 import { planExt4Image, type ImagePlan } from "./image-plan.js";
 import { blockBitmaps, descriptorBlocks, encodeInode, inodeBitmaps, superblockBlock } from "./metadata-blocks.js";
 

@@ -1,5 +1,5 @@
 import { A3sError } from "../../errors.js";
-import { EXT4_BLOCK_SIZE } from "./image-size.js";
+import { EXT4_BLOCK_SIZE, INODE_XATTR_SPACE } from "./geometry.js";
 
 /**
  * ext4's on-disk xattrs (fs/ext4/xattr.h): entries of a 16-byte header and
@@ -23,8 +23,6 @@ const NAME_INDEXES: readonly (readonly [string, number])[] = [
 
 const XATTR_MAGIC = 0xea020000;
 const ENTRY_HEADER = 16;
-/** The in-inode region: after 128 + 32 bytes of inode and the 4-byte magic, to the end of a 256-byte inode. */
-export const IN_INODE_XATTR_BYTES = 256 - 160 - 4;
 const BLOCK_HEADER = 32;
 
 interface Entry {
@@ -54,8 +52,8 @@ export function encodeXattrs(xattrs: ReadonlyMap<string, Uint8Array>, subject: s
   }
   entries.sort((a, b) => a.index - b.index || a.name.length - b.name.length || Buffer.compare(a.name, b.name));
   const bytes = regionBytes(entries);
-  if (bytes <= IN_INODE_XATTR_BYTES) {
-    const region = Buffer.alloc(4 + IN_INODE_XATTR_BYTES);
+  if (bytes <= INODE_XATTR_SPACE) {
+    const region = Buffer.alloc(4 + INODE_XATTR_SPACE);
     region.writeUInt32LE(XATTR_MAGIC, 0);
     fillRegion(region, 4, region.length, 4, entries);
     return { inInode: region, needsBlock: false, entries };
