@@ -55,4 +55,24 @@ async function main(): Promise<void> {
 // No top-level await: the installed CLI is this module bundled as CommonJS
 // (scripts/bundle-cli.mjs), which has none. A rejection is left unhandled on
 // purpose, so node reports it and exits 1, as a top-level await would.
-void main();
+//
+// Once the command is done and its output has left, the process exits (with
+// the status the command set) instead of letting node tear the whole heap
+// down first: after a build, freeing a few hundred MB of JavaScript heap page
+// by page held the exit back 100-150 ms (strace: the main thread's munmap
+// calls between the last line of output and exit_group). Every action awaits
+// its own work and cleanup before it returns; what it wrote to stdout or
+// stderr may still be queued, though (a pipe whose reader is slow takes 64
+// KiB at a time), so the exit waits for both to be flushed.
+void main().then(async () => {
+  await Promise.all([flushed(process.stdout), flushed(process.stderr)]);
+  process.exit();
+});
+
+/** Resolves once everything written to `stream` so far has been handed to the OS (writes complete in order). */
+function flushed(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.writableLength === 0) resolve();
+    else stream.write("", () => resolve());
+  });
+}
