@@ -12,11 +12,13 @@ export function ext4Crc(seed: number, data: Uint8Array): number {
   return ~crc32c.buf(data, ~seed) >>> 0;
 }
 
+/** Scratch for ext4CrcU32 (one per inode and more: not a new buffer each time). */
+const u32 = Buffer.alloc(4);
+
 /** The raw CRC-32C of a little-endian 32-bit number, continued from `seed`. */
 export function ext4CrcU32(seed: number, value: number): number {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32LE(value >>> 0, 0);
-  return ext4Crc(seed, b);
+  u32.writeUInt32LE(value >>> 0, 0);
+  return ext4Crc(seed, u32);
 }
 
 /** The seed every metadata checksum starts from: the UUID's checksum (no csum_seed feature). */

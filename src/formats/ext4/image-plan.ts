@@ -1,5 +1,5 @@
 import { A3sError } from "../../errors.js";
-import { contentSize, type ContentRef, type Inode, type RootfsTree } from "../../tree/index.js";
+import { contentSize, type ContentRef, type Inode, type RootfsTree, type TreeEntry } from "../../tree/index.js";
 import { ext4Crc, filesystemSeed, inodeSeed } from "./checksum.js";
 import { DIR_FILE_TYPE, directoryBlocks, type DirectoryChild } from "./directory-blocks.js";
 import {
@@ -55,6 +55,8 @@ export interface Geometry {
 /** One inode as the inode table will hold it. */
 export interface InodeRecord {
   readonly ino: number;
+  /** The inode's checksum seed (checksum.ts inodeSeed), for its own checksum. */
+  readonly seed: number;
   /** The tree's inode; undefined for lost+found, which the writer adds. */
   readonly inode: Inode | undefined;
   readonly nlink: number;
@@ -128,7 +130,7 @@ class BlockSweep {
   }
 }
 
-export function planExt4Image(tree: RootfsTree, size: Ext4Size, uuid: Buffer): ImagePlan {
+export function planExt4Image(tree: RootfsTree, entries: readonly TreeEntry[], size: Ext4Size, uuid: Buffer): ImagePlan {
   const geometry = ext4Geometry(size);
   const fsSeed = filesystemSeed(uuid);
   const hashSeed = new Uint32Array(4);
@@ -138,7 +140,6 @@ export function planExt4Image(tree: RootfsTree, size: Ext4Size, uuid: Buffer): I
   const placements: Placement[] = [];
   const directoriesPerGroup = new Array<number>(geometry.groups).fill(0);
 
-  const entries = tree.entries();
   const ext4Ino = (treeIno: number): number => (treeIno === 1 ? ROOT_INO : treeIno + FIRST_TREE_INO - 2);
   // Each directory's children (by the directory's path), with their numbers.
   const children = new Map<string, DirectoryChild[]>();
@@ -182,7 +183,7 @@ export function planExt4Image(tree: RootfsTree, size: Ext4Size, uuid: Buffer): I
       xattrBlock = sweep.take(1);
       placements.push({ at: xattrBlock, kind: "blocks", data: [encodeXattrBlock(xattrs.entries, xattrBlock, xattrBlockChecksum(fsSeed))] });
     };
-    const base = { ino, inode, nlink: e.nlink, xattrRegion: xattrs.inInode };
+    const base = { ino, seed, inode, nlink: e.nlink, xattrRegion: xattrs.inInode };
     switch (inode.kind) {
       case "directory": {
         inoByDir.set(e.path, ino);
@@ -210,6 +211,7 @@ export function planExt4Image(tree: RootfsTree, size: Ext4Size, uuid: Buffer): I
           placements.push({ at: lfAt, kind: "blocks", data: lf.blocks });
           record({
             ino: LOST_FOUND_INO,
+            seed: lfSeed,
             inode: undefined,
             nlink: 2,
             size: EXT4_BLOCK_SIZE,

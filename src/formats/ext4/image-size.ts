@@ -1,4 +1,4 @@
-import { contentSize, type Inode, type RootfsTree } from "../../tree/index.js";
+import { contentSize, type Inode, type RootfsTree, type TreeEntry } from "../../tree/index.js";
 import {
   BLOCKS_PER_GROUP,
   DIR_BLOCK_PAYLOAD,
@@ -80,7 +80,7 @@ export interface Ext4Size {
  * headroom covers what the count cannot see; the image's free space is
  * reported by the tests, not assumed.
  */
-export function ext4ImageSize(tree: RootfsTree): Ext4Size {
+export function ext4ImageSize(tree: RootfsTree, entries: readonly TreeEntry[] = tree.entries()): Ext4Size {
   let data = 0;
   let extentTree = 0;
   let directories = 0;
@@ -89,7 +89,7 @@ export function ext4ImageSize(tree: RootfsTree): Ext4Size {
   let distinctInodes = 0;
   const seen = new Set<Inode>();
 
-  for (const e of tree.entries()) {
+  for (const e of entries) {
     const inode = e.inode;
     if (seen.has(inode)) continue;
     seen.add(inode);

@@ -1,5 +1,5 @@
 import { FILE_TYPE_BITS } from "../../tree/index.js";
-import { ext4Crc, ext4CrcU32, inodeSeed } from "./checksum.js";
+import { ext4Crc, ext4CrcU32 } from "./checksum.js";
 import { BLOCKS_PER_GROUP, EXT4_BLOCK_SIZE, EXT4_INODE_SIZE, EXTRA_ISIZE, RESERVED_INODES } from "./geometry.js";
 import { LOST_FOUND_INO, type ImagePlan, type InodeRecord } from "./image-plan.js";
 
@@ -156,7 +156,7 @@ function setBits(bitmap: Buffer, from: number, to: number): void {
 }
 
 /** Writes inode `r` into `buf` at `at` (256 bytes, zeroed by the caller). */
-export function encodeInode(buf: Buffer, at: number, r: InodeRecord, fsSeed: number, epoch: number): void {
+export function encodeInode(buf: Buffer, at: number, r: InodeRecord, epoch: number): void {
   const i = buf.subarray(at, at + EXT4_INODE_SIZE);
   const inode = r.inode;
   const mode = inode ? FILE_TYPE_BITS[inode.kind] | inode.mode : FILE_TYPE_BITS.directory | 0o700;
@@ -183,7 +183,7 @@ export function encodeInode(buf: Buffer, at: number, r: InodeRecord, fsSeed: num
   i.writeUInt16LE(gid >>> 16, 0x7a);
   i.writeUInt16LE(EXTRA_ISIZE, 0x80);
   r.xattrRegion?.copy(i, 128 + EXTRA_ISIZE);
-  const crc = ext4Crc(inodeSeed(fsSeed, r.ino), i);
+  const crc = ext4Crc(r.seed, i);
   i.writeUInt16LE(crc & 0xffff, 0x7c);
   i.writeUInt16LE(crc >>> 16, 0x82);
 }

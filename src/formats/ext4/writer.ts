@@ -47,9 +47,11 @@ export interface Ext4ImageOptions extends ImageWriterOptions {
 export async function writeExt4Image(tree: RootfsTree, path: string, opts: Ext4ImageOptions): Promise<{ digest: FileDigest }> {
   // Looked up first, so a missing tool fails before any work.
   const e2fsck = requireTool("e2fsck", "e2fsprogs", undefined, opts.toolDirs);
-  const size = ext4ImageSize(tree);
-  const uuid = Buffer.from(imageUuid(tree, "ext4").replaceAll("-", ""), "hex");
-  const plan = planExt4Image(tree, size, uuid);
+  // One walk of the tree for the size, the UUID and the plan (each ~10-25 ms for a Debian minbase).
+  const entries = tree.entries();
+  const size = ext4ImageSize(tree, entries);
+  const uuid = Buffer.from(imageUuid(tree, "ext4", entries).replaceAll("-", ""), "hex");
+  const plan = planExt4Image(tree, entries, size, uuid);
   const digest = await writeArchiveToFile((out) => produceImage(plan, opts.epoch, out), path, opts.signal);
   await checkImage(e2fsck, path, opts.epoch, opts.signal);
   return { digest };
@@ -72,7 +74,7 @@ function* produceImage(plan: ImagePlan, epoch: number, out: ChunkWriter): Genera
       const { buf, at } = out.region(EXT4_BLOCK_SIZE);
       for (let k = 0; k < perBlock; k++) {
         const r = plan.inodes[firstIno + b * perBlock + k];
-        if (r) encodeInode(buf, at + k * EXT4_INODE_SIZE, r, plan.fsSeed, epoch);
+        if (r) encodeInode(buf, at + k * EXT4_INODE_SIZE, r, epoch);
       }
       if (out.ready.length > 0) yield;
     }

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { contentSize, type RootfsTree } from "../../tree/index.js";
+import { contentSize, type RootfsTree, type TreeEntry } from "../../tree/index.js";
 
 /**
  * The filesystem UUID stamped into an image: derived from the tree's metadata
@@ -10,8 +10,8 @@ import { contentSize, type RootfsTree } from "../../tree/index.js";
  *
  * Laid out as an RFC 9562 version-8 ("custom") UUID.
  */
-export function imageUuid(tree: RootfsTree, format: string): string {
-  const b = treeDigest(tree, format).subarray(0, 16);
+export function imageUuid(tree: RootfsTree, format: string, entries: readonly TreeEntry[] = tree.entries()): string {
+  const b = treeDigest(tree, format, entries).subarray(0, 16);
   b[6] = ((b[6] as number) & 0x0f) | 0x80;
   b[8] = ((b[8] as number) & 0x3f) | 0x80;
   const hex = b.toString("hex");
@@ -23,10 +23,10 @@ export function imageUuid(tree: RootfsTree, format: string): string {
  * file content: every entry's name, kind, inode, mode, owner, time, size,
  * link target and device numbers, and the epoch. Same tree, same digest.
  */
-export function treeDigest(tree: RootfsTree, format: string): Buffer {
+export function treeDigest(tree: RootfsTree, format: string, entries: readonly TreeEntry[] = tree.entries()): Buffer {
   const h = createHash("sha256");
   h.update(`a3s-rootfs ${format} ${tree.epoch}\n`);
-  for (const e of tree.entries()) {
+  for (const e of entries) {
     const i = e.inode;
     const extra =
       i.kind === "file"
