@@ -61,6 +61,12 @@ function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.en
   return { ms, rssMiB: Number(/A3S_RSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024 };
 }
 
+/** The installed version of a Debian package (mkfs.erofs 1.5 prints none of its own). */
+function debianVersion(pkg: string): string {
+  const r = spawnSync("dpkg-query", ["-W", "-f", "${Version}", pkg], { encoding: "utf8" });
+  return r.status === 0 ? r.stdout.trim() : "unknown";
+}
+
 const sum = (...parts: Run[]): Run => ({ ms: parts.reduce((n, p) => n + p.ms, 0), rssMiB: Math.max(...parts.map((p) => p.rssMiB)) });
 const med = (runs: readonly Run[]): number => Math.round(median(runs.map((r) => r.ms)));
 /** Bytes a directory tree holds (GNU du's apparent size). */
@@ -214,7 +220,10 @@ async function main(): Promise<void> {
         lowestOneMinute: Math.round(Math.min(...loadSamples) * 100) / 100,
         samples: loadSamples.length,
       },
-      tools: { ours: { erofs: erofsTool.version, squashfs: squashfsTool.version }, theirs: "the host's: mkfs.erofs 1.5, mksquashfs 4.5.1, mke2fs 1.47.2 (bookworm-backports), GNU cpio" },
+      tools: {
+        ours: { erofs: erofsTool.version, squashfs: squashfsTool.version },
+        theirs: `the host's: mkfs.erofs (erofs-utils ${debianVersion("erofs-utils")}), mksquashfs (squashfs-tools ${debianVersion("squashfs-tools")}), mke2fs (e2fsprogs ${debianVersion("e2fsprogs")}), GNU cpio`,
+      },
       umociUnpackMs: med(theirsUnpack),
       images: rows,
       likeForLike: (["erofs", "squashfs"] as const).map((f) => ({

@@ -6,8 +6,8 @@
 #   1. npm packages (npm ci) and the TypeScript build (dist/);
 #   2. a3s-rootfs doctor --fix --with all: every Debian package the commands,
 #      the tests and the kernel build need (QEMU 10 from bookworm-backports
-#      on Debian 12; musl-tools for the guest
-#      programs), the guest programs, virtiofsd where the host has none, and
+#      on Debian 12; musl-tools for the guest programs), the guest
+#      programs, virtiofsd where the host has none, and
 #      the kernels, into the user's cache: Debian's, and the microVM kernel
 #      (minutes, once per source version and config; later runs find it);
 #   3. make -C guest, which rebuilds guest programs whose sources changed.
