@@ -154,12 +154,13 @@ export function planExt4Image(tree: RootfsTree, entries: readonly TreeEntry[], s
     (children.get(parent) as DirectoryChild[]).push({ name: Buffer.from(e.path.slice(cut + 1), "utf8"), ino: ext4Ino(e.ino), fileType: DIR_FILE_TYPE[kind] });
     if (kind === "directory") children.set(e.path, []);
   }
+  // Directories' numbers by path, filled as the walk reaches them (parents first).
+  const inoByDir = new Map<string, number>();
   const parentIno = (path: string, ino: number): number => {
     if (path === "/") return ino;
     const cut = path.lastIndexOf("/");
     return cut === 0 ? ROOT_INO : (inoByDir.get(path.slice(0, cut)) as number);
   };
-  const inoByDir = new Map<string, number>();
 
   const record = (r: InodeRecord): void => {
     inodes[r.ino] = r;
@@ -193,15 +194,15 @@ export function planExt4Image(tree: RootfsTree, entries: readonly TreeEntry[], s
         placements.push({ at, kind: "blocks", data: dir.blocks });
         // dir_nlink: a count past ext4's 65000 limit is written as 1 ("many").
         const nlink = e.path === "/" && addLostFound ? e.nlink + 1 : e.nlink;
-        const tree_ = extentTree(at, dir.blocks.length, seed, sweep, placements, e.path);
+        const extents = extentTree(at, dir.blocks.length, seed, sweep, placements, e.path);
         withXattrBlock();
         record({
           ...base,
           nlink: nlink >= 65000 ? 1 : nlink,
           size: dir.blocks.length * EXT4_BLOCK_SIZE,
-          blocks: dir.blocks.length + tree_.treeBlocks + (xattrBlock ? 1 : 0),
+          blocks: dir.blocks.length + extents.treeBlocks + (xattrBlock ? 1 : 0),
           flags: EXT4_EXTENTS_FL | (dir.indexed ? EXT4_INDEX_FL : 0),
-          iblock: tree_.iblock,
+          iblock: extents.iblock,
           xattrBlock,
         });
         if (e.path === "/" && addLostFound) {
@@ -229,9 +230,9 @@ export function planExt4Image(tree: RootfsTree, entries: readonly TreeEntry[], s
         const count = Math.ceil(bytes / EXT4_BLOCK_SIZE);
         const at = count > 0 ? sweep.take(count) : 0;
         if (count > 0) placements.push({ at, kind: "content", content: inode.content, size: bytes, subject: e.path });
-        const tree_ = extentTree(at, count, seed, sweep, placements, e.path);
+        const extents = extentTree(at, count, seed, sweep, placements, e.path);
         withXattrBlock();
-        record({ ...base, size: bytes, blocks: count + tree_.treeBlocks + (xattrBlock ? 1 : 0), flags: EXT4_EXTENTS_FL, iblock: tree_.iblock, xattrBlock });
+        record({ ...base, size: bytes, blocks: count + extents.treeBlocks + (xattrBlock ? 1 : 0), flags: EXT4_EXTENTS_FL, iblock: extents.iblock, xattrBlock });
         break;
       }
       case "symlink": {
@@ -249,9 +250,9 @@ export function planExt4Image(tree: RootfsTree, entries: readonly TreeEntry[], s
           target.copy(block);
           const at = sweep.take(1);
           placements.push({ at, kind: "blocks", data: [block] });
-          const tree_ = extentTree(at, 1, seed, sweep, placements, e.path);
+          const extents = extentTree(at, 1, seed, sweep, placements, e.path);
           withXattrBlock();
-          record({ ...base, size: target.length, blocks: 1 + (xattrBlock ? 1 : 0), flags: EXT4_EXTENTS_FL, iblock: tree_.iblock, xattrBlock });
+          record({ ...base, size: target.length, blocks: 1 + (xattrBlock ? 1 : 0), flags: EXT4_EXTENTS_FL, iblock: extents.iblock, xattrBlock });
         }
         break;
       }
