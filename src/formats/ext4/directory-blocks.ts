@@ -54,7 +54,7 @@ export function direntBytes(nameLength: number): number {
 export function directoryBlocks(ino: number, parent: number, children: readonly DirectoryChild[], seed: number, hashSeed: Uint32Array): DirectoryBlocks {
   let bytes = DOTS;
   for (const c of children) bytes += direntBytes(c.name.length);
-  if (bytes <= PAYLOAD) return { blocks: [linearBlock(ino, parent, children, seed)], indexed: false };
+  if (bytes <= PAYLOAD) return { blocks: linearBlocks(ino, parent, children, seed), indexed: false };
   const indexed = htreeBlocks(ino, parent, children, seed, hashSeed);
   // Only an unbounded run of names with one hash (beyond a whole block) or
   // more names than two index levels reach (over 250,000 blocks) cannot be
@@ -62,20 +62,7 @@ export function directoryBlocks(ino: number, parent: number, children: readonly 
   return indexed ? { blocks: indexed, indexed: true } : { blocks: linearBlocks(ino, parent, children, seed), indexed: false };
 }
 
-/** One block with ".", ".." and every child. */
-function linearBlock(ino: number, parent: number, children: readonly DirectoryChild[], seed: number): Buffer {
-  const block = Buffer.alloc(EXT4_BLOCK_SIZE);
-  let at = writeDots(block, ino, parent);
-  let last = 12;
-  for (const c of children) {
-    last = at;
-    at = writeEntry(block, at, c);
-  }
-  finishLeaf(block, last, seed);
-  return block;
-}
-
-/** Plain blocks, filled in order: the unindexed form of a directory of any size. */
+/** Plain blocks, filled in order: a directory that fits one block, or the unindexed form of one of any size. */
 function linearBlocks(ino: number, parent: number, children: readonly DirectoryChild[], seed: number): Buffer[] {
   const blocks: Buffer[] = [];
   let block = Buffer.alloc(EXT4_BLOCK_SIZE);

@@ -14,6 +14,7 @@ import {
   MAX_INODES_PER_GROUP,
   RESERVED_INODES,
 } from "./geometry.js";
+import { xattrRegionBytes } from "./xattr-encoding.js";
 
 /**
  * The fewest entry bytes in an htree leaf: the writer fills leaves to the
@@ -67,8 +68,8 @@ export interface Ext4Size {
  *                and one interior block per 510 leaves beyond the root's 507
  *   symlinks   = one block per target of 60 bytes or more
  *   xattrBlocks= one block per inode whose xattrs do not fit the 92 in-inode bytes
- *                (4 for the end marker, and each xattr: 16 + name rounded to 4
- *                + value rounded to 4)
+ *                (xattrRegionBytes: 4 for the end marker, and each xattr: 16 +
+ *                name without its namespace prefix rounded to 4 + value rounded to 4)
  *   inodes     = (distinct inodes + 10 reserved + lost+found) × 1.1, at least +16
  *   inodeTables= groups × ceil(inodes per group × 256 / 4096)
  *   groupMeta  = 2 bitmap blocks per group + the superblock and descriptors
@@ -94,7 +95,7 @@ export function ext4ImageSize(tree: RootfsTree, entries: readonly TreeEntry[] = 
     if (seen.has(inode)) continue;
     seen.add(inode);
     distinctInodes++;
-    if (xattrBytes(inode) > INODE_XATTR_SPACE) xattrBlocks++;
+    if (xattrRegionBytes(inode.xattrs) > INODE_XATTR_SPACE) xattrBlocks++;
     switch (inode.kind) {
       case "file": {
         const blocks = Math.ceil(contentSize(inode.content) / EXT4_BLOCK_SIZE);
@@ -161,18 +162,6 @@ function directoryBlocks(bytes: number): number {
   const leaves = Math.ceil((bytes - 24) / HTREE_LEAF_BYTES);
   const interior = leaves > HTREE_ROOT_ENTRIES ? Math.ceil(leaves / HTREE_NODE_ENTRIES) : 0;
   return 1 + leaves + interior;
-}
-
-/** Bytes an inode's xattrs take in ext4's entry format. */
-function xattrBytes(inode: Inode): number {
-  if (inode.xattrs.size === 0) return 0;
-  let total = 4;
-  for (const [name, value] of inode.xattrs) {
-    // The namespace prefix ("user.", "security."...) is stored as an index, not as text.
-    const suffix = name.slice(name.indexOf(".") + 1);
-    total += 16 + roundUp(Buffer.byteLength(suffix), 4) + roundUp(value.byteLength, 4);
-  }
-  return total;
 }
 
 function roundUp(n: number, to: number): number {

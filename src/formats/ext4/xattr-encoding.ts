@@ -40,11 +40,29 @@ export interface EncodedXattrs {
   readonly entries: readonly Entry[];
 }
 
+/** The namespace index of an xattr name, and the prefix it stands for. */
+function nameIndex(fullName: string): readonly [string, number] {
+  return NAME_INDEXES.find(([p]) => fullName.startsWith(p)) ?? ["", 0];
+}
+
+/**
+ * Bytes an inode's xattrs take in a region (entries, end marker, values),
+ * for the size estimate: exact, but for POSIX ACLs, whose on-disk form is
+ * never larger than the one counted here. A set over INODE_XATTR_SPACE
+ * takes a block of its own.
+ */
+export function xattrRegionBytes(xattrs: ReadonlyMap<string, Uint8Array>): number {
+  if (xattrs.size === 0) return 0;
+  let total = 4;
+  for (const [fullName, value] of xattrs) total += entryBytes(Buffer.byteLength(fullName) - nameIndex(fullName)[0].length, value.byteLength);
+  return total;
+}
+
 export function encodeXattrs(xattrs: ReadonlyMap<string, Uint8Array>, subject: string): EncodedXattrs {
   if (xattrs.size === 0) return { needsBlock: false, entries: [] };
   const entries: Entry[] = [];
   for (const [fullName, value] of xattrs) {
-    const [prefix, index] = NAME_INDEXES.find(([p]) => fullName.startsWith(p)) ?? ["", 0];
+    const [prefix, index] = nameIndex(fullName);
     const name = Buffer.from(fullName.slice(prefix.length), "utf8");
     if (name.length > 255) throw new A3sError("ETOOBIG", `the xattr name ${JSON.stringify(fullName)} is longer than ext4 allows`, { subject });
     const raw = Buffer.from(value.buffer, value.byteOffset, value.byteLength);
@@ -85,8 +103,13 @@ export function encodeXattrBlock(entries: readonly Entry[], blockNr: number, che
 /** Bytes the entries, their end marker and their values take. */
 function regionBytes(entries: readonly Entry[]): number {
   let total = 4;
-  for (const e of entries) total += ENTRY_HEADER + roundUp4(e.name.length) + roundUp4(e.value.length);
+  for (const e of entries) total += entryBytes(e.name.length, e.value.length);
   return total;
+}
+
+/** One entry: its header, its name and its value, each name and value padded to 4 bytes. */
+function entryBytes(nameLength: number, valueLength: number): number {
+  return ENTRY_HEADER + roundUp4(nameLength) + roundUp4(valueLength);
 }
 
 /**
