@@ -1,11 +1,15 @@
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync, lstatSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { isA3sError } from "../src/errors.js";
+import { findIgzip } from "../src/formats/compression/index.js";
+import { IGZIP_FROM_BYTES } from "../src/oci/layers/layer-decompress.js";
 import { ContentStore } from "../src/oci/store/content-store.js";
+import { readContent } from "../src/tree/index.js";
 import { ImageRecords } from "../src/oci/store/image-records.js";
 import { dockerRegistrySource } from "../src/sources/docker-registry-source.js";
 import { CLI } from "./helpers/cli.js";
@@ -19,6 +23,9 @@ let basic: TestRegistry;
 let proxy: FaultProxy;
 let app: TestImage;
 let big: TestImage;
+/** One gzip layer large enough for igzip (random bytes gzip cannot shrink), with a small file beside them. */
+let large: TestImage;
+const noise = randomBytes(IGZIP_FROM_BYTES * 3);
 
 before(async () => {
   registry = await startRegistry();
@@ -45,6 +52,8 @@ before(async () => {
   const push = new RegistryPusher(registry);
   await push.pushImage("app", "v1", app);
   await push.pushImage("big", "v1", big);
+  large = makeImage([makeLayer([{ path: "data/noise", content: noise }, { path: "etc/motd", content: "large\n" }], "gzip")], { entrypoint: ["/data/noise"] });
+  await push.pushImage("large", "v1", large);
   basic = await startRegistry({ storage: registry.storage, auth: { htpasswd: { bob: "pw" } } });
   proxy = await startFaultProxy(registry.url);
 });
@@ -183,6 +192,56 @@ describe("docker:// source", () => {
     await assert.rejects(src.load({ epoch: 0, warn: () => {}, progress: () => {} }), (e: unknown) => isA3sError(e) && /100000|limit/i.test(e.message));
     // Every download has settled (finished or stopped) before load() rejects: no temporary is left being written.
     assert.deepEqual(readdirSync(join(store.root, "tmp")), []);
+  });
+
+  /** Loads `//HOST/large:v1` into `store` with TMPDIR `tmp` (where the decoder's FIFO lives). */
+  async function loadLarge(store: ContentStore, tmp: string, progress: (m: string) => void = () => {}): ReturnType<ReturnType<typeof dockerRegistrySource>["load"]> {
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      return await dockerRegistrySource(`//${proxy.host}/large:v1`, { store, records: false }).load({ epoch: 0, warn: () => {}, progress });
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  }
+  const noIgzip = !findIgzip() && "igzip (Debian package isal) or prlimit is not installed";
+
+  it("decodes a large gzip layer with igzip as it downloads, through a download cut and resumed, and leaves nothing behind", { skip: noIgzip }, async () => {
+    const layer = large.layers[0]!;
+    assert.ok(layer.size >= IGZIP_FROM_BYTES);
+    // Twice: the config is the first blob fetched, the layer the second.
+    proxy.faults = { cutBlobs: { fraction: 0.5, times: 2 } };
+    proxy.log.length = 0;
+    const store = new ContentStore(tempDir());
+    const tmp = tempDir();
+    const said: string[] = [];
+    const { tree } = await loadLarge(store, tmp, (m) => said.push(m));
+    assert.ok(said.some((m) => /decompressing \(gzip, with igzip\) as it downloads/.test(m)), said.join("\n"));
+    assert.ok(proxy.log.some((e) => e.range !== undefined && e.path.includes(layer.digest)), `the layer's download was resumed: ${JSON.stringify(proxy.log)}`);
+    const file = tree.lookup("/data/noise", false);
+    assert.equal(file?.kind, "file");
+    assert.ok((await readContent(file.content, "/data/noise")).equals(noise));
+    assert.ok(await store.has(layer.digest), "the blob is stored, verified");
+    assert.deepEqual(readdirSync(join(store.root, "tmp")), []);
+    assert.deepEqual(readdirSync(tmp), [], "the FIFO's directory is removed");
+  });
+
+  it("refuses a layer decoded as it downloads with a byte flipped, with the blob's digest mismatch, and stores nothing", { skip: noIgzip }, async () => {
+    const layer = large.layers[0]!;
+    // The last byte (the gzip trailer: found at the end, where the digest is
+    // checked too), and the first (the gzip magic: refused as not gzip long
+    // before the download ends): the download's own verdict is the error.
+    for (const at of [undefined, 0]) {
+      proxy.faults = { corrupt: { match: new RegExp(layer.digest), times: 1, ...(at === undefined ? {} : { at }) } };
+      const store = new ContentStore(tempDir());
+      const tmp = tempDir();
+      await assert.rejects(loadLarge(store, tmp), (e: unknown) => isA3sError(e, "EDIGEST") && e.subject === layer.digest);
+      assert.equal(await store.has(layer.digest), false);
+      assert.equal(await store.has(layer.diffId), false);
+      assert.deepEqual(readdirSync(join(store.root, "tmp")), []);
+      assert.deepEqual(readdirSync(tmp), [], "the FIFO's directory is removed");
+    }
   });
 
   it("reports per-layer download progress to the builder, and none on a non-TTY stderr", async () => {

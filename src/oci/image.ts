@@ -1,3 +1,5 @@
+import type { FileIdentity } from "../util/file-identity.js";
+import type { WriteProgress } from "../util/write-progress.js";
 import type { OciImageConfig } from "./image-config.js";
 
 /**
@@ -31,13 +33,12 @@ export interface ImageLayer {
   readonly location: string;
   open(): Promise<NodeJS.ReadableStream>;
   /**
-   * The blob as a whole regular file on this host (a directory layout's
-   * blob), when it is one: a decoder in another process reads it there
-   * (see layer-decompress.ts). Its bytes are checked against `digest` as
-   * for `open()`. Absent, or undefined, for a blob that is not a file of
-   * its own (an archive's member, a download).
+   * The blob as a file on this host, when it is one (a directory layout's
+   * blob, a download into the content store): a decoder in another process
+   * reads it there (see layer-decompress.ts). Absent, or undefined, for a
+   * blob that is not a file of its own (an archive's member).
    */
-  file?(): Promise<string | undefined>;
+  file?(): Promise<LayerBlobFile | undefined>;
   /**
    * Hashes the blob where it is kept, fetching nothing, and throws when it
    * does not match its digest: EDIGEST naming the file, or ECACHE when it
@@ -47,6 +48,35 @@ export interface ImageLayer {
    */
   verify(): Promise<void>;
 }
+
+/**
+ * A layer's blob as a file, and what is known of its bytes: every byte a
+ * decoder takes from it is checked against the layer's digest, in the way
+ * that fits.
+ */
+export type LayerBlobFile =
+  /** A whole file nobody has checked (a directory layout's): hashed as it is decoded. */
+  | { readonly kind: "unchecked"; readonly path: string }
+  /**
+   * A whole file that was hashed against the digest as it was written (a
+   * content store's blob): only checked to be still that file.
+   */
+  | { readonly kind: "verified"; readonly path: string; readonly identity: FileIdentity }
+  /**
+   * A file still being written as the blob downloads (the store's
+   * temporary, held open and named by `path` in /proc/self/fd, since its
+   * own name goes once it is published): a
+   * decoder follows it as it grows, and it is hashed on the way. `stored`
+   * settles once the download is stored or has failed; `release` closes
+   * the file when the decoder is done with it.
+   */
+  | {
+      readonly kind: "growing";
+      readonly path: string;
+      readonly progress: WriteProgress;
+      readonly stored: Promise<unknown>;
+      release(): void;
+    };
 
 /** An image, resolved to one platform, that every image source produces. */
 export interface ResolvedImage {

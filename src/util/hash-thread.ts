@@ -1,7 +1,7 @@
 // The body of a hashing worker thread (see off-thread-hash.ts). It takes one
 // job at a time from its parent and answers each with the digest or an error.
 import { createHash } from "node:crypto";
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
 
 /** What the main thread asks a worker (see off-thread-hash.ts). */
@@ -11,6 +11,13 @@ export interface HashJob {
   readonly algorithm: string;
   /** For a file still being written: [int32 state: 0 writing, 1 done, -1 stop][pad][float64 final size]. */
   readonly state?: SharedArrayBuffer;
+  /**
+   * A FIFO that every byte hashed is also written to, in order (a decoder
+   * in another process reads it: layer-decompress.ts). Opened once the
+   * file is, blocking until its reader opens it; closed when the job ends,
+   * which is the reader's end of input.
+   */
+  readonly tee?: string;
 }
 
 export type HashReply = { readonly id: number; readonly hex: string; readonly bytes: number } | { readonly id: number; readonly error: string };
@@ -26,7 +33,11 @@ const buffer = Buffer.allocUnsafe(1 << 20);
 function run(job: HashJob): HashReply {
   const hash = createHash(job.algorithm);
   const fd = openSync(job.path, "r");
+  let tee: number | undefined;
   try {
+    // Blocks until the reader opens its end, or the parent, stopping the
+    // job, opens and closes it to let this open return (off-thread-hash.ts).
+    if (job.tee !== undefined) tee = openSync(job.tee, "w");
     const flag = job.state ? new Int32Array(job.state, 0, 1) : undefined;
     const finalSize = job.state ? new Float64Array(job.state, 8, 1) : undefined;
     let hashed = 0;
@@ -38,6 +49,7 @@ function run(job: HashJob): HashReply {
         const got = readSync(fd, buffer, 0, Math.min(buffer.length, size - hashed), hashed);
         if (got === 0) return { id: job.id, error: `${job.path} shrank while it was hashed` };
         hash.update(buffer.subarray(0, got));
+        if (tee !== undefined) writeAll(tee, buffer.subarray(0, got));
         hashed += got;
       }
       if (state === 1) {
@@ -52,7 +64,13 @@ function run(job: HashJob): HashReply {
     }
   } finally {
     closeSync(fd);
+    if (tee !== undefined) closeSync(tee);
   }
+}
+
+/** A blocking write of all of `bytes` (a pipe takes them in pieces); EPIPE when its reader has gone. */
+function writeAll(fd: number, bytes: Buffer): void {
+  for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, bytes.length - off);
 }
 
 parentPort?.on("message", (job: HashJob) => {

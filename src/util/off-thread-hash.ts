@@ -1,3 +1,4 @@
+import { closeSync, constants, openSync } from "node:fs";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import type { HashJob, HashReply } from "./hash-thread.js";
@@ -133,11 +134,15 @@ export interface FollowingHash {
   stop(): Promise<void>;
 }
 
-export function hashFollowingOffThread(path: string, algorithm: string): FollowingHash {
+/**
+ * With `tee`, a FIFO: every byte hashed is written to it too (see
+ * HashJob.tee), for a decoder that reads the file as it grows.
+ */
+export function hashFollowingOffThread(path: string, algorithm: string, opts: { tee?: string } = {}): FollowingHash {
   const state = new SharedArrayBuffer(16);
   const flag = new Int32Array(state, 0, 1);
   const finalSize = new Float64Array(state, 8, 1);
-  const result = submit({ path, algorithm, state });
+  const result = submit({ path, algorithm, state, ...(opts.tee !== undefined ? { tee: opts.tee } : {}) });
   result.catch(() => undefined);
   return {
     finish(size) {
@@ -149,7 +154,22 @@ export function hashFollowingOffThread(path: string, algorithm: string): Followi
     async stop() {
       Atomics.store(flag, 0, -1);
       Atomics.notify(flag, 0);
-      await result.catch(() => undefined);
+      if (opts.tee === undefined) return void (await result.catch(() => undefined));
+      // The worker may be blocked opening the FIFO for a reader that will
+      // never come (the decoder failed to start, or was killed): opening and
+      // closing the reading end lets that open return, and with no reader
+      // left its next write fails (EPIPE). Repeated until the job ends, since
+      // the worker may reach its open only after one such pass.
+      let ended = false;
+      void result.catch(() => undefined).then(() => (ended = true));
+      while (!ended) {
+        try {
+          closeSync(openSync(opts.tee, constants.O_RDONLY | constants.O_NONBLOCK));
+        } catch {
+          // Not there: the worker's own open fails as well.
+        }
+        await Promise.race([result.catch(() => undefined), new Promise((resolve) => setTimeout(resolve, 10))]);
+      }
     },
   };
 }

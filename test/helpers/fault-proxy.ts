@@ -16,8 +16,8 @@ export interface Faults {
   delayUploadsMs?: number;
   /** A bearer token is refused (401, error="invalid_token") once it has been used this many times. */
   expireTokensAfter?: number;
-  /** One byte of matching response bodies is flipped, `times` times. */
-  corrupt?: { match: RegExp; times: number };
+  /** One byte of matching response bodies is flipped, `times` times: the last, or the one at fraction `at` of the body. */
+  corrupt?: { match: RegExp; times: number; at?: number };
   /** The Content-Type of matching responses is replaced. */
   contentType?: { match: RegExp; value: string };
   /** Matching requests get this response instead of the registry's. */
@@ -134,7 +134,8 @@ export async function startFaultProxy(upstream: string, faults: Faults = {}, lis
         upRes.on("data", (c: Buffer) => chunks.push(c));
         upRes.on("end", () => {
           const body = Buffer.concat(chunks);
-          if (body.length > 0) body[body.length - 1] = body[body.length - 1]! ^ 0xff;
+          const at = f.corrupt?.at === undefined ? body.length - 1 : Math.floor(body.length * f.corrupt.at);
+          if (body.length > 0) body[at] = body[at]! ^ 0xff;
           res.writeHead(status, outHeaders);
           res.end(body);
         });

@@ -47,7 +47,7 @@ export function resolvedImage(image: TestImage, reference = "test/image:latest",
       diffId: l.diffId,
       location: file ?? `memory:${l.digest}`,
       open: async () => Readable.from([l.bytes]),
-      ...(file ? { file: async () => file } : {}),
+      ...(file ? { file: async () => ({ kind: "unchecked" as const, path: file }) } : {}),
       verify: async () => checkBlob(Readable.from([l.bytes]), { ...l, location: file ?? `memory:${l.digest}` }, reference),
     };
   });

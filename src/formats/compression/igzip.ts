@@ -42,8 +42,9 @@ export interface IgzipFileOptions {
 }
 
 /**
- * Decodes the gzip file `file` into the open file `out` (written from its
- * current offset) with igzip in its own process. Resolves once igzip has
+ * Decodes the gzip file `file` (a path, or an open descriptor igzip reads as
+ * its standard input) into the open file `out` (written from its current
+ * offset) with igzip in its own process. Resolves once igzip has
  * exited with success. Errors as Node's zlib path gives them (decompress.ts):
  * ELIMIT past `maxBytes`, a "truncated gzip stream" when the data stops
  * before its end, ECORRUPT for any other decoding failure.
@@ -52,14 +53,15 @@ export interface IgzipFileOptions {
  * start another one. Only OCI layers are decoded here: their decoded bytes
  * must match the config's diff_id, so such bytes cannot reach a rootfs.
  */
-export function igzipFile(tools: Igzip, file: string, out: number, opts: IgzipFileOptions): Promise<void> {
+export function igzipFile(tools: Igzip, file: string | number, out: number, opts: IgzipFileOptions): Promise<void> {
   return new Promise((resolve, reject) => {
     opts.signal?.throwIfAborted();
     // prlimit sets the limit and then runs igzip: a write past it gets
     // SIGXFSZ, so the file never holds more than maxBytes.
     const fsize = Number.isFinite(opts.maxBytes) ? String(Math.floor(opts.maxBytes)) : "unlimited";
-    const child = spawn(tools.prlimit, [`--fsize=${fsize}`, "--", tools.igzip, "-d", "-c", "--", file], {
-      stdio: ["ignore", out, "pipe"],
+    const input = typeof file === "string" ? ["--", file] : [];
+    const child = spawn(tools.prlimit, [`--fsize=${fsize}`, "--", tools.igzip, "-d", "-c", ...input], {
+      stdio: [typeof file === "number" ? file : "ignore", out, "pipe"],
     });
     let said = "";
     child.stderr?.setEncoding("utf8").on("data", (d: string) => {

@@ -84,14 +84,19 @@ async function storeLayer(layer: ImageLayer, diffId: string, store: ContentStore
     const decoder = await layerFileDecoder(layer, opts.subject);
     if (decoder) {
       origin = "gzip";
-      opts.progress("decompressing (gzip, with igzip)");
-      const put = await store.putVerifiedWritten(diffId, (fd, signal) => decodeLayerFile(layer, decoder, fd, { maxBytes: opts.maxBytes, subject: opts.subject, signal }), {
-        maxBytes: opts.maxBytes,
-        durable: false,
-        ...(opts.follow ? { follow: opts.follow } : {}),
-      });
-      const identity = put.identity ?? (await store.verify(diffId)).identity;
-      return { diffId, path: put.path, size: put.size, identity, origin };
+      opts.progress(decoder.file.kind === "growing" ? "decompressing (gzip, with igzip) as it downloads" : "decompressing (gzip, with igzip)");
+      try {
+        const put = await store.putVerifiedWritten(diffId, (fd, signal) => decodeLayerFile(layer, decoder, fd, { maxBytes: opts.maxBytes, subject: opts.subject, signal }), {
+          maxBytes: opts.maxBytes,
+          durable: false,
+          ...(opts.follow ? { follow: opts.follow } : {}),
+        });
+        const identity = put.identity ?? (await store.verify(diffId)).identity;
+        return { diffId, path: put.path, size: put.size, identity, origin };
+      } finally {
+        // A download's file stays open only while it can be decoded (a put that failed before it began included).
+        if (decoder.file.kind === "growing") decoder.file.release();
+      }
     }
     const blob = verifiedBlob(await layer.open(), { digest: layer.digest, size: layer.size, location: layer.location }, opts.subject);
     const plain = decompressLayer(blob, layer.mediaType, {

@@ -1,10 +1,16 @@
+import { execFile } from "node:child_process";
 import { closeSync, openSync, readSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { A3sError } from "../../errors.js";
 import { decompress, findIgzip, igzipFile, supportedCompression, type Igzip } from "../../formats/compression/index.js";
 import { detectFormat } from "../../formats/detect.js";
-import type { ImageLayer } from "../image.js";
+import type { ImageLayer, LayerBlobFile } from "../image.js";
 import { layerCompression, type LayerCompression } from "../media-types.js";
-import { hashFileOffThread } from "../../util/off-thread-hash.js";
+import { identityOfFd } from "../../util/file-identity.js";
+import { hashFileOffThread, hashFollowingOffThread, type FileHash } from "../../util/off-thread-hash.js";
+import { checkVerifiedIdentity } from "../../tree/content.js";
 import { parseDigest } from "../digest.js";
 import { blobMismatch } from "../verified-blob.js";
 
@@ -70,7 +76,7 @@ export async function* decompressLayer(
 
 /** A gzip layer whose blob is a file of its own, and the igzip that will decode it. */
 export interface LayerFileDecoder {
-  readonly file: string;
+  readonly file: LayerBlobFile;
   readonly tools: Igzip;
 }
 
@@ -89,33 +95,57 @@ export const IGZIP_FROM_BYTES = 512 * 1024;
 /**
  * How a layer can be decoded by igzip straight from its blob's file into
  * the store (see formats/compression/igzip.ts for why): when the host has
- * igzip and prlimit, the blob is a file of its own of at least
- * IGZIP_FROM_BYTES, and its first bytes say gzip (checked as for the
- * stream: a blob declared compressed whose bytes are not is refused).
- * Otherwise undefined, and the layer goes through `decompressLayer`.
+ * igzip and prlimit, the blob is a file of its own (or a download into
+ * one) of at least IGZIP_FROM_BYTES, and its first bytes say gzip (checked
+ * as for the stream: a blob declared compressed whose bytes are not is
+ * refused). Otherwise undefined, and the layer goes through
+ * `decompressLayer` (a download goes on into the store for it).
  */
 export async function layerFileDecoder(layer: ImageLayer, subject: string): Promise<LayerFileDecoder | undefined> {
   if (layer.size < IGZIP_FROM_BYTES) return undefined;
   const tools = findIgzip();
   const file = tools ? await layer.file?.() : undefined;
   if (!tools || !file) return undefined;
-  const head = Buffer.alloc(512);
-  const fd = openSync(file, "r");
-  let got: number;
+  let gzip = false;
   try {
-    got = readSync(fd, head, 0, head.length, 0);
+    const head = await fileHead(file, 512);
+    gzip = layerCompressionFor(layer.mediaType, head, subject) === "gzip";
+  } finally {
+    if (!gzip && file.kind === "growing") file.release();
+  }
+  return gzip ? { file, tools } : undefined;
+}
+
+/** The first `n` bytes of the blob's file (all of it if shorter), waiting for a download to bring them. */
+async function fileHead(file: LayerBlobFile, n: number): Promise<Buffer> {
+  if (file.kind === "growing") {
+    const { progress } = file;
+    while (progress.written < n && !progress.done && !progress.failed) await progress.next();
+    if (progress.failed) throw progress.error;
+  }
+  const head = Buffer.alloc(n);
+  const fd = openSync(file.path, "r");
+  try {
+    return head.subarray(0, readSync(fd, head, 0, n, 0));
   } finally {
     closeSync(fd);
   }
-  return layerCompressionFor(layer.mediaType, head.subarray(0, got), subject) === "gzip" ? { file, tools } : undefined;
 }
 
 /**
  * Decodes the layer's blob file into `out` with igzip, at most `maxBytes`,
- * while the blob itself is hashed against its digest on this side: the two
- * run together, and either failing stops the other. A wrong blob fails with
- * its EDIGEST or ESIZE (nothing decoded from it is published: the caller
- * publishes only once this resolves).
+ * each byte checked against the layer's digest in the way its file needs
+ * (see LayerBlobFile):
+ * - unchecked: hashed on a worker thread while igzip reads it;
+ * - verified: igzip reads the very descriptor whose identity is checked
+ *   against the one hashed, before and after;
+ * - growing: a worker thread follows the download, hashes each byte and
+ *   passes it on to igzip through a FIFO, so the layer decodes as it
+ *   arrives with neither the decoding nor the copying on the main thread
+ *   (which parses HTTP and, as igzip writes, the tar).
+ * The check and the decoding run together, and either failing stops the
+ * other. A wrong blob fails with its EDIGEST or ESIZE (nothing decoded from
+ * it is published: the caller publishes only once this resolves).
  */
 export async function decodeLayerFile(
   layer: ImageLayer,
@@ -126,15 +156,8 @@ export async function decodeLayerFile(
   const stop = new AbortController();
   const onAbort = (): void => stop.abort(opts.signal.reason);
   opts.signal.addEventListener("abort", onAbort, { once: true });
-  try {
-    // On a worker thread: the main thread is parsing the tar as it lands.
-    const expected = { digest: layer.digest, size: layer.size, location: layer.location };
-    const check = hashFileOffThread(decoder.file, parseDigest(layer.digest).algorithm).then((h) => {
-      const wrong = blobMismatch(expected, opts.subject, h.bytes, h.hex);
-      if (wrong) throw wrong;
-    });
-    check.catch((e: unknown) => stop.abort(e));
-    const decode = igzipFile(decoder.tools, decoder.file, out, {
+  const decode = (input: string | number): Promise<void> =>
+    igzipFile(decoder.tools, input, out, {
       maxBytes: opts.maxBytes,
       subject: opts.subject,
       fileBytes: layer.size,
@@ -142,12 +165,75 @@ export async function decodeLayerFile(
       limitHint: LIMIT_HINT,
       signal: stop.signal,
     });
-    decode.catch(() => undefined);
-    await check;
-    await decode;
+  const expected = { digest: layer.digest, size: layer.size, location: layer.location };
+  const checkHash = (h: FileHash): void => {
+    const wrong = blobMismatch(expected, opts.subject, h.bytes, h.hex);
+    if (wrong) throw wrong;
+  };
+  const { file } = decoder;
+  try {
+    if (file.kind === "verified") return await decodeVerified(file, decode, opts.subject);
+    if (file.kind === "growing") return await decodeGrowing(file, layer, decode, checkHash, stop);
+    // On a worker thread: the main thread is parsing the tar as it lands.
+    const check = hashFileOffThread(file.path, parseDigest(layer.digest).algorithm).then(checkHash);
+    await bothOrStop(check, decode(file.path), stop);
   } finally {
     opts.signal.removeEventListener("abort", onAbort);
+    if (file.kind === "growing") file.release();
   }
+}
+
+/** Resolves once both have; the first to fail stops the other (through `stop`) and is the error. */
+async function bothOrStop(a: Promise<void>, b: Promise<void>, stop: AbortController): Promise<void> {
+  a.catch((e: unknown) => stop.abort(e));
+  b.catch((e: unknown) => stop.abort(e));
+  await Promise.all([a, b]);
+}
+
+async function decodeVerified(file: Extract<LayerBlobFile, { kind: "verified" }>, decode: (input: number) => Promise<void>, subject: string): Promise<void> {
+  const fd = openSync(file.path, "r");
+  try {
+    checkVerifiedIdentity(identityOfFd(fd), file.identity, file.path, subject);
+    await decode(fd);
+    checkVerifiedIdentity(identityOfFd(fd), file.identity, file.path, subject);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function decodeGrowing(
+  file: Extract<LayerBlobFile, { kind: "growing" }>,
+  layer: ImageLayer,
+  decode: (input: string) => Promise<void>,
+  checkHash: (h: FileHash) => void,
+  stop: AbortController,
+): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "a3s-layer-fifo-"));
+  try {
+    const fifo = join(dir, "blob");
+    await makeFifo(fifo);
+    const follower = hashFollowingOffThread(file.path, parseDigest(layer.digest).algorithm, { tee: fifo });
+    const check = (async () => {
+      // The download's own end (stored, or failed with its error) ends the following.
+      await file.stored;
+      checkHash(await follower.finish(file.progress.written));
+    })();
+    try {
+      await bothOrStop(check, decode(fifo), stop);
+    } finally {
+      // After a failure: igzip is killed by now, and the worker is let go.
+      if (stop.signal.aborted) await follower.stop();
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** A FIFO at `path` that only this user may open (Node has no mkfifo of its own). */
+function makeFifo(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile("mkfifo", ["-m", "600", "--", path], (e) => (e ? reject(new A3sError("ETOOL", `cannot make a FIFO with mkfifo: ${e.message}`, { subject: "mkfifo", cause: e })) : resolve()));
+  });
 }
 
 const LIMIT_HINT = "a decompression bomb or a very large layer; if the image is trusted, raise maxLayerBytes";

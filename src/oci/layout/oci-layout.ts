@@ -141,7 +141,10 @@ export async function chooseLayoutImage(files: LayoutFiles, ref: string | undefi
     diffId: config.rootfs.diff_ids[i] ?? "",
     location: files.blobLocation(d.digest),
     open: () => files.openBlob(d.digest),
-    file: async () => files.blobFile?.(d.digest),
+    file: async () => {
+      const path = await files.blobFile?.(d.digest);
+      return path === undefined ? undefined : { kind: "unchecked", path };
+    },
     verify: async () => checkBlob(await files.openBlob(d.digest), { ...d, location: files.blobLocation(d.digest) }, label),
   }));
   return { image: { reference: label, manifestDigest, config, layers, platform }, warnings };

@@ -4,6 +4,7 @@ import { Semaphore } from "../../util/concurrency.js";
 import { digestOf, parseDigest } from "../digest.js";
 import { ContentStore, CORRUPT_BLOB } from "../store/content-store.js";
 import type { FileIdentity } from "../../util/file-identity.js";
+import type { WriteProgress } from "../../util/write-progress.js";
 import { BlobLocations } from "./blob-locations.js";
 import { dockerCredentials, type RegistryCredentials } from "./credentials.js";
 import { MAX_MANIFEST_BYTES, parseManifest, type Descriptor, type ImageIndex, type ImageManifest, type ParsedManifest } from "../manifest.js";
@@ -99,6 +100,12 @@ export interface FetchBlobOptions {
    * a consumer must treat what it saw as unverified until fetchBlob resolves.
    */
   readonly onChunk?: (bytes: Buffer) => void | Promise<void>;
+  /**
+   * Called with the store's temporary file once the download into it
+   * starts, and how far it has got (PutOptions.follow); never called when
+   * the blob was in the store already, or another process fetched it.
+   */
+  readonly follow?: (temporary: string, progress: WriteProgress) => void;
 }
 
 /** Largest image config read into memory; real ones are kilobytes. */
@@ -332,7 +339,7 @@ export class RegistryClient {
           this.stats.sharedBlobs++;
           return stored;
         }
-        return await this.store.putVerified(desc.digest, this.blobBytes(ref, desc, opts), { size: desc.size });
+        return await this.store.putVerified(desc.digest, this.blobBytes(ref, desc, opts), { size: desc.size, ...(opts.follow ? { follow: opts.follow } : {}) });
       } finally {
         await lock.release();
       }

@@ -1,7 +1,10 @@
+import { closeSync, openSync } from "node:fs";
 import { PassThrough } from "node:stream";
+import type { LayerBlobFile } from "../image.js";
 import type { Descriptor } from "../manifest.js";
 import type { ImageReference } from "../reference.js";
 import type { FileIdentity } from "../../util/file-identity.js";
+import type { WriteProgress } from "../../util/write-progress.js";
 import type { FetchBlobOptions, RegistryClient } from "./client.js";
 
 /**
@@ -63,9 +66,84 @@ export class LayerDownloads {
     return this.client.store.open(d.digest);
   }
 
-  /** Hashes layer i's blob if the store has it (see ImageLayer.verify); nothing is downloaded. */
+  /**
+   * Layer i's blob as a file, for a decoder in another process
+   * (ImageLayer.file): a download of this pull, once stored, as the very
+   * file it hashed ("verified"); a blob the store had before, hashed now
+   * as every read of the store is (a corrupt copy fails with ECACHE and is
+   * removed); a blob still missing, as its download into the store
+   * ("growing"), started now if it was not started, the decoder reading
+   * the bytes as they land. A download another process makes instead
+   * comes back as the stored file once it is done.
+   */
+  async file(i: number): Promise<LayerBlobFile> {
+    const d = this.descriptors[i]!;
+    const pending = this.downloads.get(i);
+    if (pending) {
+      this.downloads.delete(i);
+      return this.storedFile(d, await pending);
+    }
+    if (await this.client.store.has(d.digest, d.size)) return this.storedFile(d, undefined);
+    return this.growing(i);
+  }
+
+  /** The store's copy of a blob: verified as written by this pull, or hashed now. */
+  private async storedFile(d: Descriptor, fetched: { path: string; identity: FileIdentity | undefined } | undefined): Promise<LayerBlobFile> {
+    if (fetched?.identity) return { kind: "verified", path: fetched.path, identity: fetched.identity };
+    const v = await this.client.store.verify(d.digest, { signal: this.abort.signal });
+    return { kind: "verified", path: v.path, identity: v.identity };
+  }
+
+  /**
+   * Starts layer i's download and gives its temporary file as it grows,
+   * held open from the moment the store makes it (its name goes when it is
+   * published); the download stays this pull's, so `open` can still read it
+   * from the store should the decoder decline it.
+   */
+  private growing(i: number): Promise<LayerBlobFile> {
+    const d = this.descriptors[i]!;
+    return new Promise((resolve, reject) => {
+      let fd: number | undefined;
+      const follow = (temporary: string, progress: WriteProgress): void => {
+        fd = openSync(temporary, "r");
+        const held = fd;
+        let released = false;
+        resolve({
+          kind: "growing",
+          path: `/proc/self/fd/${held}`,
+          progress,
+          stored: download,
+          release: () => {
+            if (!released) closeSync(held);
+            released = true;
+          },
+        });
+      };
+      const download = this.client.fetchBlobVerified(this.ref, d, { ...this.fetchOptions(i, this.abort.signal), follow });
+      this.downloads.set(i, download);
+      download.then(
+        (fetched) => {
+          if (fd !== undefined) return;
+          // Stored by another process meanwhile: nothing grew here.
+          this.downloads.delete(i);
+          this.storedFile(d, fetched).then(resolve, reject);
+        },
+        (e: unknown) => {
+          if (fd === undefined) reject(e);
+        },
+      );
+    });
+  }
+
+  /**
+   * Hashes layer i's blob if the store has it (see ImageLayer.verify);
+   * nothing is downloaded. A download of it still running is waited for
+   * first: its own digest check is the verdict on the bytes a decoder
+   * following it failed on (a flipped byte stops igzip before the end).
+   */
   async verifyStored(i: number): Promise<void> {
     const d = this.descriptors[i]!;
+    await this.downloads.get(i);
     if (await this.client.store.has(d.digest)) await this.client.store.verify(d.digest);
   }
 

@@ -53,6 +53,7 @@ export async function openRemoteImage(client: RegistryClient, ref: ImageReferenc
     diffId: diffIds[i] ?? "",
     location: `${ref.registry}/${ref.repository}@${d.digest}`,
     open: () => downloads.open(i),
+    file: () => downloads.file(i),
     verify: () => downloads.verifyStored(i),
   }));
   const image: ResolvedImage = { reference, manifestDigest: resolved.manifestDigest, config, layers, platform };
