@@ -8,7 +8,8 @@ import { parentPort } from "node:worker_threads";
 export interface HashJob {
   readonly id: number;
   readonly path: string;
-  readonly algorithm: string;
+  /** Undefined for a job that only copies the file to `tee`: its reply's hex is then empty. */
+  readonly algorithm?: string;
   /** For a file still being written: [int32 state: 0 writing, 1 done, -1 stop][pad][float64 final size]. */
   readonly state?: SharedArrayBuffer;
   /**
@@ -31,7 +32,7 @@ const buffer = Buffer.allocUnsafe(1 << 20);
  * are hashed, or stops when it stores -1.
  */
 function run(job: HashJob): HashReply {
-  const hash = createHash(job.algorithm);
+  const hash = job.algorithm === undefined ? undefined : createHash(job.algorithm);
   const fd = openSync(job.path, "r");
   let tee: number | undefined;
   try {
@@ -48,13 +49,13 @@ function run(job: HashJob): HashReply {
       while (hashed < size) {
         const got = readSync(fd, buffer, 0, Math.min(buffer.length, size - hashed), hashed);
         if (got === 0) return { id: job.id, error: `${job.path} shrank while it was hashed` };
-        hash.update(buffer.subarray(0, got));
+        hash?.update(buffer.subarray(0, got));
         if (tee !== undefined) writeAll(tee, buffer.subarray(0, got));
         hashed += got;
       }
       if (state === 1) {
         const expected = finalSize ? (finalSize[0] as number) : hashed;
-        if (hashed === expected) return { id: job.id, hex: hash.digest("hex"), bytes: hashed };
+        if (hashed === expected) return { id: job.id, hex: hash?.digest("hex") ?? "", bytes: hashed };
         // The writer is done: no more bytes will come.
         if (hashed > expected || size === hashed) return { id: job.id, error: `${job.path} has ${hashed} bytes, not the ${expected} written` };
         continue;

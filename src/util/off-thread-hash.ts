@@ -134,15 +134,27 @@ export interface FollowingHash {
   stop(): Promise<void>;
 }
 
+export function hashFollowingOffThread(path: string, algorithm: string): FollowingHash {
+  return following(path, algorithm, undefined);
+}
+
 /**
- * With `tee`, a FIFO: every byte hashed is written to it too (see
- * HashJob.tee), for a decoder that reads the file as it grows.
+ * A file another writer is filling, copied on a worker thread as its bytes
+ * land into the FIFO `fifo` (see HashJob.tee), for a decoder in another
+ * process that reads the file as it grows. Nothing is hashed: the writer
+ * hashes what it writes. `finish` resolves with the bytes copied (hex
+ * empty); `stop` also lets go of a worker still waiting for the FIFO's
+ * reader.
  */
-export function hashFollowingOffThread(path: string, algorithm: string, opts: { tee?: string } = {}): FollowingHash {
+export function copyFollowingOffThread(path: string, fifo: string): FollowingHash {
+  return following(path, undefined, fifo);
+}
+
+function following(path: string, algorithm: string | undefined, tee: string | undefined): FollowingHash {
   const state = new SharedArrayBuffer(16);
   const flag = new Int32Array(state, 0, 1);
   const finalSize = new Float64Array(state, 8, 1);
-  const result = submit({ path, algorithm, state, ...(opts.tee !== undefined ? { tee: opts.tee } : {}) });
+  const result = submit({ path, state, ...(algorithm !== undefined ? { algorithm } : {}), ...(tee !== undefined ? { tee } : {}) });
   result.catch(() => undefined);
   return {
     finish(size) {
@@ -154,7 +166,7 @@ export function hashFollowingOffThread(path: string, algorithm: string, opts: { 
     async stop() {
       Atomics.store(flag, 0, -1);
       Atomics.notify(flag, 0);
-      if (opts.tee === undefined) return void (await result.catch(() => undefined));
+      if (tee === undefined) return void (await result.catch(() => undefined));
       // The worker may be blocked opening the FIFO for a reader that will
       // never come (the decoder failed to start, or was killed): opening and
       // closing the reading end lets that open return, and with no reader
@@ -164,7 +176,7 @@ export function hashFollowingOffThread(path: string, algorithm: string, opts: { 
       void result.catch(() => undefined).then(() => (ended = true));
       while (!ended) {
         try {
-          closeSync(openSync(opts.tee, constants.O_RDONLY | constants.O_NONBLOCK));
+          closeSync(openSync(tee, constants.O_RDONLY | constants.O_NONBLOCK));
         } catch {
           // Not there: the worker's own open fails as well.
         }

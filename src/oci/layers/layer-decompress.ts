@@ -9,7 +9,7 @@ import { detectFormat } from "../../formats/detect.js";
 import type { ImageLayer, LayerBlobFile } from "../image.js";
 import { layerCompression, type LayerCompression } from "../media-types.js";
 import { identityOfFd } from "../../util/file-identity.js";
-import { hashFileOffThread, hashFollowingOffThread, type FileHash } from "../../util/off-thread-hash.js";
+import { copyFollowingOffThread, hashFileOffThread, type FileHash } from "../../util/off-thread-hash.js";
 import { checkVerifiedIdentity } from "../../tree/content.js";
 import { parseDigest } from "../digest.js";
 import { blobMismatch } from "../verified-blob.js";
@@ -139,10 +139,13 @@ async function fileHead(file: LayerBlobFile, n: number): Promise<Buffer> {
  * - unchecked: hashed on a worker thread while igzip reads it;
  * - verified: igzip reads the very descriptor whose identity is checked
  *   against the one hashed, before and after;
- * - growing: a worker thread follows the download, hashes each byte and
- *   passes it on to igzip through a FIFO, so the layer decodes as it
- *   arrives with neither the decoding nor the copying on the main thread
- *   (which parses HTTP and, as igzip writes, the tar).
+ * - growing: the download hashes what it writes (the store's own check,
+ *   whose verdict this waits for), and a worker thread follows the file
+ *   and passes each byte on to igzip through a FIFO, so the layer decodes
+ *   as it arrives with neither the decoding nor the copying on the main
+ *   thread (which parses HTTP and, as igzip writes, the tar). The bytes
+ *   are read back from the file the download wrote; should they differ
+ *   from those it hashed, what igzip made of them fails the diff_id.
  * The check and the decoding run together, and either failing stops the
  * other. A wrong blob fails with its EDIGEST or ESIZE (nothing decoded from
  * it is published: the caller publishes only once this resolves).
@@ -173,7 +176,7 @@ export async function decodeLayerFile(
   const { file } = decoder;
   try {
     if (file.kind === "verified") return await decodeVerified(file, decode, opts.subject);
-    if (file.kind === "growing") return await decodeGrowing(file, layer, decode, checkHash, stop);
+    if (file.kind === "growing") return await decodeGrowing(file, decode, stop);
     // On a worker thread: the main thread is parsing the tar as it lands.
     const check = hashFileOffThread(file.path, parseDigest(layer.digest).algorithm).then(checkHash);
     await bothOrStop(check, decode(file.path), stop);
@@ -201,28 +204,22 @@ async function decodeVerified(file: Extract<LayerBlobFile, { kind: "verified" }>
   }
 }
 
-async function decodeGrowing(
-  file: Extract<LayerBlobFile, { kind: "growing" }>,
-  layer: ImageLayer,
-  decode: (input: string) => Promise<void>,
-  checkHash: (h: FileHash) => void,
-  stop: AbortController,
-): Promise<void> {
+async function decodeGrowing(file: Extract<LayerBlobFile, { kind: "growing" }>, decode: (input: string) => Promise<void>, stop: AbortController): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "a3s-layer-fifo-"));
   try {
     const fifo = join(dir, "blob");
     await makeFifo(fifo);
-    const follower = hashFollowingOffThread(file.path, parseDigest(layer.digest).algorithm, { tee: fifo });
-    const check = (async () => {
-      // The download's own end (stored, or failed with its error) ends the following.
+    const copier = copyFollowingOffThread(file.path, fifo);
+    const copied = (async () => {
+      // The download's own end (stored, its digest checked, or failed with its error) ends the copying.
       await file.stored;
-      checkHash(await follower.finish(file.progress.written));
+      await copier.finish(file.progress.written);
     })();
     try {
-      await bothOrStop(check, decode(fifo), stop);
+      await bothOrStop(copied, decode(fifo), stop);
     } finally {
       // After a failure: igzip is killed by now, and the worker is let go.
-      if (stop.signal.aborted) await follower.stop();
+      if (stop.signal.aborted) await copier.stop();
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
