@@ -65,10 +65,10 @@ export type LayerBlobFile =
   /**
    * A file still being written as the blob downloads (the store's
    * temporary, held open and named by `path` in /proc/self/fd, since its
-   * own name goes once it is published): a
-   * decoder follows it as it grows, and it is hashed on the way. `stored`
-   * settles once the download is stored or has failed; `release` closes
-   * the file when the decoder is done with it.
+   * own name goes once it is published): a decoder follows it as it grows.
+   * The download hashes what it writes; `stored` settles once the blob is
+   * stored, its digest matched, or the download has failed. `release`
+   * closes the file when the decoder is done with it.
    */
   | {
       readonly kind: "growing";

@@ -13,7 +13,7 @@ export interface HashJob {
   /** For a file still being written: [int32 state: 0 writing, 1 done, -1 stop][pad][float64 final size]. */
   readonly state?: SharedArrayBuffer;
   /**
-   * A FIFO that every byte hashed is also written to, in order (a decoder
+   * A FIFO that every byte read is also written to, in order (a decoder
    * in another process reads it: layer-decompress.ts). Opened once the
    * file is, blocking until its reader opens it; closed when the job ends,
    * which is the reader's end of input.
