@@ -50,9 +50,8 @@ export interface ImageLayer {
 }
 
 /**
- * A layer's blob as a file, and what is known of its bytes: every byte a
- * decoder takes from it is checked against the layer's digest, in the way
- * that fits.
+ * A layer's blob as a file, and what is known of its bytes, which decides
+ * how a decoder reading it checks them (layer-decompress.ts).
  */
 export type LayerBlobFile =
   /** A whole file nobody has checked (a directory layout's): hashed as it is decoded. */
