@@ -29,6 +29,9 @@
  * ("virtio_console_port_rx_bufs": a number as text, or null without the
  * parameter): both are parameters of the microVM kernel's patches.
  *
+ * It says whether the kernel has virtual terminals ("virtual_terminals":
+ * whether /sys/class/tty/tty1 exists): the microVM kernel is built without.
+ *
  * It says whether a UDP socket binds to 127.0.0.1 and to ::1
  * ("bind_127_0_0_1", "bind_ipv6_loopback": true, or the errno's name).
  *
@@ -628,6 +631,7 @@ int main(int argc, char **argv)
 	module_param_report("virtiofs", "no_flush");
 	fputs(",\"virtio_console_port_rx_bufs\":", stdout);
 	module_param_report("virtio_console", "port_rx_bufs");
+	printf(",\"virtual_terminals\":%s", access("/sys/class/tty/tty1", F_OK) == 0 ? "true" : "false");
 	fputs(",\"shells\":", stdout);
 	shells_report();
 	if (nrandom)

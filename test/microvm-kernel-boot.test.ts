@@ -19,6 +19,7 @@ interface ProbeReport {
   root: { writable: boolean };
   env: string[];
   virtio_console_port_rx_bufs: string | null;
+  virtual_terminals: boolean;
   workspace: { write: { writable: boolean } };
   mounts: { target: string; type: string }[];
 }
@@ -87,8 +88,11 @@ describe("the built microVM kernel", { skip }, () => {
       assert.doesNotMatch(console, /ACPI|APIC timer disabled/);
       assert.match(console, /reboot: Restarting system/);
     } else assert.match(console, /reboot: Power down/);
-    assert.equal(report(r.stdout).workspace.write.writable, true);
+    const p = report(r.stdout);
+    assert.equal(p.workspace.write.writable, true);
     assert.equal(existsSync(join(workspace, "from-guest.txt")), true);
+    // Built without virtual terminals (kernel/patches/0005): no tty1..tty63.
+    assert.equal(p.virtual_terminals, false);
     assert.ok(r.timeline.agentStartMs !== null);
   });
 
