@@ -175,6 +175,15 @@ describe("QEMU command line", () => {
     assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "file:/boot/vmlinux" }), /kdf108/, "a user's kernel is left as built (it may run in FIPS mode)");
   });
 
+  it("leaves Debian's kernel's tracefs unpopulated, on Debian's kernel only", async () => {
+    const debian = { kernelOrigin: "debian:linux-image-6.1.0-57-amd64=6.1.192-3" };
+    for (const accel of ["tcg", "kvm"] as const) {
+      assert.match(await kernelCommandLine(accel, debian), /(^| )initcall_blacklist=tracer_init_tracefs,trace_eval_init( |$)/);
+    }
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "a3s-microvm:6.12.117-1~deb12u1+a8e2fd1d" }), /tracefs/, "the microVM kernel is built without tracing");
+    assert.doesNotMatch(await kernelCommandLine("tcg", { kernelOrigin: "file:/boot/vmlinux" }), /tracefs/, "a user's kernel is left as built");
+  });
+
   it("ships the lapic-timer patch under the name the host looks for, adding the parameter it passes", async () => {
     const patches = await loadKernelPatches();
     const patch = patches.find((p) => p.name === LAPIC_TIMER_PERIOD_PATCH);
