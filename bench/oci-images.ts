@@ -20,6 +20,12 @@
 // unpack: as a user types it (`-zlz4hc`, lz4hc's level 9; `-comp zstd`,
 // mksquashfs's level 15), and like for like at our level. Both ratios are
 // printed; the registry pull's theirs is like for like.
+// dir once more on a new ext4 (mkfs.ext4's defaults, with its journal,
+// loop-mounted in the work directory): ours with its layer store there too,
+// theirs unpacking there. The host's own file system may be set up otherwise
+// (this machine's has no journal, where a file's creation scans past every
+// inode deleted in the last minutes) and is in whatever state earlier work
+// left it; the new one shows the writers on the file system most hosts have.
 // Nothing is deleted until the last timed command, and the first starts a
 // minute after the set-up (settleFilesystem() in stats.ts says why). Within
 // each pair, ours goes first in even runs and theirs in odd ones.
@@ -93,12 +99,12 @@ async function main(): Promise<void> {
    * copies' own identity, so an untimed scratch build to each image format
    * learns it).
    */
-  const freshCache = (): NodeJS.ProcessEnv => {
-    const dir = path("cache");
+  const freshCache = (at: (name: string) => string = path): NodeJS.ProcessEnv => {
+    const dir = at("cache");
     mkdirSync(dir);
     for (const b of bundles) cpSync(b, join(dir, b.split("/").pop() as string), { recursive: true });
     const env = { ...process.env, A3S_CACHE_DIR: dir };
-    const first = path("first-build");
+    const first = at("first-build");
     const outputs = ["erofs", "squashfs", "ext4"].flatMap((f) => ["-o", `${f}:${first}.${f}`]);
     execFileSync(process.execPath, [CLI, "build", "scratch", "--agent", guestProgramPath("probe"), ...outputs, "--no-cache"], { env, stdio: "ignore" });
     clean(...["erofs", "squashfs", "ext4"].map((f) => `${first}.${f}`));
@@ -106,6 +112,8 @@ async function main(): Promise<void> {
   };
 
   const loadBefore = loadavg();
+  const newFs = mountNewExt4(work);
+  const onNewFs = (name: string): string => join(newFs.mountpoint, `${n++}-${name}`);
   const registry = await startRegistry();
   try {
     const ref = `${registry.host}/bench/minbase:v2`;
@@ -116,6 +124,9 @@ async function main(): Promise<void> {
     const theirsUnpack: Run[] = [];
     /** Like for like: theirs at our compression level, from the same unpack. */
     const sameLevel: Record<"erofs" | "squashfs", { runs: Run[]; bytes: number }> = { erofs: { runs: [], bytes: 0 }, squashfs: { runs: [], bytes: 0 } };
+    /** dir on the new ext4. */
+    const newFsOurs: Run[] = [];
+    const newFsTheirs: Run[] = [];
     const pullOurs: Run[] = [];
     const pullTheirs: Run[] = [];
     const cold: Run[] = [];
@@ -165,6 +176,17 @@ async function main(): Promise<void> {
         if (!oursFirst) runOurs();
         sizes[format] = format === "dir" ? { ours: diskBytes(out), theirs: diskBytes(rootfs) } : { ours: statSync(out).size, theirs: statSync(img).size };
         clean(out, img, bundle, env.A3S_CACHE_DIR);
+      }
+
+      // dir on the new ext4, everything of both sides on it.
+      {
+        const env = freshCache(onNewFs);
+        const out = onNewFs("ours.dir");
+        const bundle = onNewFs("umoci");
+        const runOurs = (): number => newFsOurs.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `dir:${out}`, "--no-cache"], env));
+        if (i % 2 === 0) runOurs();
+        newFsTheirs.push(timed("umoci", ["unpack", "--image", `${layout}:v2`, bundle]));
+        if (i % 2 === 1) runOurs();
       }
 
       // Registry pull → erofs.
@@ -236,6 +258,7 @@ async function main(): Promise<void> {
         theirsRuns: sameLevel[f].runs.map((r) => Math.round(r.ms)),
         bytes: { ours: sizes[f]?.ours ?? 0, theirs: sameLevel[f].bytes },
       })),
+      dirOnNewExt4: { oursMs: med(newFsOurs), theirsMs: med(newFsTheirs), speedup: ratio(med(newFsTheirs), med(newFsOurs)), oursRuns: newFsOurs.map((r) => Math.round(r.ms)), theirsRuns: newFsTheirs.map((r) => Math.round(r.ms)) },
       registryPullErofs: { oursMs: med(pullOurs), theirsMs: med(pullTheirs), speedup: ratio(med(pullTheirs), med(pullOurs)), oursRuns: pullOurs.map((r) => Math.round(r.ms)), theirsRuns: pullTheirs.map((r) => Math.round(r.ms)) },
       warmRebuild: { coldMs: med(cold), warmMs: med(warm), percentOfCold: Math.round((1000 * med(warm)) / med(cold)) / 10, coldRuns: cold.map((r) => Math.round(r.ms)), warmRuns: warm.map((r) => Math.round(r.ms)), newOutMs: med(warmNewPath), newOutPercentOfCold: Math.round((1000 * med(warmNewPath)) / med(cold)) / 10, newOutRuns: warmNewPath.map((r) => Math.round(r.ms)) },
     };
@@ -256,6 +279,7 @@ async function main(): Promise<void> {
       ...json.likeForLike.map(
         (r) => `| ${r.format} like for like (both ${r.level}) | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes.ours)} / ${mib(r.bytes.theirs)} |`,
       ),
+      `| dir on a new ext4 (mkfs.ext4's defaults, journalled, loop-mounted; both sides' files on it) | ${json.dirOnNewExt4.oursMs} ms | ${json.dirOnNewExt4.theirsMs} ms (\`umoci unpack\`) | ${json.dirOnNewExt4.speedup}× | ${json.dirOnNewExt4.oursRuns.join(", ")} / ${json.dirOnNewExt4.theirsRuns.join(", ")} | |`,
       `| registry pull → erofs | ${json.registryPullErofs.oursMs} ms | ${json.registryPullErofs.theirsMs} ms (skopeo copy + umoci unpack + mkfs.erofs at lz4hc level ${EROFS_LZ4HC_LEVEL}) | ${json.registryPullErofs.speedup}× | ${json.registryPullErofs.oursRuns.join(", ")} / ${json.registryPullErofs.theirsRuns.join(", ")} | |`,
       "",
       `Warm rebuild (build cache on; the same \`build oci:L:v2 -o erofs:OUT\` twice, the second finding its own output at OUT): cold ${json.warmRebuild.coldMs} ms, warm ${json.warmRebuild.warmMs} ms = **${json.warmRebuild.percentOfCold} %** of cold (target ≤ 10 %). Runs: cold ${json.warmRebuild.coldRuns.join(", ")}; warm ${json.warmRebuild.warmRuns.join(", ")}.`,
@@ -269,8 +293,25 @@ async function main(): Promise<void> {
     process.stdout.write(md + "\n");
   } finally {
     await registry.stop();
+    newFs.unmount();
     rmSync(work, { recursive: true, force: true });
   }
+}
+
+/** A new ext4 of mkfs.ext4's defaults (a journal), in a sparse file under `work`, loop-mounted there. */
+function mountNewExt4(work: string): { mountpoint: string; unmount: () => void } {
+  const image = join(work, "new-ext4.img");
+  const mountpoint = join(work, "new-ext4");
+  execFileSync("truncate", ["-s", "16G", image]);
+  execFileSync("mkfs.ext4", ["-q", "-F", image]);
+  mkdirSync(mountpoint);
+  execFileSync("mount", ["-o", "loop", image, mountpoint]);
+  return {
+    mountpoint,
+    unmount: () => {
+      execFileSync("umount", [mountpoint]);
+    },
+  };
 }
 
 await main();
