@@ -112,10 +112,12 @@ async function main(): Promise<void> {
   };
 
   const loadBefore = loadavg();
-  const newFs = mountNewExt4(work);
-  const onNewFs = (name: string): string => join(newFs.mountpoint, `${n++}-${name}`);
   const registry = await startRegistry();
+  let newFs: NewExt4 | undefined;
   try {
+    newFs = mountNewExt4(work);
+    const newFsRoot = newFs.mountpoint;
+    const onNewFs = (name: string): string => join(newFsRoot, `${n++}-${name}`);
     const ref = `${registry.host}/bench/minbase:v2`;
     execFileSync("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", `oci:${layout}:v2`, `docker://${ref}`], { stdio: ["ignore", "ignore", "inherit"] });
     const formats = ["dir", "erofs", "ext4", "squashfs", "cpio"] as const;
@@ -293,13 +295,18 @@ async function main(): Promise<void> {
     process.stdout.write(md + "\n");
   } finally {
     await registry.stop();
-    newFs.unmount();
+    newFs?.unmount();
     rmSync(work, { recursive: true, force: true });
   }
 }
 
+interface NewExt4 {
+  readonly mountpoint: string;
+  readonly unmount: () => void;
+}
+
 /** A new ext4 of mkfs.ext4's defaults (a journal), in a sparse file under `work`, loop-mounted there. */
-function mountNewExt4(work: string): { mountpoint: string; unmount: () => void } {
+function mountNewExt4(work: string): NewExt4 {
   const image = join(work, "new-ext4.img");
   const mountpoint = join(work, "new-ext4");
   execFileSync("truncate", ["-s", "16G", image]);
