@@ -58,10 +58,10 @@ export const DEBIAN_SELF_TESTS_OFF = "initcall_blacklist=crypto_kdf108_init,blak
  * start paired medians -223, -175 and -249 ms in series of 10, 12 and 10
  * pairs (faster in 6, 7 and 8), init start → agent exec 180-227 against
  * 238-254 ms (medians; by instruction count init's own part grew, 8.3 to
- * 11.4-12.2 units, not explained). Under KVM too, where it was not measured: the guest
- * has no use for the work under any accelerator. Only Debian's kernel: the
- * microVM kernel is built without tracing, and a user's kernel is left as
- * built.
+ * 11.4-12.2 units, not explained). Under KVM too, where it was not
+ * measured: the guest has no use for the work under any accelerator. Only
+ * Debian's kernel: the microVM kernel is built without tracing, and a
+ * user's kernel is left as built.
  */
 export const DEBIAN_TRACEFS_OFF = "initcall_blacklist=tracer_init_tracefs,trace_eval_init";
 

@@ -40,10 +40,10 @@ const SLICE_MS = 20;
  * other thread spinning on that lock; there, per-directory batches gave a
  * paired median of -110 ms over 6 alternated pairs (faster in 4), while the
  * file system's recovery moved both sides from 3.2 to 1.1 s within the
- * series. On a new ext4 with a journal (no such
- * scan, and no spinning in `perf`) the per-directory batches were slower:
- * the build +235 ms, paired median of 6 alternated pairs, faster in 1
- * (smaller batches, more round trips to this thread).
+ * series. On a new ext4 with a journal (no such scan, and no spinning in
+ * `perf`) the per-directory batches were slower: the build +235 ms, paired
+ * median of 6 alternated pairs, faster in 1 (smaller batches, more round
+ * trips to this thread).
  *
  * `signal` stops the write between two entries, and a failed thread stops
  * the others' batches; the promise settles only once no thread writes any
