@@ -27,6 +27,7 @@ import { renderGuestJob } from "../src/layout/guest-config.js";
 import { randomBytes } from "node:crypto";
 import { bootFirmware } from "../src/boot/microvm-machine.js";
 import { qemuArgs } from "../src/boot/qemu-command.js";
+import { qemuLaunch } from "../src/boot/qemu-launch.js";
 import { requireTool } from "../src/util/host-tool.js";
 
 export interface ConsoleBootOptions {
@@ -204,7 +205,9 @@ export async function bootOnConsole(o: ConsoleBootOptions): Promise<ConsoleBoot>
     args.push("-trace", "fw_cfg_select", "-trace", "virtio_console_flush_buf", "-msg", "timestamp=on");
     started = performance.now();
     startedWall = performance.timeOrigin + started;
-    const vm = spawn(qemu, args, { stdio: ["ignore", "pipe", "pipe"] });
+    // Started as `run` starts it (under TCG without huge pages); each program in the chain execs the next, so the pid is QEMU's.
+    const launch = qemuLaunch(qemu, args, { accel: o.accel });
+    const vm = spawn(launch.file, launch.args, { stdio: ["ignore", "pipe", "pipe"] });
     pid = vm.pid ?? 0;
     let qemuStderr = "";
     vm.stderr.on("data", (b: Buffer) => (qemuStderr += b.toString()));

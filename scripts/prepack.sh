@@ -4,8 +4,9 @@
 #   - dist/src: the library and the CLI, with their type declarations, and
 #     the CLI bundled into dist/src/cli/main.bundle.cjs (scripts/bundle-cli.mjs);
 #     the JavaScript without comments (below);
-#   - guest/build: the static guest programs (init, probe, config-check) and
-#     SHA256SUMS, which the library checks them against before every use.
+#   - guest/build: the static guest programs (init, probe, config-check,
+#     thp-off) and SHA256SUMS, which the library checks them against before
+#     every use.
 # The guest programs are built with musl-gcc only (the gcc -static fallback
 # makes larger, glibc programs), twice, and the two builds must be identical
 # byte for byte: the same sources and compiler give the same programs.

@@ -96,7 +96,7 @@ describe("the npm package, installed from its tarball into an empty directory", 
     for (const n of notes) t.diagnostic(n);
     const paths = pack.files.map((f) => f.path);
     assert.ok(pack.size <= PACKED_LIMIT, `${pack.size} bytes packed, over ${PACKED_LIMIT}`);
-    for (const p of ["guest/build/init", "guest/build/probe", "guest/build/config-check", "guest/build/SHA256SUMS", "guest/init.c", "guest/Makefile",
+    for (const p of ["guest/build/init", "guest/build/probe", "guest/build/config-check", "guest/build/thp-off", "guest/build/SHA256SUMS", "guest/init.c", "guest/Makefile",
       "dist/src/index.js", "dist/src/index.d.ts", "dist/src/cli/main.js", "dist/src/cli/a3s-rootfs.cjs", "dist/src/cli/main.bundle.cjs",
       "dist/src/formats/dir/write-worker.js", "kernel/config/base.config", "docs/api.md", "README.md", "CHANGELOG.md", "package.json"]) {
       assert.ok(paths.includes(p), `${p} is not in the package`);

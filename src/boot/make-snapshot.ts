@@ -6,9 +6,9 @@ import { A3sError } from "../errors.js";
 import { temporaryPathFor, writeAtomically } from "../outputs/atomic.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { requireTool, runTool } from "../util/host-tool.js";
-import { chooseAccelerator, type AcceleratorChoice } from "./accelerator.js";
+import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./accelerator.js";
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
-import { dieWithParent } from "./die-with-parent.js";
+import { qemuLaunch } from "./qemu-launch.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
 import { memoizedFileSha256 } from "./file-digest.js";
 import { GuestChannel } from "./guest-channels.js";
@@ -116,7 +116,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         ...(cmdlineOptions.noAcpi ? { noAcpi: true } : {}),
         ...firmware.spec,
       });
-      const saved = await bootAndSave({ qemu, args, work, dir, image: opts.image, started, signal: opts.signal, progress });
+      const saved = await bootAndSave({ qemu, args, accel: decision.accel, work, dir, image: opts.image, started, signal: opts.signal, progress });
       await finishFiles(dir, fallocate);
       const manifest: SnapshotManifest = {
         format: SNAPSHOT_FORMAT,
@@ -184,6 +184,7 @@ function guestSockets(work: string): { stdout: string; stderr: string; control: 
 async function bootAndSave(o: {
   qemu: string;
   args: readonly string[];
+  accel: Accelerator;
   work: string;
   dir: string;
   image: string;
@@ -209,8 +210,8 @@ async function bootAndSave(o: {
   o.started.closers.push(qmp);
 
   const t0 = performance.now();
-  // The VM dies with this process even when it is SIGKILLed (die-with-parent.ts).
-  const vmCommand = dieWithParent(o.qemu, o.args);
+  // The VM dies with this process even when it is SIGKILLed; under TCG it runs without huge pages (qemu-launch.ts).
+  const vmCommand = qemuLaunch(o.qemu, o.args, { accel: o.accel });
   const vm = spawn(vmCommand.file, vmCommand.args, { stdio: ["ignore", "ignore", "pipe"] });
   o.started.children.push(vm);
   let qemuStderr = "";

@@ -11,7 +11,6 @@ import { chooseAccelerator, type Accelerator, type AcceleratorChoice } from "./a
 import { prepareBootMedia, type ShareTransport } from "./boot-media.js";
 import { checkGuestMemoryDir } from "./guest-memory-dir.js";
 import { controlLinesInConsole, LineSplitter, parseControlLine, type ControlEvent } from "./control-lines.js";
-import { dieWithParent } from "./die-with-parent.js";
 import { GuestChannel } from "./guest-channels.js";
 import { GuestConversation, type JobRequest } from "./guest-conversation.js";
 import { memoizedFileSha256 } from "./file-digest.js";
@@ -29,6 +28,7 @@ import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, rootVerityValue, verityFai
 import { resolveKernel } from "./resolve-kernel.js";
 import { bootFirmware, type MicrovmFirmware } from "./microvm-machine.js";
 import { qemuArgs, type VmSpec } from "./qemu-command.js";
+import { qemuLaunch, type QemuLaunchOptions } from "./qemu-launch.js";
 import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
 import { startShares } from "./shares.js";
 import { applyChangeSet, finishInterruptedApply } from "./change-set-apply.js";
@@ -293,7 +293,7 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       ...firmware.spec,
     });
     if (memoryDir) progress(`guest memory: a file in ${memoryDir.path} (${memoryDir.hugetlbfs ? "hugetlbfs" : "tmpfs"})`);
-    const vm = await runVm(qemu, args, { guest, control, started }, opts, progress);
+    const vm = await runVm(qemu, args, { accel: decision.accel, memoryDir: memoryDir !== undefined }, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
     return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: firmware.name, acpi: !cmdlineOptions.noAcpi }, changeSet, verity);
@@ -336,7 +336,7 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
     started.channels.push(qmp);
     const consoleLog = join(work, "console.log");
     const args = qemuArgs({ ...plan.spec, sockets, consoleLog, qmpSocket });
-    const vm = await runVm(qemu, args, { guest, control, started }, opts, progress, async () => {
+    const vm = await runVm(qemu, args, { accel: m.machine.accel }, { guest, control, started }, opts, progress, async () => {
       try {
         await resumeRestored(qmp, snapshot, opts.signal);
       } catch (e) {
@@ -603,6 +603,7 @@ async function listenToGuest(
 async function runVm(
   qemu: string,
   args: readonly string[],
+  launch: QemuLaunchOptions,
   { guest, control, started }: { guest: GuestOutput; control: GuestChannel; started: StartedProcesses },
   opts: RunOptions,
   progress: (message: string) => void,
@@ -610,8 +611,8 @@ async function runVm(
 ): Promise<VmEnd> {
   guest.vmStarted();
   const t0 = performance.now();
-  // The VM dies with this process even when it is SIGKILLed (die-with-parent.ts).
-  const vmCommand = dieWithParent(qemu, args);
+  // The VM dies with this process even when it is SIGKILLed; under TCG it runs without huge pages (qemu-launch.ts).
+  const vmCommand = qemuLaunch(qemu, args, launch);
   const vm = spawn(vmCommand.file, vmCommand.args, { stdio: ["ignore", "ignore", "pipe"] });
   started.children.push(vm);
   let stderr = "";

@@ -171,9 +171,9 @@ function checkNode(): HostCheck {
 
 function checkGuestPrograms(): HostCheck {
   const place = guestProgramsPlace();
-  const base = { id: "guest-programs", group: "build" as const, neededBy: "build (the init), demo (the probe)", path: place.dir };
+  const base = { id: "guest-programs", group: "build" as const, neededBy: "build (the init), demo (the probe), run under TCG (thp-off)", path: place.dir };
   try {
-    for (const name of ["init", "probe"] as const) readGuestProgram(name);
+    for (const name of ["init", "probe", "thp-off"] as const) readGuestProgram(name);
     return check({ ...base, status: "ok", detail: `${place.checkout ? "built in this checkout" : "carried by the package"}; match ${place.checksumFile}` });
   } catch (e) {
     if (!isA3sError(e, "EGUEST")) throw e;

@@ -5,7 +5,8 @@ import { A3sError } from "../errors.js";
 import { DOCTOR_HINT } from "../util/host-tool.js";
 import { packageRoot } from "../util/package-root.js";
 
-export type GuestProgram = "init" | "probe";
+/** The guest programs, and thp-off, a host-side helper built and verified with them (guest/thp-off.c). */
+export type GuestProgram = "init" | "probe" | "thp-off";
 
 /** Where the guest programs and their checksum file are: guest/build of the package or the checkout. */
 export interface GuestProgramsPlace {
