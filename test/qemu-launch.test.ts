@@ -16,18 +16,19 @@ after(() => {
 });
 
 /** The THP_enabled line a program started as QEMU would be sees in its own status. */
-function launchedThpLine(accel: "tcg" | "kvm", memoryDir = false): string {
-  const cmd = qemuLaunch("grep", ["^THP_enabled", "/proc/self/status"], { accel, memoryDir });
+function launchedThpLine(accel: "tcg" | "kvm", more: { memoryDir?: boolean; restore?: boolean } = {}): string {
+  const cmd = qemuLaunch("grep", ["^THP_enabled", "/proc/self/status"], { accel, ...more });
   const r = spawnSync(cmd.file, cmd.args, { encoding: "utf8" });
   assert.equal(r.status, 0, r.stderr);
   return r.stdout.trim();
 }
 
 describe("starting QEMU", () => {
-  it("under TCG the program runs with transparent huge pages off, under KVM with them, and with them where --memory-dir asks for them", () => {
+  it("a boot under TCG runs with transparent huge pages off; under KVM, with --memory-dir and for a restore with them", () => {
     assert.equal(launchedThpLine("tcg"), "THP_enabled:\t0");
     assert.equal(launchedThpLine("kvm"), "THP_enabled:\t1");
-    assert.equal(launchedThpLine("tcg", true), "THP_enabled:\t1");
+    assert.equal(launchedThpLine("tcg", { memoryDir: true }), "THP_enabled:\t1");
+    assert.equal(launchedThpLine("tcg", { restore: true }), "THP_enabled:\t1");
   });
 
   it("thp-off fails with 127 and the reason when the program cannot be run", () => {

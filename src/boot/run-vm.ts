@@ -336,7 +336,7 @@ async function runRestored(opts: RunOptions, qemu: string, guest: GuestOutput, p
     started.channels.push(qmp);
     const consoleLog = join(work, "console.log");
     const args = qemuArgs({ ...plan.spec, sockets, consoleLog, qmpSocket });
-    const vm = await runVm(qemu, args, { accel: m.machine.accel }, { guest, control, started }, opts, progress, async () => {
+    const vm = await runVm(qemu, args, { accel: m.machine.accel, restore: true }, { guest, control, started }, opts, progress, async () => {
       try {
         await resumeRestored(qmp, snapshot, opts.signal);
       } catch (e) {
