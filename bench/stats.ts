@@ -55,12 +55,22 @@ export function machineLine(): string {
  * whose freed memory goes back to its host (virtio-balloon free page
  * reporting) and whose kernel pages out page cache unused for a while
  * (DAMON, whose counters here showed it paging out at its quota). Neither
- * was traced into the host; a fresh page costs 1.3-2.0 us to touch here, too
- * little alone. Seen with nothing else running: the same `build -o cpio` of
- * the minbase image took 0.90-1.0 s in one minute and 1.16-1.30 s in another, and a warm
- * rebuild's 63 MB copy took 0.15 s into memory just freed by deleting a file
- * against 0.22-0.33 s into fresh memory. Paired, interleaved runs and their
- * ratios are what these results compare.
+ * was traced into the host. What a fresh page costs to touch moves with
+ * the machine and the day: 1.3-2.0 us on one machine; on another, 200 MB
+ * written into a new file took 0.45-0.70 s of system time (about 10 us a
+ * page; the same 200 MB over the file's cached pages 0.02 s, with O_DIRECT
+ * 0.18 s), and 200 MB of new anonymous memory 0.49 s in one process and
+ * 0.16 s in the next, which got the pages the first had just freed, before
+ * they were reported. So a command run a few seconds after the last one
+ * pays for every page it touches, and the same command run at once after
+ * another does not: an `oci:` build to erofs took 1.55-1.75 s (1 s of
+ * system time) in a loop, 2.0-3.0 s (1.1-2.2 s) with 4 s of idling or
+ * `umoci unpack` between runs. Seen with nothing else running: the same
+ * `build -o cpio` of the minbase image took 0.90-1.0 s in one minute and
+ * 1.16-1.30 s in another, and a warm rebuild's 63 MB copy took 0.15 s into
+ * memory just freed by deleting a file against 0.22-0.33 s into fresh
+ * memory. Paired, interleaved runs and their ratios are what these results
+ * compare.
  */
 function hostMemoryNote(): string | undefined {
   const notes: string[] = [];
