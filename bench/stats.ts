@@ -63,7 +63,7 @@ export function machineLine(): string {
  * 0.16 s in the next, which got the pages the first had just freed, before
  * they were reported. So a command run a few seconds after the last one
  * pays for every page it touches, and the same command run at once after
- * another does not: an `oci:` build to erofs took 1.55-1.75 s (1 s of
+ * another does not: an `oci:` build to erofs took 1.55-1.75 s (0.6-0.75 s of
  * system time) in a loop, 2.0-3.0 s (1.1-2.2 s) with 4 s of idling or
  * `umoci unpack` between runs. Seen with nothing else running: the same
  * `build -o cpio` of the minbase image took 0.90-1.0 s in one minute and
