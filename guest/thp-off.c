@@ -2,14 +2,14 @@
  * thp-off: run a program with transparent huge pages turned off for it
  * (and for any child it forks): thp-off PROGRAM [ARG...].
  *
- * A host-side helper, like config-check: `run` starts QEMU through it under
- * TCG (src/boot/huge-pages.ts says why, with the measurements). QEMU asks
- * for huge pages on the guest's RAM (madvise MADV_HUGEPAGE), so on a host
- * where that is honoured every first touch of a 2 MiB region of guest RAM
- * makes the host allocate and clear all of it, though a booting guest
- * touches its memory sparsely. PR_SET_THP_DISABLE is inherited by forks and
- * kept across execve, and needs no privilege; util-linux has no tool that
- * sets it, hence this one.
+ * A host-side helper, like config-check: `run` boots QEMU through it under
+ * TCG (src/boot/qemu-launch.ts says why, with the measurements). QEMU asks
+ * for huge pages on the guest's RAM and its translation buffer (madvise
+ * MADV_HUGEPAGE), and where the host honours that, each first touch of a
+ * 2 MiB region costs a whole huge page allocated and cleared: on this
+ * project's machines a boot was faster without. PR_SET_THP_DISABLE is
+ * inherited by forks and kept across execve, and needs no privilege;
+ * util-linux has no tool that sets it, hence this one.
  *
  * Exit status: PROGRAM's own (this process becomes it), or 127 when it
  * could not be executed, 126 when the flag could not be set (a kernel
