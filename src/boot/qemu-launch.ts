@@ -40,9 +40,10 @@ export interface QemuLaunchOptions {
  * `run --json`, alternated pairs 3 s apart, the host's setting switched
  * between `madvise` and `never`): VMM start → agent start faster without
  * huge pages in 12 of 13 pairs, paired median −85 ms (450–659 ms against
- * 542–805 ms); in the same guest, 64 MiB written to its /tmp took
- * 104–153 ms against 224–308 ms (5 of 5 pairs), and 2,000 small files
- * created, stat'ed and read showed no difference either way. In the boot
+ * 542–805 ms); in a guest running the workspace bench's fsbench, 64 MiB
+ * written to its /tmp took 104–153 ms against 224–308 ms (5 of 5 pairs),
+ * and 2,000 small files created, stat'ed and read showed no difference
+ * either way. In the boot
  * bench's own path, paired medians −106 ms (microVM kernel, 10 pairs,
  * faster in 8) and −234 ms (Debian's kernel, 8 pairs, faster in 7). Under
  * KVM the guest's own page tables walk through the host's, and huge pages
