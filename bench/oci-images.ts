@@ -27,8 +27,12 @@
 // inode deleted in the last minutes) and is in whatever state earlier work
 // left it; the new one shows the writers on the file system most hosts have.
 // Nothing is deleted until the last timed command, and the first starts a
-// minute after the set-up (settleFilesystem() in stats.ts says why). Within
-// each pair, ours goes first in even runs and theirs in odd ones.
+// minute after the set-up (settleFilesystem() in stats.ts says why). But
+// `umoci unpack` deletes what the second layer whites out, so every command
+// that creates many files on the host's file system (each unpack there, and
+// our dir output) starts at least that minute after the last unpack there
+// (DeletionClock in stats.ts). Within each pair, ours goes first in even
+// runs and theirs in odd ones.
 // The 1-minute load average is sampled before every timed command (the
 // machine is shared); the header gives it before, after and at its highest.
 // Run as root:  npm run build && node dist/bench/oci-images.js   (BENCH_RUNS=N, default 3)
@@ -44,7 +48,7 @@ import { guestProgramPath } from "../src/programs/index.js";
 import { startRegistry } from "../test/helpers/registry.js";
 import { minbaseLayout } from "./minbase-layout.js";
 import { INSTALLED_CLI as CLI } from "./installed-cli.js";
-import { machineLine, median, settleFilesystem, writeResults } from "./stats.js";
+import { DeletionClock, machineLine, median, settleFilesystem, SETTLE_MS, writeResults } from "./stats.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 
@@ -136,6 +140,14 @@ async function main(): Promise<void> {
     const warmNewPath: Run[] = [];
     const sizes: Record<string, { ours: number; theirs: number }> = {};
     settleFilesystem();
+    // umoci's deletions on the host's file system: see DeletionClock.
+    const deletions = new DeletionClock();
+    const unpackOnHost = (image: string, bundle: string): Run => {
+      deletions.settle();
+      const run = timed("umoci", ["unpack", "--image", image, bundle]);
+      deletions.deleted();
+      return run;
+    };
     /** Our ext4 image's size, which theirs is made at: the same every run (reproducible output). */
     let ext4Bytes: number | undefined;
     for (let i = 0; i < RUNS; i++) {
@@ -143,6 +155,7 @@ async function main(): Promise<void> {
         const env = freshCache();
         const out = path(`ours.${format}`);
         const runOurs = (): void => {
+          if (format === "dir") deletions.settle();
           ours[format]?.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `${format}:${out}`, "--no-cache"], env));
           if (format === "ext4") ext4Bytes ??= statSync(out).size;
         };
@@ -150,7 +163,7 @@ async function main(): Promise<void> {
         const oursFirst = i % 2 === 0;
         if (oursFirst) runOurs();
         const bundle = path("umoci");
-        const unpack = timed("umoci", ["unpack", "--image", `${layout}:v2`, bundle]);
+        const unpack = unpackOnHost(`${layout}:v2`, bundle);
         theirsUnpack.push(unpack);
         const rootfs = join(bundle, "rootfs");
         const img = path(`theirs.${format}`);
@@ -199,7 +212,7 @@ async function main(): Promise<void> {
       const l2 = path("layout");
       const copy = timed("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${l2}:v2`]);
       const bundle = path("umoci");
-      const unpack = timed("umoci", ["unpack", "--image", `${l2}:v2`, bundle]);
+      const unpack = unpackOnHost(`${l2}:v2`, bundle);
       const img = path("pull-theirs.erofs");
       const mkfs = timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, img, join(bundle, "rootfs")]);
       pullTheirs.push(sum(copy, unpack, mkfs));
@@ -268,7 +281,7 @@ async function main(): Promise<void> {
     const md = [
       "# OCI image → directory or bootable image, side by side with umoci (+ the mkfs tool)",
       "",
-      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands (\`sync\` before each, untimed); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
+      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands (\`sync\` before each, untimed); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts); \`umoci unpack\` deletes what the second layer whites out, so each unpack on the host's file system and each of our dir builds there started at least ${SETTLE_MS / 1000} s after the last unpack there (DeletionClock in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
       "",
       `Image: Debian bookworm minbase (mmdebstrap) + a second umoci layer (whiteouts, additions), oci layout tag v2. Our tools: ${erofsTool.version}, ${squashfsTool.version} (Debian 13, provisioned into the cache); ext4 written by a3s-rootfs itself, checked with the host's e2fsck. Theirs: ${json.tools.theirs}. umoci unpack alone: ${json.umociUnpackMs} ms (median).`,
       "",
