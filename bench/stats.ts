@@ -116,13 +116,15 @@ export function settleFilesystem(): void {
  * ended, so that a command creating many files there can wait the rest of
  * SETTLE_MS first. A bench that deletes nothing itself still runs one such
  * command: `umoci unpack` writes each layer in turn and then deletes what a
- * later layer whites out (some 2,600 files of the bench image's first layer).
- * Measured right after one (2026-12-03, alternated by hand): our oci → dir
- * build took 1.39 s (1.43 s of system time) against 0.91 s (0.42 s) on the
- * settled file system, with 19 % of `perf`'s samples in recently_deleted and
- * 5 % in the other thread spinning on the directory lock it held; `umoci
- * unpack` itself took 2.80 s against 2.44 s. Before this clock, each oci →
- * dir row's first run, which followed no unpack, was its fastest by far.
+ * later layer whites out (2,649 entries of the bench image's first layer).
+ * Measured by hand right after one (2026-12-03): our oci → dir build took
+ * 1.39 s (1.43 s of system time) against 0.91 s (0.42 s) on the settled
+ * file system and 0.86 s the time after, with 19 % of `perf`'s samples in
+ * recently_deleted and 5 % in the other thread spinning on the directory
+ * lock it held; `umoci unpack` itself took 2.80 s against 2.44 s. (The OCI
+ * bench's runs of ours were still fastest by far in its first round, in
+ * every row, image outputs included, with this clock as without it: that
+ * has another cause, not found.)
  */
 export class DeletionClock {
   private last: number | undefined;
