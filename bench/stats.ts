@@ -69,8 +69,15 @@ export function machineLine(): string {
  * `build -o cpio` of the minbase image took 0.90-1.0 s in one minute and
  * 1.16-1.30 s in another, and a warm rebuild's 63 MB copy took 0.15 s into
  * memory just freed by deleting a file against 0.22-0.33 s into fresh
- * memory. Paired, interleaved runs and their ratios are what these results
- * compare.
+ * memory. The DAMON scheme seen on 2026-12-03: `paddr`, `pageout` of any
+ * region not accessed for 12 aggregations of 5 s (a minute), at most
+ * 128 MiB a second, no watermarks. The CPU slowed under sustained load
+ * too, in one minute measured that day: a pure Python loop's count per 2 s
+ * fell from 7,512 in its first 2 s to 4,570-6,923 (median 5,356) in its
+ * second half-minute while a shell loop kept the other core busy, with no
+ * steal time in vmstat; and in the OCI bench's first round, which follows
+ * a minute of idling, ours ran fastest in every row. Paired, interleaved
+ * runs and their ratios are what these results compare.
  */
 function hostMemoryNote(): string | undefined {
   const notes: string[] = [];
