@@ -3,7 +3,9 @@
 //     cache hit: the layers already uncompressed in the store) against
 //     `umoci unpack` of the same layout (bench/core-speed-layout.ts: the
 //     Debian bookworm minbase in two layers), runs interleaved (see
-//     settleFilesystem() in stats.ts for why nothing is deleted between them);
+//     settleFilesystem() in stats.ts for why nothing is deleted between them,
+//     and DeletionClock for the wait after each unpack, which deletes what
+//     the second layer whites out);
 //  2. CLI start: `node -e 0` against `a3s-rootfs build scratch --agent A
 //     -o cpio:OUT.cpio.gz` (a 1 MB static agent; the installed command,
 //     dist/src/cli/a3s-rootfs.cjs, whose code cache the warm-up runs make),
@@ -28,7 +30,7 @@ import { RootfsBuilder } from "../src/index.js";
 import { compileTestBinary } from "../test/helpers/static-binary.js";
 import { CORE_LAYOUT_TAG, coreBenchLayout } from "./core-speed-layout.js";
 import { INSTALLED_CLI as CLI } from "./installed-cli.js";
-import { machineLine, median, settleFilesystem, SETTLE_MS, timeRuns, writeResults } from "./stats.js";
+import { DeletionClock, machineLine, median, settleFilesystem, SETTLE_MS, timeRuns, writeResults } from "./stats.js";
 
 const RUNS = Number(process.argv[2] ?? 3);
 const CLI_RUNS = 20;
@@ -104,16 +106,24 @@ async function main(): Promise<void> {
     const umoci: Run[] = [];
     const leftovers: string[] = [];
     settleFilesystem();
+    // umoci's deletions on the host's file system: see DeletionClock.
+    const deletions = new DeletionClock();
     for (let i = 0; i < RUNS; i++) {
       const env = { ...process.env, A3S_CACHE_DIR: out("cache") };
       const a = out("ours");
       const b = out("ours");
       const c = out("umoci");
       const ours = (): void => {
+        deletions.settle();
         cold.push(timed(process.execPath, [CLI, "build", spec, "-o", `dir:${a}`], env));
+        deletions.settle();
         warm.push(timed(process.execPath, [CLI, "build", spec, "-o", `dir:${b}`], env));
       };
-      const theirs = (): void => void umoci.push(timed("umoci", ["unpack", "--image", `${layout}:${CORE_LAYOUT_TAG}`, c]));
+      const theirs = (): void => {
+        deletions.settle();
+        umoci.push(timed("umoci", ["unpack", "--image", `${layout}:${CORE_LAYOUT_TAG}`, c]));
+        deletions.deleted();
+      };
       // Each tool goes first in every other round: whatever the first
       // command after a round's clean-up pays, both pay it equally often.
       if (i % 2 === 0) {
@@ -204,7 +214,7 @@ async function main(): Promise<void> {
       "",
       `${machineLine()}, ${cpus().length} cores. ${loadNote(load)} Every ratio is from this one run.`,
       "",
-      `## oci → dir (median of ${RUNS}, interleaved: each tool first in every other round; \`sync\` before each command; the rounds start ${SETTLE_MS / 1000} s after the set-up, and nothing is deleted until the last is done: see settleFilesystem() in bench/stats.ts)`,
+      `## oci → dir (median of ${RUNS}, interleaved: each tool first in every other round; \`sync\` before each command; the rounds start ${SETTLE_MS / 1000} s after the set-up, and nothing is deleted until the last is done: see settleFilesystem() in bench/stats.ts; \`umoci unpack\` deletes what the second layer whites out, so every command here starts at least ${SETTLE_MS / 1000} s after the last unpack: DeletionClock)`,
       "",
       `Image: ${json.ociToDir.image}.`,
       "",
