@@ -76,8 +76,13 @@ export function machineLine(): string {
  * fell from 7,512 in its first 2 s to 4,570-6,923 (median 5,356) in its
  * second half-minute while a shell loop kept the other core busy, with no
  * steal time in vmstat; and in the OCI bench's first round, which follows
- * a minute of idling, ours ran fastest in every row. Paired, interleaved
- * runs and their ratios are what these results compare.
+ * a minute of idling, ours ran fastest in every row. A minute's idling by
+ * itself did not slow the next command: the core bench's `oci:` → dir
+ * build, new cache and output each time, took 0.94-1.09 s (and once 2.13 s)
+ * 5 s after the one before and 1.09 and 1.13 s after 65 s of idling; a
+ * layer blob read just before 100 s of idling was 94 % in the page cache
+ * after it. Paired, interleaved runs and their ratios are what these
+ * results compare.
  */
 function hostMemoryNote(): string | undefined {
   const notes: string[] = [];
