@@ -15,14 +15,12 @@ import { GuestChannel } from "./guest-channels.js";
 import { hostTscKhz } from "./host-tsc.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage, type BootImageKind } from "./image-kind.js";
-import { kernelCmdlineOptions } from "./kernel-bundle.js";
-import { kernelCommandLine } from "./kernel-cmdline.js";
-import { bootFirmware } from "./microvm-machine.js";
+import { bootSpec } from "./boot-spec.js";
 import { qemuArgs } from "./qemu-command.js";
 import { QmpClient } from "./qmp.js";
 import { resolveKernel } from "./resolve-kernel.js";
 import { createRunDirectory } from "./run-directory.js";
-import { resolveVerityRoot, rootVerityValue } from "./verity-root.js";
+import { resolveVerityRoot } from "./verity-root.js";
 import { MIGRATION_CAPABILITIES, qemuVersion, SNAPSHOT_SHARES, snapshotShares, snapshotTransport } from "./snapshot-machine.js";
 import { SNAPSHOT_FILES, SNAPSHOT_FORMAT, type SnapshotManifest } from "./snapshot-manifest.js";
 
@@ -96,14 +94,9 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
       const media = await prepareBootMedia({ kind, image: bootImage, kernel, transport, verity: verity !== undefined, workDir: work });
       const shares = await snapshotShares({ transport, virtiofsd, dirs: {}, work, children: started.children });
       const tscKhz = decision.accel === "tcg" ? ((await hostTscKhz()) ?? null) : null;
-      const firmware = bootFirmware(qemu);
-      const cmdlineOptions = kernelCmdlineOptions(kernel, decision.accel);
+      const boot = await bootSpec({ qemu, kernel, media, accel: decision.accel, ...(verity ? { verity } : {}) });
       const args = qemuArgs({
-        kernelPath: kernel.kernelPath,
-        initrd: media.initrd,
-        ...(media.disk ? { disk: media.disk } : {}),
-        cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...cmdlineOptions, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
-        accel: decision.accel,
+        ...boot.spec,
         cpus,
         memoryMiB,
         transport,
@@ -113,8 +106,6 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         memoryFile: { path: join(dir, SNAPSHOT_FILES.memory), share: true, readOnly: false },
         qmpSocket: join(work, "qmp.sock"),
         start: "paused",
-        ...(cmdlineOptions.noAcpi ? { noAcpi: true } : {}),
-        ...firmware.spec,
       });
       const saved = await bootAndSave({ qemu, args, accel: decision.accel, work, dir, image: opts.image, started, signal: opts.signal, progress });
       await finishFiles(dir, fallocate);
@@ -124,7 +115,7 @@ export async function makeSnapshot(opts: SnapshotOptions): Promise<SnapshotResul
         image: { path: opts.image, kind, sha256: imageDigest.sha256, bytes: imageDigest.bytes },
         kernel: { origin: kernel.origin, path: kernel.kernelPath, sha256: kernelDigest.sha256, bytes: kernelDigest.bytes },
         qemu: { version: saved.version },
-        machine: { accel: decision.accel, cpus, memoryMiB, transport, shares: SNAPSHOT_SHARES, tscKhz, firmware: firmware.name, acpi: !cmdlineOptions.noAcpi },
+        machine: { accel: decision.accel, cpus, memoryMiB, transport, shares: SNAPSHOT_SHARES, tscKhz, firmware: boot.firmware, acpi: boot.acpi },
         snapshotMs: Math.round(saved.snapshotMs),
         bytes: await snapshotBytes(dir, kind),
       };

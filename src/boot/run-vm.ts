@@ -19,14 +19,13 @@ import { QmpClient } from "./qmp.js";
 import { prepareRestore, resumeRestored } from "./restore-machine.js";
 import { checkSnapshotMatches, OpenSnapshot, type SnapshotExpectations, type SnapshotManifest } from "./snapshot-manifest.js";
 import { discardWarmTemplate, warmTemplate } from "./warm-templates.js";
-import { kernelCmdlineOptions } from "./kernel-bundle.js";
-import { kernelCommandLine } from "./kernel-cmdline.js";
 import { requireInitramfsInit } from "./image-init.js";
 import { detectBootImage } from "./image-kind.js";
 import { checkGuestMemory, initramfsFootprint, kernelSpanMiB, memoryNeed, type InitramfsFootprint, type MemoryNeed } from "./memory-need.js";
-import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, rootVerityValue, verityFailure, type VerityRoot } from "./verity-root.js";
+import { resolveVerityRoot, ROOT_VERIFICATION_FAILED, verityFailure, type VerityRoot } from "./verity-root.js";
 import { resolveKernel } from "./resolve-kernel.js";
-import { bootFirmware, type MicrovmFirmware } from "./microvm-machine.js";
+import type { MicrovmFirmware } from "./microvm-machine.js";
+import { bootSpec } from "./boot-spec.js";
 import { qemuArgs, type VmSpec } from "./qemu-command.js";
 import { qemuLaunch, type QemuLaunchOptions } from "./qemu-launch.js";
 import { createRunDirectory, sweepDeadRunDirectories } from "./run-directory.js";
@@ -273,14 +272,9 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
     // the kernel drops what a closed port had not read), else at once.
     guest.converse(new GuestConversation(control, jobRequest(opts, shares.map((s) => s.tag), scratchDisk !== undefined), media.disk ? "root-ready" : "init-start"));
     const consoleLog = join(work, "console.log");
-    const firmware = bootFirmware(qemu);
-    const cmdlineOptions = kernelCmdlineOptions(kernel, decision.accel);
+    const boot = await bootSpec({ qemu, kernel, media, accel: decision.accel, ...(verity ? { verity } : {}) });
     const args = qemuArgs({
-      kernelPath: kernel.kernelPath,
-      initrd: media.initrd,
-      ...(media.disk ? { disk: media.disk } : {}),
-      cmdline: await kernelCommandLine(decision.accel, { job: true, channelDevices: true, ...cmdlineOptions, ...(verity ? { rootVerity: rootVerityValue(verity) } : {}) }),
-      accel: decision.accel,
+      ...boot.spec,
       cpus: opts.cpus ?? 1,
       memoryMiB,
       transport,
@@ -289,14 +283,12 @@ export async function runRootfs(opts: RunOptions): Promise<RunResult> {
       consoleLog,
       ...(scratchDisk ? { scratchDisk } : {}),
       ...(memoryDir ? { memoryDir } : {}),
-      ...(cmdlineOptions.noAcpi ? { noAcpi: true } : {}),
-      ...firmware.spec,
     });
     if (memoryDir) progress(`guest memory: a file in ${memoryDir.path} (${memoryDir.hugetlbfs ? "hugetlbfs" : "tmpfs"})`);
     const vm = await runVm(qemu, args, { accel: decision.accel, memoryDir: memoryDir !== undefined }, { guest, control, started }, opts, progress);
     const end = await readOutcome(guest, consoleLog, vm, opts);
     const changeSet = await takeChangeSet(opts, guest, changes, end, progress);
-    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: firmware.name, acpi: !cmdlineOptions.noAcpi }, changeSet, verity);
+    return resultOf(end, guest, vm, { accel: decision.accel, transport, kernel: kernel.origin, firmware: boot.firmware, acpi: boot.acpi }, changeSet, verity);
   } finally {
     await started.stop();
     await rm(work, { recursive: true, force: true });
