@@ -55,20 +55,23 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 interface Run {
   ms: number;
   rssMiB: number;
+  /** User + system CPU time of the command and its children, in ms: what the work cost, which a busy host inflates less than the wall clock. */
+  cpuMs: number;
 }
 
 /** 1-minute load averages seen before each timed command. */
 const loadSamples: number[] = [];
 
-/** A command's wall time and peak RSS (/usr/bin/time), after a sync so no one pays for the writes of the one before. */
+/** A command's wall time, CPU time and peak RSS (/usr/bin/time), after a sync so no one pays for the writes of the one before. */
 function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Run {
   execFileSync("sync");
   loadSamples.push(loadavg()[0] as number);
   const t = performance.now();
-  const r = spawnSync("/usr/bin/time", ["-f", "A3S_RSS_KB=%M", file, ...args], { encoding: "utf8", env, cwd, stdio: ["ignore", "ignore", "pipe"], maxBuffer: 1 << 26 });
+  const r = spawnSync("/usr/bin/time", ["-f", "A3S_RSS_KB=%M A3S_CPU_S=%U %S", file, ...args], { encoding: "utf8", env, cwd, stdio: ["ignore", "ignore", "pipe"], maxBuffer: 1 << 26 });
   const ms = performance.now() - t;
   if (r.status !== 0) throw new Error(`${file} ${args.join(" ")} failed: ${r.stderr}`);
-  return { ms, rssMiB: Number(/A3S_RSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024 };
+  const cpu = /A3S_CPU_S=([\d.]+) ([\d.]+)/.exec(r.stderr);
+  return { ms, rssMiB: Number(/A3S_RSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024, cpuMs: cpu ? (Number(cpu[1]) + Number(cpu[2])) * 1000 : NaN };
 }
 
 /** The installed version of a Debian package (mkfs.erofs 1.5 prints none of its own). */
@@ -77,8 +80,13 @@ function debianVersion(pkg: string): string {
   return r.status === 0 ? r.stdout.trim() : "unknown";
 }
 
-const sum = (...parts: Run[]): Run => ({ ms: parts.reduce((n, p) => n + p.ms, 0), rssMiB: Math.max(...parts.map((p) => p.rssMiB)) });
+const sum = (...parts: Run[]): Run => ({
+  ms: parts.reduce((n, p) => n + p.ms, 0),
+  rssMiB: Math.max(...parts.map((p) => p.rssMiB)),
+  cpuMs: parts.reduce((n, p) => n + p.cpuMs, 0),
+});
 const med = (runs: readonly Run[]): number => Math.round(median(runs.map((r) => r.ms)));
+const medCpu = (runs: readonly Run[]): number => Math.round(median(runs.map((r) => r.cpuMs)));
 /** Bytes a directory tree holds (GNU du's apparent size). */
 const diskBytes = (dir: string): number => Number(execFileSync("du", ["-sb", dir], { encoding: "utf8" }).split("\t")[0]);
 
@@ -237,6 +245,12 @@ async function main(): Promise<void> {
     const loadAfter = loadavg();
     for (const p of leftovers) rmSync(p, { recursive: true, force: true });
     const ratio = (theirsMs: number, oursMs: number): number => Math.round((theirsMs / oursMs) * 100) / 100;
+    /** The CPU time of both sides (medians) and how many times less ours used. */
+    const cpu = (oursRuns: readonly Run[], theirsRuns: readonly Run[]): { oursMs: number; theirsMs: number; ratio: number } => ({
+      oursMs: medCpu(oursRuns),
+      theirsMs: medCpu(theirsRuns),
+      ratio: ratio(medCpu(theirsRuns), medCpu(oursRuns)),
+    });
     const rows = formats.map((f) => ({
       format: f,
       oursMs: med(ours[f] ?? []),
@@ -244,6 +258,7 @@ async function main(): Promise<void> {
       speedup: ratio(med(theirs[f] ?? []), med(ours[f] ?? [])),
       oursRuns: (ours[f] ?? []).map((r) => Math.round(r.ms)),
       theirsRuns: (theirs[f] ?? []).map((r) => Math.round(r.ms)),
+      cpu: cpu(ours[f] ?? [], theirs[f] ?? []),
       bytes: sizes[f],
     }));
     const json = {
@@ -271,31 +286,33 @@ async function main(): Promise<void> {
         speedup: ratio(med(sameLevel[f].runs), med(ours[f] ?? [])),
         oursRuns: (ours[f] ?? []).map((r) => Math.round(r.ms)),
         theirsRuns: sameLevel[f].runs.map((r) => Math.round(r.ms)),
+        cpu: cpu(ours[f] ?? [], sameLevel[f].runs),
         bytes: { ours: sizes[f]?.ours ?? 0, theirs: sameLevel[f].bytes },
       })),
-      dirOnNewExt4: { oursMs: med(newFsOurs), theirsMs: med(newFsTheirs), speedup: ratio(med(newFsTheirs), med(newFsOurs)), oursRuns: newFsOurs.map((r) => Math.round(r.ms)), theirsRuns: newFsTheirs.map((r) => Math.round(r.ms)) },
-      registryPullErofs: { oursMs: med(pullOurs), theirsMs: med(pullTheirs), speedup: ratio(med(pullTheirs), med(pullOurs)), oursRuns: pullOurs.map((r) => Math.round(r.ms)), theirsRuns: pullTheirs.map((r) => Math.round(r.ms)) },
+      dirOnNewExt4: { oursMs: med(newFsOurs), theirsMs: med(newFsTheirs), speedup: ratio(med(newFsTheirs), med(newFsOurs)), oursRuns: newFsOurs.map((r) => Math.round(r.ms)), theirsRuns: newFsTheirs.map((r) => Math.round(r.ms)), cpu: cpu(newFsOurs, newFsTheirs) },
+      registryPullErofs: { oursMs: med(pullOurs), theirsMs: med(pullTheirs), speedup: ratio(med(pullTheirs), med(pullOurs)), oursRuns: pullOurs.map((r) => Math.round(r.ms)), theirsRuns: pullTheirs.map((r) => Math.round(r.ms)), cpu: cpu(pullOurs, pullTheirs) },
       warmRebuild: { coldMs: med(cold), warmMs: med(warm), percentOfCold: Math.round((1000 * med(warm)) / med(cold)) / 10, coldRuns: cold.map((r) => Math.round(r.ms)), warmRuns: warm.map((r) => Math.round(r.ms)), newOutMs: med(warmNewPath), newOutPercentOfCold: Math.round((1000 * med(warmNewPath)) / med(cold)) / 10, newOutRuns: warmNewPath.map((r) => Math.round(r.ms)) },
     };
     const mib = (b: number | undefined): string => `${((b ?? 0) / 2 ** 20).toFixed(1)} MiB`;
+    const cpuCell = (c: { oursMs: number; theirsMs: number; ratio: number }): string => `${c.oursMs} / ${c.theirsMs} ms (${c.ratio}×)`;
     const md = [
       "# OCI image → directory or bootable image, side by side with umoci (+ the mkfs tool)",
       "",
-      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands (\`sync\` before each, untimed); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts); \`umoci unpack\` deletes what the second layer whites out, so each unpack on the host's file system and each of our dir builds there started at least ${SETTLE_MS / 1000} s after the last unpack there (DeletionClock in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
+      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands (\`sync\` before each, untimed), and their CPU time (user + system, children included: GNU time), which a busy host inflates less (though on this VM the system time also carries the host's cost of giving back memory it had taken); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts); \`umoci unpack\` deletes what the second layer whites out, so each unpack on the host's file system and each of our dir builds there started at least ${SETTLE_MS / 1000} s after the last unpack there (DeletionClock in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
       "",
       `Image: Debian bookworm minbase (mmdebstrap) + a second umoci layer (whiteouts, additions), oci layout tag v2. Our tools: ${erofsTool.version}, ${squashfsTool.version} (Debian 13, provisioned into the cache); ext4 written by a3s-rootfs itself, checked with the host's e2fsck. Theirs: ${json.tools.theirs}. umoci unpack alone: ${json.umociUnpackMs} ms (median).`,
       "",
-      "| output | ours (`a3s-rootfs build oci:L:v2 -o F:OUT --no-cache`, empty layer store) | theirs (`umoci unpack` + tool) | speed-up | runs ours / theirs (ms) | size ours / theirs |",
-      "|---|---:|---:|---:|---|---|",
+      "| output | ours (`a3s-rootfs build oci:L:v2 -o F:OUT --no-cache`, empty layer store) | theirs (`umoci unpack` + tool) | speed-up | runs ours / theirs (ms) | CPU time ours / theirs (median) | size ours / theirs |",
+      "|---|---:|---:|---:|---|---|---|",
       ...rows.map(
         (r) =>
-          `| ${r.format === "dir" ? "dir (theirs: `umoci unpack` alone; sizes: `du -sb`)" : r.format === "squashfs" ? `squashfs (ours zstd level ${SQUASHFS_ZSTD_LEVEL}; theirs \`-comp zstd\`, mksquashfs's level 15, as a user types it)` : r.format === "erofs" ? `erofs (ours lz4hc level ${EROFS_LZ4HC_LEVEL}; theirs \`-zlz4hc\`, lz4hc's level 9, as a user types it)` : r.format} | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes?.ours)} / ${mib(r.bytes?.theirs)} |`,
+          `| ${r.format === "dir" ? "dir (theirs: `umoci unpack` alone; sizes: `du -sb`)" : r.format === "squashfs" ? `squashfs (ours zstd level ${SQUASHFS_ZSTD_LEVEL}; theirs \`-comp zstd\`, mksquashfs's level 15, as a user types it)` : r.format === "erofs" ? `erofs (ours lz4hc level ${EROFS_LZ4HC_LEVEL}; theirs \`-zlz4hc\`, lz4hc's level 9, as a user types it)` : r.format} | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${cpuCell(r.cpu)} | ${mib(r.bytes?.ours)} / ${mib(r.bytes?.theirs)} |`,
       ),
       ...json.likeForLike.map(
-        (r) => `| ${r.format} like for like (both ${r.level}) | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${mib(r.bytes.ours)} / ${mib(r.bytes.theirs)} |`,
+        (r) => `| ${r.format} like for like (both ${r.level}) | ${r.oursMs} ms | ${r.theirsMs} ms | ${r.speedup}× | ${r.oursRuns.join(", ")} / ${r.theirsRuns.join(", ")} | ${cpuCell(r.cpu)} | ${mib(r.bytes.ours)} / ${mib(r.bytes.theirs)} |`,
       ),
-      `| dir on a new ext4 (mkfs.ext4's defaults, journalled, loop-mounted; both sides' files on it) | ${json.dirOnNewExt4.oursMs} ms | ${json.dirOnNewExt4.theirsMs} ms (\`umoci unpack\`) | ${json.dirOnNewExt4.speedup}× | ${json.dirOnNewExt4.oursRuns.join(", ")} / ${json.dirOnNewExt4.theirsRuns.join(", ")} | |`,
-      `| registry pull → erofs | ${json.registryPullErofs.oursMs} ms | ${json.registryPullErofs.theirsMs} ms (skopeo copy + umoci unpack + mkfs.erofs at lz4hc level ${EROFS_LZ4HC_LEVEL}) | ${json.registryPullErofs.speedup}× | ${json.registryPullErofs.oursRuns.join(", ")} / ${json.registryPullErofs.theirsRuns.join(", ")} | |`,
+      `| dir on a new ext4 (mkfs.ext4's defaults, journalled, loop-mounted; both sides' files on it) | ${json.dirOnNewExt4.oursMs} ms | ${json.dirOnNewExt4.theirsMs} ms (\`umoci unpack\`) | ${json.dirOnNewExt4.speedup}× | ${json.dirOnNewExt4.oursRuns.join(", ")} / ${json.dirOnNewExt4.theirsRuns.join(", ")} | ${cpuCell(json.dirOnNewExt4.cpu)} | |`,
+      `| registry pull → erofs | ${json.registryPullErofs.oursMs} ms | ${json.registryPullErofs.theirsMs} ms (skopeo copy + umoci unpack + mkfs.erofs at lz4hc level ${EROFS_LZ4HC_LEVEL}) | ${json.registryPullErofs.speedup}× | ${json.registryPullErofs.oursRuns.join(", ")} / ${json.registryPullErofs.theirsRuns.join(", ")} | ${cpuCell(json.registryPullErofs.cpu)} | |`,
       "",
       `Warm rebuild (build cache on; the same \`build oci:L:v2 -o erofs:OUT\` twice, the second finding its own output at OUT): cold ${json.warmRebuild.coldMs} ms, warm ${json.warmRebuild.warmMs} ms = **${json.warmRebuild.percentOfCold} %** of cold (target ≤ 10 %). Runs: cold ${json.warmRebuild.coldRuns.join(", ")}; warm ${json.warmRebuild.warmRuns.join(", ")}.`,
       `The same build once more to a new OUT (the cached image copied there, read and hashed in one pass): ${json.warmRebuild.newOutMs} ms = ${json.warmRebuild.newOutPercentOfCold} % of cold. Runs: ${json.warmRebuild.newOutRuns.join(", ")}.`,
