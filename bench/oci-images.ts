@@ -33,6 +33,12 @@
 // our dir output) starts at least that minute after the last unpack there
 // (DeletionClock in stats.ts). Within each pair, ours goes first in even
 // runs and theirs in odd ones.
+// Every timed command but the warm rebuilds starts from an emptied page
+// cache with its inputs and both sides' programs read back in
+// (startFromEmptyPageCache in page-cache.ts): on this project's machines a
+// new page costs more the more page cache the machine holds, and the
+// outputs kept until the end grew it by gigabytes a round, so each round
+// ran on a dearer machine than the one before (bench/page-cache-state.ts).
 // The 1-minute load average is sampled before every timed command (the
 // machine is shared); the header gives it before, after and at its highest.
 // Run as root:  npm run build && node dist/bench/oci-images.js   (BENCH_RUNS=N, default 3)
@@ -48,30 +54,29 @@ import { guestProgramPath } from "../src/programs/index.js";
 import { startRegistry } from "../test/helpers/registry.js";
 import { minbaseLayout } from "./minbase-layout.js";
 import { INSTALLED_CLI as CLI } from "./installed-cli.js";
+import { programFiles, startFromEmptyPageCache } from "./page-cache.js";
 import { DeletionClock, machineLine, median, settleFilesystem, SETTLE_MS, writeResults } from "./stats.js";
+import { sumRuns, timedCommand, type Run } from "./timed-command.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
-
-interface Run {
-  ms: number;
-  rssMiB: number;
-  /** User + system CPU time of the command and its children, in ms: what the work cost, which a busy host inflates less than the wall clock. */
-  cpuMs: number;
-}
 
 /** 1-minute load averages seen before each timed command. */
 const loadSamples: number[] = [];
 
-/** A command's wall time, CPU time and peak RSS (/usr/bin/time), after a sync so no one pays for the writes of the one before. */
-function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Run {
-  execFileSync("sync");
+/** The programs both sides run, read back in with every command's inputs. */
+const programs = programFiles([process.execPath, CLI, "igzip", "prlimit", "umoci", "skopeo", "mkfs.erofs", "mksquashfs", "mke2fs", "cpio", "find", "sh"]);
+
+/**
+ * One timed command. `reads`: start it from an emptied page cache with these
+ * read back in (startFromEmptyPageCache; every command but the warm
+ * rebuilds, which time what the cold build left in the cache). Either way a
+ * `sync` first, so no one pays for the writes of the one before.
+ */
+function timed(file: string, args: string[], opts: { reads: readonly string[] | "keep the page cache"; env?: NodeJS.ProcessEnv; cwd?: string }): Run {
+  if (opts.reads === "keep the page cache") execFileSync("sync");
+  else startFromEmptyPageCache([...opts.reads, ...programs]);
   loadSamples.push(loadavg()[0] as number);
-  const t = performance.now();
-  const r = spawnSync("/usr/bin/time", ["-f", "A3S_RSS_KB=%M A3S_CPU_S=%U %S", file, ...args], { encoding: "utf8", env, cwd, stdio: ["ignore", "ignore", "pipe"], maxBuffer: 1 << 26 });
-  const ms = performance.now() - t;
-  if (r.status !== 0) throw new Error(`${file} ${args.join(" ")} failed: ${r.stderr}`);
-  const cpu = /A3S_CPU_S=([\d.]+) ([\d.]+)/.exec(r.stderr);
-  return { ms, rssMiB: Number(/A3S_RSS_KB=(\d+)/.exec(r.stderr)?.[1] ?? NaN) / 1024, cpuMs: cpu ? (Number(cpu[1]) + Number(cpu[2])) * 1000 : NaN };
+  return timedCommand(file, args, opts.env, opts.cwd);
 }
 
 /** The installed version of a Debian package (mkfs.erofs 1.5 prints none of its own). */
@@ -80,11 +85,6 @@ function debianVersion(pkg: string): string {
   return r.status === 0 ? r.stdout.trim() : "unknown";
 }
 
-const sum = (...parts: Run[]): Run => ({
-  ms: parts.reduce((n, p) => n + p.ms, 0),
-  rssMiB: Math.max(...parts.map((p) => p.rssMiB)),
-  cpuMs: parts.reduce((n, p) => n + p.cpuMs, 0),
-});
 const med = (runs: readonly Run[]): number => Math.round(median(runs.map((r) => r.ms)));
 const medCpu = (runs: readonly Run[]): number => Math.round(median(runs.map((r) => r.cpuMs)));
 /** Bytes a directory tree holds (GNU du's apparent size). */
@@ -150,9 +150,9 @@ async function main(): Promise<void> {
     settleFilesystem();
     // umoci's deletions on the host's file system: see DeletionClock.
     const deletions = new DeletionClock();
-    const unpackOnHost = (image: string, bundle: string): Run => {
+    const unpackOnHost = (layoutDir: string, bundle: string): Run => {
       deletions.settle();
-      const run = timed("umoci", ["unpack", "--image", image, bundle]);
+      const run = timed("umoci", ["unpack", "--image", `${layoutDir}:v2`, bundle], { reads: [layoutDir] });
       deletions.deleted();
       return run;
     };
@@ -164,38 +164,38 @@ async function main(): Promise<void> {
         const out = path(`ours.${format}`);
         const runOurs = (): void => {
           if (format === "dir") deletions.settle();
-          ours[format]?.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `${format}:${out}`, "--no-cache"], env));
+          ours[format]?.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `${format}:${out}`, "--no-cache"], { reads: [layout, env.A3S_CACHE_DIR as string], env }));
           if (format === "ext4") ext4Bytes ??= statSync(out).size;
         };
         // Each side goes first in every other run, so neither always follows the other's work.
         const oursFirst = i % 2 === 0;
         if (oursFirst) runOurs();
         const bundle = path("umoci");
-        const unpack = unpackOnHost(`${layout}:v2`, bundle);
+        const unpack = unpackOnHost(layout, bundle);
         theirsUnpack.push(unpack);
         const rootfs = join(bundle, "rootfs");
         const img = path(`theirs.${format}`);
         let tool: Run | undefined;
         if (format === "dir") tool = undefined;
         else if (format === "erofs") {
-          tool = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, rootfs]);
+          tool = timed("mkfs.erofs", ["--quiet", "-zlz4hc", img, rootfs], { reads: [rootfs] });
           const same = path("theirs-level.erofs");
-          sameLevel.erofs.runs.push(sum(unpack, timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, same, rootfs])));
+          sameLevel.erofs.runs.push(sumRuns(unpack, timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, same, rootfs], { reads: [rootfs] })));
           sameLevel.erofs.bytes = statSync(same).size;
           clean(same);
         }
         else if (format === "squashfs") {
-          tool = timed("mksquashfs", [rootfs, img, "-comp", "zstd", "-quiet", "-no-progress", "-noappend", "-no-exports"]);
+          tool = timed("mksquashfs", [rootfs, img, "-comp", "zstd", "-quiet", "-no-progress", "-noappend", "-no-exports"], { reads: [rootfs] });
           const same = path("theirs-level.squashfs");
           const level = ["-comp", "zstd", "-Xcompression-level", String(SQUASHFS_ZSTD_LEVEL)];
-          sameLevel.squashfs.runs.push(sum(unpack, timed("mksquashfs", [rootfs, same, ...level, "-quiet", "-no-progress", "-noappend", "-no-exports"])));
+          sameLevel.squashfs.runs.push(sumRuns(unpack, timed("mksquashfs", [rootfs, same, ...level, "-quiet", "-no-progress", "-noappend", "-no-exports"], { reads: [rootfs] })));
           sameLevel.squashfs.bytes = statSync(same).size;
           clean(same);
         }
-        else if (format === "ext4") tool = timed("mke2fs", ["-q", "-F", "-t", "ext4", "-d", rootfs, img, `${Math.ceil((ext4Bytes as number) / 1024)}k`]);
-        else tool = timed("sh", ["-c", `find . -depth -print0 | cpio --null -o -H newc --quiet > ${img}`], process.env, rootfs);
+        else if (format === "ext4") tool = timed("mke2fs", ["-q", "-F", "-t", "ext4", "-d", rootfs, img, `${Math.ceil((ext4Bytes as number) / 1024)}k`], { reads: [rootfs] });
+        else tool = timed("sh", ["-c", `find . -depth -print0 | cpio --null -o -H newc --quiet > ${img}`], { reads: [rootfs], cwd: rootfs });
         // dir: umoci unpack's own rootfs is their output.
-        theirs[format]?.push(tool ? sum(unpack, tool) : unpack);
+        theirs[format]?.push(tool ? sumRuns(unpack, tool) : unpack);
         if (!oursFirst) runOurs();
         sizes[format] = format === "dir" ? { ours: diskBytes(out), theirs: diskBytes(rootfs) } : { ours: statSync(out).size, theirs: statSync(img).size };
         clean(out, img, bundle, env.A3S_CACHE_DIR);
@@ -206,24 +206,24 @@ async function main(): Promise<void> {
         const env = freshCache(onNewFs);
         const out = onNewFs("ours.dir");
         const bundle = onNewFs("umoci");
-        const runOurs = (): number => newFsOurs.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `dir:${out}`, "--no-cache"], env));
+        const runOurs = (): number => newFsOurs.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `dir:${out}`, "--no-cache"], { reads: [layout, env.A3S_CACHE_DIR as string], env }));
         if (i % 2 === 0) runOurs();
-        newFsTheirs.push(timed("umoci", ["unpack", "--image", `${layout}:v2`, bundle]));
+        newFsTheirs.push(timed("umoci", ["unpack", "--image", `${layout}:v2`, bundle], { reads: [layout] }));
         if (i % 2 === 1) runOurs();
       }
 
       // Registry pull → erofs.
       const env = freshCache();
       const out = path("pull.erofs");
-      const pullOursOnce = (): number => pullOurs.push(timed(process.execPath, [CLI, "build", `docker://${ref}`, "-o", `erofs:${out}`, "--no-cache"], env));
+      const pullOursOnce = (): number => pullOurs.push(timed(process.execPath, [CLI, "build", `docker://${ref}`, "-o", `erofs:${out}`, "--no-cache"], { reads: [registry.storage, env.A3S_CACHE_DIR as string], env }));
       if (i % 2 === 0) pullOursOnce();
       const l2 = path("layout");
-      const copy = timed("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${l2}:v2`]);
+      const copy = timed("skopeo", ["copy", "--quiet", "--src-tls-verify=false", `docker://${ref}`, `oci:${l2}:v2`], { reads: [registry.storage] });
       const bundle = path("umoci");
-      const unpack = unpackOnHost(`${l2}:v2`, bundle);
+      const unpack = unpackOnHost(l2, bundle);
       const img = path("pull-theirs.erofs");
-      const mkfs = timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, img, join(bundle, "rootfs")]);
-      pullTheirs.push(sum(copy, unpack, mkfs));
+      const mkfs = timed("mkfs.erofs", ["--quiet", `-zlz4hc,${EROFS_LZ4HC_LEVEL}`, img, join(bundle, "rootfs")], { reads: [join(bundle, "rootfs")] });
+      pullTheirs.push(sumRuns(copy, unpack, mkfs));
       if (i % 2 === 1) pullOursOnce();
       clean(out, l2, bundle, img, env.A3S_CACHE_DIR);
 
@@ -233,11 +233,11 @@ async function main(): Promise<void> {
       const cacheEnv = freshCache();
       const a = path("cold.erofs");
       const sha = (...files: string[]): string[] => execFileSync("sha256sum", files, { encoding: "utf8" }).trim().split("\n").map((l) => l.split(" ")[0] as string);
-      cold.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${a}`], cacheEnv));
+      cold.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${a}`], { reads: [layout, cacheEnv.A3S_CACHE_DIR as string], env: cacheEnv }));
       const [coldHash] = sha(a);
-      warm.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${a}`], cacheEnv));
+      warm.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${a}`], { reads: "keep the page cache", env: cacheEnv }));
       const b = path("warm.erofs");
-      warmNewPath.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${b}`], cacheEnv));
+      warmNewPath.push(timed(process.execPath, [CLI, "build", `oci:${layout}:v2`, "-o", `erofs:${b}`], { reads: "keep the page cache", env: cacheEnv }));
       const [ha, hb] = sha(a, b);
       if (ha !== coldHash || hb !== coldHash) throw new Error(`a warm rebuild's erofs differs from the cold one: ${coldHash} vs ${ha} (same OUT), ${hb} (new OUT)`);
       clean(a, b, cacheEnv.A3S_CACHE_DIR);
@@ -298,7 +298,7 @@ async function main(): Promise<void> {
     const md = [
       "# OCI image → directory or bootable image, side by side with umoci (+ the mkfs tool)",
       "",
-      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands (\`sync\` before each, untimed), and their CPU time (user + system, children included: GNU time), which a busy host inflates less (though on this VM the system time also carries the host's cost of giving back memory it had taken); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts); \`umoci unpack\` deletes what the second layer whites out, so each unpack on the host's file system and each of our dir builds there started at least ${SETTLE_MS / 1000} s after the last unpack there (DeletionClock in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
+      `${json.machine}; 2 cores. Load while this ran (the machine may be shared): 1/5/15-minute load average ${json.loadAverage.before.join(" / ")} before, ${json.loadAverage.after.join(" / ")} after; the 1-minute load, sampled before each of the ${json.loadAverage.samples} timed commands, was ${json.loadAverage.lowestOneMinute} at its lowest and ${json.loadAverage.highestOneMinute} at its highest. Median of ${RUNS} runs; every pair ran back to back in the same iteration, ours first in even runs and theirs first in odd ones; wall time of whole commands; before each, untimed: \`sync\`, the page cache dropped and the command's inputs and both sides' programs read back in, then 3 s idle (the warm rebuilds excepted: they run on what the cold build left; bench/page-cache.ts says why), and their CPU time (user + system, children included: GNU time), which a busy host inflates less (though on this VM the system time also carries the host's cost of giving back memory it had taken); nothing was deleted until the last command, and the first ran a minute after the set-up (ext4 without a journal slows file creation for a minute after a large delete: settleFilesystem() in bench/stats.ts); \`umoci unpack\` deletes what the second layer whites out, so each unpack on the host's file system and each of our dir builds there started at least ${SETTLE_MS / 1000} s after the last unpack there (DeletionClock in bench/stats.ts). Absolute times vary with the load; read the ratios.`,
       "",
       `Image: Debian bookworm minbase (mmdebstrap) + a second umoci layer (whiteouts, additions), oci layout tag v2. Our tools: ${erofsTool.version}, ${squashfsTool.version} (Debian 13, provisioned into the cache); ext4 written by a3s-rootfs itself, checked with the host's e2fsck. Theirs: ${json.tools.theirs}. umoci unpack alone: ${json.umociUnpackMs} ms (median).`,
       "",

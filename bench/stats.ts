@@ -82,7 +82,12 @@ export function machineLine(): string {
  * 5 s after the one before and 1.09 and 1.13 s after 65 s of idling; a
  * layer blob read just before 100 s of idling was 94 % in the page cache
  * after it. Paired, interleaved runs and their ratios are what these
- * results compare.
+ * results compare. What did slow the OCI bench's later rounds is the page
+ * cache its kept outputs grew: with 8 GiB more of it, the same oci → dir
+ * build took 1.73 s (1.54 s of system time) against 1.30 s (1.01 s) with
+ * it emptied, where `umoci unpack`, which touches half as many new pages,
+ * went from 2.98 to 3.17 s (bench/results/page-cache-state.md). So that
+ * bench empties the page cache before each command (bench/page-cache.ts).
  */
 function hostMemoryNote(): string | undefined {
   const notes: string[] = [];
@@ -136,7 +141,7 @@ export function settleFilesystem(): void {
  * lock it held; `umoci unpack` itself took 2.80 s against 2.44 s. (The OCI
  * bench's runs of ours were still fastest by far in its first round, in
  * every row, image outputs included, with this clock as without it: that
- * has another cause, not found.)
+ * was the page cache the kept outputs grew, see hostMemoryNote().)
  */
 export class DeletionClock {
   private last: number | undefined;
