@@ -87,7 +87,8 @@ export function machineLine(): string {
  * build took 1.73 s (1.54 s of system time) against 1.30 s (1.01 s) with
  * it emptied, where `umoci unpack`, which touches half as many new pages,
  * went from 2.98 to 3.17 s (bench/results/page-cache-state.md). So that
- * bench empties the page cache before each command (bench/page-cache.ts).
+ * bench empties the page cache before each command but the warm rebuilds
+ * (bench/page-cache.ts).
  */
 function hostMemoryNote(): string | undefined {
   const notes: string[] = [];
