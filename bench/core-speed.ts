@@ -21,7 +21,7 @@
 //
 // Run as root (umoci and our dir output then apply ownership exactly):
 //   npm run build && node dist/bench/core-speed.js [RUNS]
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,6 +31,7 @@ import { compileTestBinary } from "../test/helpers/static-binary.js";
 import { CORE_LAYOUT_TAG, coreBenchLayout } from "./core-speed-layout.js";
 import { INSTALLED_CLI as CLI } from "./installed-cli.js";
 import { DeletionClock, machineLine, median, settleFilesystem, SETTLE_MS, timeRuns, writeResults } from "./stats.js";
+import { timedCommand, type TimedOutput } from "./timed-command.js";
 
 const RUNS = Number(process.argv[2] ?? 3);
 const CLI_RUNS = 20;
@@ -38,27 +39,14 @@ const IN_PROCESS_RUNS = 30;
 const ARCHIVE_WRITERS = fileURLToPath(new URL("./archive-writers.js", import.meta.url));
 const TREE_MEMORY = fileURLToPath(new URL("./core-speed-tree-memory.js", import.meta.url));
 
-interface Run {
-  ms: number;
-  rssMiB: number;
-  cpuMs: number;
-  stdout: string;
-}
-
 /** The 1-minute load average seen before each timed command (the machine may be shared). */
 const loadSamples: number[] = [];
 
-/** Runs a command under /usr/bin/time: wall milliseconds (measured here), peak RSS and user + system CPU. */
-function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, opts: { sync?: boolean } = {}): Run {
+/** Runs a command under /usr/bin/time (timedCommand), after a `sync` unless told not to. */
+function timed(file: string, args: string[], env: NodeJS.ProcessEnv = process.env, opts: { sync?: boolean } = {}): TimedOutput {
   if (opts.sync ?? true) execFileSync("sync");
   loadSamples.push(loadavg()[0] as number);
-  const t = performance.now();
-  const r = spawnSync("/usr/bin/time", ["-f", "A3S_TIME=%M %U %S", file, ...args], { encoding: "utf8", env, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 26 });
-  const ms = performance.now() - t;
-  if (r.status !== 0) throw new Error(`${file} ${args.join(" ")} failed: ${r.stderr}`);
-  const m = /A3S_TIME=(\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr);
-  if (!m) throw new Error(`no /usr/bin/time line from ${file}: ${r.stderr}`);
-  return { ms, rssMiB: Number(m[1]) / 1024, cpuMs: (Number(m[2]) + Number(m[3])) * 1000, stdout: r.stdout };
+  return timedCommand(file, args, env);
 }
 
 interface Summary {
@@ -68,7 +56,7 @@ interface Summary {
   peakRssMiB: number;
 }
 
-function summary(runs: Run[]): Summary {
+function summary(runs: TimedOutput[]): Summary {
   return {
     medianMs: Math.round(median(runs.map((r) => r.ms))),
     runsMs: runs.map((r) => Math.round(r.ms)),
@@ -101,9 +89,9 @@ async function main(): Promise<void> {
   try {
     // 1. oci → dir.
     const spec = `oci:${layout}:${CORE_LAYOUT_TAG}`;
-    const cold: Run[] = [];
-    const warm: Run[] = [];
-    const umoci: Run[] = [];
+    const cold: TimedOutput[] = [];
+    const warm: TimedOutput[] = [];
+    const umoci: TimedOutput[] = [];
     const leftovers: string[] = [];
     settleFilesystem();
     // umoci's deletions on the host's file system: see DeletionClock.
@@ -138,8 +126,8 @@ async function main(): Promise<void> {
     for (const p of leftovers) rmSync(p, { recursive: true, force: true });
 
     // 2. CLI start, interleaved so both see the same load; no sync (nothing large is written).
-    const bare: Run[] = [];
-    const cli: Run[] = [];
+    const bare: TimedOutput[] = [];
+    const cli: TimedOutput[] = [];
     const cpioOut = out("scratch.cpio.gz");
     for (let i = 0; i < CLI_RUNS + 2; i++) {
       const b = timed(process.execPath, ["-e", "0"], process.env, { sync: false });
@@ -157,7 +145,7 @@ async function main(): Promise<void> {
     // 3. Memory on /usr.
     const treeRun = timed(process.execPath, ["--expose-gc", TREE_MEMORY, "/usr"]);
     const tree = JSON.parse(treeRun.stdout) as { entries: number; heapMiB: number; walkMs: number };
-    const writers: Record<string, Run & { child: { entries: number; walkMs: number; writeMs: number; rssAfterWalkKiB: number } }> = {};
+    const writers: Record<string, TimedOutput & { child: { entries: number; walkMs: number; writeMs: number; rssAfterWalkKiB: number } }> = {};
     for (const format of ["tar", "cpio"]) {
       const archive = out(`usr.${format}`);
       const r = timed(process.execPath, [ARCHIVE_WRITERS, "--child", format, "/usr", archive]);

@@ -15,16 +15,21 @@ export interface Run {
   minorFaults: number;
 }
 
+/** A run and what the command printed on stdout (a bench's child may report its own figures there). */
+export interface TimedOutput extends Run {
+  stdout: string;
+}
+
 /** Runs `file` under /usr/bin/time; throws with its stderr when it fails. */
-export function timedCommand(file: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): Run {
+export function timedCommand(file: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env, cwd?: string): TimedOutput {
   const t = performance.now();
-  const r = spawnSync("/usr/bin/time", ["-f", "A3S_TIME=%M %U %S %R", file, ...args], { encoding: "utf8", env, cwd, stdio: ["ignore", "ignore", "pipe"], maxBuffer: 1 << 26 });
+  const r = spawnSync("/usr/bin/time", ["-f", "A3S_TIME=%M %U %S %R", file, ...args], { encoding: "utf8", env, cwd, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 1 << 26 });
   const ms = performance.now() - t;
   if (r.status !== 0) throw new Error(`${file} ${args.join(" ")} failed: ${r.stderr}`);
   const m = /A3S_TIME=(\d+) ([\d.]+) ([\d.]+) (\d+)/.exec(r.stderr);
   if (!m) throw new Error(`no timing from /usr/bin/time for ${file}: ${r.stderr}`);
   const [rssKb, user, sys, faults] = [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4])];
-  return { ms, rssMiB: rssKb / 1024, cpuMs: (user + sys) * 1000, sysMs: sys * 1000, minorFaults: faults };
+  return { ms, rssMiB: rssKb / 1024, cpuMs: (user + sys) * 1000, sysMs: sys * 1000, minorFaults: faults, stdout: r.stdout };
 }
 
 /** Several commands' runs as one (a chain of tools): times and faults add up, the peak RSS is the largest. */
