@@ -5,7 +5,11 @@
 //            ends the VM.
 // The native-init rootfs are uncompressed cpio initramfs images: the kernel
 // runs /init from an initramfs, so /init leads to the native init.
+import { mkdirSync } from "node:fs";
 import { stat } from "node:fs/promises";
+import { join } from "node:path";
+import { prepareBootMedia, type BootMedia } from "../src/boot/boot-media.js";
+import type { KernelBundle } from "../src/boot/kernel-bundle.js";
 import { RootfsBuilder, writeOutputs } from "../src/index.js";
 import { guestProgramPath } from "../src/programs/index.js";
 import { debootstrapSource } from "../src/sources/debootstrap.js";
@@ -14,15 +18,42 @@ import { bytesContent, type RootfsTree } from "../src/tree/index.js";
 export const EPOCH = 1_700_000_000;
 const AGENT = "/a3s/agent/a3s-box-code";
 
-/** The demo's rootfs, exactly as `a3s-rootfs demo` builds it. */
-export async function buildScratchDemo(path: string): Promise<{ entries: number }> {
-  const r = await new RootfsBuilder()
+/** The demo's rootfs, exactly as `a3s-rootfs demo` builds it, before its output is named. */
+function scratchBuilder(): RootfsBuilder {
+  return new RootfsBuilder()
     .withAgentBinary(guestProgramPath("probe"))
     .withAgentArgs(["--write", "/workspace/written-by-the-agent.txt"])
-    .withOutput("cpio", path)
-    .withEpoch(EPOCH)
-    .build();
+    .withEpoch(EPOCH);
+}
+
+/** The demo's rootfs as a cpio.gz initramfs. */
+export async function buildScratchDemo(path: string): Promise<{ entries: number }> {
+  const r = await scratchBuilder().withOutput("cpio", path).build();
   return { entries: r.entries };
+}
+
+/** The same rootfs as an erofs disk image (the A3S init's disk mode). */
+export async function buildScratchErofs(path: string): Promise<void> {
+  await scratchBuilder().withOutput("erofs", path).build();
+}
+
+/**
+ * The scratch rootfs as a cpio.gz and as an erofs disk, each with its boot
+ * media for `kernel`, as `run IMAGE` makes them without --workspace or
+ * --skills: keyed "scratch cpio" and "scratch erofs".
+ */
+export async function buildScratchMedia(work: string, kernel: KernelBundle): Promise<Record<string, BootMedia>> {
+  const cpio = join(work, "scratch.cpio.gz");
+  const erofs = join(work, "scratch.erofs");
+  await buildScratchDemo(cpio);
+  await buildScratchErofs(erofs);
+  const out: Record<string, BootMedia> = {};
+  for (const [name, kind, image] of [["scratch cpio", "cpio", cpio], ["scratch erofs", "erofs", erofs]] as const) {
+    const dir = join(work, kind);
+    mkdirSync(dir);
+    out[name] = await prepareBootMedia({ kind, image, kernel, transport: "9p", jobs: { shares: false, overlay: false }, workDir: dir });
+  }
+  return out;
 }
 
 // A oneshot service with the default dependencies, as any service a Debian

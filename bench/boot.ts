@@ -30,11 +30,9 @@ import { findMicrovmKernel, microvmKernelBundle } from "../src/boot/microvm-kern
 import { kernelCommandLine, runRootfs } from "../src/boot/run-vm.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
-import { buildDebianNative, buildScratchDemo, EPOCH } from "./boot-images.js";
+import { buildDebianNative, buildScratchDemo, buildScratchErofs } from "./boot-images.js";
 import { bootReport, type BootCase, type LoopResult } from "./boot-report.js";
 import { bootOnConsole } from "./boot-vm.js";
-import { RootfsBuilder } from "../src/index.js";
-import { guestProgramPath } from "../src/programs/index.js";
 import { rotated, writeResults } from "./stats.js";
 
 const RUNS = Number(process.env.BOOT_RUNS ?? 10);
@@ -110,12 +108,7 @@ async function buildImages(work: string): Promise<Images> {
   const scratchCpio = join(work, "scratch.cpio.gz");
   const scratchErofs = join(work, "scratch.erofs");
   await buildScratchDemo(scratchCpio);
-  await new RootfsBuilder()
-    .withAgentBinary(guestProgramPath("probe"))
-    .withAgentArgs(["--write", "/workspace/written-by-the-agent.txt"])
-    .withOutput("erofs", scratchErofs)
-    .withEpoch(EPOCH)
-    .build();
+  await buildScratchErofs(scratchErofs);
   const systemd = join(work, "systemd.cpio");
   const built = await buildDebianNative(systemd, say);
   // A native image boots without prepareBootMedia, so it gets that padding here (see boot-media.ts).

@@ -25,19 +25,17 @@
 //   INIT_STEPS_RUNS=N boots per image and kind (default 10),
 //   INIT_STEPS_KINDS=started,ready,named,debug (the kinds, in this order)
 // Writes bench/results/init-steps.{md,json}.
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { chooseAccelerator } from "../src/boot/accelerator.js";
-import { prepareBootMedia, type BootMedia } from "../src/boot/boot-media.js";
+import type { BootMedia } from "../src/boot/boot-media.js";
 import { findMicrovmKernel, microvmKernelBundle } from "../src/boot/microvm-kernel-cache.js";
 import { kernelCmdlineOptions } from "../src/boot/kernel-bundle.js";
 import { kernelCommandLine } from "../src/boot/run-vm.js";
-import { RootfsBuilder } from "../src/index.js";
-import { guestProgramPath } from "../src/programs/index.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { requireTool } from "../src/util/host-tool.js";
-import { buildScratchDemo, EPOCH } from "./boot-images.js";
+import { buildScratchMedia } from "./boot-images.js";
 import { bootOnConsole, type ConsoleBoot } from "./boot-vm.js";
 import { machineLine, median, writeResults } from "./stats.js";
 
@@ -76,7 +74,7 @@ async function main(): Promise<void> {
   const namedCmdline = await kernelCommandLine(accel, { job: true, ...asRun });
   const work = mkdtempSync(join(tmpdir(), "a3s-bench-init-"));
   try {
-    const media = await buildMedia(work, kernel);
+    const media = await buildScratchMedia(work, kernel);
     const kinds = (process.env.INIT_STEPS_KINDS ?? "started,ready,named,debug").split(",") as Kind[];
     const boots: Boot[] = [];
     const loadAtStart = loadavg();
@@ -96,25 +94,6 @@ async function main(): Promise<void> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-}
-
-async function buildMedia(work: string, kernel: ReturnType<typeof microvmKernelBundle>): Promise<Record<string, BootMedia>> {
-  const cpio = join(work, "scratch.cpio.gz");
-  const erofs = join(work, "scratch.erofs");
-  await buildScratchDemo(cpio);
-  await new RootfsBuilder()
-    .withAgentBinary(guestProgramPath("probe"))
-    .withAgentArgs(["--write", "/workspace/written-by-the-agent.txt"])
-    .withOutput("erofs", erofs)
-    .withEpoch(EPOCH)
-    .build();
-  const out: Record<string, BootMedia> = {};
-  for (const [name, kind, image] of [["scratch cpio", "cpio", cpio], ["scratch erofs", "erofs", erofs]] as const) {
-    const dir = join(work, kind);
-    mkdirSync(dir);
-    out[name] = await prepareBootMedia({ kind, image, kernel, transport: "9p", jobs: { shares: false, overlay: false }, workDir: dir });
-  }
-  return out;
 }
 
 const DEBUG_LINE = /^a3s-init: \[([\d.]+) ms\] (.*)$/;
